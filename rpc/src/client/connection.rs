@@ -1,0 +1,310 @@
+//! One multiplexed client connection: a writer task, a reader task, and the
+//! map from call id to the caller waiting for that id's response.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::Config;
+use crate::Error;
+use crate::protocol::{FrameBuf, FrameCodec, GoAwayReason, Kind, RequestHead};
+use crate::transport::{self, FrameReader, Outbox};
+
+/// What a waiting caller receives: the Response payload, or why it never came.
+pub(super) type Reply = Result<Bytes, Arc<str>>;
+
+pub(super) struct Connection {
+    outbox: Outbox,
+    shared: Arc<Shared>,
+    permits: Semaphore,
+    next_id: AtomicU64,
+    reader: JoinHandle<()>,
+    peer: SocketAddr,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<u64, oneshot::Sender<Reply>>,
+    /// Set once the connection is dead; no call may be added after.
+    closed: Option<Arc<str>>,
+    /// Set by GoAway: in-flight calls finish, new calls use a new connection.
+    draining: bool,
+}
+
+/// Why [`Connection::call`] failed.
+pub(super) enum CallError {
+    /// The connection is draining or closed and the request was never sent:
+    /// here it is back, to send on another connection.
+    NotSent(FrameBuf),
+    /// A failure to hand to the caller as is.
+    Failed(Error),
+}
+
+impl Connection {
+    /// Connects to the first address that accepts, and shakes hands.
+    pub(super) async fn connect(addrs: &[SocketAddr], config: &Config) -> Result<Arc<Self>, Error> {
+        let mut last = None;
+        for &addr in addrs {
+            match Self::connect_one(addr, config).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Config("no address to connect to".into())))
+    }
+
+    async fn connect_one(addr: SocketAddr, config: &Config) -> Result<Arc<Self>, Error> {
+        let stream = transport::connect_tcp(addr, config.connect_timeout).await?;
+        let (r, w) = stream.into_split();
+        Self::start(r, w, addr, config).await
+    }
+
+    /// Runs the handshake over any byte stream and starts the reader and writer.
+    pub(super) async fn start<R, W>(
+        r: R,
+        mut w: W,
+        peer: SocketAddr,
+        config: &Config,
+    ) -> Result<Arc<Self>, Error>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        let mut reader = FrameReader::new(r, FrameCodec::new(config.max_frame));
+        transport::handshake(&mut reader, &mut w, false, config.handshake_timeout).await?;
+        let (outbox, _writer) = transport::spawn_writer(w);
+        let shared = Arc::new(Shared::default());
+        let reader = tokio::spawn(read_loop(
+            reader,
+            shared.clone(),
+            outbox.downgrade(),
+            config.keepalive_interval,
+            config.keepalive_timeout,
+        ));
+        Ok(Arc::new(Connection {
+            outbox,
+            shared,
+            permits: Semaphore::new(config.max_in_flight),
+            next_id: AtomicU64::new(1),
+            reader,
+            peer,
+        }))
+    }
+
+    /// Whether new calls may use this connection.
+    pub(super) fn is_usable(&self) -> bool {
+        let st = self.shared.state.lock().unwrap();
+        st.closed.is_none() && !st.draining
+    }
+
+    pub(super) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Sends one request and waits for its response payload until `deadline`.
+    /// Returns the payload and the request as sent (shared, not copied).
+    /// Dropping the returned future cancels the call on the server.
+    pub(super) async fn call(
+        &self,
+        method: &'static str,
+        mut frame: FrameBuf,
+        deadline: Instant,
+    ) -> Result<(Bytes, Bytes), CallError> {
+        let deadline_exceeded =
+            |budget| CallError::Failed(Error::DeadlineExceeded { method, budget });
+        let _permit = match tokio::time::timeout_at(deadline, self.permits.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(CallError::NotSent(frame)),
+            Err(_) => return Err(deadline_exceeded(Duration::ZERO)),
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let budget = deadline.saturating_duration_since(Instant::now());
+        if budget.is_zero() {
+            return Err(deadline_exceeded(budget));
+        }
+        RequestHead::patch(&mut frame, id, budget);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.shared.state.lock().unwrap();
+            if st.closed.is_some() || st.draining {
+                return Err(CallError::NotSent(frame));
+            }
+            st.pending.insert(id, tx);
+        }
+        let guard = Pending { conn: self, id };
+        let request = frame.finish();
+        if let Err(unsent) = self.outbox.send(request.clone()) {
+            self.shared.state.lock().unwrap().pending.remove(&id);
+            std::mem::forget(guard);
+            return Err(CallError::NotSent(FrameBuf::from_bytes(unsent.0)));
+        }
+        let reply = tokio::time::timeout_at(deadline, rx).await;
+        match reply {
+            Ok(Ok(Ok(payload))) => {
+                std::mem::forget(guard);
+                Ok((payload, request))
+            }
+            Ok(Ok(Err(reason))) => {
+                std::mem::forget(guard);
+                Err(CallError::Failed(Error::disconnected(method, reason)))
+            }
+            Ok(Err(_)) => Err(CallError::Failed(Error::disconnected(
+                method,
+                "the connection was dropped",
+            ))),
+            Err(_) => Err(deadline_exceeded(budget)),
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The writer ends by itself once the outbox is dropped; the reader holds
+        // no outbox, so it is stopped here.
+        self.reader.abort();
+    }
+}
+
+/// Removes a call from the pending map when its future is dropped early
+/// (deadline or the caller gave up), and tells the server to drop the handler.
+struct Pending<'a> {
+    conn: &'a Connection,
+    id: u64,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let removed = self
+            .conn
+            .shared
+            .state
+            .lock()
+            .unwrap()
+            .pending
+            .remove(&self.id);
+        if removed.is_some() {
+            let _ = self
+                .conn
+                .outbox
+                .send(FrameBuf::new(Kind::Cancel, self.id, 0).finish());
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: FrameReader<R>,
+    shared: Arc<Shared>,
+    outbox: tokio::sync::mpsc::WeakUnboundedSender<Bytes>,
+    keepalive_interval: Duration,
+    keepalive_timeout: Duration,
+) {
+    let mut last_heard = Instant::now();
+    let mut ping_sent: Option<Instant> = None;
+    let mut tick = tokio::time::interval(keepalive_interval.min(keepalive_timeout) / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let reason: String = loop {
+        let frame = tokio::select! {
+            frame = reader.next() => frame,
+            _ = tick.tick() => {
+                match keepalive_check(&shared, last_heard, &mut ping_sent, keepalive_interval, keepalive_timeout) {
+                    Keepalive::Fine => {}
+                    Keepalive::SendPing => {
+                        if let Some(out) = outbox.upgrade() {
+                            let _ = out.send(FrameBuf::new(Kind::Ping, 0, 0).finish());
+                        }
+                    }
+                    Keepalive::Dead => break format!("no answer to a keepalive ping within {keepalive_timeout:?}"),
+                }
+                continue;
+            }
+        };
+        last_heard = Instant::now();
+        ping_sent = None;
+        let frame = match frame {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => break format!("protocol error from the server: {e}"),
+            None => break "the server closed the connection".into(),
+        };
+        match frame.kind {
+            Kind::Response => {
+                let tx = shared.state.lock().unwrap().pending.remove(&frame.call_id);
+                // No entry: the call was cancelled or timed out; drop the late reply.
+                if let Some(tx) = tx {
+                    let _ = tx.send(Ok(frame.payload));
+                }
+            }
+            Kind::GoAway => {
+                let (why, message) = GoAwayReason::parse(&frame.payload);
+                let mut st = shared.state.lock().unwrap();
+                st.draining = true;
+                if why != Some(GoAwayReason::Shutdown) && st.pending.is_empty() {
+                    break format!("the server sent GoAway: {message}");
+                }
+            }
+            Kind::Ping => {
+                if let Some(out) = outbox.upgrade() {
+                    let _ = out.send(FrameBuf::new(Kind::Pong, frame.call_id, 0).finish());
+                }
+            }
+            Kind::Pong => {}
+            other => {
+                break format!("protocol error: the server sent an unexpected {other:?} frame");
+            }
+        }
+    };
+    let pending = {
+        let mut st = shared.state.lock().unwrap();
+        let reason: Arc<str> = reason.into();
+        st.closed = Some(reason.clone());
+        std::mem::take(&mut st.pending)
+            .into_values()
+            .map(move |tx| (tx, reason.clone()))
+    };
+    for (tx, reason) in pending {
+        let _ = tx.send(Err(reason));
+    }
+}
+
+enum Keepalive {
+    Fine,
+    SendPing,
+    Dead,
+}
+
+/// gRPC's rule: ping only while calls are in flight and the line has been
+/// silent; declare the peer dead if the ping goes unanswered.
+fn keepalive_check(
+    shared: &Shared,
+    last_heard: Instant,
+    ping_sent: &mut Option<Instant>,
+    interval: Duration,
+    timeout: Duration,
+) -> Keepalive {
+    if let Some(sent) = *ping_sent {
+        return if sent.elapsed() >= timeout {
+            Keepalive::Dead
+        } else {
+            Keepalive::Fine
+        };
+    }
+    let busy = !shared.state.lock().unwrap().pending.is_empty();
+    if busy && last_heard.elapsed() >= interval {
+        *ping_sent = Some(Instant::now());
+        return Keepalive::SendPing;
+    }
+    Keepalive::Fine
+}

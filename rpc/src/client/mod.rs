@@ -1,0 +1,441 @@
+//! The client side: a [`Channel`] is what generated `{Trait}Client`s call
+//! through. It owns one multiplexed connection at a time, reconnects with
+//! backoff when that connection dies, and moves to a new connection when the
+//! server sends GoAway.
+//!
+//! # Cancel safety
+//!
+//! Dropping a call's future before it completes cancels the call: the request
+//! is removed from the connection, a Cancel frame tells the server to drop the
+//! handler, and a response that still arrives is discarded. The call may or may
+//! not have run on the server by then.
+
+mod backoff;
+mod connection;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::Error;
+use crate::codec;
+use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, RequestHead, Status};
+use backoff::Backoff;
+use connection::{CallError, Connection};
+
+/// Client settings; every default is from the design's limits table.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) timeout: Duration,
+    pub(crate) max_frame: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) keepalive_interval: Duration,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) backoff_initial: Duration,
+    pub(crate) backoff_max: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            timeout: Duration::from_secs(30),
+            max_frame: 16 << 20,
+            max_in_flight: 10_000,
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Configures and connects a [`Channel`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), rpc::Error> {
+/// use std::time::Duration;
+/// let channel = rpc::Channel::builder()
+///     .timeout(Duration::from_secs(2))
+///     .max_frame(64 << 20)
+///     .connect("127.0.0.1:7878")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    config: Config,
+}
+
+impl Builder {
+    /// The deadline of a call that sets none (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// The largest frame sent or accepted, in bytes (default 16 MiB).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.config.max_frame = bytes.min(u32::MAX as usize);
+        self
+    }
+
+    /// Calls in flight on the connection at once; callers beyond it wait
+    /// (default 10,000).
+    pub fn max_in_flight(mut self, calls: usize) -> Self {
+        self.config.max_in_flight = calls.max(1);
+        self
+    }
+
+    /// How long to wait for a TCP connection to be made (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// How long the server has to answer the handshake (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// Ping after `interval` of silence while calls are in flight, and treat the
+    /// connection as dead if nothing arrives within `timeout` more (defaults
+    /// 30 s and 20 s).
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.keepalive_interval = interval.max(Duration::from_millis(1));
+        self.config.keepalive_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The first and the largest delay between reconnect attempts (defaults
+    /// 100 ms and 10 s; each failure multiplies the delay by 1.6, +-20% jitter).
+    pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config.backoff_initial = initial;
+        self.config.backoff_max = max.max(initial);
+        self
+    }
+
+    /// Resolves `addr` and connects.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the address does not resolve or refuses the connection,
+    /// [`Error::Protocol`] if the peer fails the handshake.
+    pub async fn connect(self, addr: impl tokio::net::ToSocketAddrs) -> Result<Channel, Error> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| Error::io("resolving the server address", e))?
+            .collect();
+        let conn = Connection::connect(&addrs, &self.config).await?;
+        Ok(Channel {
+            timeout: self.config.timeout,
+            inner: Arc::new(Inner {
+                addrs,
+                current: Mutex::new(Some(conn)),
+                connecting: tokio::sync::Mutex::new(Backoff::new(
+                    self.config.backoff_initial,
+                    self.config.backoff_max,
+                )),
+                config: self.config,
+            }),
+        })
+    }
+}
+
+/// A handle to a server that generated clients call through. Cheap to clone:
+/// clones share one multiplexed connection.
+#[derive(Clone)]
+pub struct Channel {
+    inner: Arc<Inner>,
+    timeout: Duration,
+}
+
+struct Inner {
+    addrs: Vec<SocketAddr>,
+    config: Config,
+    current: Mutex<Option<Arc<Connection>>>,
+    /// Held while (re)connecting, so concurrent callers make one attempt.
+    connecting: tokio::sync::Mutex<Backoff>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("addrs", &self.inner.addrs)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Channel {
+    /// A builder for a channel with non-default settings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Connects with default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::connect`].
+    pub async fn connect(addr: impl tokio::net::ToSocketAddrs) -> Result<Channel, Error> {
+        Builder::default().connect(addr).await
+    }
+
+    /// A handle on the same connection whose calls have deadline `timeout`.
+    pub fn with_timeout(&self, timeout: Duration) -> Channel {
+        Channel {
+            inner: self.inner.clone(),
+            timeout,
+        }
+    }
+
+    /// The deadline given to calls made through this handle.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The address of the server currently connected, if any.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.inner
+            .current
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|c| c.peer())
+    }
+
+    /// Encodes a request. Generated clients call this, then [`Channel::call`]:
+    /// encoding happens when the method is called, so the call's future
+    /// borrows nothing.
+    #[doc(hidden)]
+    pub fn request<A: Serialize + ?Sized>(
+        &self,
+        method: &'static str,
+        method_id: u64,
+        args: &A,
+    ) -> Request {
+        Request {
+            method,
+            deadline: self.deadline(),
+            frame: self.encode_request(method, method_id, args),
+        }
+    }
+
+    /// Sends an encoded request and decodes the reply as an `R`.
+    #[doc(hidden)]
+    pub fn call<R>(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<R, Error>> + Send + 'static + use<R>
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        async move {
+            let Request {
+                method,
+                deadline,
+                frame,
+            } = request;
+            let budget = deadline.saturating_duration_since(Instant::now());
+            let payload = inner.send(method, frame?, deadline).await?;
+            decode_response(method, budget, payload)
+        }
+    }
+
+    /// The earlier of this handle's timeout and the deadline of the handler we
+    /// are running in, if any: budgets propagate through call chains.
+    fn deadline(&self) -> Instant {
+        let own = Instant::now() + self.timeout;
+        match crate::context::current_deadline() {
+            Some(inherited) if inherited < own => inherited,
+            _ => own,
+        }
+    }
+
+    fn encode_request<A: Serialize + ?Sized>(
+        &self,
+        method: &'static str,
+        method_id: u64,
+        args: &A,
+    ) -> Result<FrameBuf, Error> {
+        let mut frame = FrameBuf::new(Kind::Request, 0, 64);
+        RequestHead {
+            method_id,
+            budget: Duration::ZERO,
+        }
+        .write(&mut frame);
+        let limit = self.inner.config.max_frame + LEN_PREFIX;
+        codec::encode_into(args, frame.payload_mut(), limit).map_err(|e| match e {
+            codec::EncodeError::TooLarge { limit } => Error::FrameTooLarge {
+                method,
+                what: "request",
+                size: limit - LEN_PREFIX + 1,
+                limit: limit - LEN_PREFIX,
+            },
+            codec::EncodeError::Serde(message) => Error::Encode { method, message },
+        })?;
+        Ok(frame)
+    }
+}
+
+/// An encoded request, ready for [`Channel::call`].
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Request {
+    method: &'static str,
+    deadline: Instant,
+    frame: Result<FrameBuf, Error>,
+}
+
+impl Inner {
+    /// Sends on the current connection, moving to a new one if the request
+    /// provably did not run (the connection was draining, or the server
+    /// refused it with ShuttingDown after its GoAway crossed our request).
+    async fn send(
+        &self,
+        method: &'static str,
+        frame: FrameBuf,
+        deadline: Instant,
+    ) -> Result<Bytes, Error> {
+        let mut frame = frame;
+        for _attempt in 0..3 {
+            let conn = self.connection(method, deadline).await?;
+            match conn.call(method, frame, deadline).await {
+                Ok((payload, _)) if !is_shutting_down(&payload) || conn.is_usable() => {
+                    return Ok(payload);
+                }
+                Ok((payload, sent)) => {
+                    self.forget(&conn);
+                    frame = FrameBuf::from_bytes(sent);
+                    let _ = payload;
+                }
+                Err(CallError::NotSent(unsent)) => {
+                    self.forget(&conn);
+                    frame = unsent;
+                }
+                Err(CallError::Failed(e)) => return Err(e),
+            }
+        }
+        Err(Error::ShuttingDown { method })
+    }
+
+    /// A live connection: the current one, or a new one (one attempt at a time,
+    /// spaced by the backoff).
+    async fn connection(
+        &self,
+        method: &'static str,
+        deadline: Instant,
+    ) -> Result<Arc<Connection>, Error> {
+        if let Some(conn) = self.usable() {
+            return Ok(conn);
+        }
+        let mut backoff = tokio::time::timeout_at(deadline, self.connecting.lock())
+            .await
+            .map_err(|_| Error::DeadlineExceeded {
+                method,
+                budget: Duration::ZERO,
+            })?;
+        if let Some(conn) = self.usable() {
+            return Ok(conn);
+        }
+        if let Some(wait_until) = backoff.retry_at() {
+            if wait_until > deadline {
+                return Err(Error::disconnected(method, backoff.describe(wait_until)));
+            }
+            tokio::time::sleep_until(wait_until).await;
+        }
+        match Connection::connect(&self.addrs, &self.config).await {
+            Ok(conn) => {
+                backoff.succeeded();
+                *self.current.lock().unwrap() = Some(conn.clone());
+                Ok(conn)
+            }
+            Err(e) => {
+                backoff.failed(e.to_string());
+                Err(Error::disconnected(
+                    method,
+                    format!("reconnecting failed: {e}"),
+                ))
+            }
+        }
+    }
+
+    fn usable(&self) -> Option<Arc<Connection>> {
+        self.current
+            .lock()
+            .unwrap()
+            .as_ref()
+            .filter(|c| c.is_usable())
+            .cloned()
+    }
+
+    fn forget(&self, conn: &Arc<Connection>) {
+        let mut current = self.current.lock().unwrap();
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            *current = None;
+        }
+    }
+}
+
+fn is_shutting_down(payload: &Bytes) -> bool {
+    payload.first() == Some(&(Status::ShuttingDown as u8))
+}
+
+/// Turns a Response payload into the method's return value or a typed error.
+fn decode_response<R: DeserializeOwned>(
+    method: &'static str,
+    budget: Duration,
+    payload: Bytes,
+) -> Result<R, Error> {
+    let Some((&status, body)) = payload.split_first() else {
+        return Err(Error::Protocol(format!("{method}: empty response")));
+    };
+    let message = || String::from_utf8_lossy(body).into_owned();
+    match Status::from_u8(status) {
+        Some(Status::Ok) => codec::decode::<R>(body).map_err(|message| Error::Decode {
+            method,
+            side: "response",
+            message,
+        }),
+        Some(Status::UnknownMethod) => Err(Error::UnknownMethod { method }),
+        Some(Status::Decode) => Err(Error::Decode {
+            method,
+            side: "request on the server",
+            message: message(),
+        }),
+        Some(Status::Panicked) => Err(Error::Panicked {
+            method,
+            message: message(),
+        }),
+        Some(Status::DeadlineExceeded) => Err(Error::DeadlineExceeded { method, budget }),
+        Some(Status::Overloaded) => Err(Error::Overloaded {
+            method,
+            reason: message(),
+        }),
+        Some(Status::ShuttingDown) => Err(Error::ShuttingDown { method }),
+        Some(Status::FrameTooLarge) if body.len() == 16 => {
+            let mut b = body;
+            Err(Error::FrameTooLarge {
+                method,
+                what: "response",
+                size: b.get_u64() as usize,
+                limit: b.get_u64() as usize,
+            })
+        }
+        _ => Err(Error::Protocol(format!(
+            "{method}: unknown response status {status}"
+        ))),
+    }
+}

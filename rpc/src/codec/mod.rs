@@ -1,0 +1,162 @@
+//! Payload serialization: bincode 2 over serde, behind this one seam, so another
+//! format can be offered later as a feature without touching the rest.
+//!
+//! Peer bytes are never trusted. Every decode here:
+//! - caps what bincode may allocate with `with_limit`: bincode 2 trusts length
+//!   prefixes, and without a limit a 13-byte frame claiming a 2^40-byte string
+//!   aborts the whole process. bincode counts every primitive at its in-memory
+//!   size (a one-byte varint `u128` claims 16 bytes), so the cap is 16x the
+//!   payload, rounded up to a power of four, and at least 64 KiB;
+//! - refuses nesting deeper than [`MAX_DEPTH`] (a 200,000-deep recursive value
+//!   in 200 KB would otherwise overflow the stack and abort the process), and
+//!   more sequence elements than the payload could hold (a `Vec<()>` claiming
+//!   2^63 elements would otherwise spin forever): see [`guard`];
+//! - refuses trailing bytes.
+
+mod guard;
+
+use bytes::BytesMut;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The deepest nesting a decoded value may have. serde_json uses 128.
+pub(crate) const MAX_DEPTH: usize = 128;
+/// Sequence elements allowed beyond one per payload byte (for zero-sized elements).
+const SPARE_ELEMENTS: usize = 4096;
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Why a value could not be encoded.
+#[derive(Debug)]
+pub(crate) enum EncodeError {
+    /// The encoding passed `limit` bytes; it was stopped there.
+    TooLarge { limit: usize },
+    /// serde refused the value (for example a sequence of unknown length).
+    Serde(String),
+}
+
+struct LimitedWriter<'a> {
+    buf: &'a mut BytesMut,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl bincode::enc::write::Writer for LimitedWriter<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        if self.buf.len() + bytes.len() > self.limit {
+            self.overflowed = true;
+            return Err(bincode::error::EncodeError::Other("frame limit"));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Appends `value` to `buf`, failing (without growing `buf` past it) if `buf`
+/// would exceed `limit` bytes in all.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> Result<(), EncodeError> {
+    let mut w = LimitedWriter {
+        buf,
+        limit,
+        overflowed: false,
+    };
+    match bincode::serde::encode_into_writer(value, &mut w, config()) {
+        Ok(()) => Ok(()),
+        Err(_) if w.overflowed => Err(EncodeError::TooLarge { limit }),
+        Err(e) => Err(EncodeError::Serde(e.to_string())),
+    }
+}
+
+/// Decodes a `T` that must fill `bytes` exactly, safely against hostile input.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let claim = bytes.len().saturating_mul(16);
+    // One arm per power of four: `with_limit` takes a const.
+    match claim {
+        ..=0x1_0000 => decode_limited::<T, 0x1_0000>(bytes),
+        ..=0x4_0000 => decode_limited::<T, 0x4_0000>(bytes),
+        ..=0x10_0000 => decode_limited::<T, 0x10_0000>(bytes),
+        ..=0x40_0000 => decode_limited::<T, 0x40_0000>(bytes),
+        ..=0x100_0000 => decode_limited::<T, 0x100_0000>(bytes),
+        ..=0x400_0000 => decode_limited::<T, 0x400_0000>(bytes),
+        ..=0x1000_0000 => decode_limited::<T, 0x1000_0000>(bytes),
+        ..=0x4000_0000 => decode_limited::<T, 0x4000_0000>(bytes),
+        // Payloads past 64 MiB (a raised frame limit) get a 16 GiB cap: still far
+        // from the 2^40-byte claims that abort the process.
+        _ => decode_limited::<T, { 1 << 34 }>(bytes),
+    }
+}
+
+fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T, String> {
+    let limits = guard::Limits {
+        max_depth: MAX_DEPTH,
+        max_elements: bytes.len().saturating_add(SPARE_ELEMENTS),
+    };
+    let (value, read) = bincode::serde::seed_decode_from_slice(
+        guard::Guarded::<T>::new(limits),
+        bytes,
+        config().with_limit::<LIMIT>(),
+    )
+    .map_err(|e| e.to_string())?;
+    if read != bytes.len() {
+        return Err(format!(
+            "{} unexpected trailing bytes after the value",
+            bytes.len() - read
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: T) {
+        let mut buf = BytesMut::new();
+        encode_into(&v, &mut buf, usize::MAX).unwrap();
+        assert_eq!(decode::<T>(&buf).unwrap(), v);
+    }
+
+    #[test]
+    fn values_round_trip() {
+        round_trip((1i64, -2i32, "three".to_string()));
+        round_trip(vec![u128::MAX, 0, 1]);
+        round_trip(vec![0u64; 100_000]); // 1 byte each on the wire, 8 claimed
+        round_trip(Some(BTreeMap::from([(1u8, vec!["a".to_string()])])));
+        round_trip(());
+    }
+
+    #[test]
+    fn string_length_bomb_is_an_error_not_an_abort() {
+        // varint 253 = u64 follows: a string of 2^40 bytes, then nothing.
+        let mut bytes = vec![253];
+        bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        let err = decode::<String>(&bytes).unwrap_err();
+        assert!(err.to_lowercase().contains("limit"), "{err}");
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let err = decode::<u8>(&[1, 2]).unwrap_err();
+        assert!(err.contains("trailing"), "{err}");
+        assert!(decode::<u32>(&[]).is_err(), "truncated input");
+    }
+
+    #[test]
+    fn encode_stops_at_the_limit() {
+        let mut buf = BytesMut::new();
+        let big = vec![7u8; 1000];
+        assert!(matches!(
+            encode_into(&big, &mut buf, 100),
+            Err(EncodeError::TooLarge { limit: 100 })
+        ));
+        assert!(buf.len() <= 100);
+    }
+}

@@ -1,0 +1,105 @@
+//! The per-call context a handler can read: deadline, peer, call id, method.
+//!
+//! Handlers take no context argument (the trait stays a plain Rust trait);
+//! instead the server runs each handler inside a task-local scope:
+//!
+//! ```no_run
+//! # async fn handler() {
+//! let ctx = rpc::context::current();
+//! println!("{} from {:?}, {:?} left", ctx.method(), ctx.peer_addr(), ctx.remaining());
+//! # }
+//! ```
+//!
+//! A call made from inside a handler inherits the remaining budget: its
+//! deadline is the earlier of its own timeout and this context's deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// What the server knows about the call a handler is serving.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub(crate) deadline: Instant,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) call_id: u64,
+    pub(crate) method: &'static str,
+}
+
+impl Context {
+    /// When the caller stops waiting: the request's budget, counted from when the
+    /// server received it (clamped to the server's maximum).
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The time left before [`deadline`](Self::deadline) (zero once it passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// The caller's address, for transports that have one.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The call's id on its connection (unique among that connection's in-flight calls).
+    pub fn call_id(&self) -> u64 {
+        self.call_id
+    }
+
+    /// The method being served, as `"Service.method"`.
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: Context;
+}
+
+/// The context of the call being served.
+///
+/// # Panics
+///
+/// Outside a handler (there is no call to describe). Use [`try_current`] in code
+/// that also runs outside handlers.
+pub fn current() -> Context {
+    try_current().expect("rpc::context::current() called outside an rpc handler")
+}
+
+/// The context of the call being served, or `None` outside a handler.
+pub fn try_current() -> Option<Context> {
+    CURRENT.try_with(Context::clone).ok()
+}
+
+/// The current handler's deadline, if any (cheaper than cloning the context).
+pub(crate) fn current_deadline() -> Option<Instant> {
+    CURRENT.try_with(|c| c.deadline).ok()
+}
+
+pub(crate) fn scope<F: Future>(ctx: Context, f: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(ctx, f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn current_is_set_inside_a_scope_only() {
+        assert!(try_current().is_none());
+        let ctx = Context {
+            deadline: Instant::now() + Duration::from_secs(5),
+            peer: None,
+            call_id: 42,
+            method: "Svc.m",
+        };
+        let (id, left) = scope(ctx, async { (current().call_id(), current().remaining()) }).await;
+        assert_eq!(id, 42);
+        assert!(left <= Duration::from_secs(5) && left > Duration::from_secs(4));
+        assert!(current_deadline().is_none());
+    }
+}

@@ -1,0 +1,95 @@
+//! Zero-IDL RPC for Rust: one trait is the whole schema.
+//!
+//! Put `#[rpc::service]` on a trait in a crate that client and server share,
+//! implement the trait on the server, and call it from the client as async
+//! methods. Calls are multiplexed over one connection as length-prefixed
+//! frames of bincode-encoded payloads.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use std::time::Duration;
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! pub enum MathError { DivideByZero }
+//!
+//! #[rpc::service]
+//! pub trait Calculator {
+//!     /// Adds two numbers.
+//!     async fn add(&self, a: i64, b: i64) -> i64;
+//!     async fn div(&self, a: i64, b: i64) -> Result<i64, MathError>;
+//! }
+//!
+//! struct Calc;
+//! impl Calculator for Calc {
+//!     async fn add(&self, a: i64, b: i64) -> i64 { a + b }
+//!     async fn div(&self, a: i64, b: i64) -> Result<i64, MathError> {
+//!         if b == 0 { Err(MathError::DivideByZero) } else { Ok(a / b) }
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), rpc::Error> {
+//! let server = rpc::Server::builder()
+//!     .add_service(CalculatorServer::new(Calc))
+//!     .bind("127.0.0.1:0")
+//!     .await?;
+//!
+//! let calc = CalculatorClient::connect(server.local_addr()).await?;
+//! assert_eq!(calc.add(2, 3).await?, 5);
+//! assert!(matches!(calc.div(1, 0).await?, Err(MathError::DivideByZero)));
+//! let quick = calc.with_timeout(Duration::from_millis(50));
+//! assert_eq!(quick.add(1, 2).await?, 3);
+//!
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # What a call returns
+//!
+//! A client method returns `Result<R, rpc::Error>` where `R` is the trait
+//! method's return type exactly: an application error stays typed inside `R`,
+//! and [`Error`] holds only the RPC machinery's failures.
+//!
+//! # Cancel safety
+//!
+//! Dropping a call's future cancels the call: the server is told and drops the
+//! handler's future. The call may or may not have run by then. A call future
+//! borrows nothing (its arguments are encoded when the method is called), so
+//! it can be spawned.
+//!
+//! # Deadlines
+//!
+//! Every call has a deadline (30 s unless the client or
+//! [`with_timeout`](Channel::with_timeout) says otherwise). The remaining budget
+//! travels with the request; the server drops the handler when it runs out, and
+//! calls made from inside a handler inherit what is left (see [`context`]).
+
+pub mod client;
+mod codec;
+pub mod context;
+mod error;
+pub mod protocol;
+pub mod server;
+mod transport;
+
+pub use client::Channel;
+pub use error::Error;
+pub use rpc_macros::service;
+pub use server::{Server, ServerHandle};
+
+/// Items used by code that `#[rpc::service]` generates. Not a public API: it
+/// changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::server::dispatch::{Call, Handler, MethodDesc, Service};
+    pub use std::boxed::Box;
+    pub use std::future::Future;
+    pub use std::string::String;
+    pub use std::sync::Arc;
+    pub use std::vec::Vec;
+    pub use tokio::net::ToSocketAddrs;
+
+    /// Fails to compile, under the user's type, unless it can be sent.
+    pub const fn assert_serialize<T: ?Sized + serde::Serialize>() {}
+    /// Fails to compile, under the user's type, unless it can be received.
+    pub const fn assert_deserialize<T: serde::de::DeserializeOwned>() {}
+}

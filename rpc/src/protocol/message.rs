@@ -1,0 +1,253 @@
+//! The fixed parts of each message's payload: Hello, the request head, the
+//! response status, GoAway.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+
+use super::{FrameBuf, Kind, MAGIC, VERSION};
+
+/// The handshake message, sent by both sides before anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hello {
+    pub(crate) version: u16,
+    pub(crate) features: u32,
+}
+
+impl Hello {
+    /// Payload bytes of a Hello: magic, version, features.
+    pub(crate) const PAYLOAD_LEN: usize = 10;
+
+    pub(crate) fn ours() -> Self {
+        Hello {
+            version: VERSION,
+            features: 0,
+        }
+    }
+
+    pub(crate) fn encode(self) -> Bytes {
+        let mut f = FrameBuf::new(Kind::Hello, 0, Self::PAYLOAD_LEN);
+        let p = f.payload_mut();
+        p.put_slice(&MAGIC);
+        p.put_u16(self.version);
+        p.put_u32(self.features);
+        f.finish()
+    }
+
+    /// Parses a Hello payload, or says in plain words why it is not one.
+    pub(crate) fn parse(mut payload: Bytes) -> Result<Hello, String> {
+        if payload.len() != Self::PAYLOAD_LEN || payload[..4] != MAGIC {
+            return Err("the peer does not speak this RPC protocol (bad handshake magic)".into());
+        }
+        payload.advance(4);
+        Ok(Hello {
+            version: payload.get_u16(),
+            features: payload.get_u32(),
+        })
+    }
+}
+
+/// The head of a Request payload; the arguments follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestHead {
+    pub(crate) method_id: u64,
+    /// The caller's remaining time when it sent the request.
+    pub(crate) budget: Duration,
+}
+
+impl RequestHead {
+    pub(crate) const LEN: usize = 16;
+
+    pub(crate) fn write(self, f: &mut FrameBuf) {
+        let p = f.payload_mut();
+        p.put_u64(self.method_id);
+        p.put_u64(u64::try_from(self.budget.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// Sets the call id and budget of an encoded request, just before it is
+    /// sent (both are known only then).
+    pub(crate) fn patch(f: &mut FrameBuf, call_id: u64, budget: Duration) {
+        f.set_call_id(call_id);
+        let micros = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
+        f.patch_u64(super::LEN_PREFIX + super::HEADER_LEN + 8, micros);
+    }
+
+    /// Splits a Request payload into its head and the argument bytes.
+    pub(crate) fn parse(mut payload: Bytes) -> Option<(RequestHead, Bytes)> {
+        if payload.len() < Self::LEN {
+            return None;
+        }
+        let method_id = payload.get_u64();
+        let budget = Duration::from_micros(payload.get_u64());
+        Some((RequestHead { method_id, budget }, payload))
+    }
+}
+
+/// The first byte of a Response payload. Anything but `Ok` is the library's own
+/// failure, followed by a UTF-8 message; the app's `Err(E)` travels inside `Ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Status {
+    Ok = 0,
+    UnknownMethod = 1,
+    Decode = 2,
+    Panicked = 3,
+    DeadlineExceeded = 4,
+    Overloaded = 5,
+    ShuttingDown = 6,
+    FrameTooLarge = 7,
+}
+
+impl Status {
+    pub(crate) fn from_u8(b: u8) -> Option<Status> {
+        Some(match b {
+            0 => Status::Ok,
+            1 => Status::UnknownMethod,
+            2 => Status::Decode,
+            3 => Status::Panicked,
+            4 => Status::DeadlineExceeded,
+            5 => Status::Overloaded,
+            6 => Status::ShuttingDown,
+            7 => Status::FrameTooLarge,
+            _ => return None,
+        })
+    }
+
+    /// A Response frame carrying this (non-Ok) status and a message.
+    pub(crate) fn reply(self, call_id: u64, message: &str) -> Bytes {
+        let mut f = FrameBuf::new(Kind::Response, call_id, 1 + message.len());
+        f.payload_mut().put_u8(self as u8);
+        f.payload_mut().put_slice(message.as_bytes());
+        f.finish()
+    }
+}
+
+/// Why a GoAway was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum GoAwayReason {
+    /// The server is draining: finish what is in flight, send nothing new.
+    Shutdown = 0,
+    /// The peer broke the protocol.
+    Protocol = 1,
+    /// The peer exceeded an abuse budget.
+    Abuse = 2,
+    /// The connection was idle too long.
+    Idle = 3,
+}
+
+impl GoAwayReason {
+    pub(crate) fn encode(self, message: &str) -> Bytes {
+        let mut f = FrameBuf::new(Kind::GoAway, 0, 1 + message.len());
+        f.payload_mut().put_u8(self as u8);
+        f.payload_mut().put_slice(message.as_bytes());
+        f.finish()
+    }
+
+    /// Parses a GoAway payload into its reason and message.
+    pub(crate) fn parse(payload: &[u8]) -> (Option<GoAwayReason>, String) {
+        let reason = match payload.first() {
+            Some(0) => Some(GoAwayReason::Shutdown),
+            Some(1) => Some(GoAwayReason::Protocol),
+            Some(2) => Some(GoAwayReason::Abuse),
+            Some(3) => Some(GoAwayReason::Idle),
+            _ => None,
+        };
+        let message = payload
+            .get(1..)
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        (reason, message.into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_bytes_of_hello() {
+        assert_eq!(
+            &Hello::ours().encode()[..],
+            &[
+                0, 0, 0, 20, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'Z', b'R', b'P', b'C', 0, 1, 0, 0, 0, 0
+            ]
+        );
+    }
+
+    #[test]
+    fn hello_round_trips_and_rejects_bad_magic() {
+        let frame = Hello {
+            version: 7,
+            features: 3,
+        }
+        .encode();
+        let payload = frame.slice(14..);
+        assert_eq!(
+            Hello::parse(payload.clone()),
+            Ok(Hello {
+                version: 7,
+                features: 3
+            })
+        );
+        let mut bad = payload.to_vec();
+        bad[0] = b'X';
+        assert!(Hello::parse(bad.into()).unwrap_err().contains("magic"));
+        assert!(Hello::parse(Bytes::from_static(b"ZRPC")).is_err());
+    }
+
+    #[test]
+    fn golden_bytes_of_a_request_head() {
+        let mut f = FrameBuf::new(Kind::Request, 5, 0);
+        RequestHead {
+            method_id: 0x1122_3344_5566_7788,
+            budget: Duration::from_millis(1500),
+        }
+        .write(&mut f);
+        f.payload_mut().put_u8(42); // one byte of args
+        let bytes = f.finish();
+        assert_eq!(
+            &bytes[..],
+            &[
+                0, 0, 0, 27, 2, 0, 0, 0, 0, 0, 0, 0, 0, 5, // prefix + header
+                0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, // method id
+                0, 0, 0, 0, 0, 0x16, 0xE3, 0x60, // 1_500_000 µs
+                42,
+            ]
+        );
+        let (head, args) = RequestHead::parse(bytes.slice(14..)).unwrap();
+        assert_eq!(head.budget, Duration::from_millis(1500));
+        assert_eq!(&args[..], &[42]);
+        assert!(RequestHead::parse(Bytes::from_static(&[0; 15])).is_none());
+    }
+
+    #[test]
+    fn golden_bytes_of_an_error_reply_and_goaway() {
+        assert_eq!(
+            &Status::UnknownMethod.reply(2, "no")[..],
+            &[0, 0, 0, 13, 3, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, b'n', b'o']
+        );
+        let g = GoAwayReason::Shutdown.encode("bye");
+        assert_eq!(
+            &g[..],
+            &[
+                0, 0, 0, 14, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'b', b'y', b'e'
+            ]
+        );
+        assert_eq!(
+            GoAwayReason::parse(&g[14..]),
+            (Some(GoAwayReason::Shutdown), "bye".into())
+        );
+    }
+
+    #[test]
+    fn method_ids_are_fnv1a_and_stable() {
+        // Fixed forever: changing these breaks every deployed peer.
+        assert_eq!(super::super::method_id(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(super::super::method_id("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(
+            super::super::method_id("Calculator.add"),
+            super::super::method_id("Calculator.div")
+        );
+    }
+}

@@ -1,0 +1,48 @@
+//! The accept loop: one task per server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::{Shared, connection};
+
+/// Accepts until a drain starts. At the connection cap it stops accepting
+/// (new connections wait in the OS backlog); accept errors such as EMFILE are
+/// waited out, never fatal.
+pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
+    let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+    let mut error_pause = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            _ = shared.drain.cancelled() => return,
+            permit = slots.clone().acquire_owned() => permit.expect("never closed"),
+        };
+        let accepted = tokio::select! {
+            _ = shared.drain.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => {
+                error_pause = Duration::from_millis(5);
+                conn
+            }
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS clear up when connections close; a
+                // per-connection error (ECONNABORTED) costs one short pause.
+                tracing::warn!(error = %e, "accept failed; pausing {error_pause:?}");
+                tokio::time::sleep(error_pause).await;
+                error_pause = (error_pause * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        let shared2 = shared.clone();
+        shared.connections.spawn(async move {
+            connection::serve(r, w, Some(peer), shared2).await;
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,278 @@
+//! The server side: [`Server::builder`] collects services and limits, and
+//! [`Builder::bind`] starts serving and returns a [`ServerHandle`].
+//!
+//! Roles: the listener accepts connections (`listener.rs`); one driver per
+//! connection reads frames, spawns each request's handler as its own task and
+//! enforces the limits (`connection.rs`); the router finds a method's service
+//! (`dispatch.rs`).
+
+mod connection;
+pub(crate) mod dispatch;
+mod listener;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Error;
+use dispatch::{Router, Service};
+
+/// Server settings; every default is from the design's limits table.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) max_frame: usize,
+    pub(crate) max_handlers_per_connection: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) frame_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) keepalive_interval: Duration,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) max_budget: Duration,
+    pub(crate) grace: Duration,
+    pub(crate) abuse_limit: u32,
+    pub(crate) abuse_window: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame: 16 << 20,
+            max_handlers_per_connection: 256,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
+            max_budget: Duration::from_secs(600),
+            grace: Duration::from_secs(30),
+            abuse_limit: 1_000,
+            abuse_window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The entry point: `rpc::Server::builder()`.
+#[derive(Debug)]
+pub struct Server(());
+
+impl Server {
+    /// Starts configuring a server.
+    pub fn builder() -> Builder {
+        Builder {
+            services: Vec::new(),
+            config: Config::default(),
+        }
+    }
+}
+
+/// Collects services and limits; [`bind`](Builder::bind) starts serving.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), rpc::Error> {
+/// # #[rpc::service] trait Echo { async fn echo(&self, s: String) -> String; }
+/// # struct E; impl Echo for E { async fn echo(&self, s: String) -> String { s } }
+/// let server = rpc::Server::builder()
+///     .add_service(EchoServer::new(E))
+///     .bind("127.0.0.1:0")
+///     .await?;
+/// println!("serving on {}", server.local_addr());
+/// server.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Builder {
+    services: Vec<Arc<dyn Service>>,
+    config: Config,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.services.iter().map(|s| s.name()).collect();
+        f.debug_struct("Builder")
+            .field("services", &names)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Builder {
+    /// Adds a service (a generated `{Trait}Server`). Repeatable: many services
+    /// share one port.
+    pub fn add_service<S: Service>(mut self, service: S) -> Self {
+        self.services.push(Arc::new(service));
+        self
+    }
+
+    /// The largest frame accepted or sent, in bytes (default 16 MiB).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.config.max_frame = bytes.min(u32::MAX as usize);
+        self
+    }
+
+    /// Handlers running at once per connection (default 256). At the cap the
+    /// server stops reading that connection until one finishes.
+    pub fn max_handlers_per_connection(mut self, n: usize) -> Self {
+        self.config.max_handlers_per_connection = n.max(1);
+        self
+    }
+
+    /// Connections served at once (default 10,000); more wait in the OS backlog.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n.max(1);
+        self
+    }
+
+    /// How long a new connection has to complete the handshake (default 10 s).
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.config.handshake_timeout = d;
+        self
+    }
+
+    /// How long a frame, once started, may take to arrive whole (default 30 s).
+    pub fn frame_timeout(mut self, d: Duration) -> Self {
+        self.config.frame_timeout = d;
+        self
+    }
+
+    /// A connection with nothing in flight for this long is closed (default 5 min).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.config.idle_timeout = d;
+        self
+    }
+
+    /// Ping a client after `interval` of silence while its calls run, and drop it
+    /// if nothing arrives within `timeout` more (defaults 30 s and 20 s).
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.keepalive_interval = interval;
+        self.config.keepalive_timeout = timeout;
+        self
+    }
+
+    /// The longest budget a request may claim; longer ones are clamped
+    /// (default 10 min).
+    pub fn max_budget(mut self, d: Duration) -> Self {
+        self.config.max_budget = d;
+        self
+    }
+
+    /// How long [`ServerHandle::shutdown`] lets in-flight calls finish (default 30 s).
+    pub fn shutdown_grace(mut self, d: Duration) -> Self {
+        self.config.grace = d;
+        self
+    }
+
+    /// Cancels of unknown calls and protocol errors tolerated per `window` on
+    /// one connection before it is sent GoAway and closed (default 1,000 per 10 s).
+    pub fn abuse_limit(mut self, events: u32, window: Duration) -> Self {
+        self.config.abuse_limit = events;
+        self.config.abuse_window = window;
+        self
+    }
+
+    /// Binds `addr` and starts serving in the background.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if two services define the same method id;
+    /// [`Error::Io`] if the address cannot be bound.
+    pub async fn bind(self, addr: impl tokio::net::ToSocketAddrs) -> Result<ServerHandle, Error> {
+        let router = Router::new(self.services)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::io("binding the server address", e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", e))?;
+        let shared = Arc::new(Shared {
+            router,
+            config: self.config,
+            drain: CancellationToken::new(),
+            kill: CancellationToken::new(),
+            connections: TaskTracker::new(),
+        });
+        let accept = tokio::spawn(listener::run(listener, shared.clone()));
+        Ok(ServerHandle {
+            local_addr,
+            shared,
+            accept,
+        })
+    }
+}
+
+/// What every connection of one server shares.
+pub(crate) struct Shared {
+    pub(crate) router: Router,
+    pub(crate) config: Config,
+    /// Cancelled by a graceful shutdown: stop accepting, GoAway, drain.
+    pub(crate) drain: CancellationToken,
+    /// Cancelled when the grace period ends (or on abort): drop everything.
+    pub(crate) kill: CancellationToken,
+    pub(crate) connections: TaskTracker,
+}
+
+/// A running server. Dropping the handle leaves the server running in the
+/// background (until the runtime stops); call [`shutdown`](Self::shutdown) to
+/// stop it gracefully.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("services", &self.router.service_names())
+            .field("connections", &self.connections.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The address the server listens on (with the real port if `:0` was bound).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Connections currently open.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.len()
+    }
+
+    /// Graceful shutdown: stops accepting, sends GoAway on every connection,
+    /// lets in-flight calls finish within the grace period (then drops the
+    /// rest), and returns once every connection is closed. Calls that arrive
+    /// after GoAway are refused with [`Error::ShuttingDown`] and never run.
+    ///
+    /// To stop on ctrl-c or SIGTERM, await the signal first:
+    /// `tokio::signal::ctrl_c().await?; server.shutdown().await;`
+    /// (see `examples/server.rs`).
+    pub async fn shutdown(self) {
+        self.shared.drain.cancel();
+        let _ = self.accept.await;
+        self.shared.connections.close();
+        if tokio::time::timeout(self.shared.config.grace, self.shared.connections.wait())
+            .await
+            .is_err()
+        {
+            self.shared.kill.cancel();
+            self.shared.connections.wait().await;
+        }
+    }
+
+    /// Stops at once: closes the listener and every connection without waiting
+    /// for in-flight calls (their callers get [`Error::Disconnected`]).
+    pub async fn abort(self) {
+        self.shared.kill.cancel();
+        self.shared.drain.cancel();
+        let _ = self.accept.await;
+        self.shared.connections.close();
+        self.shared.connections.wait().await;
+    }
+}

@@ -1,0 +1,104 @@
+//! Bytes in and out: the batching frame writer, the handshake, and the TCP
+//! transport. Everything above works on any `AsyncRead + AsyncWrite` pair, so
+//! Unix sockets, in-memory pipes and TLS plug in here.
+
+mod writer;
+
+pub(crate) use writer::{Outbox, spawn_writer};
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+
+use crate::Error;
+use crate::protocol::{FrameCodec, Hello, Kind, VERSION};
+
+/// The read half of a connection, decoded into frames.
+pub(crate) type FrameReader<R> = FramedRead<R, FrameCodec>;
+
+/// Connects over TCP with `TCP_NODELAY` set (a lone call must not wait for
+/// Nagle's algorithm), giving up after `timeout`.
+pub(crate) async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            Error::io(
+                format!("connecting to {addr}"),
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {timeout:?}"),
+                ),
+            )
+        })?
+        .map_err(|e| Error::io(format!("connecting to {addr}"), e))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| Error::io("setting TCP_NODELAY", e))?;
+    Ok(stream)
+}
+
+/// Sends our Hello, then reads and checks the peer's, within `timeout`.
+/// The server calls it with `server = true` and answers only after the
+/// client's Hello arrived, so a non-RPC peer learns nothing.
+pub(crate) async fn handshake<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut W,
+    server: bool,
+    timeout: Duration,
+) -> Result<Hello, Error>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let exchange = async {
+        if !server {
+            send_hello(writer).await?;
+        }
+        let theirs = match reader.next().await {
+            Some(Ok(f)) if f.kind == Kind::Hello => {
+                Hello::parse(f.payload).map_err(Error::Protocol)?
+            }
+            Some(Ok(f)) => {
+                return Err(Error::Protocol(format!(
+                    "expected a Hello frame first, got {:?}",
+                    f.kind
+                )));
+            }
+            Some(Err(e)) => return Err(Error::Protocol(format!("bad handshake: {e}"))),
+            None => {
+                return Err(Error::Protocol(
+                    "the peer closed the connection during the handshake".into(),
+                ));
+            }
+        };
+        if server {
+            // Answer even on a version mismatch, so the client can name both versions.
+            send_hello(writer).await?;
+        }
+        if theirs.version != VERSION {
+            let (client, srv) = if server {
+                (theirs.version, VERSION)
+            } else {
+                (VERSION, theirs.version)
+            };
+            return Err(Error::Protocol(format!(
+                "protocol version mismatch: the client speaks v{client}, the server speaks v{srv}"
+            )));
+        }
+        Ok(theirs)
+    };
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+        Error::Protocol(format!("the handshake did not complete within {timeout:?}"))
+    })?
+}
+
+async fn send_hello<W: AsyncWrite + Unpin>(writer: &mut W) -> Result<(), Error> {
+    writer
+        .write_all(&Hello::ours().encode())
+        .await
+        .map_err(|e| Error::io("sending the handshake", e))
+}
