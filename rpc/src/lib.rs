@@ -63,6 +63,7 @@
 //! travels with the request; the server drops the handler when it runs out, and
 //! calls made from inside a handler inherit what is left (see [`context`]).
 
+pub mod bytes;
 pub mod client;
 mod codec;
 pub mod context;
@@ -80,6 +81,7 @@ pub use server::{Server, ServerHandle};
 /// changes without notice.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::bytes::{ByteBuf, BytesRef};
     pub use crate::server::dispatch::{Call, Handler, MethodDesc, Service};
     pub use std::boxed::Box;
     pub use std::future::Future;
