@@ -63,6 +63,8 @@
 //! travels with the request; the server drops the handler when it runs out, and
 //! calls made from inside a handler inherit what is left (see [`context`]).
 
+#[doc(hidden)]
+pub mod bench_api;
 pub mod bytes;
 pub mod client;
 mod codec;

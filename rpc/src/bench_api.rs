@@ -1,0 +1,102 @@
+//! Hooks for the benchmarks in `benches/`: the library's own frame and payload
+//! code paths, reachable from outside the crate. Not a public API: it changes
+//! without notice.
+//!
+//! Each function runs exactly the code a call runs: the client's request
+//! encoding (frame header, request head, bincode args), the server's reply
+//! encoding ([`Call::reply`]), and the frame decoder both sides read with,
+//! followed by the payload decode.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::codec::Decoder;
+
+use crate::codec;
+use crate::protocol::{FrameBuf, FrameCodec, Hello, Kind, LEN_PREFIX, RequestHead, Status};
+use crate::server::dispatch::Call;
+
+/// The default frame limit of both sides (16 MiB).
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// A Request frame for `"Service.method"` with these arguments (a tuple, as
+/// generated clients send), encoded as `Channel` encodes it and then patched
+/// with the call id and budget as the connection does just before sending.
+///
+/// # Errors
+///
+/// If the arguments do not encode within [`MAX_FRAME`].
+pub fn request_frame<A: Serialize + ?Sized>(
+    method: &str,
+    call_id: u64,
+    budget: Duration,
+    args: &A,
+) -> Result<Bytes, String> {
+    let mut frame = FrameBuf::new(Kind::Request, 0, 64);
+    RequestHead {
+        method_id: crate::protocol::method_id(method),
+        budget: Duration::ZERO,
+    }
+    .write(&mut frame);
+    codec::encode_into(args, frame.payload_mut(), MAX_FRAME + LEN_PREFIX)
+        .map_err(|e| format!("{e:?}"))?;
+    RequestHead::patch(&mut frame, call_id, budget);
+    Ok(frame.finish())
+}
+
+/// A Response frame carrying `value`, encoded by the server's reply path.
+pub fn response_frame<R: Serialize + ?Sized>(call_id: u64, value: &R) -> Bytes {
+    Call {
+        id: call_id,
+        args: Bytes::new(),
+        max_frame: MAX_FRAME,
+    }
+    .reply(value)
+}
+
+/// The Hello frame this crate sends (a client opens every connection with it).
+pub fn hello_frame() -> Bytes {
+    Hello::ours().encode()
+}
+
+/// Decodes one Request frame from the front of `buf` through the frame codec,
+/// then its head and its arguments: `(call id, method id, args)`.
+///
+/// # Errors
+///
+/// If `buf` does not start with a whole, valid Request frame.
+pub fn decode_request<A: DeserializeOwned>(buf: &mut BytesMut) -> Result<(u64, u64, A), String> {
+    let frame = FrameCodec::new(MAX_FRAME)
+        .decode(buf)
+        .map_err(|e| e.to_string())?
+        .ok_or("incomplete frame")?;
+    if frame.kind != Kind::Request {
+        return Err(format!("expected a Request, got {:?}", frame.kind));
+    }
+    let (head, args) = RequestHead::parse(frame.payload).ok_or("short request head")?;
+    Ok((frame.call_id, head.method_id, codec::decode(&args)?))
+}
+
+/// Decodes one Response frame from the front of `buf` through the frame codec,
+/// then its status and value: `(call id, value)`.
+///
+/// # Errors
+///
+/// If `buf` does not start with a whole Response frame whose status is Ok.
+pub fn decode_response<R: DeserializeOwned>(buf: &mut BytesMut) -> Result<(u64, R), String> {
+    let frame = FrameCodec::new(MAX_FRAME)
+        .decode(buf)
+        .map_err(|e| e.to_string())?
+        .ok_or("incomplete frame")?;
+    if frame.kind != Kind::Response {
+        return Err(format!("expected a Response, got {:?}", frame.kind));
+    }
+    match frame.payload.split_first() {
+        Some((&status, body)) if status == Status::Ok as u8 => {
+            Ok((frame.call_id, codec::decode(body)?))
+        }
+        _ => Err("response status is not Ok".into()),
+    }
+}
