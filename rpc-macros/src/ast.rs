@@ -3,14 +3,17 @@
 //! `validate.rs`), and no code is generated here.
 
 use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
 use syn::spanned::Spanned;
-use syn::{Attribute, Ident, ItemTrait, LitStr, TraitItem, TraitItemFn, Type};
+use syn::{Attribute, Ident, Item, ItemTrait, LitStr, TraitItem, TraitItemFn, Type};
 
 /// The service: one annotated trait.
 pub(crate) struct Service<'a> {
     pub(crate) item: &'a ItemTrait,
     /// The name on the wire: the trait's name unless pinned with `name = "..."`.
     pub(crate) wire_name: String,
+    /// Where the wire name comes from (the `name = "..."` literal, or the ident).
+    pub(crate) name_span: Span,
     pub(crate) methods: Vec<Method<'a>>,
     /// Trait items that are not methods (refused by validation).
     pub(crate) others: Vec<&'a TraitItem>,
@@ -20,13 +23,14 @@ pub(crate) struct Service<'a> {
 pub(crate) struct Method<'a> {
     pub(crate) item: &'a TraitItemFn,
     pub(crate) ident: &'a Ident,
+    /// The method's own part of the wire name.
+    pub(crate) wire_name: String,
     /// `"Service.method"`, as hashed into the method id.
     pub(crate) full_name: String,
     /// Where the wire name comes from (the `name = "..."` literal, or the ident).
     pub(crate) name_span: Span,
     pub(crate) args: Vec<Arg<'a>>,
-    /// The return type; `None` for `()`.
-    pub(crate) output: Option<&'a Type>,
+    pub(crate) output: Output<'a>,
     /// `#[doc]`, `#[cfg]`, `#[allow]`... carried to the generated items.
     pub(crate) attrs: Vec<&'a Attribute>,
 }
@@ -41,16 +45,30 @@ pub(crate) struct Arg<'a> {
 /// How an argument travels: the client may lend it; the server always decodes
 /// owned data and lends that to the handler.
 pub(crate) enum ArgKind<'a> {
-    /// Passed by value.
+    /// `T` by value.
     Owned,
+    /// `Vec<u8>` by value: one block of bytes, not a sequence of `u8`s.
+    Bytes,
     /// `&str`: decoded as `String`.
     Str,
+    /// `&[u8]` or `&Vec<u8>`: one block of bytes, lent to the handler.
+    BytesRef,
     /// `&[T]`: decoded as `Vec<T>`.
     Slice(&'a Type),
     /// `&T`: decoded as `T`.
-    Ref(&'a Type),
+    Ref,
     /// `&mut T` (refused by validation).
     RefMut,
+}
+
+/// How the return value travels.
+pub(crate) enum Output<'a> {
+    /// No return type: `()`.
+    Unit,
+    /// Any other type, serialized as itself.
+    Value(&'a Type),
+    /// `Vec<u8>`: one block of bytes.
+    Bytes(&'a Type),
 }
 
 /// Attributes that describe an item and are copied to generated items.
@@ -65,58 +83,96 @@ const CARRIED: &[&str] = &[
     "deprecated",
 ];
 
+/// The annotated item, if it is a trait.
+pub(crate) fn trait_item(input: TokenStream) -> syn::Result<ItemTrait> {
+    const MESSAGE: &str = "#[rpc::service] goes on a trait: \
+        `pub trait Name { async fn method(&self, ..) -> T; }`";
+    let item = syn::parse2::<Item>(input)?;
+    let keyword = match &item {
+        Item::Trait(t) => return Ok(t.clone()),
+        Item::Struct(s) => s.struct_token.span,
+        Item::Enum(e) => e.enum_token.span,
+        Item::Union(u) => u.union_token.span,
+        Item::Fn(f) => f.sig.fn_token.span,
+        Item::Impl(i) => i.impl_token.span,
+        Item::Mod(m) => m.mod_token.span,
+        Item::Type(t) => t.type_token.span,
+        Item::TraitAlias(t) => t.trait_token.span,
+        other => return Err(syn::Error::new_spanned(other, MESSAGE)),
+    };
+    Err(syn::Error::new(keyword, MESSAGE))
+}
+
 impl<'a> Service<'a> {
-    pub(crate) fn parse(args: TokenStream, item: &'a ItemTrait) -> syn::Result<Self> {
+    /// Parses the service; mistakes go to `errors` and parsing goes on, so
+    /// that validation can report its own findings in the same compile.
+    pub(crate) fn parse(args: TokenStream, item: &'a ItemTrait, errors: &mut Errors) -> Self {
         let mut wire_name = item.ident.unraw_string();
+        let mut name_span = item.ident.span();
         let parser = syn::meta::parser(|meta| {
             if meta.path.is_ident("name") {
-                wire_name = meta.value()?.parse::<LitStr>()?.value();
+                let lit = meta.value()?.parse::<LitStr>()?;
+                wire_name = lit.value();
+                name_span = lit.span();
                 Ok(())
             } else {
-                Err(meta
-                    .error("unknown #[rpc::service] option: the only option is `name = \"...\"`"))
+                Err(meta.error(
+                    "unknown #[rpc::service] option: the only option is `name = \"...\"` \
+                     (the service's name on the wire)",
+                ))
             }
         });
-        syn::parse::Parser::parse2(parser, args)?;
+        if let Err(e) = syn::parse::Parser::parse2(parser, args) {
+            errors.push(e);
+        }
         let mut methods = Vec::new();
         let mut others = Vec::new();
-        let mut errors = Errors::default();
         for trait_item in &item.items {
             match trait_item {
-                TraitItem::Fn(f) => match Method::parse(&wire_name, f) {
-                    Ok(m) => methods.push(m),
-                    Err(e) => errors.push(e),
-                },
+                TraitItem::Fn(f) => methods.push(Method::parse(&wire_name, f, errors)),
                 other => others.push(other),
             }
         }
-        errors.finish()?;
-        Ok(Service {
+        Service {
             item,
             wire_name,
+            name_span,
             methods,
             others,
-        })
+        }
     }
 }
 
 impl<'a> Method<'a> {
-    fn parse(service: &str, item: &'a TraitItemFn) -> syn::Result<Self> {
+    fn parse(service: &str, item: &'a TraitItemFn, errors: &mut Errors) -> Self {
         let ident = &item.sig.ident;
-        let mut wire = ident.unraw_string();
-        let mut name_span = ident.span();
+        let mut pinned: Option<LitStr> = None;
         for attr in item.attrs.iter().filter(|a| a.path().is_ident("rpc")) {
-            attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident("name") {
-                    let lit = meta.value()?.parse::<LitStr>()?;
-                    wire = lit.value();
-                    name_span = lit.span();
-                    Ok(())
-                } else {
-                    Err(meta.error("unknown #[rpc] option: the only option is `name = \"...\"`"))
+            let parsed = attr.parse_nested_meta(|meta| {
+                if !meta.path.is_ident("name") {
+                    return Err(meta.error(
+                        "unknown #[rpc] option: the only option is `name = \"...\"` \
+                         (the method's name on the wire)",
+                    ));
                 }
-            })?;
+                let lit = meta.value()?.parse::<LitStr>()?;
+                if pinned.is_some() {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "the wire name is already given: write `name = \"...\"` once",
+                    ));
+                }
+                pinned = Some(lit);
+                Ok(())
+            });
+            if let Err(e) = parsed {
+                errors.push(e);
+            }
         }
+        let (wire_name, name_span) = match &pinned {
+            Some(lit) => (lit.value(), lit.span()),
+            None => (ident.unraw_string(), ident.span()),
+        };
         let args = item
             .sig
             .inputs
@@ -130,24 +186,21 @@ impl<'a> Method<'a> {
                 syn::FnArg::Receiver(_) => None,
             })
             .collect();
-        let output = match &item.sig.output {
-            syn::ReturnType::Default => None,
-            syn::ReturnType::Type(_, ty) => Some(&**ty),
-        };
         let attrs = item
             .attrs
             .iter()
             .filter(|a| CARRIED.iter().any(|name| a.path().is_ident(name)))
             .collect();
-        Ok(Method {
+        Method {
             item,
             ident,
-            full_name: format!("{service}.{wire}"),
+            full_name: format!("{service}.{wire_name}"),
+            wire_name,
             name_span,
             args,
-            output,
+            output: Output::of(&item.sig.output),
             attrs,
-        })
+        }
     }
 
     /// The 64-bit FNV-1a hash of the full name: the method's id on the wire.
@@ -161,6 +214,11 @@ impl<'a> Method<'a> {
         hash
     }
 
+    /// The Rust name without `r#`.
+    pub(crate) fn name(&self) -> String {
+        self.ident.unraw_string()
+    }
+
     /// Only the `#[doc]` attributes.
     pub(crate) fn docs(&self) -> impl Iterator<Item = &&'a Attribute> {
         self.attrs.iter().filter(|a| a.path().is_ident("doc"))
@@ -170,20 +228,58 @@ impl<'a> Method<'a> {
     pub(crate) fn non_doc_attrs(&self) -> impl Iterator<Item = &&'a Attribute> {
         self.attrs.iter().filter(|a| !a.path().is_ident("doc"))
     }
+
+    /// The `#[cfg]` attributes, which gate everything generated for the method.
+    pub(crate) fn cfgs(&self) -> impl Iterator<Item = &&'a Attribute> {
+        self.attrs.iter().filter(|a| a.path().is_ident("cfg"))
+    }
 }
 
 impl<'a> ArgKind<'a> {
     fn of(ty: &'a Type) -> Self {
-        let Type::Reference(r) = ty else {
-            return ArgKind::Owned;
+        let Type::Reference(r) = ungroup(ty) else {
+            return if is_byte_vec(ty) {
+                ArgKind::Bytes
+            } else {
+                ArgKind::Owned
+            };
         };
         if r.mutability.is_some() {
             return ArgKind::RefMut;
         }
-        match &*r.elem {
-            Type::Path(p) if p.qself.is_none() && p.path.is_ident("str") => ArgKind::Str,
+        match ungroup(&r.elem) {
+            elem if is_primitive(elem, "str") => ArgKind::Str,
+            Type::Slice(s) if is_u8(&s.elem) => ArgKind::BytesRef,
             Type::Slice(s) => ArgKind::Slice(&s.elem),
-            elem => ArgKind::Ref(elem),
+            elem if is_byte_vec(elem) => ArgKind::BytesRef,
+            _ => ArgKind::Ref,
+        }
+    }
+
+    /// The type inside the top-level borrow, or the whole type when there is
+    /// none: what the server decodes (before the fast paths).
+    pub(crate) fn referent<'t>(&self, ty: &'t Type) -> &'t Type {
+        match ungroup(ty) {
+            Type::Reference(r) => &r.elem,
+            _ => ty,
+        }
+    }
+}
+
+impl<'a> Output<'a> {
+    fn of(output: &'a syn::ReturnType) -> Self {
+        match output {
+            syn::ReturnType::Default => Output::Unit,
+            syn::ReturnType::Type(_, ty) if is_byte_vec(ty) => Output::Bytes(ty),
+            syn::ReturnType::Type(_, ty) => Output::Value(ty),
+        }
+    }
+
+    /// The declared return type, if any.
+    pub(crate) fn ty(&self) -> Option<&'a Type> {
+        match *self {
+            Output::Unit => None,
+            Output::Value(ty) | Output::Bytes(ty) => Some(ty),
         }
     }
 }
@@ -193,6 +289,76 @@ impl Arg<'_> {
     pub(crate) fn span(&self) -> Span {
         self.ty.span()
     }
+}
+
+/// Sees through the invisible groups that `macro_rules!` wraps around types.
+fn ungroup(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(g) => ungroup(&g.elem),
+        Type::Paren(p) => ungroup(&p.elem),
+        _ => ty,
+    }
+}
+
+fn is_u8(ty: &Type) -> bool {
+    is_primitive(ty, "u8")
+}
+
+/// `name`, or `core::primitive::name` / `std::primitive::name`.
+fn is_primitive(ty: &Type, name: &str) -> bool {
+    let Type::Path(p) = ungroup(ty) else {
+        return false;
+    };
+    if p.qself.is_some() || p.path.segments.iter().any(|s| !s.arguments.is_none()) {
+        return false;
+    }
+    let names: Vec<String> = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    match names.as_slice() {
+        [only] => p.path.leading_colon.is_none() && only == name,
+        [krate, module, last] => {
+            (krate == "core" || krate == "std") && module == "primitive" && last == name
+        }
+        _ => false,
+    }
+}
+
+/// `Vec<u8>`, `std::vec::Vec<u8>` or `alloc::vec::Vec<u8>`, as written: a
+/// macro sees tokens, not types, so a user type named `Vec` would be taken for
+/// the standard one (and give a type error naming `ByteBuf`).
+fn is_byte_vec(ty: &Type) -> bool {
+    let Type::Path(p) = ungroup(ty) else {
+        return false;
+    };
+    if p.qself.is_some() {
+        return false;
+    }
+    let names: Vec<String> = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    let known = match names.as_slice() {
+        [vec] => p.path.leading_colon.is_none() && vec == "Vec",
+        [krate, module, vec] => {
+            (krate == "std" || krate == "alloc") && module == "vec" && vec == "Vec"
+        }
+        _ => false,
+    };
+    let Some(last) = p.path.segments.last() else {
+        return false;
+    };
+    let syn::PathArguments::AngleBracketed(generics) = &last.arguments else {
+        return false;
+    };
+    known
+        && generics.args.len() == 1
+        && matches!(&generics.args[0], syn::GenericArgument::Type(t) if is_u8(t))
 }
 
 trait UnrawString {
@@ -219,8 +385,14 @@ impl Errors {
         }
     }
 
+    /// An error at one token.
     pub(crate) fn error(&mut self, span: Span, message: impl std::fmt::Display) {
         self.push(syn::Error::new(span, message));
+    }
+
+    /// An error covering `tokens` from first to last.
+    pub(crate) fn spanned(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
     }
 
     pub(crate) fn finish(self) -> syn::Result<()> {

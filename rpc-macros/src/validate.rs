@@ -3,33 +3,39 @@
 
 use std::collections::HashMap;
 
+use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::{FnArg, GenericParam, TraitItem};
+use syn::{FnArg, GenericParam, TraitItem, Type};
 
 use crate::ast::{ArgKind, Errors, Method, Service};
 
-/// Names of inherent methods on the generated `{Trait}Client`.
+/// Names of inherent methods on the generated `{Trait}Client` (and `clone`,
+/// which an inherent method would shadow).
 const RESERVED: &[&str] = &["connect", "new", "with_timeout", "channel", "clone"];
 
-pub(crate) fn service(service: &Service) -> syn::Result<()> {
-    let mut errors = Errors::default();
-    trait_is_plain(service, &mut errors);
-    trait_is_not_generic(service, &mut errors);
-    no_supertraits(service, &mut errors);
-    only_methods(service, &mut errors);
+/// Checks every rule, adding each mistake found to `errors`.
+pub(crate) fn service(service: &Service, errors: &mut Errors) {
+    trait_is_plain(service, errors);
+    trait_is_not_generic(service, errors);
+    no_supertraits(service, errors);
+    only_methods(service, errors);
+    wire_name_is_valid(&service.wire_name, service.name_span, errors);
     for method in &service.methods {
-        is_async(method, &mut errors);
-        is_plain_fn(method, &mut errors);
-        takes_shared_self(method, &mut errors);
-        not_generic(method, &mut errors);
-        args_are_named(method, &mut errors);
-        no_mut_refs(method, &mut errors);
-        no_impl_trait(method, &mut errors);
-        not_reserved(service, method, &mut errors);
+        is_async(method, errors);
+        is_plain_fn(method, errors);
+        takes_shared_self(method, errors);
+        not_generic(method, errors);
+        args_are_named(method, errors);
+        no_mut_refs(method, errors);
+        borrows_only_at_top(method, errors);
+        returns_owned(method, errors);
+        no_trait_types(method, errors);
+        no_self_type(method, errors);
+        not_reserved(service, method, errors);
+        wire_name_is_valid(&method.wire_name, method.name_span, errors);
     }
-    wire_ids_are_unique(service, &mut errors);
-    errors.finish()
+    wire_ids_are_unique(service, errors);
 }
 
 /// `unsafe trait` and `auto trait` have no meaning across a network.
@@ -49,11 +55,18 @@ fn trait_is_plain(service: &Service, errors: &mut Errors) {
 /// known type, and the method id names no type parameters.
 fn trait_is_not_generic(service: &Service, errors: &mut Errors) {
     let generics = &service.item.generics;
-    if !generics.params.is_empty() || generics.where_clause.is_some() {
-        errors.error(
-            generics.span(),
+    if !generics.params.is_empty() {
+        errors.spanned(
+            generics,
             "generic service traits are not supported: every type on the wire must be concrete; \
              use concrete types (an enum can cover several)",
+        );
+    }
+    if let Some(clause) = &generics.where_clause {
+        errors.spanned(
+            clause,
+            "a service trait cannot have a `where` clause: it would constrain the implementation, \
+             not the wire; put bounds on the implementing type instead",
         );
     }
 }
@@ -62,10 +75,10 @@ fn trait_is_not_generic(service: &Service, errors: &mut Errors) {
 /// methods would exist locally but not over the wire.
 fn no_supertraits(service: &Service, errors: &mut Errors) {
     if !service.item.supertraits.is_empty() {
-        errors.error(
-            service.item.supertraits.span(),
-            "supertraits are not supported on a service trait: the client could not call their methods; \
-             make the supertrait a service of its own and add both to the server",
+        errors.spanned(
+            &service.item.supertraits,
+            "supertraits are not supported on a service trait: the client could not call their \
+             methods; make the supertrait a service of its own and add both to the server",
         );
     }
 }
@@ -76,26 +89,44 @@ fn only_methods(service: &Service, errors: &mut Errors) {
     for item in &service.others {
         let message = match item {
             TraitItem::Type(_) => {
-                "associated types are not supported in a service trait: every type on the wire must be concrete"
+                "associated types are not supported in a service trait: every type on the wire \
+                 must be concrete; name the concrete type in the methods"
             }
             TraitItem::Const(_) => {
-                "associated consts are not supported in a service trait: a client cannot call a const; \
-                 make it a method or a const outside the trait"
+                "associated consts are not supported in a service trait: a client cannot call a \
+                 const; make it an `async fn` or a const outside the trait"
             }
             _ => "a service trait may contain only `async fn` methods",
         };
-        errors.error(item.span(), message);
+        errors.spanned(item, message);
+    }
+}
+
+/// A wire name is the key old and new peers agree on; a `.` would make
+/// `"Service.method"` ambiguous, and an empty name is surely a slip.
+fn wire_name_is_valid(name: &str, span: Span, errors: &mut Errors) {
+    if name.is_empty() || name.contains('.') || name.chars().any(char::is_whitespace) {
+        errors.error(
+            span,
+            "a wire name must be non-empty, without `.` or whitespace (the wire names a method \
+             `Service.method`)",
+        );
     }
 }
 
 /// A remote call is asynchronous; a blocking signature would hide the network.
 fn is_async(method: &Method, errors: &mut Errors) {
-    if method.item.sig.asyncness.is_none() {
-        errors.error(
-            method.item.sig.fn_token.span(),
-            "rpc methods must be `async fn`: a remote call waits on the network",
-        );
+    let sig = &method.item.sig;
+    if sig.asyncness.is_some() {
+        return;
     }
+    let message = if returns_impl_trait(&sig.output) {
+        "rpc methods must be `async fn`: write `async fn name(..) -> T` instead of returning \
+         `impl Future` (the macro makes the future `Send` itself)"
+    } else {
+        "rpc methods must be `async fn`: a remote call waits on the network"
+    };
+    errors.error(sig.fn_token.span(), message);
 }
 
 /// `unsafe`, `const`, `extern` and variadic functions cannot be called remotely.
@@ -111,10 +142,10 @@ fn is_plain_fn(method: &Method, errors: &mut Errors) {
         errors.error(c.span(), "rpc methods cannot be `const`");
     }
     if let Some(abi) = &sig.abi {
-        errors.error(abi.span(), "rpc methods cannot have an ABI (`extern`)");
+        errors.spanned(abi, "rpc methods cannot have an ABI (`extern`)");
     }
     if let Some(v) = &sig.variadic {
-        errors.error(v.span(), "rpc methods cannot be variadic");
+        errors.spanned(v, "rpc methods cannot be variadic");
     }
 }
 
@@ -122,16 +153,16 @@ fn is_plain_fn(method: &Method, errors: &mut Errors) {
 /// `&self`: never exclusive access, never ownership.
 fn takes_shared_self(method: &Method, errors: &mut Errors) {
     match method.item.sig.inputs.first() {
-        Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_some() => errors.error(
-            r.span(),
-            "`&mut self` is not supported: the server shares one instance across concurrent calls; \
-             take `&self` and use interior mutability (a Mutex or atomics)",
+        Some(FnArg::Receiver(r)) if is_ref_mut(&r.ty) => errors.spanned(
+            r,
+            "`&mut self` is not supported: the server shares one instance across concurrent \
+             calls; take `&self` and use interior mutability (a Mutex or atomics)",
         ),
-        Some(FnArg::Receiver(r)) if r.reference.is_some() && r.colon_token.is_none() => {}
-        Some(FnArg::Receiver(r)) => errors.error(
-            r.span(),
-            "rpc methods must take `&self`: the server shares one instance across concurrent calls, \
-             so a handler cannot own or box it",
+        Some(FnArg::Receiver(r)) if is_ref_self(&r.ty) => {}
+        Some(FnArg::Receiver(r)) => errors.spanned(
+            r,
+            "rpc methods must take `&self`: the server shares one instance across concurrent \
+             calls, so a handler can neither own it nor take it boxed or pinned",
         ),
         _ => errors.error(
             method.item.sig.paren_token.span.join(),
@@ -144,14 +175,19 @@ fn takes_shared_self(method: &Method, errors: &mut Errors) {
 /// are fine (they only concern borrows on each side).
 fn not_generic(method: &Method, errors: &mut Errors) {
     for param in &method.item.sig.generics.params {
-        match param {
-            GenericParam::Lifetime(_) => {}
-            _ => errors.error(
-                param.span(),
-                "generic methods are not supported: the server must know the concrete type to decode; \
-                 use a concrete type (an enum can cover several)",
-            ),
+        if !matches!(param, GenericParam::Lifetime(_)) {
+            errors.spanned(
+                param,
+                "generic methods are not supported: the server must know the concrete type to \
+                 decode; use a concrete type (an enum can cover several)",
+            );
         }
+    }
+    if let Some(clause) = &method.item.sig.generics.where_clause {
+        errors.spanned(
+            clause,
+            "rpc methods cannot have a `where` clause: their types are concrete",
+        );
     }
 }
 
@@ -161,8 +197,8 @@ fn args_are_named(method: &Method, errors: &mut Errors) {
     for arg in &method.args {
         let ok = matches!(arg.pat, syn::Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none());
         if !ok {
-            errors.error(
-                arg.pat.span(),
+            errors.spanned(
+                arg.pat,
                 "argument patterns are not supported in rpc methods: name the argument \
                  (`point: Point`) and destructure it in the body",
             );
@@ -174,8 +210,8 @@ fn args_are_named(method: &Method, errors: &mut Errors) {
 fn no_mut_refs(method: &Method, errors: &mut Errors) {
     for arg in &method.args {
         if matches!(arg.kind, ArgKind::RefMut) {
-            errors.error(
-                arg.span(),
+            errors.spanned(
+                arg.ty,
                 "`&mut` arguments are not supported: the server's changes could not travel back; \
                  return the new value instead",
             );
@@ -183,14 +219,50 @@ fn no_mut_refs(method: &Method, errors: &mut Errors) {
     }
 }
 
+/// The server decodes owned values and can lend the handler only the whole
+/// argument; a borrow inside (`Option<&str>`) would have nothing to point to.
+fn borrows_only_at_top(method: &Method, errors: &mut Errors) {
+    for arg in &method.args {
+        if !matches!(arg.kind, ArgKind::RefMut) {
+            let inner = arg.kind.referent(arg.ty);
+            find_borrows(
+                inner,
+                errors,
+                "a borrow is supported only as the whole argument (`&str`, `&[T]`, `&T`): the \
+                 server decodes owned values; use an owned type here (`String`, `Vec<T>`)",
+            );
+        }
+    }
+}
+
+/// The client decodes the reply into a value the caller owns: nothing is left
+/// for a returned borrow to point into.
+fn returns_owned(method: &Method, errors: &mut Errors) {
+    if let Some(ty) = method.output.ty() {
+        find_borrows(
+            ty,
+            errors,
+            "rpc methods cannot return a borrow: the caller receives a decoded copy; \
+             return an owned type (`String`, `Vec<T>`)",
+        );
+    }
+}
+
 /// The wire needs one concrete type for every argument and return value.
-fn no_impl_trait(method: &Method, errors: &mut Errors) {
+fn no_trait_types(method: &Method, errors: &mut Errors) {
     struct Find<'e>(&'e mut Errors);
     impl<'ast> Visit<'ast> for Find<'_> {
         fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
-            self.0.error(
-                t.span(),
+            self.0.spanned(
+                t,
                 "`impl Trait` is not supported in rpc methods: the wire needs a concrete type",
+            );
+        }
+        fn visit_type_trait_object(&mut self, t: &'ast syn::TypeTraitObject) {
+            self.0.spanned(
+                t,
+                "trait objects are not supported in rpc methods: the wire needs a concrete type \
+                 (an enum can cover several)",
             );
         }
     }
@@ -198,7 +270,37 @@ fn no_impl_trait(method: &Method, errors: &mut Errors) {
     for arg in &method.args {
         find.visit_type(arg.ty);
     }
-    if let Some(output) = method.output {
+    // A non-async method returning `impl Future` is already told to be async.
+    if method.item.sig.asyncness.is_some()
+        && let Some(output) = method.output.ty()
+    {
+        find.visit_type(output);
+    }
+}
+
+/// `Self` is the server's implementing type: the client has no such type to
+/// send or receive.
+fn no_self_type(method: &Method, errors: &mut Errors) {
+    struct Find<'e>(&'e mut Errors);
+    impl<'ast> Visit<'ast> for Find<'_> {
+        fn visit_path(&mut self, path: &'ast syn::Path) {
+            match path.segments.first() {
+                Some(first) if path.leading_colon.is_none() && first.ident == "Self" => {
+                    self.0.spanned(
+                        path,
+                        "`Self` cannot travel over the wire: it is the server's type, unknown to \
+                         the client; name a concrete type",
+                    );
+                }
+                _ => syn::visit::visit_path(self, path),
+            }
+        }
+    }
+    let mut find = Find(errors);
+    for arg in &method.args {
+        find.visit_type(arg.ty);
+    }
+    if let Some(output) = method.output.ty() {
         find.visit_type(output);
     }
 }
@@ -206,32 +308,83 @@ fn no_impl_trait(method: &Method, errors: &mut Errors) {
 /// The generated client has inherent methods of its own; an rpc method of the
 /// same name would be unreachable or clash.
 fn not_reserved(service: &Service, method: &Method, errors: &mut Errors) {
-    let name = method.ident.to_string();
+    let name = method.name();
     if RESERVED.contains(&name.as_str()) {
         errors.error(
             method.ident.span(),
             format!(
-                "`{name}` is the name of a method of the generated `{}Client`; rename the rust method \
-                 and keep the wire name with #[rpc(name = \"{name}\")]",
+                "`{name}` is the name of a method of the generated `{}Client`; rename the rust \
+                 method and keep the wire name with #[rpc(name = \"{name}\")]",
                 service.item.ident
             ),
         );
     }
 }
 
-/// Two methods with one id could not be told apart by the server.
+/// Two methods with one id could not be told apart by the server. Methods
+/// that both carry `#[cfg]` may be alternatives that are never compiled
+/// together; the server still refuses a duplicate id when it starts.
 fn wire_ids_are_unique(service: &Service, errors: &mut Errors) {
     let mut seen: HashMap<u64, &Method> = HashMap::new();
     for method in &service.methods {
-        if let Some(first) = seen.insert(method.id(), method) {
-            errors.error(
-                method.name_span,
-                format!(
-                    "`{}` has the same wire id as `{}` (both are named `{}` on the wire, or their hashes collide); \
-                     pin another name with #[rpc(name = \"...\")]",
-                    method.ident, first.ident, method.full_name
-                ),
-            );
+        let Some(first) = seen.get(&method.id()) else {
+            seen.insert(method.id(), method);
+            continue;
+        };
+        if first.cfgs().next().is_some() && method.cfgs().next().is_some() {
+            continue;
         }
+        let why = if first.full_name == method.full_name {
+            format!("both are named `{}` on the wire", method.full_name)
+        } else {
+            format!(
+                "the hashes of `{}` and `{}` collide",
+                first.full_name, method.full_name
+            )
+        };
+        errors.error(
+            method.name_span,
+            format!(
+                "`{}` has the same wire id as `{}` ({why}); give one of them another wire name \
+                 with #[rpc(name = \"...\")]",
+                method.ident, first.ident
+            ),
+        );
     }
+}
+
+/// Reports every reference and non-`'static` lifetime inside `ty`.
+fn find_borrows(ty: &Type, errors: &mut Errors, message: &str) {
+    struct Find<'e, 'm>(&'e mut Errors, &'m str);
+    impl<'ast> Visit<'ast> for Find<'_, '_> {
+        fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
+            self.0.spanned(r, self.1);
+        }
+        fn visit_lifetime(&mut self, l: &'ast syn::Lifetime) {
+            if l.ident != "static" {
+                self.0.spanned(l, self.1);
+            }
+        }
+        // `impl Trait + 'a` and `dyn Trait + 'a` are reported as trait types.
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {}
+        fn visit_type_trait_object(&mut self, _: &'ast syn::TypeTraitObject) {}
+    }
+    Find(errors, message).visit_type(ty);
+}
+
+fn returns_impl_trait(output: &syn::ReturnType) -> bool {
+    matches!(output, syn::ReturnType::Type(_, ty) if matches!(**ty, Type::ImplTrait(_)))
+}
+
+/// `&self`, `&'a self` or `self: &Self` (syn gives the short forms a type too).
+fn is_ref_self(ty: &Type) -> bool {
+    matches!(ty, Type::Reference(r) if r.mutability.is_none() && is_self(&r.elem))
+}
+
+fn is_ref_mut(ty: &Type) -> bool {
+    matches!(ty, Type::Reference(r) if r.mutability.is_some() && is_self(&r.elem))
+}
+
+fn is_self(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("Self"))
 }

@@ -85,6 +85,9 @@ pub use server::{Server, ServerHandle};
 pub mod __private {
     pub use crate::bytes::{ByteBuf, BytesRef};
     pub use crate::server::dispatch::{Call, Handler, MethodDesc, Service};
+    /// Generated code implements `Serialize`/`Deserialize` for each method's
+    /// arguments, so that a type error lands under the user's argument type.
+    pub use serde;
     pub use std::boxed::Box;
     pub use std::future::Future;
     pub use std::string::String;

@@ -4,6 +4,9 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
+use syn::Attribute;
+use syn::spanned::Spanned;
+
 use super::wire;
 use crate::ast::{Method, Service};
 
@@ -59,26 +62,49 @@ pub(super) fn expand(service: &Service) -> TokenStream {
 fn method(vis: &syn::Visibility, method: &Method) -> TokenStream {
     let ident = method.ident;
     let docs = method.docs();
-    let attrs = method.non_doc_attrs();
+    let attrs = method.non_doc_attrs().map(|a| lint_attr(a));
     let lifetimes = method.item.sig.generics.lifetimes();
     let params = method.args.iter().map(|arg| {
         let name = wire::arg_ident(arg);
         let ty = arg.ty;
         quote!(#name: #ty)
     });
-    let names = method.args.iter().map(wire::arg_ident);
     let output = wire::output_type(method);
     let full_name = &method.full_name;
     let id = wire::id_literal(method);
+    let args = wire::encode_args(method);
+    let args_items = &args.items;
+    let args_expr = &args.expr;
+    let decode = wire::decode_output(method, quote!(__rpc_request));
+    let decode_items = &decode.items;
+    let call = &decode.expr;
     quote! {
         #(#docs)*
         #(#attrs)*
+        // Lints about the signature are the trait's to report, not this copy's.
+        #[allow(clippy::too_many_arguments)]
         #vis fn #ident<#(#lifetimes),*>(
             &self,
             #(#params),*
         ) -> impl ::core::future::Future<Output = ::core::result::Result<#output, ::rpc::Error>>
                + ::core::marker::Send + 'static {
-            self.channel.call::<#output>(self.channel.request(#full_name, #id, &(#(#names,)*)))
+            #args_items
+            #decode_items
+            let __rpc_request = self.channel.request(#full_name, #id, #args_expr);
+            #call
         }
     }
+}
+
+/// `#[expect(..)]` becomes `#[allow(..)]`: the lint the user expects in the
+/// trait may not fire in the generated method, and an unmet expectation warns.
+fn lint_attr(attr: &Attribute) -> TokenStream {
+    if !attr.path().is_ident("expect") {
+        return quote!(#attr);
+    }
+    let mut attr = attr.clone();
+    if let syn::Meta::List(list) = &mut attr.meta {
+        list.path = syn::parse_quote_spanned!(list.path.span()=> allow);
+    }
+    quote!(#attr)
 }

@@ -14,24 +14,33 @@ use crate::ast::Service;
 /// Everything the macro emits for a valid service.
 pub(crate) fn service(service: &Service) -> TokenStream {
     let service_trait = service_trait::expand(service);
-    let checks = wire::type_checks(service);
+    let used = service_trait::mark_used(service);
     let client = client::expand(service);
     let server = server::expand(service);
     quote! {
         #service_trait
-        #checks
+        #used
         #client
         #server
     }
 }
 
-/// The user's trait with our `#[rpc(..)]` attributes removed: emitted next to
-/// the errors when the trait is refused, so one mistake does not cascade.
-pub(crate) fn plain_trait(mut item: syn::ItemTrait) -> TokenStream {
-    for trait_item in &mut item.items {
-        if let syn::TraitItem::Fn(f) = trait_item {
-            f.attrs.retain(|a| !a.path().is_ident("rpc"));
-        }
+/// The trait, rewritten as for a valid service, and the errors: one mistake
+/// must not cascade into "cannot find trait" errors wherever the trait is used.
+pub(crate) fn refused_service(service: &Service, errors: syn::Error) -> TokenStream {
+    let service_trait = service_trait::expand(service);
+    let errors = errors.into_compile_error();
+    quote! {
+        #service_trait
+        #errors
     }
-    quote!(#item)
+}
+
+/// The item unchanged, and the error that says it should be a trait.
+pub(crate) fn refused_item(item: TokenStream, error: syn::Error) -> TokenStream {
+    let error = error.into_compile_error();
+    quote! {
+        #item
+        #error
+    }
 }

@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc {
+    async fn name(&self) -> &str;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc {
+    async fn put<T: serde::Serialize>(&self, value: T);
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc<T> {
+    async fn get(&self) -> T;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc {
+    async fn items(&self) -> impl Iterator<Item = u32>;
+}
+
+fn main() {}

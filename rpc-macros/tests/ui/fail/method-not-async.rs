@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc {
+    fn sync(&self) -> u32;
+}
+
+fn main() {}

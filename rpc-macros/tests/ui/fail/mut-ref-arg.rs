@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc {
+    async fn fill(&self, out: &mut Vec<u8>);
+}
+
+fn main() {}

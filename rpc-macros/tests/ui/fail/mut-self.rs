@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc {
+    async fn bump(&mut self) -> u32;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc {
+    async fn free(x: u32) -> u32;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc {
+    async fn clone(&self) -> u32;
+}
+
+fn main() {}

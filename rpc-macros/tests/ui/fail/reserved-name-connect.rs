@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc {
+    async fn connect(&self, host: String) -> bool;
+}
+
+fn main() {}

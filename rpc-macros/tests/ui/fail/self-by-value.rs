@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc {
+    async fn consume(self) -> u32;
+}
+
+fn main() {}

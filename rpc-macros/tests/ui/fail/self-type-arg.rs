@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc {
+    async fn merge(&self, other: Self) -> u32;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc {
+    async fn run(&self, task: Box<dyn Fn() + Send>);
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[rpc::service(bogus = 1)]
+pub trait Svc {
+    async fn get(&self) -> u32;
+}
+
+fn main() {}
