@@ -181,7 +181,7 @@ async fn adding_the_same_service_twice_is_refused() {
 mod old {
     /// Version 1 of a service, as an old server runs it.
     #[rpc::service(name = "Inventory")]
-    pub trait InventoryV1 {
+    pub(crate) trait InventoryV1 {
         async fn count(&self) -> u32;
     }
 }
@@ -189,7 +189,7 @@ mod old {
 mod new {
     /// Version 2: one more method, and the old one moved.
     #[rpc::service(name = "Inventory")]
-    pub trait InventoryV2 {
+    pub(crate) trait InventoryV2 {
         async fn restock(&self, n: u32) -> u32;
         async fn count(&self) -> u32;
     }

@@ -55,6 +55,7 @@ pub trait Shapes {
     async fn option(&self, o: Option<Vec<String>>) -> Option<usize>;
     async fn map(&self, m: HashMap<String, Vec<u32>>) -> Vec<(String, u32)>;
     async fn result(&self, fail: bool) -> Result<Point, AppError>;
+    #[allow(clippy::too_many_arguments)]
     async fn many(&self, a: u8, b: u16, c: u32, d: u64, e: f32, f: char, g: Vec<i64>) -> String;
     async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
     async fn make(&self, len: usize) -> Vec<u8>;

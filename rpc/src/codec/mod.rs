@@ -77,19 +77,27 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 /// Decodes a `T` that must fill `bytes` exactly, safely against hostile input.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let claim = bytes.len().saturating_mul(16);
-    // One arm per power of four: `with_limit` takes a const.
-    match claim {
-        ..=0x1_0000 => decode_limited::<T, 0x1_0000>(bytes),
-        ..=0x4_0000 => decode_limited::<T, 0x4_0000>(bytes),
-        ..=0x10_0000 => decode_limited::<T, 0x10_0000>(bytes),
-        ..=0x40_0000 => decode_limited::<T, 0x40_0000>(bytes),
-        ..=0x100_0000 => decode_limited::<T, 0x100_0000>(bytes),
-        ..=0x400_0000 => decode_limited::<T, 0x400_0000>(bytes),
-        ..=0x1000_0000 => decode_limited::<T, 0x1000_0000>(bytes),
-        ..=0x4000_0000 => decode_limited::<T, 0x4000_0000>(bytes),
+    // One branch per power of four: `with_limit` takes a const.
+    if claim <= 0x1_0000 {
+        decode_limited::<T, 0x1_0000>(bytes)
+    } else if claim <= 0x4_0000 {
+        decode_limited::<T, 0x4_0000>(bytes)
+    } else if claim <= 0x10_0000 {
+        decode_limited::<T, 0x10_0000>(bytes)
+    } else if claim <= 0x40_0000 {
+        decode_limited::<T, 0x40_0000>(bytes)
+    } else if claim <= 0x100_0000 {
+        decode_limited::<T, 0x100_0000>(bytes)
+    } else if claim <= 0x400_0000 {
+        decode_limited::<T, 0x400_0000>(bytes)
+    } else if claim <= 0x1000_0000 {
+        decode_limited::<T, 0x1000_0000>(bytes)
+    } else if claim <= 0x4000_0000 {
+        decode_limited::<T, 0x4000_0000>(bytes)
+    } else {
         // Payloads past 64 MiB (a raised frame limit) get a 16 GiB cap: still far
         // from the 2^40-byte claims that abort the process.
-        _ => decode_limited::<T, { 1 << 34 }>(bytes),
+        decode_limited::<T, { 1 << 34 }>(bytes)
     }
 }
 

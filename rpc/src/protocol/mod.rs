@@ -15,7 +15,7 @@
 //! | kind | value | call id | payload |
 //! |---|---|---|---|
 //! | Hello | 1 | 0 | magic `"ZRPC"`, version u16 BE, features u32 BE (0 in v1) |
-//! | Request | 2 | the call | method id u64 BE, budget µs u64 BE, [metadata], args (bincode) |
+//! | Request | 2 | the call | method id u64 BE, budget µs u64 BE, (metadata), args (bincode) |
 //! | Response | 3 | the call | status u8, then the value (bincode) if status is 0, else a UTF-8 message |
 //! | Cancel | 4 | the call | empty |
 //! | GoAway | 5 | 0 | reason u8, UTF-8 message |
