@@ -38,7 +38,10 @@ pub fn serialize<T: AsRef<[u8]> + ?Sized, S: Serializer>(
 ///
 /// Whatever the deserializer returns.
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
-    deserializer.deserialize_byte_buf(ByteBufVisitor)
+    // `deserialize_bytes`, not `_byte_buf`: decoding from a frame, bincode lends
+    // the bytes and they are copied once; `_byte_buf` would zero-fill a new
+    // buffer and then copy into it.
+    deserializer.deserialize_bytes(ByteBufVisitor)
 }
 
 struct ByteBufVisitor;
