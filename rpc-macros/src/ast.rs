@@ -399,3 +399,93 @@ impl Errors {
         self.0.map_or(Ok(()), Err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arg_kind(ty: &str) -> &'static str {
+        let ty: Type = syn::parse_str(ty).unwrap();
+        match ArgKind::of(&ty) {
+            ArgKind::Owned => "owned",
+            ArgKind::Bytes => "bytes",
+            ArgKind::Str => "str",
+            ArgKind::BytesRef => "bytes-ref",
+            ArgKind::Slice(_) => "slice",
+            ArgKind::Ref => "ref",
+            ArgKind::RefMut => "ref-mut",
+        }
+    }
+
+    #[test]
+    fn byte_buffers_take_the_fast_path_only_when_written_as_bytes() {
+        assert_eq!(arg_kind("Vec<u8>"), "bytes");
+        assert_eq!(arg_kind("std::vec::Vec<u8>"), "bytes");
+        assert_eq!(
+            arg_kind("::alloc::vec::Vec<::core::primitive::u8>"),
+            "bytes"
+        );
+        assert_eq!(arg_kind("&[u8]"), "bytes-ref");
+        assert_eq!(arg_kind("&'a Vec<u8>"), "bytes-ref");
+        assert_eq!(arg_kind("Vec<i8>"), "owned");
+        assert_eq!(arg_kind("Vec<Vec<u8>>"), "owned");
+        assert_eq!(arg_kind("Option<Vec<u8>>"), "owned");
+        assert_eq!(arg_kind("my::Vec<u8>"), "owned");
+        assert_eq!(arg_kind("&[u16]"), "slice");
+    }
+
+    #[test]
+    fn borrows_are_classified_by_referent() {
+        assert_eq!(arg_kind("&str"), "str");
+        assert_eq!(arg_kind("&'a ::core::primitive::str"), "str");
+        assert_eq!(arg_kind("&String"), "ref");
+        assert_eq!(arg_kind("&[String]"), "slice");
+        assert_eq!(arg_kind("&mut u32"), "ref-mut");
+        assert_eq!(arg_kind("String"), "owned");
+    }
+
+    #[test]
+    fn method_ids_match_the_runtime_and_honour_pinned_names() {
+        let item: ItemTrait = syn::parse_quote! {
+            trait Calc {
+                async fn add(&self);
+                #[rpc(name = "sub")]
+                async fn subtract(&self);
+                async fn r#type(&self);
+            }
+        };
+        let mut errors = Errors::default();
+        let args = quote::quote!(name = "Calculator");
+        let service = Service::parse(args, &item, &mut errors);
+        assert!(errors.finish().is_ok());
+        let names: Vec<_> = service
+            .methods
+            .iter()
+            .map(|m| m.full_name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["Calculator.add", "Calculator.sub", "Calculator.type"]
+        );
+        for m in &service.methods {
+            assert_eq!(m.id(), rpc::protocol::method_id(&m.full_name));
+        }
+    }
+
+    #[test]
+    fn parsing_goes_on_after_a_bad_option() {
+        let item: ItemTrait = syn::parse_quote! {
+            trait Svc {
+                #[rpc(bogus)]
+                async fn a(&self);
+                #[rpc(name = 1)]
+                async fn b(&self);
+            }
+        };
+        let mut errors = Errors::default();
+        let service = Service::parse(quote::quote!(nope = "x"), &item, &mut errors);
+        assert_eq!(service.methods.len(), 2);
+        let all = errors.finish().unwrap_err();
+        assert_eq!(all.into_iter().count(), 3);
+    }
+}

@@ -1,9 +1,10 @@
 //! The `#[service]` attribute macro. Use it through the `rpc` crate
-//! (`#[rpc::service]`).
+//! (`#[rpc::service]`); its docs are on [`service`].
 //!
-//! Stages: [`ast`] parses the trait into a model of the service, [`validate`]
-//! checks one rule per function, [`expand`] writes the trait, the wire ids, the
-//! client and the server.
+//! Stages: `ast.rs` parses the trait into a model of the service,
+//! `validate.rs` checks one rule per function, `expand/` writes the trait, the
+//! client and the server. Tests: `tests/ui/` (trybuild, one shape or mistake
+//! per file) and `tests/hygiene.rs`.
 
 mod ast;
 mod expand;
@@ -11,7 +12,132 @@ mod validate;
 
 use proc_macro::TokenStream;
 
-/// Turns a trait into an RPC service.
+/// Turns a trait into an RPC service: the trait is the whole schema.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Serialize, Deserialize)]
+/// pub enum MathError { DivideByZero }
+///
+/// #[rpc::service]
+/// pub trait Calculator {
+///     /// Adds two numbers.
+///     async fn add(&self, a: i64, b: i64) -> i64;
+///     async fn div(&self, a: i64, b: i64) -> Result<i64, MathError>;
+///     /// Borrowed arguments stay borrows on the client.
+///     async fn sum(&self, label: &str, xs: &[i64]) -> String;
+/// }
+///
+/// struct Calc;
+/// impl Calculator for Calc {
+///     async fn add(&self, a: i64, b: i64) -> i64 { a + b }
+///     async fn div(&self, a: i64, b: i64) -> Result<i64, MathError> {
+///         a.checked_div(b).ok_or(MathError::DivideByZero)
+///     }
+///     async fn sum(&self, label: &str, xs: &[i64]) -> String {
+///         format!("{label}: {}", xs.iter().sum::<i64>())
+///     }
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), rpc::Error> {
+/// let server = rpc::Server::builder()
+///     .add_service(CalculatorServer::new(Calc))
+///     .bind("127.0.0.1:0")
+///     .await?;
+/// let calc = CalculatorClient::connect(server.local_addr()).await?;
+/// assert_eq!(calc.add(2, 3).await?, 5);
+/// assert!(calc.div(1, 0).await?.is_err());
+/// assert_eq!(calc.sum("total", &[1, 2, 3]).await?, "total: 6");
+/// server.shutdown().await;
+/// # Ok(()) }
+/// ```
+///
+/// # What it generates
+///
+/// Next to the trait, with the trait's visibility:
+///
+/// - **The trait itself**, still a plain trait that can be implemented and
+///   called in-process. Each `async fn m(&self, ..) -> T` is rewritten as
+///   `fn m(&self, ..) -> impl Future<Output = T> + Send`; an `impl` still
+///   writes `async fn`, and a handler whose future is not `Send` is reported
+///   at that method in the impl. A default body becomes an `async move` block
+///   and gains `where Self: Sync`.
+/// - **`{Trait}Client`**, `Clone + Debug + Send + Sync`; clones share one
+///   multiplexed connection.
+///   - `async fn connect(addr: impl ToSocketAddrs) -> Result<Self, rpc::Error>`
+///     connects with default settings;
+///   - `fn new(channel: rpc::Channel) -> Self` calls through a configured
+///     channel (`rpc::Channel::builder()`);
+///   - `fn with_timeout(&self, timeout: Duration) -> Self` is a handle on the
+///     same connection whose calls have that deadline;
+///   - `fn channel(&self) -> &rpc::Channel`;
+///   - one method per trait method, with the same name, arguments and doc
+///     comment, returning
+///     `impl Future<Output = Result<T, rpc::Error>> + Send + 'static`, where
+///     `T` is the trait method's return type exactly (an application error
+///     stays typed inside `T`). The arguments are encoded when the method is
+///     called, so the future borrows nothing and can be spawned.
+/// - **`{Trait}Server<S>`**, which serves any
+///   `S: Trait + Send + Sync + 'static`: `new(service: S)` and `from_arc(service: Arc<S>)` (to keep a
+///   handle to the implementation), then
+///   `rpc::Server::builder().add_service(..)`. It is `Clone` and `Debug`.
+///
+/// # Options
+///
+/// - `#[rpc::service(name = "Wire")]` on the trait pins the service's name on
+///   the wire (by default the trait's name).
+/// - `#[rpc(name = "wire")]` on a method pins the method's name on the wire
+///   (by default its Rust name, without `r#`).
+///
+/// A method is identified on the wire by a hash of `"Service.method"`, so
+/// methods may be reordered or added freely, and pinned names keep old peers
+/// working when the Rust names change. Two methods with one wire name are a
+/// compile error.
+///
+/// # Supported method shapes
+///
+/// - `async fn` taking `&self` (or `&'a self`, `self: &Self`), with named
+///   arguments of any concrete type that is `Serialize + DeserializeOwned`,
+///   nested generics included (`HashMap<String, Vec<Option<u32>>>`);
+/// - borrowed arguments `&str`, `&[T]` and `&T`: the client method takes the
+///   borrow; the server decodes owned data and lends it to the handler;
+/// - any owned return type that is `Serialize + DeserializeOwned`, including
+///   `Result<T, E>` with the application's own `E`, and no return type (`()`);
+/// - `Vec<u8>` and `&[u8]` arguments, and `Vec<u8>` returns, travel as one
+///   block of bytes (same encoding as a sequence of `u8`, much faster). The
+///   macro sees tokens: it recognizes `Vec<u8>`, `std::vec::Vec<u8>` and
+///   `alloc::vec::Vec<u8>` as written. For byte fields inside your own types,
+///   use `#[serde(with = "rpc::bytes")]`;
+/// - lifetime parameters, default bodies, raw identifiers (`r#type` is `type`
+///   on the wire), and attributes on methods: `#[cfg]` gates the method
+///   everywhere; `#[doc]`, `#[deprecated]` and lint attributes are carried to
+///   the client method.
+///
+/// # Refused, each with an error under the offending tokens
+///
+/// - methods that are not `async fn`, or are `unsafe`, `const` or `extern`;
+/// - receivers other than `&self` (`&mut self`, `self`, `self: Box<Self>`) and
+///   methods without one: the server shares one instance across concurrent
+///   calls (use interior mutability);
+/// - generic traits, generic methods, associated types and consts: every type
+///   on the wire must be concrete;
+/// - supertraits and `where` bounds other than marker traits on `Self`
+///   (`trait Svc: Send + Sync + 'static` is fine): the client could not call
+///   a supertrait's methods;
+/// - `impl Trait`, `dyn Trait` and `Self` in argument or return types;
+/// - `&mut` arguments, borrows nested inside an argument type
+///   (`Option<&str>`), and borrowed return types;
+/// - patterns in arguments (`(a, b): (u32, u32)`): name the argument;
+/// - methods named `connect`, `new`, `with_timeout`, `channel` or `clone`,
+///   which the client has already (rename the method and keep the wire name
+///   with `#[rpc(name = "connect")]`);
+/// - unknown options, empty wire names or wire names with `.`, and two
+///   methods with one wire id.
+///
+/// Independent mistakes are reported together. A refused trait is still
+/// emitted, so its uses elsewhere do not add errors. An argument or return
+/// type that is not `Serialize`/`Deserialize` is reported under that type.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     let input = proc_macro2::TokenStream::from(input);

@@ -18,6 +18,7 @@ const RESERVED: &[&str] = &["connect", "new", "with_timeout", "channel", "clone"
 pub(crate) fn service(service: &Service, errors: &mut Errors) {
     trait_is_plain(service, errors);
     trait_is_not_generic(service, errors);
+    where_clause_is_marker(service, errors);
     no_supertraits(service, errors);
     only_methods(service, errors);
     wire_name_is_valid(&service.wire_name, service.name_span, errors);
@@ -62,23 +63,35 @@ fn trait_is_not_generic(service: &Service, errors: &mut Errors) {
              use concrete types (an enum can cover several)",
         );
     }
-    if let Some(clause) = &generics.where_clause {
-        errors.spanned(
-            clause,
-            "a service trait cannot have a `where` clause: it would constrain the implementation, \
-             not the wire; put bounds on the implementing type instead",
-        );
+}
+
+/// A `where` clause would constrain the implementation, not the wire; only
+/// marker bounds on `Self` (`where Self: Send + Sync`) are harmless.
+fn where_clause_is_marker(service: &Service, errors: &mut Errors) {
+    let Some(clause) = &service.item.generics.where_clause else {
+        return;
+    };
+    for predicate in &clause.predicates {
+        if !is_marker_predicate(predicate) {
+            errors.spanned(
+                predicate,
+                "a service trait's `where` clause may only ask `Self` for marker traits \
+                 (`Send`, `Sync`, `Sized`, `Unpin`, `'static`): the wire carries concrete types",
+            );
+        }
     }
 }
 
 /// The client is generated from this trait's methods alone; a supertrait's
-/// methods would exist locally but not over the wire.
+/// methods would exist locally but not over the wire. Marker traits have no
+/// methods, so `trait Svc: Send + Sync + 'static` is fine.
 fn no_supertraits(service: &Service, errors: &mut Errors) {
-    if !service.item.supertraits.is_empty() {
+    for bound in service.item.supertraits.iter().filter(|b| !is_marker(b)) {
         errors.spanned(
-            &service.item.supertraits,
+            bound,
             "supertraits are not supported on a service trait: the client could not call their \
-             methods; make the supertrait a service of its own and add both to the server",
+             methods; make the supertrait a service of its own and add both to the server \
+             (marker traits such as `Send + Sync + 'static` are fine)",
         );
     }
 }
@@ -183,11 +196,15 @@ fn not_generic(method: &Method, errors: &mut Errors) {
             );
         }
     }
-    if let Some(clause) = &method.item.sig.generics.where_clause {
-        errors.spanned(
-            clause,
-            "rpc methods cannot have a `where` clause: their types are concrete",
-        );
+    let predicates = method.item.sig.generics.where_clause.iter();
+    for predicate in predicates.flat_map(|c| &c.predicates) {
+        if !is_marker_predicate(predicate) {
+            errors.spanned(
+                predicate,
+                "an rpc method's `where` clause may only ask `Self` for marker traits \
+                 (`Send`, `Sync`, ...): its types are concrete",
+            );
+        }
     }
 }
 
@@ -387,4 +404,27 @@ fn is_ref_mut(ty: &Type) -> bool {
 
 fn is_self(ty: &Type) -> bool {
     matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("Self"))
+}
+
+/// `Self: Send + Sync + 'static` and the like.
+fn is_marker_predicate(predicate: &syn::WherePredicate) -> bool {
+    matches!(predicate, syn::WherePredicate::Type(p)
+        if is_self(&p.bounded_ty) && p.lifetimes.is_none() && p.bounds.iter().all(is_marker))
+}
+
+/// A lifetime, or a trait without methods whose meaning is the same on both
+/// sides of the wire.
+fn is_marker(bound: &syn::TypeParamBound) -> bool {
+    const MARKERS: &[&str] = &["Send", "Sync", "Sized", "Unpin"];
+    match bound {
+        syn::TypeParamBound::Lifetime(_) => true,
+        syn::TypeParamBound::Trait(t) => {
+            matches!(t.modifier, syn::TraitBoundModifier::None)
+                && t.lifetimes.is_none()
+                && t.path.segments.last().is_some_and(|last| {
+                    last.arguments.is_none() && MARKERS.iter().any(|m| last.ident == m)
+                })
+        }
+        _ => false,
+    }
 }

@@ -1,8 +1,11 @@
-// Two independent mistakes: both are reported in one compile.
+// Independent mistakes, found by parsing and by two different rules, are
+// all reported in one compile.
 #[rpc::service]
 pub trait Svc {
     fn not_async(&self) -> u32;
     async fn takes_mut(&mut self);
+    #[rpc(bogus)]
+    async fn bad_option(&self);
     async fn fine(&self) -> u32;
 }
 
@@ -13,6 +16,7 @@ impl Svc for Impl {
         1
     }
     async fn takes_mut(&mut self) {}
+    async fn bad_option(&self) {}
     async fn fine(&self) -> u32 {
         2
     }

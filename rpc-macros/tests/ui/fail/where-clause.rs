@@ -1,0 +1,9 @@
+#[rpc::service]
+pub trait Svc
+where
+    Self: Clone,
+{
+    async fn get(&self) -> u32;
+}
+
+fn main() {}
