@@ -7,7 +7,7 @@ use quote::{format_ident, quote};
 use syn::Attribute;
 use syn::spanned::Spanned;
 
-use super::wire;
+use super::{args, output, wire};
 use crate::ast::{Method, Service};
 
 pub(super) fn expand(service: &Service) -> TokenStream {
@@ -78,10 +78,10 @@ fn method(vis: &syn::Visibility, trait_ident: &syn::Ident, method: &Method) -> T
     let output = wire::output_type(method);
     let full_name = &method.full_name;
     let id = wire::id_literal(method);
-    let args = wire::encode_args(method);
+    let args = args::encode_args(method);
     let args_items = &args.items;
     let args_expr = &args.expr;
-    let decode = wire::decode_output(method, quote!(__rpc_request));
+    let decode = output::decode_output(method, quote!(__rpc_request));
     let decode_items = &decode.items;
     let call = &decode.expr;
     quote! {

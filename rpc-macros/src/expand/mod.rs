@@ -1,7 +1,10 @@
-//! Code generation: one file per generated item. Nothing here parses or
-//! validates; it reads the model in `ast.rs`.
+//! Code generation: one file per generated item (the trait, the client, the
+//! server) and per thing that travels (arguments, return value).
+//! Nothing here parses or validates; it reads the model in `ast.rs`.
 
+mod args;
 mod client;
+mod output;
 mod server;
 mod service_trait;
 mod wire;

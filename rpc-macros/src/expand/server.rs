@@ -4,7 +4,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use super::wire;
+use super::{args, output, wire};
 use crate::ast::{Method, Service};
 
 pub(super) fn expand(service: &Service) -> TokenStream {
@@ -87,8 +87,9 @@ fn arm(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     let cfgs = method.cfgs();
     let ident = method.ident;
     let id = wire::id_literal(method);
-    let (args_items, pass) = wire::decode_args(method);
-    let reply = wire::encode_output(method);
+    let args_items = args::decode_args(method);
+    let pass = args::handler_values(method);
+    let reply = output::encode_output(method);
     let reply_items = &reply.items;
     let reply_expr = &reply.expr;
     quote! {
