@@ -94,9 +94,4 @@ pub mod __private {
     pub use std::sync::Arc;
     pub use std::vec::Vec;
     pub use tokio::net::ToSocketAddrs;
-
-    /// Fails to compile, under the user's type, unless it can be sent.
-    pub const fn assert_serialize<T: ?Sized + serde::Serialize>() {}
-    /// Fails to compile, under the user's type, unless it can be received.
-    pub const fn assert_deserialize<T: serde::de::DeserializeOwned>() {}
 }
