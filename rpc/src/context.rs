@@ -80,6 +80,14 @@ pub(crate) fn current_deadline() -> Option<Instant> {
     CURRENT.try_with(|c| c.deadline).ok()
 }
 
+/// `start + d`, or a deadline so far away that it never comes if that
+/// overflows (`Duration::MAX` means "no deadline", not a panic).
+pub(crate) fn deadline_after(start: Instant, d: Duration) -> Instant {
+    // About 30 years: further than any call lives.
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    start.checked_add(d).unwrap_or_else(|| start + FAR)
+}
+
 pub(crate) fn scope<F: Future>(ctx: Context, f: F) -> impl Future<Output = F::Output> {
     CURRENT.scope(ctx, f)
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::Config;
 use crate::Error;
 use crate::protocol::{FrameBuf, FrameCodec, GoAwayReason, Kind, RequestHead};
-use crate::transport::{self, FrameReader, Outbox};
+use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox, WeakOutbox};
 
 /// What a waiting caller receives: the Response payload, or why it never came.
 pub(super) type Reply = Result<Bytes, Arc<str>>;
@@ -43,6 +43,8 @@ struct State {
     closed: Option<Arc<str>>,
     /// Set by GoAway: in-flight calls finish, new calls use a new connection.
     draining: bool,
+    /// Why the server sent GoAway, if it did.
+    goaway: Option<GoAwayReason>,
 }
 
 /// Why [`Connection::call`] failed.
@@ -111,6 +113,13 @@ impl Connection {
         st.closed.is_none() && !st.draining
     }
 
+    /// True while the server drains this connection because it is shutting
+    /// down: a call that finds no other connection was refused, not lost.
+    pub(super) fn is_draining_for_shutdown(&self) -> bool {
+        let st = self.shared.state.lock().unwrap();
+        st.closed.is_none() && st.goaway == Some(GoAwayReason::Shutdown)
+    }
+
     pub(super) fn peer(&self) -> SocketAddr {
         self.peer
     }
@@ -138,20 +147,22 @@ impl Connection {
         }
         RequestHead::patch(&mut frame, id, budget);
         let (tx, rx) = oneshot::channel();
+        let request = frame.finish();
         {
+            // Queued under the lock that GoAway takes to mark the connection
+            // draining: a request is either queued before the reader answers
+            // the server's drain Ping (so it arrives before the Pong), or not
+            // sent here at all.
             let mut st = self.shared.state.lock().unwrap();
             if st.closed.is_some() || st.draining {
-                return Err(CallError::NotSent(frame));
+                return Err(CallError::NotSent(FrameBuf::from_bytes(request)));
+            }
+            if let Err(unsent) = self.outbox.send(request.clone()) {
+                return Err(CallError::NotSent(FrameBuf::from_bytes(unsent)));
             }
             st.pending.insert(id, tx);
         }
         let guard = Pending { conn: self, id };
-        let request = frame.finish();
-        if let Err(unsent) = self.outbox.send(request.clone()) {
-            self.shared.state.lock().unwrap().pending.remove(&id);
-            std::mem::forget(guard);
-            return Err(CallError::NotSent(FrameBuf::from_bytes(unsent.0)));
-        }
         let reply = tokio::time::timeout_at(deadline, rx).await;
         match reply {
             Ok(Ok(Ok(payload))) => {
@@ -208,7 +219,7 @@ impl Drop for Pending<'_> {
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: FrameReader<R>,
     shared: Arc<Shared>,
-    outbox: tokio::sync::mpsc::WeakUnboundedSender<Bytes>,
+    outbox: WeakOutbox,
     keepalive_interval: Duration,
     keepalive_timeout: Duration,
 ) {
@@ -248,15 +259,20 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
             Kind::GoAway => {
+                // No new calls here; keep reading for the replies of calls in
+                // flight and to answer the drain Ping. The server closes.
                 let (why, message) = GoAwayReason::parse(&frame.payload);
+                tracing::debug!(?why, %message, "the server sent GoAway");
                 let mut st = shared.state.lock().unwrap();
                 st.draining = true;
-                if why != Some(GoAwayReason::Shutdown) && st.pending.is_empty() {
-                    break format!("the server sent GoAway: {message}");
-                }
+                st.goaway = why;
             }
             Kind::Ping => {
-                if let Some(out) = outbox.upgrade() {
+                // A server that floods Pings and reads nothing does not get
+                // its Pongs queued without end.
+                if let Some(out) = outbox.upgrade()
+                    && out.queued() < BACKLOG_LIMIT
+                {
                     let _ = out.send(FrameBuf::new(Kind::Pong, frame.call_id, 0).finish());
                 }
             }

@@ -12,6 +12,7 @@
 
 mod backoff;
 mod connection;
+mod reconnect;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use crate::codec;
 use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, RequestHead, Status};
 use backoff::Backoff;
 use connection::{CallError, Connection};
+use reconnect::Reconnect;
 
 /// Client settings; every default is from the design's limits table.
 #[derive(Debug, Clone)]
@@ -142,10 +144,10 @@ impl Builder {
             inner: Arc::new(Inner {
                 addrs,
                 current: Mutex::new(Some(conn)),
-                connecting: tokio::sync::Mutex::new(Backoff::new(
-                    self.config.backoff_initial,
-                    self.config.backoff_max,
-                )),
+                reconnect: Mutex::new(Reconnect {
+                    backoff: Backoff::new(self.config.backoff_initial, self.config.backoff_max),
+                    attempt: None,
+                }),
                 config: self.config,
             }),
         })
@@ -164,8 +166,8 @@ struct Inner {
     addrs: Vec<SocketAddr>,
     config: Config,
     current: Mutex<Option<Arc<Connection>>>,
-    /// Held while (re)connecting, so concurrent callers make one attempt.
-    connecting: tokio::sync::Mutex<Backoff>,
+    /// Reconnecting: one attempt at a time, spaced by the backoff.
+    reconnect: Mutex<Reconnect>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -249,7 +251,16 @@ impl Channel {
                 frame,
             } = request;
             let budget = deadline.saturating_duration_since(Instant::now());
-            let payload = inner.send(method, frame?, deadline).await?;
+            let payload = inner
+                .send(method, frame?, deadline)
+                .await
+                .map_err(|e| match e {
+                    // However far the call got, report the budget it had.
+                    Error::DeadlineExceeded { method, .. } => {
+                        Error::DeadlineExceeded { method, budget }
+                    }
+                    e => e,
+                })?;
             decode_response(method, budget, payload)
         }
     }
@@ -257,7 +268,7 @@ impl Channel {
     /// The earlier of this handle's timeout and the deadline of the handler we
     /// are running in, if any: budgets propagate through call chains.
     fn deadline(&self) -> Instant {
-        let own = Instant::now() + self.timeout;
+        let own = crate::context::deadline_after(Instant::now(), self.timeout);
         match crate::context::current_deadline() {
             Some(inherited) if inherited < own => inherited,
             _ => own,
@@ -304,25 +315,37 @@ impl Inner {
     /// provably did not run (the connection was draining, or the server
     /// refused it with ShuttingDown after its GoAway crossed our request).
     async fn send(
-        &self,
+        self: &Arc<Self>,
         method: &'static str,
         frame: FrameBuf,
         deadline: Instant,
     ) -> Result<Bytes, Error> {
         let mut frame = frame;
+        // Set once a draining server refused the call: it did not run, so if
+        // no other connection can be had, the caller hears ShuttingDown
+        // (retry-safe), not Disconnected (which may have run).
+        let mut refused = self.draining_for_shutdown();
         for _attempt in 0..3 {
-            let conn = self.connection(method, deadline).await?;
+            let conn = match self.connection(method, deadline).await {
+                Ok(conn) => conn,
+                Err(Error::Disconnected { .. }) if refused => {
+                    return Err(Error::ShuttingDown { method });
+                }
+                Err(e) => return Err(e),
+            };
             match conn.call(method, frame, deadline).await {
                 Ok((payload, _)) if !is_shutting_down(&payload) || conn.is_usable() => {
                     return Ok(payload);
                 }
-                Ok((payload, sent)) => {
-                    self.forget(&conn);
+                // The connection is draining or closed, so the next
+                // `connection()` moves on; it stays current meanwhile, to
+                // remember that the server is shutting down.
+                Ok((_, sent)) => {
+                    refused = true;
                     frame = FrameBuf::from_bytes(sent);
-                    let _ = payload;
                 }
                 Err(CallError::NotSent(unsent)) => {
-                    self.forget(&conn);
+                    refused |= conn.is_draining_for_shutdown();
                     frame = unsent;
                 }
                 Err(CallError::Failed(e)) => return Err(e),
@@ -331,45 +354,12 @@ impl Inner {
         Err(Error::ShuttingDown { method })
     }
 
-    /// A live connection: the current one, or a new one (one attempt at a time,
-    /// spaced by the backoff).
-    async fn connection(
-        &self,
-        method: &'static str,
-        deadline: Instant,
-    ) -> Result<Arc<Connection>, Error> {
-        if let Some(conn) = self.usable() {
-            return Ok(conn);
-        }
-        let mut backoff = tokio::time::timeout_at(deadline, self.connecting.lock())
-            .await
-            .map_err(|_| Error::DeadlineExceeded {
-                method,
-                budget: Duration::ZERO,
-            })?;
-        if let Some(conn) = self.usable() {
-            return Ok(conn);
-        }
-        if let Some(wait_until) = backoff.retry_at() {
-            if wait_until > deadline {
-                return Err(Error::disconnected(method, backoff.describe(wait_until)));
-            }
-            tokio::time::sleep_until(wait_until).await;
-        }
-        match Connection::connect(&self.addrs, &self.config).await {
-            Ok(conn) => {
-                backoff.succeeded();
-                *self.current.lock().unwrap() = Some(conn.clone());
-                Ok(conn)
-            }
-            Err(e) => {
-                backoff.failed(e.to_string());
-                Err(Error::disconnected(
-                    method,
-                    format!("reconnecting failed: {e}"),
-                ))
-            }
-        }
+    /// True while the current connection is drained by a server shutdown.
+    fn draining_for_shutdown(&self) -> bool {
+        let current = self.current.lock().unwrap();
+        current
+            .as_ref()
+            .is_some_and(|c| c.is_draining_for_shutdown())
     }
 
     fn usable(&self) -> Option<Arc<Connection>> {
@@ -379,13 +369,6 @@ impl Inner {
             .as_ref()
             .filter(|c| c.is_usable())
             .cloned()
-    }
-
-    fn forget(&self, conn: &Arc<Connection>) {
-        let mut current = self.current.lock().unwrap();
-        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
-            *current = None;
-        }
     }
 }
 

@@ -40,14 +40,29 @@
 //! The budget is the caller's remaining time, relative (never a wall-clock
 //! instant), so clock skew between hosts does not matter.
 //!
+//! **Draining.** A server that stops taking calls on a connection (shutting
+//! down, or the connection sat idle) sends GoAway, then a Ping with nonce
+//! `u64::MAX`. The client sends no new call on that connection once it has
+//! read the GoAway, and answers the Ping after it, so the Pong tells the
+//! server that every request sent before the client saw the GoAway has
+//! arrived. Requests that arrive after the GoAway get status ShuttingDown:
+//! they never ran, and the client sends them again on a new connection. The
+//! server closes the connection once the Pong has come (or 1 s has passed
+//! without it, as gRPC-Go's `goAwayTimeout`) and no call is in flight; the
+//! client reads until then. A GoAway for a protocol error or abuse is followed
+//! by an immediate close instead.
+//!
 //! **Limits.** A frame longer than the receiver's limit is refused from its
 //! length field alone, before any allocation, and closes the connection; a frame
 //! too large to send fails only that call (see [`crate::Error::FrameTooLarge`]).
 
 mod frame;
+mod fuzz;
 mod message;
 
 pub(crate) use frame::{FrameBuf, FrameCodec, HEADER_LEN, LEN_PREFIX};
+#[doc(hidden)]
+pub use fuzz::fuzz_decode;
 pub(crate) use message::{GoAwayReason, Hello, RequestHead, Status};
 
 use bytes::Bytes;
@@ -56,6 +71,12 @@ use bytes::Bytes;
 pub(crate) const MAGIC: [u8; 4] = *b"ZRPC";
 /// The protocol version this crate speaks.
 pub(crate) const VERSION: u16 = 1;
+
+/// The nonce of the Ping a server sends right after a draining GoAway.
+pub(crate) const DRAIN_PING: u64 = u64::MAX;
+/// How long a draining server waits for the Pong to [`DRAIN_PING`] before it
+/// stops waiting for stray requests (1 s, as gRPC-Go).
+pub(crate) const DRAIN_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Frame flag reserved for a compressed payload (not sent by v1 peers).
 #[allow(dead_code)]

@@ -1,25 +1,33 @@
 //! The per-connection driver: reads frames, spawns one task per request,
 //! cancels handlers on Cancel, deadline or disconnect, and enforces the
-//! connection's limits (handlers, frame time, idleness, keepalive, abuse).
+//! connection's limits (handlers, queued replies, frame time, idleness,
+//! keepalive, abuse).
+//!
+//! The driver stops reading the connection (backpressure) while every
+//! handler slot is taken or while too many replies wait to be written; the
+//! peer's own socket buffers then fill up and its writes wait. Nothing is
+//! queued without bound.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio::task::AbortHandle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::Shared;
+use super::calls::{Abuse, Calls, Finish};
 use super::dispatch::{Call, Handler};
 use crate::context::{self, Context};
-use crate::protocol::{Frame, FrameBuf, FrameCodec, GoAwayReason, Kind, RequestHead, Status};
-use crate::transport::{self, FrameReader, Outbox};
+use crate::protocol::{
+    DRAIN_PING, DRAIN_PING_TIMEOUT, Frame, FrameBuf, FrameCodec, GoAwayReason, Kind, RequestHead,
+    Status,
+};
+use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox};
 
 /// Serves one connection until the peer leaves, a limit closes it, or the
 /// server shuts down.
@@ -42,8 +50,10 @@ where
     let mut driver = Driver {
         permits: Arc::new(Semaphore::new(config.max_handlers_per_connection)),
         calls: Arc::new(Calls::default()),
+        next_seq: 0,
         abuse: Abuse::new(config.abuse_limit, config.abuse_window),
-        draining: false,
+        parked: None,
+        drain: None,
         outbox,
         peer,
         shared: shared.clone(),
@@ -54,6 +64,8 @@ where
         let _ = driver.outbox.send(reason.encode(&message));
     }
     driver.calls.abort_all();
+    // Aborted handlers may hold clones of the outbox a little longer.
+    driver.outbox.close();
     drop(driver);
     // Let queued replies and the GoAway reach the peer, but not forever: a peer
     // that stopped reading must not pin this task.
@@ -68,16 +80,16 @@ where
 /// Why a connection ended.
 #[derive(Debug)]
 enum End {
-    /// Shutdown finished draining it.
+    /// A drain (shutdown, idleness, or the peer's GoAway) finished.
     Drained,
     /// The server is stopping now.
     Killed,
-    /// The peer closed the connection.
+    /// The peer closed the connection (or it failed).
     PeerClosed,
     Protocol(String),
     Abuse(String),
-    Idle(Duration),
     FrameTimeout(Duration),
+    /// Keepalive found the peer unresponsive.
     KeepaliveDead,
 }
 
@@ -87,7 +99,6 @@ impl End {
         match self {
             End::Protocol(m) => Some((GoAwayReason::Protocol, m.clone())),
             End::Abuse(m) => Some((GoAwayReason::Abuse, m.clone())),
-            End::Idle(d) => Some((GoAwayReason::Idle, format!("idle for {d:?}"))),
             End::FrameTimeout(d) => Some((
                 GoAwayReason::Protocol,
                 format!("a frame took longer than {d:?} to arrive"),
@@ -97,73 +108,32 @@ impl End {
     }
 }
 
-/// The handlers running on one connection, by call id.
-#[derive(Default)]
-struct Calls {
-    running: Mutex<HashMap<u64, AbortHandle>>,
-    /// Signalled when the last running handler finishes (for draining).
-    emptied: Notify,
+/// A request read while every handler slot was taken: the driver stops
+/// reading until a slot frees up, then starts it.
+struct Parked {
+    id: u64,
+    method: &'static str,
+    handler: Handler,
+    deadline: Instant,
+    budget: Duration,
 }
 
-impl Calls {
-    fn is_empty(&self) -> bool {
-        self.running.lock().unwrap().is_empty()
-    }
-
-    fn finish(&self, id: u64) {
-        let mut running = self.running.lock().unwrap();
-        running.remove(&id);
-        if running.is_empty() {
-            self.emptied.notify_one();
-        }
-    }
-
-    fn cancel(&self, id: u64) -> bool {
-        let handle = self.running.lock().unwrap().remove(&id);
-        handle.map(|h| h.abort()).is_some()
-    }
-
-    fn abort_all(&self) {
-        for (_, h) in self.running.lock().unwrap().drain() {
-            h.abort();
-        }
-    }
-}
-
-/// Counts abuse (cancels of unknown calls, malformed requests) in a window.
-struct Abuse {
-    limit: u32,
-    window: Duration,
-    count: u32,
-    since: Instant,
-}
-
-impl Abuse {
-    fn new(limit: u32, window: Duration) -> Self {
-        Abuse {
-            limit,
-            window,
-            count: 0,
-            since: Instant::now(),
-        }
-    }
-
-    /// Records one event; true once the budget is exceeded.
-    fn record(&mut self) -> bool {
-        if self.since.elapsed() > self.window {
-            self.count = 0;
-            self.since = Instant::now();
-        }
-        self.count += 1;
-        self.count > self.limit
-    }
+/// A drain in progress: GoAway was sent (or received); nothing new starts.
+struct Drain {
+    /// The peer can no longer have requests on the way: it answered the Ping
+    /// sent after our GoAway, sent its own GoAway, or took too long to answer.
+    settled: bool,
+    /// When to stop waiting for that Pong.
+    give_up_at: Instant,
 }
 
 struct Driver {
     permits: Arc<Semaphore>,
     calls: Arc<Calls>,
+    next_seq: u64,
     abuse: Abuse,
-    draining: bool,
+    parked: Option<Parked>,
+    drain: Option<Drain>,
     outbox: Outbox,
     peer: Option<SocketAddr>,
     shared: Arc<Shared>,
@@ -178,6 +148,10 @@ struct Clock {
     /// Last frame from the peer.
     heard_at: Instant,
     ping_sent: Option<Instant>,
+    /// Bytes the writer had written at the last tick, and since when that
+    /// number has not moved while replies were waiting.
+    written: u64,
+    stalled_since: Instant,
 }
 
 impl Driver {
@@ -202,29 +176,43 @@ impl Driver {
             active_at: now,
             heard_at: now,
             ping_sent: None,
+            written: 0,
+            stalled_since: now,
         };
         loop {
+            let parked = self.parked.is_some();
+            let backed_up = self.outbox.queued() >= BACKLOG_LIMIT;
+            let (lingering, give_up_at) = match &self.drain {
+                Some(d) if !d.settled => (true, d.give_up_at),
+                _ => (false, now),
+            };
             tokio::select! {
                 biased;
                 _ = shared.kill.cancelled() => return End::Killed,
-                _ = shared.drain.cancelled(), if !self.draining => {
-                    self.draining = true;
-                    let _ = self.outbox.send(GoAwayReason::Shutdown.encode("the server is shutting down"));
-                    if self.calls.is_empty() {
-                        return End::Drained;
+                _ = shared.drain.cancelled(), if self.drain.is_none() => {
+                    self.begin_drain(GoAwayReason::Shutdown, "the server is shutting down");
+                }
+                _ = self.calls.emptied.notified(), if self.drain.is_some() => {}
+                _ = tokio::time::sleep_until(give_up_at), if lingering => {
+                    if let Some(drain) = &mut self.drain {
+                        drain.settled = true;
                     }
                 }
-                _ = self.calls.emptied.notified(), if self.draining => {
-                    if self.calls.is_empty() {
-                        return End::Drained;
+                permit = self.permits.clone().acquire_owned(), if parked => {
+                    let request = self.parked.take().expect("parked");
+                    self.start(request, permit.expect("never closed"));
+                }
+                _ = self.outbox.wait_for_room(BACKLOG_LIMIT), if backed_up && !parked => {
+                    if self.outbox.is_closed() {
+                        return End::PeerClosed;
                     }
                 }
                 _ = tick.tick() => {
-                    if let Some(end) = self.check_timers(reader, &mut clock) {
+                    if let Some(end) = self.check_timers(reader, &mut clock, parked || backed_up) {
                         return end;
                     }
                 }
-                frame = reader.next() => {
+                frame = reader.next(), if !parked && !backed_up => {
                     let frame = match frame {
                         None => return End::PeerClosed,
                         Some(Err(e)) => return End::Protocol(e.to_string()),
@@ -235,18 +223,49 @@ impl Driver {
                     clock.heard_at = now;
                     clock.active_at = now;
                     clock.ping_sent = None;
-                    if let Some(end) = self.on_frame(frame).await {
+                    if let Some(end) = self.on_frame(frame) {
                         return end;
                     }
                 }
             }
+            let drained = self.drain.as_ref().is_some_and(|d| d.settled)
+                && self.parked.is_none()
+                && self.calls.is_empty();
+            if drained {
+                return End::Drained;
+            }
         }
     }
 
-    fn check_timers<R>(&self, reader: &FrameReader<R>, clock: &mut Clock) -> Option<End> {
-        let config = &self.shared.config;
+    /// Sends GoAway, then a Ping: once the Pong comes back, every request the
+    /// peer sent before it saw the GoAway has arrived (and been answered, if
+    /// only with ShuttingDown), so closing loses nothing.
+    fn begin_drain(&mut self, reason: GoAwayReason, message: &str) {
+        if self.drain.is_some() {
+            return;
+        }
+        let _ = self.outbox.send(reason.encode(message));
+        let _ = self
+            .outbox
+            .send(FrameBuf::new(Kind::Ping, DRAIN_PING, 0).finish());
+        self.drain = Some(Drain {
+            settled: false,
+            give_up_at: Instant::now() + DRAIN_PING_TIMEOUT,
+        });
+    }
+
+    /// `paused`: the driver is not reading (every handler slot is taken, or
+    /// replies are backed up), so silence from the peer proves nothing.
+    fn check_timers<R>(
+        &mut self,
+        reader: &FrameReader<R>,
+        clock: &mut Clock,
+        paused: bool,
+    ) -> Option<End> {
+        let shared = self.shared.clone();
+        let config = &shared.config;
         let now = Instant::now();
-        if reader.read_buffer().is_empty() {
+        if paused || reader.read_buffer().is_empty() {
             clock.partial_since = None;
         } else {
             let since = *clock.partial_since.get_or_insert(now);
@@ -254,11 +273,27 @@ impl Driver {
                 return Some(End::FrameTimeout(config.frame_timeout));
             }
         }
-        let busy = !self.calls.is_empty();
+        // A peer that takes none of the replies waiting for it, for as long as
+        // keepalive allows an unanswered peer, is as dead as one that does not
+        // answer a Ping.
+        let written = self.outbox.written();
+        if written != clock.written || self.outbox.queued() == 0 {
+            clock.written = written;
+            clock.stalled_since = now;
+        } else if now - clock.stalled_since >= config.keepalive_interval + config.keepalive_timeout
+        {
+            return Some(End::KeepaliveDead);
+        }
+        if paused {
+            clock.heard_at = now;
+            clock.ping_sent = None;
+        }
+        let busy = !self.calls.is_empty() || self.parked.is_some();
         if busy {
             clock.active_at = now;
-        } else if now - clock.active_at >= config.idle_timeout {
-            return Some(End::Idle(config.idle_timeout));
+        } else if self.drain.is_none() && now - clock.active_at >= config.idle_timeout {
+            let message = format!("the connection was idle for {:?}", config.idle_timeout);
+            self.begin_drain(GoAwayReason::Idle, &message);
         }
         match clock.ping_sent {
             Some(sent) if now - sent >= config.keepalive_timeout => {
@@ -273,9 +308,9 @@ impl Driver {
         None
     }
 
-    async fn on_frame(&mut self, frame: Frame) -> Option<End> {
+    fn on_frame(&mut self, frame: Frame) -> Option<End> {
         match frame.kind {
-            Kind::Request => return self.on_request(frame.call_id, frame.payload).await,
+            Kind::Request => return self.on_request(frame.call_id, frame.payload),
             Kind::Cancel => {
                 if !self.calls.cancel(frame.call_id) && self.abuse.record() {
                     return Some(End::Abuse("too many cancels of unknown calls".into()));
@@ -286,13 +321,20 @@ impl Driver {
                     .outbox
                     .send(FrameBuf::new(Kind::Pong, frame.call_id, 0).finish());
             }
-            Kind::Pong => {}
+            Kind::Pong => {
+                if frame.call_id == DRAIN_PING
+                    && let Some(drain) = &mut self.drain
+                {
+                    drain.settled = true;
+                }
+            }
             Kind::GoAway => {
                 // The client is leaving: finish what runs, take nothing new.
-                self.draining = true;
-                if self.calls.is_empty() {
-                    return Some(End::Drained);
-                }
+                let drain = self.drain.get_or_insert(Drain {
+                    settled: true,
+                    give_up_at: Instant::now(),
+                });
+                drain.settled = true;
             }
             other => {
                 return Some(End::Protocol(format!(
@@ -303,7 +345,8 @@ impl Driver {
         None
     }
 
-    async fn on_request(&mut self, id: u64, payload: Bytes) -> Option<End> {
+    fn on_request(&mut self, id: u64, payload: Bytes) -> Option<End> {
+        let received = Instant::now();
         let Some((head, args)) = RequestHead::parse(payload) else {
             let _ = self
                 .outbox
@@ -313,13 +356,13 @@ impl Driver {
                 .record()
                 .then(|| End::Abuse("too many malformed requests".into()));
         };
-        if self.draining {
+        if self.drain.is_some() {
             let _ = self
                 .outbox
-                .send(Status::ShuttingDown.reply(id, "the server is shutting down"));
+                .send(Status::ShuttingDown.reply(id, "the connection is draining"));
             return None;
         }
-        if self.calls.running.lock().unwrap().contains_key(&id) {
+        if self.calls.contains(id) {
             return Some(End::Protocol(format!("call id {id} is already in flight")));
         }
         let config = &self.shared.config;
@@ -337,29 +380,39 @@ impl Driver {
             let _ = self.outbox.send(Status::UnknownMethod.reply(id, &message));
             return None;
         };
-        // Backpressure: at the cap, stop reading this connection until a
-        // handler finishes, rather than queueing requests without bound.
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => tokio::select! {
-                p = self.permits.clone().acquire_owned() => p.expect("never closed"),
-                _ = self.shared.kill.cancelled() => return Some(End::Killed),
-            },
-        };
+        // The budget counts from when the request arrived, not from when a
+        // handler slot freed up for it.
         let budget = head.budget.min(config.max_budget);
-        self.spawn_handler(id, method, handler, budget, permit);
+        let request = Parked {
+            id,
+            method,
+            handler,
+            deadline: context::deadline_after(received, budget),
+            budget,
+        };
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => self.start(request, permit),
+            // Backpressure: stop reading until a handler finishes.
+            Err(_) => self.parked = Some(request),
+        }
         None
     }
 
-    fn spawn_handler(
-        &self,
-        id: u64,
-        method: &'static str,
-        handler: Handler,
-        budget: Duration,
-        permit: OwnedSemaphorePermit,
-    ) {
-        let deadline = Instant::now() + budget;
+    fn start(&mut self, request: Parked, permit: OwnedSemaphorePermit) {
+        let Parked {
+            id,
+            method,
+            handler,
+            deadline,
+            budget,
+        } = request;
+        if deadline <= Instant::now() {
+            let message = format!("the {budget:?} budget ran out before a handler was free");
+            let _ = self
+                .outbox
+                .send(Status::DeadlineExceeded.reply(id, &message));
+            return;
+        }
         let ctx = Context {
             deadline,
             peer: self.peer,
@@ -368,22 +421,32 @@ impl Driver {
         };
         let calls = self.calls.clone();
         let outbox = self.outbox.clone();
-        // Held across the spawn so the task cannot finish (and remove itself)
-        // before its abort handle is recorded.
-        let mut running = self.calls.running.lock().unwrap();
-        let task = tokio::spawn(async move {
-            let run = AssertUnwindSafe(context::scope(ctx, handler)).catch_unwind();
-            let reply = match tokio::time::timeout_at(deadline, run).await {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(panic)) => Status::Panicked.reply(id, &panic_message(&*panic)),
-                Err(_) => Status::DeadlineExceeded
-                    .reply(id, &format!("the handler ran past its {budget:?} budget")),
-            };
-            calls.finish(id);
-            let _ = outbox.send(reply);
-            drop(permit);
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.calls.insert_with(id, seq, || {
+            tokio::spawn(async move {
+                // Declared first, so dropped last: the slot is given back only
+                // after the handler future is gone, even when the task is
+                // aborted, and the entry is removed however the task ends.
+                let _permit = permit;
+                let _finish = Finish {
+                    calls: &calls,
+                    id,
+                    seq,
+                };
+                let run = AssertUnwindSafe(context::scope(ctx, handler)).catch_unwind();
+                let reply = match tokio::time::timeout_at(deadline, run).await {
+                    Ok(Ok(reply)) => reply,
+                    Ok(Err(panic)) => Status::Panicked.reply(id, &panic_message(&*panic)),
+                    Err(_) => Status::DeadlineExceeded
+                        .reply(id, &format!("the handler ran past its {budget:?} budget")),
+                };
+                calls.finish_with(id, seq, || {
+                    let _ = outbox.send(reply);
+                });
+            })
+            .abort_handle()
         });
-        running.insert(id, task.abort_handle());
     }
 }
 

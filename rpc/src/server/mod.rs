@@ -6,6 +6,7 @@
 //! enforces the limits (`connection.rs`); the router finds a method's service
 //! (`dispatch.rs`).
 
+mod calls;
 mod connection;
 pub(crate) mod dispatch;
 mod listener;
