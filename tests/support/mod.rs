@@ -138,3 +138,6 @@ impl Slow for SlowImpl {
         panic!("{message}")
     }
 }
+
+pub mod probe;
+pub mod raw;
