@@ -324,3 +324,55 @@ fn keepalive_check(
     }
     Keepalive::Fine
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Hello;
+    use tokio::io::AsyncWriteExt;
+
+    /// The default keepalive, on an in-memory pipe with the clock paused: a
+    /// server that stops answering is pinged after 30 s of silence and given
+    /// up 20 s later (each to the 10 s tick), failing the call in flight.
+    #[tokio::test(start_paused = true)]
+    async fn keepalive_pings_a_silent_server_after_30_s_and_gives_up_20_s_later() {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(ours);
+        let (sr, mut sw) = tokio::io::split(theirs);
+        let mut server = FrameReader::new(sr, FrameCodec::new(1 << 16));
+        sw.write_all(&Hello::ours().encode()).await.unwrap();
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let conn = Connection::start(r, w, addr, &Config::default())
+            .await
+            .unwrap();
+        assert_eq!(server.next().await.unwrap().unwrap().kind, Kind::Hello);
+
+        let started = Instant::now();
+        let mut frame = FrameBuf::new(Kind::Request, 0, 16);
+        RequestHead {
+            method_id: 1,
+            budget: Duration::ZERO,
+        }
+        .write(&mut frame);
+        let deadline = started + Duration::from_secs(600);
+        let call = tokio::spawn(async move { conn.call("Svc.m", frame, deadline).await.err() });
+        assert_eq!(server.next().await.unwrap().unwrap().kind, Kind::Request);
+        let ping = server.next().await.unwrap().unwrap();
+        let pinged = started.elapsed();
+        assert_eq!(ping.kind, Kind::Ping);
+        assert!(
+            pinged >= Duration::from_secs(30) && pinged <= Duration::from_secs(40),
+            "pinged after {pinged:?}"
+        );
+        let Some(CallError::Failed(err)) = call.await.unwrap() else {
+            panic!("the call did not fail");
+        };
+        let gave_up = started.elapsed() - pinged;
+        assert!(matches!(err, Error::Disconnected { .. }), "{err}");
+        assert!(err.to_string().contains("keepalive"), "{err}");
+        assert!(
+            gave_up >= Duration::from_secs(20) && gave_up <= Duration::from_secs(30),
+            "gave up {gave_up:?} after the ping"
+        );
+    }
+}

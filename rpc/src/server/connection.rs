@@ -459,3 +459,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         "a non-string panic payload".to_string()
     }
 }
+
+#[cfg(test)]
+mod tests;
