@@ -93,7 +93,12 @@ async fn calls_made_during_a_drain_fail_with_shutting_down_and_never_run() {
     probe
         .wait_for("the first call to start", PROMPTLY, |p| p.started() == 1)
         .await;
+    // A raw peer tells us when the drain has begun: after its GoAway, every
+    // connection's driver takes the drain before any frame it reads next.
+    let mut observer = RawConn::handshake(server.local_addr()).await;
     let shutdown = tokio::spawn(server.shutdown());
+    let goaway = observer.next_reply(PROMPTLY).await.unwrap();
+    assert_eq!(goaway.goaway_reason(), raw::goaway::SHUTDOWN);
     // Whether a call crosses the GoAway on the wire or is made after the
     // client saw it, it is not run, and the caller is told it can retry.
     let mut refused = 0;

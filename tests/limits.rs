@@ -24,12 +24,12 @@ async fn a_flood_of_request_cancel_pairs_never_runs_more_handlers_than_the_cap()
     let (mut rd, mut wr) = peer.stream.into_split();
 
     // Every request is cancelled at once, except every tenth, which runs for
-    // 50 ms: those fill the cap while the cancelled ones come and go.
+    // 100 ms: those fill the cap while the cancelled ones come and go.
     let mut flood = Vec::new();
     let mut kept = 0;
     for id in 1..=PAIRS {
         let keep = id % 10 == 0;
-        let ms = if keep { 50 } else { u64::MAX };
+        let ms = if keep { 100 } else { u64::MAX };
         flood.extend(raw::request(
             id,
             "Probe.hold",
@@ -281,12 +281,12 @@ async fn an_idle_connection_is_closed_and_the_client_reconnects_on_its_next_call
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_drops_a_client_that_stops_answering_while_its_calls_run() {
     let (server, probe) = start_probe(
-        rpc::Server::builder().keepalive(Duration::from_millis(200), Duration::from_millis(200)),
+        rpc::Server::builder().keepalive(Duration::from_millis(250), Duration::from_millis(500)),
     )
     .await;
     // A live client answers the pings and keeps its long call.
     let live = probe_client(server.local_addr()).await;
-    let long_call = tokio::spawn(live.hold(1_500, 1));
+    let long_call = tokio::spawn(live.hold(2_000, 1));
 
     // A peer that went silent (a dead host, a cut cable): it never reads nor
     // answers.
@@ -524,12 +524,14 @@ async fn keepalive_spares_a_client_whose_calls_wait_at_the_handler_cap() {
     let (server, probe) = start_probe(
         rpc::Server::builder()
             .max_handlers_per_connection(1)
-            .keepalive(Duration::from_millis(100), Duration::from_millis(100)),
+            .keepalive(Duration::from_millis(100), Duration::from_millis(500)),
     )
     .await;
+    // The second call waits 1.5 s for the slot, longer than keepalive's
+    // 0.6 s; the client does answer every Ping, within 0.5 s.
     let client = probe_client(server.local_addr()).await;
-    let first = tokio::spawn(client.hold(1_000, 1));
-    let second = tokio::spawn(client.hold(1_000, 2));
+    let first = tokio::spawn(client.hold(1_500, 1));
+    let second = tokio::spawn(client.hold(1_500, 2));
     assert_eq!(first.await.unwrap().unwrap(), 1);
     assert_eq!(second.await.unwrap().unwrap(), 2);
     assert_eq!((probe.high_water(), probe.dropped()), (1, 0));

@@ -193,12 +193,15 @@ impl Driver {
                     self.begin_drain(GoAwayReason::Shutdown, "the server is shutting down");
                 }
                 _ = self.calls.emptied.notified(), if self.drain.is_some() => {}
-                _ = tokio::time::sleep_until(give_up_at), if lingering => {
+                // Async blocks: the futures are built on every turn of the
+                // loop (once per frame), but these only matter while
+                // draining or parked, so their work waits for a first poll.
+                _ = async { tokio::time::sleep_until(give_up_at).await }, if lingering => {
                     if let Some(drain) = &mut self.drain {
                         drain.settled = true;
                     }
                 }
-                permit = self.permits.clone().acquire_owned(), if parked => {
+                permit = async { self.permits.clone().acquire_owned().await }, if parked => {
                     let request = self.parked.take().expect("parked");
                     self.start(request, permit.expect("never closed"));
                 }
