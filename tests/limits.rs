@@ -262,6 +262,20 @@ async fn an_idle_connection_is_closed_and_the_client_reconnects_on_its_next_call
         "{frames:?}"
     );
 
+    // Pings are not calls: a peer that only pings is idle too.
+    let mut pinger = RawConn::handshake(addr).await;
+    let started = Instant::now();
+    let goaway = loop {
+        assert!(started.elapsed() < Duration::from_secs(10), "never closed");
+        pinger.send(&raw::ping(1)).await;
+        let f = pinger.next_frame(PROMPTLY).await.unwrap();
+        if f.kind == raw::kind::GOAWAY {
+            break f;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(goaway.goaway_reason(), raw::goaway::IDLE);
+
     // A client does not notice, but for a new connection.
     let client = probe_client(addr).await;
     assert_eq!(client.hold(1, 1).await.unwrap(), 1);

@@ -143,7 +143,9 @@ struct Driver {
 struct Clock {
     /// When a frame that is still incomplete was first seen in the buffer.
     partial_since: Option<Instant>,
-    /// Last time the connection was busy (a frame arrived or a handler ran).
+    /// Last time the connection was busy: a request arrived or a handler
+    /// ran. Pings do not count, or a peer could hold a connection open for
+    /// ever without a call.
     active_at: Instant,
     /// Last frame from the peer.
     heard_at: Instant,
@@ -224,8 +226,10 @@ impl Driver {
                     let now = Instant::now();
                     clock.partial_since = None;
                     clock.heard_at = now;
-                    clock.active_at = now;
                     clock.ping_sent = None;
+                    if frame.kind == Kind::Request {
+                        clock.active_at = now;
+                    }
                     if let Some(end) = self.on_frame(frame) {
                         return end;
                     }
