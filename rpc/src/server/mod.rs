@@ -140,14 +140,17 @@ impl Builder {
         self
     }
 
-    /// A connection with nothing in flight for this long is closed (default 5 min).
+    /// A connection with no call running or arriving for this long (Pings do
+    /// not count) is sent GoAway and closed once drained (default 5 min).
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.config.idle_timeout = d;
         self
     }
 
     /// Ping a client after `interval` of silence while its calls run, and drop it
-    /// if nothing arrives within `timeout` more (defaults 30 s and 20 s).
+    /// if nothing arrives within `timeout` more (defaults 30 s and 20 s). A
+    /// client that takes none of the replies waiting for it for
+    /// `interval + timeout` is dropped too.
     pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.config.keepalive_interval = interval;
         self.config.keepalive_timeout = timeout;
