@@ -1,21 +1,23 @@
 //! One multiplexed client connection: a writer task, a reader task, and the
 //! map from call id to the caller waiting for that id's response.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, TryAcquireError, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::Config;
 use crate::Error;
+use crate::deadline;
+use crate::id_map::IdMap;
 use crate::protocol::{FrameBuf, FrameCodec, GoAwayReason, Kind, RequestHead};
 use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox, WeakOutbox};
 
@@ -38,7 +40,7 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    pending: HashMap<u64, oneshot::Sender<Reply>>,
+    pending: IdMap<oneshot::Sender<Reply>>,
     /// Set once the connection is dead; no call may be added after.
     closed: Option<Arc<str>>,
     /// Set by GoAway: in-flight calls finish, new calls use a new connection.
@@ -135,10 +137,18 @@ impl Connection {
     ) -> Result<(Bytes, Bytes), CallError> {
         let deadline_exceeded =
             |budget| CallError::Failed(Error::DeadlineExceeded { method, budget });
-        let _permit = match tokio::time::timeout_at(deadline, self.permits.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(CallError::NotSent(frame)),
-            Err(_) => return Err(deadline_exceeded(Duration::ZERO)),
+        let _permit = match self.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(CallError::NotSent(frame)),
+            // At the in-flight cap: wait (boxed, to keep the common path's
+            // future small).
+            Err(TryAcquireError::NoPermits) => {
+                match Box::pin(tokio::time::timeout_at(deadline, self.permits.acquire())).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) => return Err(CallError::NotSent(frame)),
+                    Err(_) => return Err(deadline_exceeded(Duration::ZERO)),
+                }
+            }
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let budget = deadline.saturating_duration_since(Instant::now());
@@ -163,21 +173,21 @@ impl Connection {
             st.pending.insert(id, tx);
         }
         let guard = Pending { conn: self, id };
-        let reply = tokio::time::timeout_at(deadline, rx).await;
+        let reply = deadline::run_until(deadline, rx).await;
         match reply {
-            Ok(Ok(Ok(payload))) => {
+            Some(Ok(Ok(payload))) => {
                 std::mem::forget(guard);
                 Ok((payload, request))
             }
-            Ok(Ok(Err(reason))) => {
+            Some(Ok(Err(reason))) => {
                 std::mem::forget(guard);
                 Err(CallError::Failed(Error::disconnected(method, reason)))
             }
-            Ok(Err(_)) => Err(CallError::Failed(Error::disconnected(
+            Some(Err(_)) => Err(CallError::Failed(Error::disconnected(
                 method,
                 "the connection was dropped",
             ))),
-            Err(_) => Err(deadline_exceeded(budget)),
+            None => Err(deadline_exceeded(budget)),
         }
     }
 }
@@ -228,19 +238,27 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut tick = tokio::time::interval(keepalive_interval.min(keepalive_timeout) / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason: String = loop {
-        let frame = tokio::select! {
-            frame = reader.next() => frame,
-            _ = tick.tick() => {
-                match keepalive_check(&shared, last_heard, &mut ping_sent, keepalive_interval, keepalive_timeout) {
-                    Keepalive::Fine => {}
-                    Keepalive::SendPing => {
-                        if let Some(out) = outbox.upgrade() {
-                            let _ = out.send(FrameBuf::new(Kind::Ping, 0, 0).finish());
+        // Frames already buffered are taken without a trip through `select!`
+        // (polled with this task's own waker: see the server's driver).
+        let buffered = futures::poll!(reader.next());
+        let frame = if let Poll::Ready(frame) = buffered {
+            frame
+        } else {
+            tokio::select! {
+                biased;
+                frame = reader.next() => frame,
+                _ = tick.tick() => {
+                    match keepalive_check(&shared, last_heard, &mut ping_sent, keepalive_interval, keepalive_timeout) {
+                        Keepalive::Fine => {}
+                        Keepalive::SendPing => {
+                            if let Some(out) = outbox.upgrade() {
+                                let _ = out.send(FrameBuf::new(Kind::Ping, 0, 0).finish());
+                            }
                         }
+                        Keepalive::Dead => break format!("no answer to a keepalive ping within {keepalive_timeout:?}"),
                     }
-                    Keepalive::Dead => break format!("no answer to a keepalive ping within {keepalive_timeout:?}"),
+                    continue;
                 }
-                continue;
             }
         };
         last_heard = Instant::now();

@@ -326,7 +326,14 @@ impl Inner {
         // (retry-safe), not Disconnected (which may have run).
         let mut refused = self.draining_for_shutdown();
         for _attempt in 0..3 {
-            let conn = match self.connection(method, deadline).await {
+            // The reconnect path is boxed: inline, its state would make every
+            // call's future (moved on each call) several times larger.
+            let live = self.usable();
+            let conn = match live {
+                Some(conn) => Ok(conn),
+                None => Box::pin(self.connection(method, deadline)).await,
+            };
+            let conn = match conn {
                 Ok(conn) => conn,
                 Err(Error::Disconnected { .. }) if refused => {
                     return Err(Error::ShuttingDown { method });

@@ -1,13 +1,14 @@
 //! Book-keeping of one connection: the handlers running, by call id, and the
 //! abuse counter.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
+
+use crate::id_map::IdMap;
 
 /// The handlers running on one connection, by call id.
 ///
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 /// ends late must remove its own entry, never its successor's.
 #[derive(Debug, Default)]
 pub(super) struct Calls {
-    running: Mutex<HashMap<u64, (u64, AbortHandle)>>,
+    running: Mutex<IdMap<(u64, AbortHandle)>>,
     /// Signalled whenever the map becomes empty (a drain waits for it).
     pub(super) emptied: Notify,
 }

@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,10 +24,15 @@ use super::Shared;
 use super::calls::{Abuse, Calls, Finish};
 use super::dispatch::{Call, Handler};
 use crate::context::{self, Context};
+use crate::deadline;
 use crate::protocol::{
-    DRAIN_PING, DRAIN_PING_TIMEOUT, Frame, FrameBuf, FrameCodec, GoAwayReason, Kind, RequestHead,
-    Status,
+    DRAIN_PING, DRAIN_PING_TIMEOUT, Frame, FrameBuf, FrameCodec, FrameError, GoAwayReason, Kind,
+    RequestHead, Status,
 };
+
+/// Frames handled per turn of the driver's loop before it checks shutdown,
+/// timers and backpressure again.
+const FRAMES_PER_TURN: usize = 64;
 use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox};
 
 /// Serves one connection until the peer leaves, a limit closes it, or the
@@ -218,19 +224,7 @@ impl Driver {
                     }
                 }
                 frame = reader.next(), if !parked && !backed_up => {
-                    let frame = match frame {
-                        None => return End::PeerClosed,
-                        Some(Err(e)) => return End::Protocol(e.to_string()),
-                        Some(Ok(frame)) => frame,
-                    };
-                    let now = Instant::now();
-                    clock.partial_since = None;
-                    clock.heard_at = now;
-                    clock.ping_sent = None;
-                    if frame.kind == Kind::Request {
-                        clock.active_at = now;
-                    }
-                    if let Some(end) = self.on_frame(frame) {
+                    if let Some(end) = self.on_frames(frame, reader, &mut clock).await {
                         return end;
                     }
                 }
@@ -242,6 +236,48 @@ impl Driver {
                 return End::Drained;
             }
         }
+    }
+
+    /// Handles `first` and then every frame already buffered, up to a batch:
+    /// the `select!` above builds several futures per turn, so a burst of
+    /// pipelined requests pays for it once, not once per frame.
+    async fn on_frames<R: AsyncRead + Unpin>(
+        &mut self,
+        first: Option<Result<Frame, FrameError>>,
+        reader: &mut FrameReader<R>,
+        clock: &mut Clock,
+    ) -> Option<End> {
+        let mut next = first;
+        for turn in 1..=FRAMES_PER_TURN {
+            let frame = match next {
+                None => return Some(End::PeerClosed),
+                Some(Err(e)) => return Some(End::Protocol(e.to_string())),
+                Some(Ok(frame)) => frame,
+            };
+            let now = Instant::now();
+            clock.partial_since = None;
+            clock.heard_at = now;
+            clock.ping_sent = None;
+            if frame.kind == Kind::Request {
+                clock.active_at = now;
+            }
+            if let Some(end) = self.on_frame(frame) {
+                return Some(end);
+            }
+            // Stop before taking a frame that this turn would not handle.
+            let full = turn == FRAMES_PER_TURN;
+            if full || self.parked.is_some() || self.outbox.queued() >= BACKLOG_LIMIT {
+                return None;
+            }
+            // One poll with this task's own waker (not a no-op one: under
+            // tokio's coop budget a resource wakes the waker it is given,
+            // and a wake given to a no-op waker would be lost).
+            match futures::poll!(reader.next()) {
+                Poll::Ready(frame) => next = frame,
+                Poll::Pending => return None,
+            }
+        }
+        None
     }
 
     /// Sends GoAway, then a Ping: once the Pong comes back, every request the
@@ -442,10 +478,10 @@ impl Driver {
                     seq,
                 };
                 let run = AssertUnwindSafe(context::scope(ctx, handler)).catch_unwind();
-                let reply = match tokio::time::timeout_at(deadline, run).await {
-                    Ok(Ok(reply)) => reply,
-                    Ok(Err(panic)) => Status::Panicked.reply(id, &panic_message(&*panic)),
-                    Err(_) => Status::DeadlineExceeded
+                let reply = match deadline::run_until(deadline, run).await {
+                    Some(Ok(reply)) => reply,
+                    Some(Err(panic)) => Status::Panicked.reply(id, &panic_message(&*panic)),
+                    None => Status::DeadlineExceeded
                         .reply(id, &format!("the handler ran past its {budget:?} budget")),
                 };
                 calls.finish_with(id, seq, || {

@@ -2,7 +2,6 @@
 //! [`Service`] trait they implement, the [`Call`] they decode from and reply
 //! through, and the [`Router`] that finds a service by method id.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 use crate::codec;
+use crate::id_map::IdMap;
 use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Status};
 
 /// A running handler: resolves to the encoded Response frame.
@@ -77,7 +77,7 @@ impl Call {
 
 /// Finds the service and method name for a method id.
 pub(crate) struct Router {
-    routes: HashMap<u64, (usize, &'static str)>,
+    routes: IdMap<(usize, &'static str)>,
     services: Vec<Arc<dyn Service>>,
 }
 
@@ -85,7 +85,7 @@ impl Router {
     /// Builds the routing table, refusing two methods with one id (the same
     /// service added twice, or a hash collision across services).
     pub(crate) fn new(services: Vec<Arc<dyn Service>>) -> Result<Router, Error> {
-        let mut routes = HashMap::new();
+        let mut routes = IdMap::default();
         for (index, service) in services.iter().enumerate() {
             for m in service.methods() {
                 if let Some((_, other)) = routes.insert(m.id, (index, m.name)) {
