@@ -94,7 +94,8 @@ async fn every_supported_shape_round_trips() {
     calc.ping().await.unwrap();
 }
 
-#[tokio::test]
+// Multi-threaded: callers, the reader and the writer race across threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_concurrent_calls_on_one_connection_pair_correctly() {
     let server = start_server().await;
     let calc = CalculatorClient::connect(server.local_addr())
@@ -379,7 +380,7 @@ async fn a_server_speaking_another_version_is_named_in_the_error() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
-        let mut hello = [0u8; 24];
+        let mut hello = [0u8; 28];
         s.read_exact(&mut hello).await.unwrap();
         hello[19] = 2; // the version's low byte: v2
         s.write_all(&hello).await.unwrap();
@@ -389,4 +390,46 @@ async fn a_server_speaking_another_version_is_named_in_the_error() {
     let text = err.to_string();
     assert!(matches!(err, rpc::Error::Protocol(_)), "{text}");
     assert!(text.contains("v1") && text.contains("v2"), "{text}");
+}
+
+#[tokio::test]
+async fn mismatched_frame_limits_fail_one_call_not_the_connection() {
+    // The server accepts 1 MiB; the client would accept and send 64 MiB.
+    let strict = start_with(rpc::Server::builder().max_frame(1 << 20)).await;
+    let channel = rpc::Channel::builder()
+        .max_frame(64 << 20)
+        .connect(strict.local_addr())
+        .await
+        .unwrap();
+    let c = ShapesClient::new(channel);
+    let err = c.echo(vec![0; 2 << 20]).await.unwrap_err();
+    assert!(
+        matches!(err, rpc::Error::FrameTooLarge { what: "request", limit, .. } if limit == 1 << 20),
+        "{err}"
+    );
+    assert_eq!(
+        c.echo(vec![1; 10]).await.unwrap(),
+        vec![1; 10],
+        "the connection stays up"
+    );
+
+    // The client accepts 1 MiB; the server would send 64 MiB.
+    let generous = start_with(rpc::Server::builder().max_frame(64 << 20)).await;
+    let channel = rpc::Channel::builder()
+        .max_frame(1 << 20)
+        .connect(generous.local_addr())
+        .await
+        .unwrap();
+    let c = ShapesClient::new(channel);
+    let err = c.make(2 << 20).await.unwrap_err();
+    assert!(
+        matches!(err, rpc::Error::FrameTooLarge { what: "response", limit, .. } if limit == 1 << 20),
+        "{err}"
+    );
+    assert_eq!(
+        c.make(3).await.unwrap(),
+        vec![7; 3],
+        "the connection stays up"
+    );
+    assert_eq!(generous.connections(), 1);
 }

@@ -600,3 +600,59 @@ async fn a_peer_that_never_reads_its_replies_cannot_make_the_server_queue_them()
     )
     .await;
 }
+
+#[tokio::test]
+async fn cancels_that_cross_their_replies_are_not_abuse() {
+    // A client that gives up on calls (timeouts, select!, hedging) sends
+    // Cancels that may cross the reply on the wire: the server no longer
+    // knows the id. That is normal, however often it happens.
+    let (server, _) =
+        start_probe(rpc::Server::builder().abuse_limit(20, Duration::from_secs(10))).await;
+    let mut peer = RawConn::handshake(server.local_addr()).await;
+    for id in 1..=100 {
+        peer.send(&raw::request(
+            id,
+            "Probe.hold",
+            Duration::from_secs(5),
+            &raw::args(&(0u64, 1u32)),
+        ))
+        .await;
+        let reply = peer.next_reply(PROMPTLY).await.expect("a reply");
+        assert_eq!(reply.value::<u32>(), 1);
+        peer.send(&raw::cancel(id)).await; // too late: the call is over
+    }
+    assert!(
+        peer.is_silent_for(Duration::from_millis(300)).await,
+        "no GoAway"
+    );
+    // The budget still counts cancels of ids the peer never used.
+    for id in 1..=21 {
+        peer.send(&raw::cancel(1_000_000 + id)).await;
+    }
+    let (frames, _) = peer.frames_until_closed(PROMPTLY).await;
+    assert_eq!(frames.last().unwrap().goaway_reason(), raw::goaway::ABUSE);
+}
+
+#[tokio::test]
+async fn a_client_with_short_keepalive_survives_a_server_at_its_handler_cap() {
+    // Every handler slot is busy for longer than the client's keepalive, so
+    // the server does not read the client's Pings; its own Pings must keep
+    // the client from declaring it dead.
+    let keepalive = Duration::from_millis(300);
+    let (server, _) = start_probe(
+        rpc::Server::builder()
+            .max_handlers_per_connection(1)
+            .keepalive(keepalive, keepalive),
+    )
+    .await;
+    let channel = rpc::Channel::builder()
+        .keepalive(keepalive, keepalive)
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let client = ProbeClient::new(channel);
+    let first = tokio::spawn(client.hold(1_500, 1));
+    let second = tokio::spawn(client.hold(1_500, 2));
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+    assert_eq!(second.await.unwrap().unwrap(), 2);
+}

@@ -58,7 +58,7 @@ pub fn response_frame<R: Serialize + ?Sized>(call_id: u64, value: &R) -> Bytes {
 
 /// The Hello frame this crate sends (a client opens every connection with it).
 pub fn hello_frame() -> Bytes {
-    Hello::ours().encode()
+    Hello::ours(MAX_FRAME).encode()
 }
 
 /// Decodes one Request frame from the front of `buf` through the frame codec,

@@ -41,8 +41,8 @@ impl Backoff {
 
     pub(super) fn failed(&mut self, error: String) {
         let delay = jittered(self.next_delay);
-        self.retry_at = Some(Instant::now() + delay);
-        self.next_delay = self.next_delay.mul_f64(MULTIPLIER).min(self.max);
+        self.retry_at = Some(crate::context::deadline_after(Instant::now(), delay));
+        self.next_delay = scale(self.next_delay, MULTIPLIER).min(self.max);
         self.last_error = error;
         self.failures += 1;
     }
@@ -64,7 +64,13 @@ fn jittered(d: Duration) -> Duration {
     // RandomState is seeded randomly per instance: enough randomness for jitter
     // without a dependency.
     let r = RandomState::new().hash_one(Instant::now()) as f64 / u64::MAX as f64;
-    d.mul_f64(1.0 - JITTER + 2.0 * JITTER * r)
+    scale(d, 1.0 - JITTER + 2.0 * JITTER * r)
+}
+
+/// `d * factor`, saturating instead of panicking (a configured maximum of
+/// `Duration::MAX` must not take the client down).
+fn scale(d: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]

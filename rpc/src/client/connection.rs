@@ -18,7 +18,9 @@ use super::Config;
 use crate::Error;
 use crate::deadline;
 use crate::id_map::IdMap;
-use crate::protocol::{FrameBuf, FrameCodec, GoAwayReason, Kind, RequestHead};
+use crate::protocol::{
+    DRAIN_PING, FrameBuf, FrameCodec, GoAwayReason, Kind, LEN_PREFIX, RequestHead,
+};
 use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox, WeakOutbox};
 
 /// What a waiting caller receives: the Response payload, or why it never came.
@@ -29,6 +31,8 @@ pub(super) struct Connection {
     shared: Arc<Shared>,
     permits: Semaphore,
     next_id: AtomicU64,
+    /// The largest frame the server accepts (and we would send).
+    send_limit: usize,
     reader: JoinHandle<()>,
     peer: SocketAddr,
 }
@@ -89,11 +93,19 @@ impl Connection {
         W: AsyncWrite + Send + Unpin + 'static,
     {
         let mut reader = FrameReader::new(r, FrameCodec::new(config.max_frame));
-        transport::handshake(&mut reader, &mut w, false, config.handshake_timeout).await?;
-        let (outbox, _writer) = transport::spawn_writer(w);
+        let theirs = transport::handshake(
+            &mut reader,
+            &mut w,
+            false,
+            config.handshake_timeout,
+            config.max_frame,
+        )
+        .await?;
+        let (outbox, writer) = transport::spawn_writer(w);
         let shared = Arc::new(Shared::default());
         let reader = tokio::spawn(read_loop(
             reader,
+            writer,
             shared.clone(),
             outbox.downgrade(),
             config.keepalive_interval,
@@ -104,6 +116,7 @@ impl Connection {
             shared,
             permits: Semaphore::new(config.max_in_flight),
             next_id: AtomicU64::new(1),
+            send_limit: config.max_frame.min(theirs.accepts()),
             reader,
             peer,
         }))
@@ -154,6 +167,15 @@ impl Connection {
         let budget = deadline.saturating_duration_since(Instant::now());
         if budget.is_zero() {
             return Err(deadline_exceeded(budget));
+        }
+        let size = frame.len() - LEN_PREFIX;
+        if size > self.send_limit {
+            return Err(CallError::Failed(Error::FrameTooLarge {
+                method,
+                what: "request",
+                size,
+                limit: self.send_limit,
+            }));
         }
         RequestHead::patch(&mut frame, id, budget);
         let (tx, rx) = oneshot::channel();
@@ -228,6 +250,7 @@ impl Drop for Pending<'_> {
 
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: FrameReader<R>,
+    mut writer: JoinHandle<std::io::Result<()>>,
     shared: Arc<Shared>,
     outbox: WeakOutbox,
     keepalive_interval: Duration,
@@ -235,6 +258,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 ) {
     let mut last_heard = Instant::now();
     let mut ping_sent: Option<Instant> = None;
+    let mut drain_ponged = false;
     let mut tick = tokio::time::interval(keepalive_interval.min(keepalive_timeout) / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason: String = loop {
@@ -247,6 +271,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
             tokio::select! {
                 biased;
                 frame = reader.next() => frame,
+                // The writer ends early only by failing (it outlives every
+                // Outbox otherwise): the connection is dead, so fail pending
+                // calls now and let the next call reconnect, rather than
+                // leave requests queued that will never be sent.
+                ended = &mut writer => break match ended {
+                    Ok(Err(e)) => format!("writing to the server failed: {e}"),
+                    _ => "the connection's writer stopped".to_string(),
+                },
                 _ = tick.tick() => {
                     match keepalive_check(&shared, last_heard, &mut ping_sent, keepalive_interval, keepalive_timeout) {
                         Keepalive::Fine => {}
@@ -287,9 +319,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             Kind::Ping => {
                 // A server that floods Pings and reads nothing does not get
-                // its Pongs queued without end.
+                // its Pongs queued without end; but the one drain Ping after
+                // a GoAway is always answered, however backed up we are: the
+                // server waits for it before closing, so that requests we sent
+                // before seeing the GoAway are answered, not lost.
+                let drain_ping = frame.call_id == DRAIN_PING && !drain_ponged;
+                drain_ponged |= drain_ping;
                 if let Some(out) = outbox.upgrade()
-                    && out.queued() < BACKLOG_LIMIT
+                    && (drain_ping || out.queued() < BACKLOG_LIMIT)
                 {
                     let _ = out.send(FrameBuf::new(Kind::Pong, frame.call_id, 0).finish());
                 }
@@ -358,7 +395,7 @@ mod tests {
         let (r, w) = tokio::io::split(ours);
         let (sr, mut sw) = tokio::io::split(theirs);
         let mut server = FrameReader::new(sr, FrameCodec::new(1 << 16));
-        sw.write_all(&Hello::ours().encode()).await.unwrap();
+        sw.write_all(&Hello::ours(16 << 20).encode()).await.unwrap();
         let addr = "127.0.0.1:1".parse().unwrap();
         let conn = Connection::start(r, w, addr, &Config::default())
             .await

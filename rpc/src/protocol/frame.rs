@@ -92,6 +92,11 @@ impl FrameBuf {
         &mut self.buf
     }
 
+    /// Bytes of the whole frame so far, length prefix included.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Rewrites the call id (the client learns it only when the call is sent).
     pub(crate) fn set_call_id(&mut self, call_id: u64) {
         self.patch_u64(6, call_id);

@@ -12,17 +12,31 @@ use super::{FrameBuf, Kind, MAGIC, VERSION};
 pub(crate) struct Hello {
     pub(crate) version: u16,
     pub(crate) features: u32,
+    /// The largest frame the sender accepts; `None` from a peer whose Hello
+    /// stops after `features` (it is then assumed to accept the default).
+    pub(crate) max_frame: Option<u32>,
 }
 
 impl Hello {
-    /// Payload bytes of a Hello: magic, version, features.
-    pub(crate) const PAYLOAD_LEN: usize = 10;
+    /// Payload bytes of a Hello: magic, version, features, max frame.
+    pub(crate) const PAYLOAD_LEN: usize = 14;
+    /// The shortest Hello accepted: without the max frame.
+    const SHORT_LEN: usize = 10;
+    /// What a peer that does not say is assumed to accept (the default limit).
+    const ASSUMED_MAX_FRAME: usize = 16 << 20;
 
-    pub(crate) fn ours() -> Self {
+    pub(crate) fn ours(max_frame: usize) -> Self {
         Hello {
             version: VERSION,
             features: 0,
+            max_frame: Some(u32::try_from(max_frame).unwrap_or(u32::MAX)),
         }
+    }
+
+    /// The largest frame we may send this peer.
+    pub(crate) fn accepts(&self) -> usize {
+        self.max_frame
+            .map_or(Self::ASSUMED_MAX_FRAME, |m| m as usize)
     }
 
     pub(crate) fn encode(self) -> Bytes {
@@ -31,18 +45,24 @@ impl Hello {
         p.put_slice(&MAGIC);
         p.put_u16(self.version);
         p.put_u32(self.features);
+        p.put_u32(self.max_frame.unwrap_or(0));
         f.finish()
     }
 
     /// Parses a Hello payload, or says in plain words why it is not one.
     pub(crate) fn parse(mut payload: Bytes) -> Result<Hello, String> {
-        if payload.len() != Self::PAYLOAD_LEN || payload[..4] != MAGIC {
+        let len_ok = payload.len() == Self::PAYLOAD_LEN || payload.len() == Self::SHORT_LEN;
+        if !len_ok || payload[..4] != MAGIC {
             return Err("the peer does not speak this RPC protocol (bad handshake magic)".into());
         }
         payload.advance(4);
         Ok(Hello {
             version: payload.get_u16(),
             features: payload.get_u32(),
+            // A limit under a header is no limit a peer could mean.
+            max_frame: (payload.remaining() == 4)
+                .then(|| payload.get_u32())
+                .filter(|&m| m as usize >= super::HEADER_LEN),
         })
     }
 }
@@ -168,28 +188,27 @@ mod tests {
     #[test]
     fn golden_bytes_of_hello() {
         assert_eq!(
-            &Hello::ours().encode()[..],
+            &Hello::ours(16 << 20).encode()[..],
             &[
-                0, 0, 0, 20, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'Z', b'R', b'P', b'C', 0, 1, 0, 0, 0, 0
+                0, 0, 0, 24, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'Z', b'R', b'P', b'C', 0, 1, 0, 0, 0,
+                0, 1, 0, 0, 0, // max frame: 16 MiB
             ]
         );
     }
 
     #[test]
     fn hello_round_trips_and_rejects_bad_magic() {
-        let frame = Hello {
+        let hello = Hello {
             version: 7,
             features: 3,
-        }
-        .encode();
-        let payload = frame.slice(14..);
-        assert_eq!(
-            Hello::parse(payload.clone()),
-            Ok(Hello {
-                version: 7,
-                features: 3
-            })
-        );
+            max_frame: Some(1 << 20),
+        };
+        let payload = hello.encode().slice(14..);
+        assert_eq!(Hello::parse(payload.clone()), Ok(hello));
+        assert_eq!(hello.accepts(), 1 << 20);
+        // A Hello without the max frame: the peer is taken to accept the default.
+        let short = Hello::parse(payload.slice(..10)).unwrap();
+        assert_eq!((short.max_frame, short.accepts()), (None, 16 << 20));
         let mut bad = payload.to_vec();
         bad[0] = b'X';
         assert!(Hello::parse(bad.into()).unwrap_err().contains("magic"));

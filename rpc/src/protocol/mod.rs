@@ -14,7 +14,7 @@
 //!
 //! | kind | value | call id | payload |
 //! |---|---|---|---|
-//! | Hello | 1 | 0 | magic `"ZRPC"`, version u16 BE, features u32 BE (0 in v1) |
+//! | Hello | 1 | 0 | magic `"ZRPC"`, version u16 BE, features u32 BE (0 in v1), max frame u32 BE |
 //! | Request | 2 | the call | method id u64 BE, budget µs u64 BE, (metadata), args (bincode) |
 //! | Response | 3 | the call | status u8, then the value (bincode) if status is 0, else a UTF-8 message |
 //! | Cancel | 4 | the call | empty |
@@ -32,6 +32,10 @@
 //! **Handshake.** On connect both sides send Hello before anything else; the
 //! server waits for the client's first. Wrong magic closes the connection; a
 //! different version makes both sides fail with an error naming both versions.
+//! Each Hello also says the largest frame its sender accepts, and each side
+//! sends the other nothing larger: a request or reply over the peer's limit
+//! fails that one call with `FrameTooLarge` instead of breaking the
+//! connection. (A 10-byte Hello without it means the default, 16 MiB.)
 //!
 //! **Calls.** The client picks call ids, unique among its in-flight calls; the
 //! server refuses a duplicate in-flight id as a protocol error. Responses come

@@ -45,18 +45,25 @@ where
     let config = &shared.config;
     let mut reader = FrameReader::new(r, FrameCodec::new(config.max_frame));
     let handshake = tokio::select! {
-        result = transport::handshake(&mut reader, &mut w, true, config.handshake_timeout) => result,
+        result = transport::handshake(
+            &mut reader, &mut w, true, config.handshake_timeout, config.max_frame,
+        ) => result,
         _ = shared.drain.cancelled() => return,
     };
-    if let Err(e) = handshake {
-        tracing::debug!(?peer, error = %e, "handshake failed");
-        return;
-    }
+    let theirs = match handshake {
+        Ok(theirs) => theirs,
+        Err(e) => {
+            tracing::debug!(?peer, error = %e, "handshake failed");
+            return;
+        }
+    };
     let (outbox, writer) = transport::spawn_writer(w);
     let mut driver = Driver {
         permits: Arc::new(Semaphore::new(config.max_handlers_per_connection)),
         calls: Arc::new(Calls::default()),
         next_seq: 0,
+        highest_id: None,
+        reply_limit: config.max_frame.min(theirs.accepts()),
         abuse: Abuse::new(config.abuse_limit, config.abuse_window),
         parked: None,
         drain: None,
@@ -137,12 +144,26 @@ struct Driver {
     permits: Arc<Semaphore>,
     calls: Arc<Calls>,
     next_seq: u64,
+    /// The highest call id a request has used: a Cancel of an unknown id at
+    /// or below it is a Cancel that crossed its call's reply on the wire (a
+    /// normal race), not abuse.
+    highest_id: Option<u64>,
+    /// The largest frame the client accepts (and we would send).
+    reply_limit: usize,
     abuse: Abuse,
     parked: Option<Parked>,
     drain: Option<Drain>,
     outbox: Outbox,
     peer: Option<SocketAddr>,
     shared: Arc<Shared>,
+}
+
+impl Drop for Driver {
+    /// However the driver ends (even by a panic), its handlers do not outlive
+    /// the connection.
+    fn drop(&mut self) {
+        self.calls.abort_all();
+    }
 }
 
 /// Timers of the read loop, checked on a coarse tick rather than per frame.
@@ -160,6 +181,8 @@ struct Clock {
     /// number has not moved while replies were waiting.
     written: u64,
     stalled_since: Instant,
+    /// Last Ping sent to reassure the peer while we were not reading.
+    paused_ping_at: Instant,
 }
 
 impl Driver {
@@ -186,7 +209,13 @@ impl Driver {
             ping_sent: None,
             written: 0,
             stalled_since: now,
+            paused_ping_at: now,
         };
+        // Made once: building these per turn registers and unregisters a
+        // waiter on a list that every connection of the server shares.
+        let killed = shared.kill.cancelled();
+        let draining = shared.drain.cancelled();
+        tokio::pin!(killed, draining);
         loop {
             let parked = self.parked.is_some();
             let backed_up = self.outbox.queued() >= BACKLOG_LIMIT;
@@ -196,8 +225,8 @@ impl Driver {
             };
             tokio::select! {
                 biased;
-                _ = shared.kill.cancelled() => return End::Killed,
-                _ = shared.drain.cancelled(), if self.drain.is_none() => {
+                _ = &mut killed => return End::Killed,
+                _ = &mut draining, if self.drain.is_none() => {
                     self.begin_drain(GoAwayReason::Shutdown, "the server is shutting down");
                 }
                 _ = self.calls.emptied.notified(), if self.drain.is_some() => {}
@@ -323,13 +352,24 @@ impl Driver {
         if written != clock.written || self.outbox.queued() == 0 {
             clock.written = written;
             clock.stalled_since = now;
-        } else if now - clock.stalled_since >= config.keepalive_interval + config.keepalive_timeout
+        } else if now - clock.stalled_since
+            >= config
+                .keepalive_interval
+                .saturating_add(config.keepalive_timeout)
         {
             return Some(End::KeepaliveDead);
         }
         if paused {
             clock.heard_at = now;
             clock.ping_sent = None;
+            // We are not reading, so we do not read the client's keepalive
+            // Pings either; a Ping of ours every half interval tells it we
+            // are alive (any frame counts for its keepalive), so its calls
+            // are not failed while our handlers are all busy.
+            if now - clock.paused_ping_at >= config.keepalive_interval / 2 {
+                clock.paused_ping_at = now;
+                let _ = self.outbox.send(FrameBuf::new(Kind::Ping, 0, 0).finish());
+            }
         }
         let busy = !self.calls.is_empty() || self.parked.is_some();
         if busy {
@@ -355,7 +395,8 @@ impl Driver {
         match frame.kind {
             Kind::Request => return self.on_request(frame.call_id, frame.payload),
             Kind::Cancel => {
-                if !self.calls.cancel(frame.call_id) && self.abuse.record() {
+                let crossed_reply = self.highest_id.is_some_and(|h| frame.call_id <= h);
+                if !self.calls.cancel(frame.call_id) && !crossed_reply && self.abuse.record() {
                     return Some(End::Abuse("too many cancels of unknown calls".into()));
                 }
             }
@@ -390,6 +431,7 @@ impl Driver {
 
     fn on_request(&mut self, id: u64, payload: Bytes) -> Option<End> {
         let received = Instant::now();
+        self.highest_id = Some(self.highest_id.map_or(id, |h| h.max(id)));
         let Some((head, args)) = RequestHead::parse(payload) else {
             let _ = self
                 .outbox
@@ -412,7 +454,7 @@ impl Driver {
         let call = Call {
             id,
             args,
-            max_frame: config.max_frame,
+            max_frame: self.reply_limit,
         };
         let Some((method, handler)) = self.shared.router.route(head.method_id, call) else {
             let services = self.shared.router.service_names().join(", ");

@@ -49,6 +49,7 @@ pub(crate) async fn handshake<R, W>(
     writer: &mut W,
     server: bool,
     timeout: Duration,
+    max_frame: usize,
 ) -> Result<Hello, Error>
 where
     R: AsyncRead + Unpin,
@@ -56,7 +57,7 @@ where
 {
     let exchange = async {
         if !server {
-            send_hello(writer).await?;
+            send_hello(writer, max_frame).await?;
         }
         let theirs = match reader.next().await {
             Some(Ok(f)) if f.kind == Kind::Hello => {
@@ -77,7 +78,7 @@ where
         };
         if server {
             // Answer even on a version mismatch, so the client can name both versions.
-            send_hello(writer).await?;
+            send_hello(writer, max_frame).await?;
         }
         if theirs.version != VERSION {
             let (client, srv) = if server {
@@ -96,9 +97,9 @@ where
     })?
 }
 
-async fn send_hello<W: AsyncWrite + Unpin>(writer: &mut W) -> Result<(), Error> {
+async fn send_hello<W: AsyncWrite + Unpin>(writer: &mut W, max_frame: usize) -> Result<(), Error> {
     writer
-        .write_all(&Hello::ours().encode())
+        .write_all(&Hello::ours(max_frame).encode())
         .await
         .map_err(|e| Error::io("sending the handshake", e))
 }
