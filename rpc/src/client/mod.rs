@@ -324,14 +324,19 @@ impl Inner {
         // Set once a draining server refused the call: it did not run, so if
         // no other connection can be had, the caller hears ShuttingDown
         // (retry-safe), not Disconnected (which may have run).
-        let mut refused = self.draining_for_shutdown();
-        for _attempt in 0..3 {
-            // The reconnect path is boxed: inline, its state would make every
+        let mut refused = false;
+        for attempt in 0..3 {
+            // First try: the current connection as it is (`call` checks under
+            // its own lock whether it still takes calls). Otherwise the
+            // reconnect path, boxed: inline, its state would make every
             // call's future (moved on each call) several times larger.
-            let live = self.usable();
-            let conn = match live {
+            let current = if attempt == 0 { self.current() } else { None };
+            let conn = match current {
                 Some(conn) => Ok(conn),
-                None => Box::pin(self.connection(method, deadline)).await,
+                None => {
+                    refused |= self.draining_for_shutdown();
+                    Box::pin(self.connection(method, deadline)).await
+                }
             };
             let conn = match conn {
                 Ok(conn) => conn,
@@ -367,6 +372,10 @@ impl Inner {
         current
             .as_ref()
             .is_some_and(|c| c.is_draining_for_shutdown())
+    }
+
+    fn current(&self) -> Option<Arc<Connection>> {
+        self.current.lock().unwrap().clone()
     }
 
     fn usable(&self) -> Option<Arc<Connection>> {

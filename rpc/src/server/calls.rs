@@ -85,11 +85,15 @@ pub(super) struct Finish<'a> {
     pub(super) calls: &'a Calls,
     pub(super) id: u64,
     pub(super) seq: u64,
+    /// Cleared once the task removed its entry itself.
+    pub(super) armed: bool,
 }
 
 impl Drop for Finish<'_> {
     fn drop(&mut self) {
-        self.calls.finish(self.id, self.seq);
+        if self.armed {
+            self.calls.finish(self.id, self.seq);
+        }
     }
 }
 

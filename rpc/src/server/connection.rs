@@ -514,10 +514,11 @@ impl Driver {
                 // after the handler future is gone, even when the task is
                 // aborted, and the entry is removed however the task ends.
                 let _permit = permit;
-                let _finish = Finish {
+                let mut finish = Finish {
                     calls: &calls,
                     id,
                     seq,
+                    armed: true,
                 };
                 let run = AssertUnwindSafe(context::scope(ctx, handler)).catch_unwind();
                 let reply = match deadline::run_until(deadline, run).await {
@@ -529,6 +530,8 @@ impl Driver {
                 calls.finish_with(id, seq, || {
                     let _ = outbox.send(reply);
                 });
+                // Done: no need for the guard to take the lock again.
+                finish.armed = false;
             })
             .abort_handle()
         });
