@@ -187,13 +187,8 @@ async fn a_killed_and_restarted_server_is_reached_again_by_the_same_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_attempts_back_off() {
-    let (server, _) = start_probe(rpc::Server::builder()).await;
-    let addr = server.local_addr();
-    let client = CalculatorClient::connect(addr).await.unwrap();
-    server.abort().await;
-
     // Where the server was, something now accepts and hangs up at once.
-    let listener = TcpListener::bind(addr).await.unwrap();
+    let (client, listener) = client_of_a_replaced_server().await;
     let attempts = Arc::new(AtomicUsize::new(0));
     let counter = attempts.clone();
     let closer = tokio::spawn(async move {
@@ -381,14 +376,10 @@ async fn cancelling_the_last_call_of_a_drain_lets_shutdown_finish_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnecting_never_outlasts_the_calls_deadline() {
-    let (server, _) = start_probe(rpc::Server::builder()).await;
-    let addr = server.local_addr();
-    let client = CalculatorClient::connect(addr).await.unwrap();
-    server.abort().await;
     // Where the server was, something accepts and never answers the handshake
     // (as a server at its connection cap does): the default handshake
     // timeout is 10 s.
-    let listener = TcpListener::bind(addr).await.unwrap();
+    let (client, listener) = client_of_a_replaced_server().await;
     let silent = tokio::spawn(async move {
         let mut held = Vec::new();
         loop {
@@ -410,4 +401,14 @@ async fn reconnecting_never_outlasts_the_calls_deadline() {
         assert!(took < Duration::from_secs(2), "a 300 ms call took {took:?}");
     }
     silent.abort();
+}
+
+/// A client whose server died, and a bare listener now on the server's
+/// address (for the test to decide how it treats the client's reconnects).
+async fn client_of_a_replaced_server() -> (CalculatorClient, TcpListener) {
+    let (server, _) = start_probe(rpc::Server::builder()).await;
+    let addr = server.local_addr();
+    let client = CalculatorClient::connect(addr).await.unwrap();
+    server.abort().await;
+    (client, TcpListener::bind(addr).await.unwrap())
 }
