@@ -433,7 +433,11 @@ fn decode_response<R: DeserializeOwned>(
                 limit: b.get_u64() as usize,
             })
         }
-        _ => Err(Error::Protocol(format!(
+        Some(Status::FrameTooLarge) => Err(Error::Protocol(format!(
+            "{method}: malformed FrameTooLarge reply ({} bytes, expected 16)",
+            body.len()
+        ))),
+        None => Err(Error::Protocol(format!(
             "{method}: unknown response status {status}"
         ))),
     }

@@ -32,7 +32,10 @@ pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
                 // EMFILE/ENFILE/ENOBUFS clear up when connections close; a
                 // per-connection error (ECONNABORTED) costs one short pause.
                 tracing::warn!(error = %e, "accept failed; pausing {error_pause:?}");
-                tokio::time::sleep(error_pause).await;
+                tokio::select! {
+                    _ = shared.drain.cancelled() => return,
+                    _ = tokio::time::sleep(error_pause) => {}
+                }
                 error_pause = (error_pause * 2).min(Duration::from_secs(1));
                 continue;
             }
