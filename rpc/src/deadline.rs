@@ -13,6 +13,7 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::task::Poll;
 
+use tokio::task::coop::Unconstrained;
 use tokio::time::{Instant, Sleep};
 
 /// Runs `fut` until `deadline`: `Some(output)`, or `None` if the deadline
@@ -20,12 +21,18 @@ use tokio::time::{Instant, Sleep};
 /// looked at, so a ready future is never lost to an expired deadline.
 pub(crate) async fn run_until<F: Future>(deadline: Instant, fut: F) -> Option<F::Output> {
     let mut fut = pin!(fut);
-    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    let mut timer: Option<Pin<Box<Unconstrained<Sleep>>>> = None;
     std::future::poll_fn(|cx| {
         if let Poll::Ready(out) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        // Unconstrained, as `timeout_at` polls its timer: a future that spends
+        // the task's whole coop budget on every poll must still time out.
+        let timer = timer.get_or_insert_with(|| {
+            Box::pin(tokio::task::coop::unconstrained(tokio::time::sleep_until(
+                deadline,
+            )))
+        });
         timer.as_mut().poll(cx).map(|()| None)
     })
     .await
@@ -53,5 +60,19 @@ mod tests {
         })
         .await;
         assert_eq!(out, Some("done"));
+    }
+
+    // Real time: a task that is always runnable never lets a paused clock
+    // advance.
+    #[tokio::test]
+    async fn a_future_that_spends_its_coop_budget_on_every_poll_still_times_out() {
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let busy = async {
+            loop {
+                tokio::task::consume_budget().await;
+            }
+        };
+        let out = tokio::time::timeout(Duration::from_secs(5), run_until(deadline, busy)).await;
+        assert_eq!(out, Ok(None), "the deadline must fire");
     }
 }

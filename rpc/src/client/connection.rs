@@ -23,6 +23,10 @@ use crate::protocol::{
 };
 use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox, WeakOutbox};
 
+/// Frames taken straight from the buffer before the read loop checks the
+/// writer and the keepalive tick again.
+const FRAMES_PER_CHECK: u32 = 64;
+
 /// What a waiting caller receives: the Response payload, or why it never came.
 pub(super) type Reply = Result<Bytes, Arc<str>>;
 
@@ -155,6 +159,10 @@ impl Connection {
             Err(TryAcquireError::Closed) => return Err(CallError::NotSent(frame)),
             // At the in-flight cap: wait (boxed, to keep the common path's
             // future small).
+            // A connection that takes no new calls is not worth waiting for.
+            Err(TryAcquireError::NoPermits) if !self.is_usable() => {
+                return Err(CallError::NotSent(frame));
+            }
             Err(TryAcquireError::NoPermits) => {
                 match Box::pin(tokio::time::timeout_at(deadline, self.permits.acquire())).await {
                     Ok(Ok(permit)) => permit,
@@ -169,14 +177,6 @@ impl Connection {
             return Err(deadline_exceeded(budget));
         }
         let size = frame.len() - LEN_PREFIX;
-        if size > self.send_limit {
-            return Err(CallError::Failed(Error::FrameTooLarge {
-                method,
-                what: "request",
-                size,
-                limit: self.send_limit,
-            }));
-        }
         RequestHead::patch(&mut frame, id, budget);
         let (tx, rx) = oneshot::channel();
         let request = frame.finish();
@@ -188,6 +188,15 @@ impl Connection {
             let mut st = self.shared.state.lock().unwrap();
             if st.closed.is_some() || st.draining {
                 return Err(CallError::NotSent(FrameBuf::from_bytes(request)));
+            }
+            // Checked only on a live connection: the next one may accept more.
+            if size > self.send_limit {
+                return Err(CallError::Failed(Error::FrameTooLarge {
+                    method,
+                    what: "request",
+                    size,
+                    limit: self.send_limit,
+                }));
             }
             if let Err(unsent) = self.outbox.send(request.clone()) {
                 return Err(CallError::NotSent(FrameBuf::from_bytes(unsent)));
@@ -259,18 +268,26 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut last_heard = Instant::now();
     let mut ping_sent: Option<Instant> = None;
     let mut drain_ponged = false;
+    let mut fast_frames = 0u32;
     let mut tick = tokio::time::interval(keepalive_interval.min(keepalive_timeout) / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason: String = loop {
         // Frames already buffered are taken without a trip through `select!`
         // (polled with this task's own waker: see the server's driver).
-        let buffered = futures::poll!(reader.next());
+        // Every so often through `select!` all the same, so a server that
+        // never stops sending cannot hide a dead writer.
+        fast_frames += 1;
+        let buffered = if fast_frames < FRAMES_PER_CHECK {
+            futures::poll!(reader.next())
+        } else {
+            fast_frames = 0;
+            Poll::Pending
+        };
         let frame = if let Poll::Ready(frame) = buffered {
             frame
         } else {
             tokio::select! {
                 biased;
-                frame = reader.next() => frame,
                 // The writer ends early only by failing (it outlives every
                 // Outbox otherwise): the connection is dead, so fail pending
                 // calls now and let the next call reconnect, rather than
@@ -279,6 +296,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     Ok(Err(e)) => format!("writing to the server failed: {e}"),
                     _ => "the connection's writer stopped".to_string(),
                 },
+                frame = reader.next() => frame,
                 _ = tick.tick() => {
                     match keepalive_check(&shared, last_heard, &mut ping_sent, keepalive_interval, keepalive_timeout) {
                         Keepalive::Fine => {}

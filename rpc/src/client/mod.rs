@@ -85,9 +85,10 @@ impl Builder {
         self
     }
 
-    /// The largest frame sent or accepted, in bytes (default 16 MiB).
+    /// The largest frame sent or accepted, in bytes (default 16 MiB, at least
+    /// 4 KiB). Each side sends the other nothing over the other's limit.
     pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.config.max_frame = bytes.min(u32::MAX as usize);
+        self.config.max_frame = bytes.clamp(crate::protocol::MIN_MAX_FRAME, u32::MAX as usize);
         self
     }
 
@@ -325,7 +326,9 @@ impl Inner {
         // no other connection can be had, the caller hears ShuttingDown
         // (retry-safe), not Disconnected (which may have run).
         let mut refused = false;
-        for attempt in 0..3 {
+        // Attempt 0 is the current connection as it is; up to three more go
+        // through `connection()`, which checks usability and reconnects.
+        for attempt in 0..4 {
             // First try: the current connection as it is (`call` checks under
             // its own lock whether it still takes calls). Otherwise the
             // reconnect path, boxed: inline, its state would make every

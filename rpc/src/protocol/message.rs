@@ -51,18 +51,19 @@ impl Hello {
 
     /// Parses a Hello payload, or says in plain words why it is not one.
     pub(crate) fn parse(mut payload: Bytes) -> Result<Hello, String> {
-        let len_ok = payload.len() == Self::PAYLOAD_LEN || payload.len() == Self::SHORT_LEN;
-        if !len_ok || payload[..4] != MAGIC {
+        // Longer Hellos are accepted and the rest ignored, so that a later
+        // version can add fields without breaking this one.
+        if payload.len() < Self::SHORT_LEN || payload[..4] != MAGIC {
             return Err("the peer does not speak this RPC protocol (bad handshake magic)".into());
         }
         payload.advance(4);
         Ok(Hello {
             version: payload.get_u16(),
             features: payload.get_u32(),
-            // A limit under a header is no limit a peer could mean.
-            max_frame: (payload.remaining() == 4)
+            // 0 (or no field) means "the default".
+            max_frame: (payload.remaining() >= 4)
                 .then(|| payload.get_u32())
-                .filter(|&m| m as usize >= super::HEADER_LEN),
+                .filter(|&m| m != 0),
         })
     }
 }
@@ -135,11 +136,29 @@ impl Status {
 
     /// A Response frame carrying this (non-Ok) status and a message.
     pub(crate) fn reply(self, call_id: u64, message: &str) -> Bytes {
+        let message = bounded(message);
         let mut f = FrameBuf::new(Kind::Response, call_id, 1 + message.len());
         f.payload_mut().put_u8(self as u8);
         f.payload_mut().put_slice(message.as_bytes());
         f.finish()
     }
+}
+
+/// The longest message an error reply or GoAway carries. Messages can
+/// repeat a request's data (a panic message, a serde error), and a reply must
+/// fit in the peer's smallest allowed frame ([`super::MIN_MAX_FRAME`]).
+const MAX_MESSAGE: usize = 1024;
+
+/// `message` cut to [`MAX_MESSAGE`] bytes, at a char boundary.
+fn bounded(message: &str) -> &str {
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
 }
 
 /// Why a GoAway was sent.
@@ -158,6 +177,7 @@ pub(crate) enum GoAwayReason {
 
 impl GoAwayReason {
     pub(crate) fn encode(self, message: &str) -> Bytes {
+        let message = bounded(message);
         let mut f = FrameBuf::new(Kind::GoAway, 0, 1 + message.len());
         f.payload_mut().put_u8(self as u8);
         f.payload_mut().put_slice(message.as_bytes());
@@ -213,6 +233,32 @@ mod tests {
         bad[0] = b'X';
         assert!(Hello::parse(bad.into()).unwrap_err().contains("magic"));
         assert!(Hello::parse(Bytes::from_static(b"ZRPC")).is_err());
+    }
+
+    #[test]
+    fn error_messages_are_cut_to_1_kib_at_a_char_boundary() {
+        let long = "é".repeat(5_000); // 2 bytes each
+        let reply = Status::Panicked.reply(9, &long);
+        let message = &reply[15..];
+        assert!(message.len() <= MAX_MESSAGE && message.len() > MAX_MESSAGE - 2);
+        assert!(std::str::from_utf8(message).is_ok());
+        let goaway = GoAwayReason::Protocol.encode(&long);
+        assert!(goaway.len() <= 15 + MAX_MESSAGE);
+        assert_eq!(&Status::Decode.reply(1, "short")[15..], b"short");
+    }
+
+    #[test]
+    fn longer_hellos_are_accepted_and_a_zero_limit_means_the_default() {
+        let mut payload = Hello::ours(1 << 20).encode()[14..].to_vec();
+        payload.extend_from_slice(b"future fields");
+        assert_eq!(Hello::parse(payload.into()).unwrap().accepts(), 1 << 20);
+        let zero = Hello {
+            version: 1,
+            features: 0,
+            max_frame: Some(0),
+        };
+        let parsed = Hello::parse(zero.encode().slice(14..)).unwrap();
+        assert_eq!((parsed.max_frame, parsed.accepts()), (None, 16 << 20));
     }
 
     #[test]

@@ -73,6 +73,9 @@ use bytes::Bytes;
 
 /// Bytes that open every Hello payload.
 pub(crate) const MAGIC: [u8; 4] = *b"ZRPC";
+/// The smallest frame limit a side may set or advertise: room for any error
+/// reply (their messages are cut to 1 KiB) and a small call.
+pub(crate) const MIN_MAX_FRAME: usize = 4096;
 /// The protocol version this crate speaks.
 pub(crate) const VERSION: u16 = 1;
 

@@ -62,7 +62,7 @@ where
         permits: Arc::new(Semaphore::new(config.max_handlers_per_connection)),
         calls: Arc::new(Calls::default()),
         next_seq: 0,
-        highest_id: None,
+        cancel_credits: 0,
         reply_limit: config.max_frame.min(theirs.accepts()),
         abuse: Abuse::new(config.abuse_limit, config.abuse_window),
         parked: None,
@@ -144,10 +144,11 @@ struct Driver {
     permits: Arc<Semaphore>,
     calls: Arc<Calls>,
     next_seq: u64,
-    /// The highest call id a request has used: a Cancel of an unknown id at
-    /// or below it is a Cancel that crossed its call's reply on the wire (a
-    /// normal race), not abuse.
-    highest_id: Option<u64>,
+    /// Requests not yet matched by a Cancel. A client sends at most one
+    /// Cancel per request, so a Cancel of an unknown id covered by a credit
+    /// is one that crossed its call's reply on the wire (a normal race);
+    /// one beyond the credits is abuse.
+    cancel_credits: u64,
     /// The largest frame the client accepts (and we would send).
     reply_limit: usize,
     abuse: Abuse,
@@ -366,7 +367,10 @@ impl Driver {
             // Pings either; a Ping of ours every half interval tells it we
             // are alive (any frame counts for its keepalive), so its calls
             // are not failed while our handlers are all busy.
-            if now - clock.paused_ping_at >= config.keepalive_interval / 2 {
+            // (Only when parked: a peer that does not read its replies would
+            // not read these either.)
+            if self.parked.is_some() && now - clock.paused_ping_at >= config.keepalive_interval / 2
+            {
                 clock.paused_ping_at = now;
                 let _ = self.outbox.send(FrameBuf::new(Kind::Ping, 0, 0).finish());
             }
@@ -395,8 +399,10 @@ impl Driver {
         match frame.kind {
             Kind::Request => return self.on_request(frame.call_id, frame.payload),
             Kind::Cancel => {
-                let crossed_reply = self.highest_id.is_some_and(|h| frame.call_id <= h);
-                if !self.calls.cancel(frame.call_id) && !crossed_reply && self.abuse.record() {
+                let known = self.calls.cancel(frame.call_id);
+                let covered = self.cancel_credits > 0;
+                self.cancel_credits = self.cancel_credits.saturating_sub(1);
+                if !known && !covered && self.abuse.record() {
                     return Some(End::Abuse("too many cancels of unknown calls".into()));
                 }
             }
@@ -431,7 +437,7 @@ impl Driver {
 
     fn on_request(&mut self, id: u64, payload: Bytes) -> Option<End> {
         let received = Instant::now();
-        self.highest_id = Some(self.highest_id.map_or(id, |h| h.max(id)));
+        self.cancel_credits = self.cancel_credits.saturating_add(1);
         let Some((head, args)) = RequestHead::parse(payload) else {
             let _ = self
                 .outbox

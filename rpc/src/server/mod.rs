@@ -109,9 +109,10 @@ impl Builder {
         self
     }
 
-    /// The largest frame accepted or sent, in bytes (default 16 MiB).
+    /// The largest frame accepted or sent, in bytes (default 16 MiB, at least
+    /// 4 KiB). Each side sends the other nothing over the other's limit.
     pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.config.max_frame = bytes.min(u32::MAX as usize);
+        self.config.max_frame = bytes.clamp(crate::protocol::MIN_MAX_FRAME, u32::MAX as usize);
         self
     }
 

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use crate::Error;
-use crate::protocol::{FrameCodec, Hello, Kind, VERSION};
+use crate::protocol::{FrameCodec, Hello, Kind, MIN_MAX_FRAME, VERSION};
 
 /// The read half of a connection, decoded into frames.
 pub(crate) type FrameReader<R> = FramedRead<R, FrameCodec>;
@@ -90,6 +90,13 @@ where
                 "protocol version mismatch: the client speaks v{client}, the server speaks v{srv}"
             )));
         }
+        if let Some(m) = theirs.max_frame
+            && (m as usize) < MIN_MAX_FRAME
+        {
+            return Err(Error::Protocol(format!(
+                "the peer accepts frames of at most {m} bytes, below the minimum of {MIN_MAX_FRAME}"
+            )));
+        }
         Ok(theirs)
     };
     tokio::time::timeout(timeout, exchange).await.map_err(|_| {
@@ -102,4 +109,33 @@ async fn send_hello<W: AsyncWrite + Unpin>(writer: &mut W, max_frame: usize) -> 
         .write_all(&Hello::ours(max_frame).encode())
         .await
         .map_err(|e| Error::io("sending the handshake", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::MIN_MAX_FRAME;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_peer_advertising_a_frame_limit_below_the_minimum_is_refused() {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        let (r, mut w) = tokio::io::split(ours);
+        let mut reader = FrameReader::new(r, FrameCodec::new(1 << 20));
+        let peer = tokio::spawn(async move {
+            let mut hello = [0u8; 28];
+            theirs.read_exact(&mut hello).await.unwrap();
+            let tiny = Hello {
+                max_frame: Some(100),
+                ..Hello::ours(MIN_MAX_FRAME)
+            };
+            theirs.write_all(&tiny.encode()).await.unwrap();
+            theirs
+        });
+        let err = handshake(&mut reader, &mut w, false, Duration::from_secs(5), 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("below the minimum"), "{err}");
+        drop(peer.await.unwrap());
+    }
 }
