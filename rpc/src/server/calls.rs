@@ -27,15 +27,27 @@ impl Calls {
         self.running.lock().unwrap().is_empty()
     }
 
+    #[cfg(test)]
     pub(super) fn contains(&self, id: u64) -> bool {
         self.running.lock().unwrap().contains_key(&id)
     }
 
-    /// Records a handler. Call `spawn` with the lock held, so the task cannot
-    /// finish (and try to remove itself) before it is recorded.
-    pub(super) fn insert_with(&self, id: u64, seq: u64, spawn: impl FnOnce() -> AbortHandle) {
+    /// Records a handler, unless `id` is already in flight (then `spawn` is
+    /// not called and the result is false). `spawn` runs with the lock held,
+    /// so the task cannot finish (and try to remove itself) before it is
+    /// recorded.
+    pub(super) fn insert_with(
+        &self,
+        id: u64,
+        seq: u64,
+        spawn: impl FnOnce() -> AbortHandle,
+    ) -> bool {
         let mut running = self.running.lock().unwrap();
+        if running.contains_key(&id) {
+            return false;
+        }
         running.insert(id, (seq, spawn()));
+        true
     }
 
     /// Removes the entry of handler `seq` for `id`, if it is still there.
@@ -135,10 +147,11 @@ mod tests {
     async fn a_late_handler_does_not_remove_the_entry_of_a_reused_id() {
         let calls = Calls::default();
         let idle = || tokio::spawn(std::future::pending::<()>()).abort_handle();
-        calls.insert_with(7, 1, idle);
+        assert!(calls.insert_with(7, 1, idle));
+        assert!(!calls.insert_with(7, 9, || unreachable!("7 is in flight")));
         assert!(calls.cancel(7));
         // The peer reuses id 7 for a new call...
-        calls.insert_with(7, 2, idle);
+        assert!(calls.insert_with(7, 2, idle));
         // ...and the cancelled handler, finishing late, leaves it alone.
         calls.finish(7, 1);
         assert!(calls.contains(7));

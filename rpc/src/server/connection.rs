@@ -241,7 +241,10 @@ impl Driver {
                 }
                 permit = async { self.permits.clone().acquire_owned().await }, if parked => {
                     let request = self.parked.take().expect("parked");
-                    self.start(request, permit.expect("never closed"));
+                    let now = Instant::now();
+                    if let Some(end) = self.start(request, permit.expect("never closed"), now) {
+                        return end;
+                    }
                 }
                 _ = self.outbox.wait_for_room(BACKLOG_LIMIT), if backed_up && !parked => {
                     if self.outbox.is_closed() {
@@ -453,9 +456,6 @@ impl Driver {
                 .send(Status::ShuttingDown.reply(id, "the connection is draining"));
             return None;
         }
-        if self.calls.contains(id) {
-            return Some(End::Protocol(format!("call id {id} is already in flight")));
-        }
         let config = &self.shared.config;
         let call = Call {
             id,
@@ -482,14 +482,23 @@ impl Driver {
             budget,
         };
         match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => self.start(request, permit),
-            // Backpressure: stop reading until a handler finishes.
-            Err(_) => self.parked = Some(request),
+            Ok(permit) => self.start(request, permit, received),
+            // Backpressure: stop reading until a handler finishes. (Nothing is
+            // read meanwhile, so its id is checked for duplicates when it starts.)
+            Err(_) => {
+                self.parked = Some(request);
+                None
+            }
         }
-        None
     }
 
-    fn start(&mut self, request: Parked, permit: OwnedSemaphorePermit) {
+    /// Spawns the handler; a protocol error if its call id is in flight.
+    fn start(
+        &mut self,
+        request: Parked,
+        permit: OwnedSemaphorePermit,
+        now: Instant,
+    ) -> Option<End> {
         let Parked {
             id,
             method,
@@ -497,12 +506,12 @@ impl Driver {
             deadline,
             budget,
         } = request;
-        if deadline <= Instant::now() {
+        if deadline <= now {
             let message = format!("the {budget:?} budget ran out before a handler was free");
             let _ = self
                 .outbox
                 .send(Status::DeadlineExceeded.reply(id, &message));
-            return;
+            return None;
         }
         let ctx = Context {
             deadline,
@@ -514,7 +523,7 @@ impl Driver {
         let outbox = self.outbox.clone();
         self.next_seq += 1;
         let seq = self.next_seq;
-        self.calls.insert_with(id, seq, || {
+        let started = self.calls.insert_with(id, seq, || {
             tokio::spawn(async move {
                 // Declared first, so dropped last: the slot is given back only
                 // after the handler future is gone, even when the task is
@@ -541,6 +550,7 @@ impl Driver {
             })
             .abort_handle()
         });
+        (!started).then(|| End::Protocol(format!("call id {id} is already in flight")))
     }
 }
 
