@@ -54,6 +54,7 @@ pub fn response_frame<R: Serialize + ?Sized>(call_id: u64, value: &R) -> Bytes {
         max_frame: MAX_FRAME,
     }
     .reply(value)
+    .into_bytes()
 }
 
 /// The Hello frame this crate sends (a client opens every connection with it).

@@ -88,8 +88,32 @@ pub(crate) fn deadline_after(start: Instant, d: Duration) -> Instant {
     start.checked_add(d).unwrap_or_else(|| start + FAR)
 }
 
-pub(crate) fn scope<F: Future>(ctx: Context, f: F) -> impl Future<Output = F::Output> {
-    CURRENT.scope(ctx, f)
+/// Runs `f` with `ctx` as the current context on every poll. Unlike
+/// `LocalKey::scope`, the result is `Unpin` when `f` is, so the server can
+/// poll a handler once in its connection's driver and then move it into a
+/// task of its own.
+pub(crate) fn scope<F: Future + Unpin>(ctx: Context, f: F) -> Scoped<F> {
+    Scoped { ctx, fut: f }
+}
+
+/// A future that runs with a call's context set: see [`scope`].
+#[derive(Debug)]
+pub(crate) struct Scoped<F> {
+    ctx: Context,
+    fut: F,
+}
+
+impl<F: Future + Unpin> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.get_mut();
+        let fut = &mut this.fut;
+        CURRENT.sync_scope(this.ctx.clone(), || std::pin::Pin::new(fut).poll(cx))
+    }
 }
 
 #[cfg(test)]
@@ -105,7 +129,11 @@ mod tests {
             call_id: 42,
             method: "Svc.m",
         };
-        let (id, left) = scope(ctx, async { (current().call_id(), current().remaining()) }).await;
+        let (id, left) = scope(
+            ctx,
+            Box::pin(async { (current().call_id(), current().remaining()) }),
+        )
+        .await;
         assert_eq!(id, 42);
         assert!(left <= Duration::from_secs(5) && left > Duration::from_secs(4));
         assert!(current_deadline().is_none());

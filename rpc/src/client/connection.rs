@@ -21,7 +21,7 @@ use crate::id_map::IdMap;
 use crate::protocol::{
     DRAIN_PING, FrameBuf, FrameCodec, GoAwayReason, Kind, LEN_PREFIX, RequestHead,
 };
-use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox, WeakOutbox};
+use crate::transport::{self, BACKLOG_LIMIT, DIRECT_WRITE, FrameReader, Outbox, WeakOutbox};
 
 /// Frames taken straight from the buffer before the read loop checks the
 /// writer and the keepalive tick again.
@@ -144,14 +144,15 @@ impl Connection {
     }
 
     /// Sends one request and waits for its response payload until `deadline`.
-    /// Returns the payload and the request as sent (shared, not copied).
-    /// Dropping the returned future cancels the call on the server.
+    /// Returns the payload and the request as sent, to send again elsewhere
+    /// if the server refused it. Dropping the returned future cancels the
+    /// call on the server.
     pub(super) async fn call(
         &self,
         method: &'static str,
         mut frame: FrameBuf,
         deadline: Instant,
-    ) -> Result<(Bytes, Bytes), CallError> {
+    ) -> Result<(Bytes, FrameBuf), CallError> {
         let deadline_exceeded =
             |budget| CallError::Failed(Error::DeadlineExceeded { method, budget });
         let _permit = match self.permits.try_acquire() {
@@ -179,15 +180,14 @@ impl Connection {
         let size = frame.len() - LEN_PREFIX;
         RequestHead::patch(&mut frame, id, budget);
         let (tx, rx) = oneshot::channel();
-        let request = frame.finish();
-        {
+        let request = {
             // Queued under the lock that GoAway takes to mark the connection
             // draining: a request is either queued before the reader answers
             // the server's drain Ping (so it arrives before the Pong), or not
             // sent here at all.
             let mut st = self.shared.state.lock().unwrap();
             if st.closed.is_some() || st.draining {
-                return Err(CallError::NotSent(FrameBuf::from_bytes(request)));
+                return Err(CallError::NotSent(frame));
             }
             // Checked only on a live connection: the next one may accept more.
             if size > self.send_limit {
@@ -198,17 +198,28 @@ impl Connection {
                     limit: self.send_limit,
                 }));
             }
-            if let Err(unsent) = self.outbox.send(request.clone()) {
-                return Err(CallError::NotSent(FrameBuf::from_bytes(unsent)));
+            // A small request is copied into the writer's batch and kept here;
+            // a large one is shared with the writer, not copied.
+            let (request, queued) = if frame.len() >= DIRECT_WRITE {
+                let bytes = frame.finish();
+                let queued = self.outbox.send(bytes.clone());
+                (Sent::Shared(bytes), queued)
+            } else {
+                let queued = self.outbox.send_slice(frame.seal());
+                (Sent::Buf(frame), queued)
+            };
+            if !queued {
+                return Err(CallError::NotSent(request.into_frame()));
             }
             st.pending.insert(id, tx);
-        }
+            request
+        };
         let guard = Pending { conn: self, id };
         let reply = deadline::run_until(deadline, rx).await;
         match reply {
             Some(Ok(Ok(payload))) => {
                 std::mem::forget(guard);
-                Ok((payload, request))
+                Ok((payload, request.into_frame()))
             }
             Some(Ok(Err(reason))) => {
                 std::mem::forget(guard);
@@ -219,6 +230,25 @@ impl Connection {
                 "the connection was dropped",
             ))),
             None => Err(deadline_exceeded(budget)),
+        }
+    }
+}
+
+/// A request as the connection keeps it after queueing it.
+enum Sent {
+    /// The frame itself (its bytes were copied into the writer's batch).
+    Buf(FrameBuf),
+    /// The frame's bytes, shared with the writer.
+    Shared(Bytes),
+}
+
+impl Sent {
+    /// The frame, to send again (by then the writer has let go of it, so
+    /// taking it back does not copy).
+    fn into_frame(self) -> FrameBuf {
+        match self {
+            Sent::Buf(frame) => frame,
+            Sent::Shared(bytes) => FrameBuf::from_bytes(bytes),
         }
     }
 }
@@ -252,7 +282,7 @@ impl Drop for Pending<'_> {
             let _ = self
                 .conn
                 .outbox
-                .send(FrameBuf::new(Kind::Cancel, self.id, 0).finish());
+                .send(FrameBuf::new(Kind::Cancel, self.id, 0));
         }
     }
 }
@@ -302,7 +332,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         Keepalive::Fine => {}
                         Keepalive::SendPing => {
                             if let Some(out) = outbox.upgrade() {
-                                let _ = out.send(FrameBuf::new(Kind::Ping, 0, 0).finish());
+                                let _ = out.send(FrameBuf::new(Kind::Ping, 0, 0));
                             }
                         }
                         Keepalive::Dead => break format!("no answer to a keepalive ping within {keepalive_timeout:?}"),
@@ -346,7 +376,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 if let Some(out) = outbox.upgrade()
                     && (drain_ping || out.queued() < BACKLOG_LIMIT)
                 {
-                    let _ = out.send(FrameBuf::new(Kind::Pong, frame.call_id, 0).finish());
+                    let _ = out.send(FrameBuf::new(Kind::Pong, frame.call_id, 0));
                 }
             }
             Kind::Pong => {}

@@ -228,9 +228,12 @@ impl Channel {
         method_id: u64,
         args: &A,
     ) -> Request {
+        let now = Instant::now();
+        let deadline = self.deadline(now);
         Request {
             method,
-            deadline: self.deadline(),
+            deadline,
+            budget: deadline.saturating_duration_since(now),
             frame: self.encode_request(method, method_id, args),
         }
     }
@@ -249,9 +252,9 @@ impl Channel {
             let Request {
                 method,
                 deadline,
+                budget,
                 frame,
             } = request;
-            let budget = deadline.saturating_duration_since(Instant::now());
             let payload = inner
                 .send(method, frame?, deadline)
                 .await
@@ -268,8 +271,8 @@ impl Channel {
 
     /// The earlier of this handle's timeout and the deadline of the handler we
     /// are running in, if any: budgets propagate through call chains.
-    fn deadline(&self) -> Instant {
-        let own = crate::context::deadline_after(Instant::now(), self.timeout);
+    fn deadline(&self, now: Instant) -> Instant {
+        let own = crate::context::deadline_after(now, self.timeout);
         match crate::context::current_deadline() {
             Some(inherited) if inherited < own => inherited,
             _ => own,
@@ -308,6 +311,8 @@ impl Channel {
 pub struct Request {
     method: &'static str,
     deadline: Instant,
+    /// The time the call had when it was made, reported if it runs out.
+    budget: Duration,
     frame: Result<FrameBuf, Error>,
 }
 
@@ -357,7 +362,7 @@ impl Inner {
                 // remember that the server is shutting down.
                 Ok((_, sent)) => {
                     refused = true;
-                    frame = FrameBuf::from_bytes(sent);
+                    frame = sent;
                 }
                 Err(CallError::NotSent(unsent)) => {
                     refused |= conn.is_draining_for_shutdown();

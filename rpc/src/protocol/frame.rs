@@ -109,9 +109,16 @@ impl FrameBuf {
 
     /// Writes the length field and returns the frame's bytes.
     pub(crate) fn finish(mut self) -> bytes::Bytes {
+        self.seal();
+        self.buf.freeze()
+    }
+
+    /// Writes the length field and returns the whole frame, keeping the
+    /// buffer (to copy it out, and to patch and send it again).
+    pub(crate) fn seal(&mut self) -> &[u8] {
         let len = (self.buf.len() - LEN_PREFIX) as u32;
         self.buf[0..4].copy_from_slice(&len.to_be_bytes());
-        self.buf.freeze()
+        &self.buf
     }
 }
 

@@ -27,7 +27,6 @@ impl Calls {
         self.running.lock().unwrap().is_empty()
     }
 
-    #[cfg(test)]
     pub(super) fn contains(&self, id: u64) -> bool {
         self.running.lock().unwrap().contains_key(&id)
     }

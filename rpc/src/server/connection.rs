@@ -8,10 +8,11 @@
 //! peer's own socket buffers then fill up and its writes wait. Nothing is
 //! queued without bound.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -239,10 +240,12 @@ impl Driver {
                         drain.settled = true;
                     }
                 }
-                permit = async { self.permits.clone().acquire_owned().await }, if parked => {
+                permit = async { (self.permits.clone().acquire_owned().await, own_waker().await) }, if parked => {
+                    let (permit, waker) = permit;
                     let request = self.parked.take().expect("parked");
                     let now = Instant::now();
-                    if let Some(end) = self.start(request, permit.expect("never closed"), now) {
+                    let permit = permit.expect("never closed");
+                    if let Some(end) = self.start(request, Some(permit), now, &waker) {
                         return end;
                     }
                 }
@@ -281,20 +284,23 @@ impl Driver {
         clock: &mut Clock,
     ) -> Option<End> {
         let mut next = first;
+        // One clock read per batch: the frames of a batch arrived together,
+        // and a budget counted from the batch's start is the stricter one.
+        let now = Instant::now();
+        let waker = own_waker().await;
         for turn in 1..=FRAMES_PER_TURN {
             let frame = match next {
                 None => return Some(End::PeerClosed),
                 Some(Err(e)) => return Some(End::Protocol(e.to_string())),
                 Some(Ok(frame)) => frame,
             };
-            let now = Instant::now();
             clock.partial_since = None;
             clock.heard_at = now;
             clock.ping_sent = None;
             if frame.kind == Kind::Request {
                 clock.active_at = now;
             }
-            if let Some(end) = self.on_frame(frame) {
+            if let Some(end) = self.on_frame(frame, now, &waker) {
                 return Some(end);
             }
             // Stop before taking a frame that this turn would not handle.
@@ -321,9 +327,7 @@ impl Driver {
             return;
         }
         let _ = self.outbox.send(reason.encode(message));
-        let _ = self
-            .outbox
-            .send(FrameBuf::new(Kind::Ping, DRAIN_PING, 0).finish());
+        let _ = self.outbox.send(FrameBuf::new(Kind::Ping, DRAIN_PING, 0));
         self.drain = Some(Drain {
             settled: false,
             give_up_at: Instant::now() + DRAIN_PING_TIMEOUT,
@@ -375,7 +379,7 @@ impl Driver {
             if self.parked.is_some() && now - clock.paused_ping_at >= config.keepalive_interval / 2
             {
                 clock.paused_ping_at = now;
-                let _ = self.outbox.send(FrameBuf::new(Kind::Ping, 0, 0).finish());
+                let _ = self.outbox.send(FrameBuf::new(Kind::Ping, 0, 0));
             }
         }
         let busy = !self.calls.is_empty() || self.parked.is_some();
@@ -391,16 +395,16 @@ impl Driver {
             }
             None if busy && now - clock.heard_at >= config.keepalive_interval => {
                 clock.ping_sent = Some(now);
-                let _ = self.outbox.send(FrameBuf::new(Kind::Ping, 0, 0).finish());
+                let _ = self.outbox.send(FrameBuf::new(Kind::Ping, 0, 0));
             }
             _ => {}
         }
         None
     }
 
-    fn on_frame(&mut self, frame: Frame) -> Option<End> {
+    fn on_frame(&mut self, frame: Frame, now: Instant, waker: &Waker) -> Option<End> {
         match frame.kind {
-            Kind::Request => return self.on_request(frame.call_id, frame.payload),
+            Kind::Request => return self.on_request(frame.call_id, frame.payload, now, waker),
             Kind::Cancel => {
                 let known = self.calls.cancel(frame.call_id);
                 let covered = self.cancel_credits > 0;
@@ -412,7 +416,7 @@ impl Driver {
             Kind::Ping => {
                 let _ = self
                     .outbox
-                    .send(FrameBuf::new(Kind::Pong, frame.call_id, 0).finish());
+                    .send(FrameBuf::new(Kind::Pong, frame.call_id, 0));
             }
             Kind::Pong => {
                 if frame.call_id == DRAIN_PING
@@ -438,8 +442,13 @@ impl Driver {
         None
     }
 
-    fn on_request(&mut self, id: u64, payload: Bytes) -> Option<End> {
-        let received = Instant::now();
+    fn on_request(
+        &mut self,
+        id: u64,
+        payload: Bytes,
+        received: Instant,
+        waker: &Waker,
+    ) -> Option<End> {
         self.cancel_credits = self.cancel_credits.saturating_add(1);
         let Some((head, args)) = RequestHead::parse(payload) else {
             let _ = self
@@ -481,23 +490,30 @@ impl Driver {
             deadline: context::deadline_after(received, budget),
             budget,
         };
-        match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => self.start(request, permit, received),
+        // Only the driver takes permits, so one seen here is still there
+        // after the handler's first poll.
+        if self.permits.available_permits() > 0 {
+            self.start(request, None, received, waker)
+        } else {
             // Backpressure: stop reading until a handler finishes. (Nothing is
             // read meanwhile, so its id is checked for duplicates when it starts.)
-            Err(_) => {
-                self.parked = Some(request);
-                None
-            }
+            self.parked = Some(request);
+            None
         }
     }
 
-    /// Spawns the handler; a protocol error if its call id is in flight.
+    /// Runs the handler's first poll here, in the driver: most handlers
+    /// finish in it, and their reply is queued without a task, a permit or an
+    /// entry in the in-flight map. A handler still pending after it moves to
+    /// a task of its own (holding `permit`, or one taken now: only the driver
+    /// takes permits, and the caller saw one free). A protocol error if the
+    /// call id is in flight.
     fn start(
         &mut self,
         request: Parked,
-        permit: OwnedSemaphorePermit,
+        permit: Option<OwnedSemaphorePermit>,
         now: Instant,
+        waker: &Waker,
     ) -> Option<End> {
         let Parked {
             id,
@@ -506,6 +522,9 @@ impl Driver {
             deadline,
             budget,
         } = request;
+        if self.calls.contains(id) {
+            return Some(End::Protocol(format!("call id {id} is already in flight")));
+        }
         if deadline <= now {
             let message = format!("the {budget:?} budget ran out before a handler was free");
             let _ = self
@@ -519,28 +538,47 @@ impl Driver {
             call_id: id,
             method,
         };
+        let mut run = AssertUnwindSafe(context::scope(ctx, handler)).catch_unwind();
+        // Polled with the driver's waker: whatever the handler waits on
+        // registers it, and the handler's own task re-registers its waker on
+        // its first poll (a future wakes the waker of its latest poll), so
+        // the driver at most sees one spurious wake-up.
+        match run.poll_unpin(&mut std::task::Context::from_waker(waker)) {
+            Poll::Ready(done) => {
+                let reply = done.unwrap_or_else(|panic| {
+                    Status::Panicked.reply(id, &panic_message(&*panic)).into()
+                });
+                let _ = self.outbox.send(reply);
+                return None;
+            }
+            Poll::Pending => {}
+        }
+        // The handler has started: it must be gone before its slot is given
+        // back, even if its task is aborted before it first runs (an unpolled
+        // task drops what it captured in no order we choose).
+        let run = Slotted {
+            fut: run,
+            _permit: permit.or_else(|| self.permits.clone().try_acquire_owned().ok()),
+        };
         let calls = self.calls.clone();
         let outbox = self.outbox.clone();
         self.next_seq += 1;
         let seq = self.next_seq;
         let started = self.calls.insert_with(id, seq, || {
             tokio::spawn(async move {
-                // Declared first, so dropped last: the slot is given back only
-                // after the handler future is gone, even when the task is
-                // aborted, and the entry is removed however the task ends.
-                let _permit = permit;
+                // The entry is removed however the task ends.
                 let mut finish = Finish {
                     calls: &calls,
                     id,
                     seq,
                     armed: true,
                 };
-                let run = AssertUnwindSafe(context::scope(ctx, handler)).catch_unwind();
                 let reply = match deadline::run_until(deadline, run).await {
                     Some(Ok(reply)) => reply,
-                    Some(Err(panic)) => Status::Panicked.reply(id, &panic_message(&*panic)),
+                    Some(Err(panic)) => Status::Panicked.reply(id, &panic_message(&*panic)).into(),
                     None => Status::DeadlineExceeded
-                        .reply(id, &format!("the handler ran past its {budget:?} budget")),
+                        .reply(id, &format!("the handler ran past its {budget:?} budget"))
+                        .into(),
                 };
                 calls.finish_with(id, seq, || {
                     let _ = outbox.send(reply);
@@ -550,8 +588,32 @@ impl Driver {
             })
             .abort_handle()
         });
-        (!started).then(|| End::Protocol(format!("call id {id} is already in flight")))
+        debug_assert!(started, "checked above, and only the driver inserts");
+        None
     }
+}
+
+/// A handler future and its handler slot. Fields drop in order: the
+/// handler first, then the slot.
+struct Slotted<F> {
+    fut: F,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<F: Future + Unpin> Future for Slotted<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<F::Output> {
+        self.fut.poll_unpin(cx)
+    }
+}
+
+/// The waker of the task running this future.
+async fn own_waker() -> Waker {
+    std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

@@ -14,9 +14,36 @@ use crate::Error;
 use crate::codec;
 use crate::id_map::IdMap;
 use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Status};
+use crate::transport::Outgoing;
 
 /// A running handler: resolves to the encoded Response frame.
-pub type Handler = Pin<Box<dyn Future<Output = Bytes> + Send + 'static>>;
+pub type Handler = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
+
+/// An encoded Response frame, as a handler returns it.
+#[derive(Debug)]
+pub struct Reply(Outgoing);
+
+impl Reply {
+    /// The frame's bytes.
+    pub(crate) fn into_bytes(self) -> Bytes {
+        match self.0 {
+            Outgoing::Bytes(b) => b,
+            Outgoing::Buf(f) => f.finish(),
+        }
+    }
+}
+
+impl From<Bytes> for Reply {
+    fn from(frame: Bytes) -> Self {
+        Reply(Outgoing::Bytes(frame))
+    }
+}
+
+impl From<Reply> for Outgoing {
+    fn from(reply: Reply) -> Self {
+        reply.0
+    }
+}
 
 /// A method as it is named on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,30 +75,35 @@ pub struct Call {
 
 impl Call {
     /// Decodes the arguments, or gives the Decode error reply to send instead.
-    pub fn args<T: DeserializeOwned>(&self) -> Result<T, Bytes> {
-        codec::decode(&self.args).map_err(|message| Status::Decode.reply(self.id, &message))
+    pub fn args<T: DeserializeOwned>(&self) -> Result<T, Reply> {
+        codec::decode(&self.args).map_err(|message| Status::Decode.reply(self.id, &message).into())
     }
 
     /// Encodes the handler's return value as the reply frame. A value larger
     /// than the frame limit becomes a FrameTooLarge reply: only this call fails.
-    pub fn reply<T: Serialize + ?Sized>(&self, value: &T) -> Bytes {
+    pub fn reply<T: Serialize + ?Sized>(&self, value: &T) -> Reply {
         let mut frame = FrameBuf::new(Kind::Response, self.id, 64);
         frame.payload_mut().put_u8(Status::Ok as u8);
         let limit = self.max_frame + LEN_PREFIX;
-        match codec::encode_into(value, frame.payload_mut(), limit) {
-            Ok(()) => frame.finish(),
+        let frame = match codec::encode_into(value, frame.payload_mut(), limit) {
+            Ok(()) => frame,
             Err(codec::EncodeError::TooLarge { .. }) => {
                 let mut f = FrameBuf::new(Kind::Response, self.id, 17);
                 f.payload_mut().put_u8(Status::FrameTooLarge as u8);
                 f.payload_mut().put_u64((self.max_frame + 1) as u64);
                 f.payload_mut().put_u64(self.max_frame as u64);
-                f.finish()
+                f
             }
-            Err(codec::EncodeError::Serde(message)) => Status::Decode.reply(
-                self.id,
-                &format!("the server could not encode the response: {message}"),
-            ),
-        }
+            Err(codec::EncodeError::Serde(message)) => {
+                return Status::Decode
+                    .reply(
+                        self.id,
+                        &format!("the server could not encode the response: {message}"),
+                    )
+                    .into();
+            }
+        };
+        Reply(Outgoing::Buf(frame))
     }
 }
 

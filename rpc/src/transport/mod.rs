@@ -4,7 +4,7 @@
 
 mod writer;
 
-pub(crate) use writer::{BACKLOG_LIMIT, Outbox, WeakOutbox, spawn_writer};
+pub(crate) use writer::{BACKLOG_LIMIT, DIRECT_WRITE, Outbox, Outgoing, WeakOutbox, spawn_writer};
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,30 +1,51 @@
-//! The writer task: one per connection. Many callers queue encoded frames; the
-//! writer drains whatever is queued into one buffer and writes it with one
-//! syscall, so concurrent calls share syscalls while a lone call is written at
-//! once (it never waits for company).
+//! The writer task: one per connection. Producers append encoded frames to
+//! one shared buffer under a short lock; the writer swaps that buffer out and
+//! writes it with one syscall, so concurrent calls share syscalls while a lone
+//! call is written at once (it never waits for company). A small frame costs
+//! one copy into the buffer and no allocation; a large one is queued as its
+//! own block and written from its own memory.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+
+use crate::protocol::FrameBuf;
 
 /// Frames at least this large are written straight from their own buffer
 /// instead of being copied into the batch.
-const DIRECT_WRITE: usize = 32 * 1024;
-/// Frames taken from the queue per batch.
-const BATCH: usize = 128;
+pub(crate) const DIRECT_WRITE: usize = 32 * 1024;
 /// A batch buffer that grew past this is given back after use, so one large
 /// burst does not pin memory on an idle connection.
-const KEEP_CAPACITY: usize = 256 * 1024;
+const KEEP_CAPACITY: usize = 64 * 1024;
 
 /// Bytes queued for a peer that is not reading them, past which a side stops
 /// producing more for it: the server stops reading that connection, and the
 /// client stops answering its Pings.
 pub(crate) const BACKLOG_LIMIT: usize = 1 << 20;
+
+/// A frame to queue: finished bytes (shared, written without a copy when
+/// large) or a frame buffer (copied into the batch when small, and freed).
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Bytes(Bytes),
+    Buf(FrameBuf),
+}
+
+impl From<Bytes> for Outgoing {
+    fn from(b: Bytes) -> Self {
+        Outgoing::Bytes(b)
+    }
+}
+
+impl From<FrameBuf> for Outgoing {
+    fn from(f: FrameBuf) -> Self {
+        Outgoing::Buf(f)
+    }
+}
 
 /// The sending side of a connection's writer.
 ///
@@ -34,40 +55,93 @@ pub(crate) const BACKLOG_LIMIT: usize = 1 << 20;
 /// one producer that could grow it without end, the server's read loop,
 /// stops reading while [`queued`](Self::queued) is high (see
 /// [`wait_for_room`](Self::wait_for_room)).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Outbox {
-    tx: mpsc::UnboundedSender<Bytes>,
     queue: Arc<Queue>,
 }
 
 /// An [`Outbox`] that does not keep the writer alive.
 #[derive(Debug, Clone)]
 pub(crate) struct WeakOutbox {
-    tx: mpsc::WeakUnboundedSender<Bytes>,
     queue: Arc<Queue>,
 }
 
 #[derive(Debug, Default)]
 struct Queue {
-    /// Bytes sent to the writer and not yet written to the socket.
+    pending: Mutex<Pending>,
+    /// Wakes the writer: something was queued into an empty queue, the last
+    /// Outbox went away, or the queue was closed.
+    wake: Notify,
+    /// Live [`Outbox`]es; the writer ends when none is left.
+    senders: AtomicUsize,
+    /// Set once nothing more may be queued: [`Outbox::close`] or the writer ended.
+    closed: AtomicBool,
+    /// Bytes queued and not yet written to the socket.
     bytes: AtomicUsize,
     /// Bytes written to the socket so far.
     written: AtomicU64,
     /// Signalled whenever the writer has written something, and when it ends.
     progress: Notify,
-    /// Cancelled by [`Outbox::close`].
-    close: CancellationToken,
+}
+
+/// What waits for the writer, in order: `blocks`, then `tail`.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Large frames, and the small ones queued before them.
+    blocks: Vec<Bytes>,
+    /// Small frames queued after the last block, back to back.
+    tail: BytesMut,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.blocks.is_empty() && self.tail.is_empty()
+    }
+
+    fn push_block(&mut self, block: Bytes) {
+        if !self.tail.is_empty() {
+            self.blocks.push(self.tail.split().freeze());
+        }
+        self.blocks.push(block);
+    }
 }
 
 impl Outbox {
-    /// Queues a frame; gives it back if the writer has ended.
-    pub(crate) fn send(&self, frame: Bytes) -> Result<(), Bytes> {
-        let len = frame.len();
+    /// Queues a frame; false if the writer has ended or the outbox was closed.
+    pub(crate) fn send(&self, frame: impl Into<Outgoing>) -> bool {
+        match frame.into() {
+            Outgoing::Bytes(b) if b.len() >= DIRECT_WRITE => {
+                self.push(b.len(), |p| p.push_block(b))
+            }
+            Outgoing::Bytes(b) => self.send_slice(&b),
+            Outgoing::Buf(f) if f.len() >= DIRECT_WRITE => {
+                let b = f.finish();
+                self.push(b.len(), |p| p.push_block(b))
+            }
+            Outgoing::Buf(mut f) => self.send_slice(f.seal()),
+        }
+    }
+
+    /// Queues a copy of a finished frame; false as [`send`](Self::send).
+    pub(crate) fn send_slice(&self, frame: &[u8]) -> bool {
+        self.push(frame.len(), |p| p.tail.extend_from_slice(frame))
+    }
+
+    fn push(&self, len: usize, add: impl FnOnce(&mut Pending)) -> bool {
+        let mut pending = self.queue.lock();
+        // Checked under the lock that `close` and the writer's end take, so
+        // nothing is queued after the writer took its last batch.
+        if self.queue.closed.load(Ordering::Relaxed) {
+            return false;
+        }
+        let was_empty = pending.is_empty();
+        add(&mut pending);
         self.queue.bytes.fetch_add(len, Ordering::Relaxed);
-        self.tx.send(frame).map_err(|unsent| {
-            self.queue.bytes.fetch_sub(len, Ordering::Relaxed);
-            unsent.0
-        })
+        drop(pending);
+        if was_empty {
+            self.queue.wake.notify_one();
+        }
+        true
     }
 
     /// Bytes queued and not yet written.
@@ -83,7 +157,7 @@ impl Outbox {
 
     /// True once the writer has ended (the socket failed or was closed).
     pub(crate) fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.queue.closed.load(Ordering::Relaxed)
     }
 
     /// Waits until fewer than `limit` bytes are queued, or the writer ended.
@@ -102,23 +176,61 @@ impl Outbox {
     /// Asks the writer to write what is queued, then shut the write side down,
     /// even while other clones of this outbox are alive.
     pub(crate) fn close(&self) {
-        self.queue.close.cancel();
+        let _pending = self.queue.lock();
+        self.queue.closed.store(true, Ordering::Relaxed);
+        self.queue.wake.notify_one();
     }
 
     pub(crate) fn downgrade(&self) -> WeakOutbox {
         WeakOutbox {
-            tx: self.tx.downgrade(),
             queue: self.queue.clone(),
+        }
+    }
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.queue.senders.fetch_add(1, Ordering::Relaxed);
+        Outbox {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if self.queue.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.queue.wake.notify_one();
         }
     }
 }
 
 impl WeakOutbox {
     pub(crate) fn upgrade(&self) -> Option<Outbox> {
-        Some(Outbox {
-            tx: self.tx.upgrade()?,
-            queue: self.queue.clone(),
-        })
+        // Only from a live count: once the last Outbox is gone the writer is
+        // finishing, and no new one may appear.
+        let senders = &self.queue.senders;
+        let mut n = senders.load(Ordering::Relaxed);
+        loop {
+            if n == 0 {
+                return None;
+            }
+            match senders.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    return Some(Outbox {
+                        queue: self.queue.clone(),
+                    });
+                }
+                Err(now) => n = now,
+            }
+        }
+    }
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // Nothing panics while holding it; recover the data if something did.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -129,73 +241,60 @@ pub(crate) fn spawn_writer<W>(io: W) -> (Outbox, JoinHandle<std::io::Result<()>>
 where
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let queue = Arc::new(Queue::default());
-    let task = tokio::spawn(run(io, rx, queue.clone()));
-    (Outbox { tx, queue }, task)
+    let queue = Arc::new(Queue {
+        senders: AtomicUsize::new(1),
+        ..Queue::default()
+    });
+    let task = tokio::spawn(run(io, queue.clone()));
+    (Outbox { queue }, task)
 }
 
-/// Wakes [`Outbox::wait_for_room`] when the writer ends, however it ends
-/// (error, or its task aborted): the queue will not drain any more.
-struct Ended<'a> {
-    rx: &'a mut mpsc::UnboundedReceiver<Bytes>,
-    queue: &'a Queue,
-}
+/// Closes the queue when the writer ends, however it ends (error, or its
+/// task aborted), and wakes [`Outbox::wait_for_room`]: the queue will not
+/// drain any more.
+struct Ended<'a>(&'a Queue);
 
 impl Drop for Ended<'_> {
     fn drop(&mut self) {
-        self.rx.close();
-        self.queue.progress.notify_waiters();
+        let mut pending = self.0.lock();
+        self.0.closed.store(true, Ordering::Relaxed);
+        *pending = Pending::default();
+        drop(pending);
+        self.0.progress.notify_waiters();
     }
 }
 
-async fn run<W: AsyncWrite + Unpin>(
-    mut io: W,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
-    queue: Arc<Queue>,
-) -> std::io::Result<()> {
-    let ended = Ended {
-        rx: &mut rx,
-        queue: &queue,
-    };
-    let mut frames = Vec::with_capacity(BATCH);
-    let mut batch = BytesMut::new();
-    let mut closing = false;
+async fn run<W: AsyncWrite + Unpin>(mut io: W, queue: Arc<Queue>) -> std::io::Result<()> {
+    let _ended = Ended(&queue);
+    let mut batch = Pending::default();
     loop {
-        let n = tokio::select! {
-            biased;
-            n = ended.rx.recv_many(&mut frames, BATCH) => n,
-            _ = queue.close.cancelled(), if !closing => {
-                // Take nothing new; what is already queued is still written.
-                closing = true;
-                ended.rx.close();
-                continue;
-            }
+        let finished = {
+            let mut pending = queue.lock();
+            std::mem::swap(&mut *pending, &mut batch);
+            // With nothing taken, is anything still to come?
+            batch.is_empty()
+                && (queue.closed.load(Ordering::Relaxed)
+                    || queue.senders.load(Ordering::Acquire) == 0)
         };
-        if n == 0 {
+        if finished {
             break;
         }
-        for frame in frames.drain(..) {
-            if frame.len() >= DIRECT_WRITE {
-                if !batch.is_empty() {
-                    write_counted(&mut io, &batch, &queue).await?;
-                    batch.clear();
-                }
-                write_counted(&mut io, &frame, &queue).await?;
-            } else {
-                batch.extend_from_slice(&frame);
-            }
+        if batch.is_empty() {
+            queue.wake.notified().await;
+            continue;
         }
-        if !batch.is_empty() {
-            write_counted(&mut io, &batch, &queue).await?;
-            batch.clear();
+        for block in batch.blocks.drain(..) {
+            write_counted(&mut io, &block, &queue).await?;
+        }
+        if !batch.tail.is_empty() {
+            write_counted(&mut io, &batch.tail, &queue).await?;
+            batch.tail.clear();
         }
         io.flush().await?;
-        if batch.capacity() > KEEP_CAPACITY {
-            batch = BytesMut::new();
+        if batch.tail.capacity() > KEEP_CAPACITY {
+            batch.tail = BytesMut::new();
         }
     }
-    drop(ended);
     io.shutdown().await
 }
 
@@ -229,9 +328,9 @@ mod tests {
     async fn writes_frames_in_order_and_closes_when_senders_drop() {
         let (a, mut b) = tokio::io::duplex(1 << 20);
         let (tx, task) = spawn_writer(a);
-        tx.send(Bytes::from_static(b"one ")).unwrap();
-        tx.send(Bytes::from(vec![b'x'; DIRECT_WRITE])).unwrap();
-        tx.send(Bytes::from_static(b" two")).unwrap();
+        assert!(tx.send(Bytes::from_static(b"one ")));
+        assert!(tx.send(Bytes::from(vec![b'x'; DIRECT_WRITE])));
+        assert!(tx.send(Bytes::from_static(b" two")));
         drop(tx);
         task.await.unwrap().unwrap();
         let mut out = Vec::new();
@@ -246,7 +345,7 @@ mod tests {
         let (a, mut b) = tokio::io::duplex(16);
         let (tx, _task) = spawn_writer(a);
         for _ in 0..10 {
-            tx.send(Bytes::from_static(&[7; 10])).unwrap();
+            assert!(tx.send(Bytes::from_static(&[7; 10])));
         }
         tokio::task::yield_now().await;
         assert!(tx.queued() > 16, "{} bytes queued", tx.queued());
@@ -268,10 +367,10 @@ mod tests {
         let (a, mut b) = tokio::io::duplex(1 << 10);
         let (tx, task) = spawn_writer(a);
         let clone = tx.clone();
-        tx.send(Bytes::from_static(b"last words")).unwrap();
+        assert!(tx.send(Bytes::from_static(b"last words")));
         tx.close();
         task.await.unwrap().unwrap();
-        assert!(clone.send(Bytes::from_static(b"too late")).is_err());
+        assert!(!clone.send(Bytes::from_static(b"too late")));
         assert!(clone.is_closed());
         let mut out = Vec::new();
         b.read_to_end(&mut out).await.unwrap();
@@ -282,7 +381,7 @@ mod tests {
     async fn waiting_for_room_ends_when_the_writer_fails() {
         let (a, b) = tokio::io::duplex(4);
         let (tx, task) = spawn_writer(a);
-        tx.send(Bytes::from_static(&[1; 64])).unwrap();
+        assert!(tx.send(Bytes::from_static(&[1; 64])));
         drop(b); // the peer is gone: the write fails
         assert!(task.await.unwrap().is_err());
         tokio::time::timeout(Duration::from_secs(5), tx.wait_for_room(1))

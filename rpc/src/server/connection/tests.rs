@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
@@ -20,7 +19,7 @@ use super::serve;
 use crate::protocol::{
     DRAIN_PING, Frame, FrameBuf, FrameCodec, GoAwayReason, Hello, Kind, RequestHead, method_id,
 };
-use crate::server::dispatch::{Call, Handler, MethodDesc, Router, Service};
+use crate::server::dispatch::{Call, Handler, MethodDesc, Reply, Router, Service};
 use crate::server::{Config, Shared};
 
 /// How many `Wait.forever` handlers run right now, per test (each test has
@@ -55,7 +54,7 @@ impl Service for Wait {
         Some(Box::pin(async move {
             running.fetch_add(1, Ordering::SeqCst);
             let _running = Running(running);
-            std::future::pending::<Bytes>().await
+            std::future::pending::<Reply>().await
         }))
     }
 }
