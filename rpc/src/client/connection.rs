@@ -10,13 +10,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Semaphore, TryAcquireError, oneshot};
+use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::Config;
 use crate::Error;
-use crate::deadline;
 use crate::id_map::IdMap;
 use crate::protocol::{
     DRAIN_PING, FrameBuf, FrameCodec, GoAwayReason, Kind, LEN_PREFIX, RequestHead,
@@ -28,7 +27,22 @@ use crate::transport::{self, BACKLOG_LIMIT, DIRECT_WRITE, FrameReader, Outbox, W
 const FRAMES_PER_CHECK: u32 = 64;
 
 /// What a waiting caller receives: the Response payload, or why it never came.
-pub(super) type Reply = Result<Bytes, Arc<str>>;
+pub(super) type Reply = Result<Bytes, Failure>;
+
+/// Why a call got no Response.
+#[derive(Debug, Clone)]
+pub(super) enum Failure {
+    /// The connection died, for this reason.
+    Closed(Arc<str>),
+    /// Its deadline passed (the reader's timer found it).
+    Deadline,
+}
+
+/// A call waiting for its Response.
+struct Waiting {
+    tx: oneshot::Sender<Reply>,
+    deadline: Instant,
+}
 
 pub(super) struct Connection {
     outbox: Outbox,
@@ -44,11 +58,21 @@ pub(super) struct Connection {
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
+    /// Wakes the reader to re-arm its deadline timer earlier.
+    timer_moved: Notify,
 }
 
+/// Deadlines are kept by one timer per connection, in the reader, not one
+/// per call: a call's deadline is stored with it, and the timer is armed for
+/// the earliest deadline seen since it last fired. Most calls end long
+/// before their deadline, so the timer mostly fires at a deadline already
+/// gone, scans what is pending, and re-arms for the earliest one left: a
+/// scan per timeout period instead of a timer entry per call.
 #[derive(Default)]
 struct State {
-    pending: IdMap<oneshot::Sender<Reply>>,
+    pending: IdMap<Waiting>,
+    /// When the reader's timer fires: no later than any pending deadline.
+    timer: Option<Instant>,
     /// Set once the connection is dead; no call may be added after.
     closed: Option<Arc<str>>,
     /// Set by GoAway: in-flight calls finish, new calls use a new connection.
@@ -211,25 +235,32 @@ impl Connection {
             if !queued {
                 return Err(CallError::NotSent(request.into_frame()));
             }
-            st.pending.insert(id, tx);
-            request
-        };
-        let guard = Pending { conn: self, id };
-        let reply = deadline::run_until(deadline, rx).await;
-        match reply {
-            Some(Ok(Ok(payload))) => {
-                std::mem::forget(guard);
-                Ok((payload, request.into_frame()))
+            st.pending.insert(id, Waiting { tx, deadline });
+            let earlier = st.timer.is_none_or(|t| deadline < t);
+            if earlier {
+                st.timer = Some(deadline);
             }
-            Some(Ok(Err(reason))) => {
-                std::mem::forget(guard);
+            (request, earlier)
+        };
+        let (request, earlier) = request;
+        if earlier {
+            self.shared.timer_moved.notify_one();
+        }
+        let guard = Pending { conn: self, id };
+        // No timer here: the reader fails the call when its deadline passes.
+        let reply = rx.await;
+        // The entry is gone: the reader took it to answer.
+        std::mem::forget(guard);
+        match reply {
+            Ok(Ok(payload)) => Ok((payload, request.into_frame())),
+            Ok(Err(Failure::Closed(reason))) => {
                 Err(CallError::Failed(Error::disconnected(method, reason)))
             }
-            Some(Err(_)) => Err(CallError::Failed(Error::disconnected(
+            Ok(Err(Failure::Deadline)) => Err(deadline_exceeded(budget)),
+            Err(_) => Err(CallError::Failed(Error::disconnected(
                 method,
                 "the connection was dropped",
             ))),
-            None => Err(deadline_exceeded(budget)),
         }
     }
 }
@@ -295,17 +326,30 @@ async fn read_loop<R: AsyncRead + Unpin>(
     keepalive_interval: Duration,
     keepalive_timeout: Duration,
 ) {
+    // However the loop ends, even by a panic or an abort, no call is left
+    // waiting: with no timer of their own, they would wait for ever.
+    let mut closing = Closing {
+        shared: &shared,
+        reason: "the connection's reader stopped".into(),
+    };
     let mut last_heard = Instant::now();
+    // Something arrived since the last keepalive tick (cheaper than reading
+    // the clock per frame; the tick is the resolution that matters).
+    let mut heard = false;
     let mut ping_sent: Option<Instant> = None;
     let mut drain_ponged = false;
     let mut fast_frames = 0u32;
     let mut tick = tokio::time::interval(keepalive_interval.min(keepalive_timeout) / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let reason: String = loop {
+    let timer = tokio::time::sleep_until(Instant::now());
+    let timer_moved = shared.timer_moved.notified();
+    tokio::pin!(timer, timer_moved);
+    let mut armed = false;
+    closing.reason = loop {
         // Frames already buffered are taken without a trip through `select!`
         // (polled with this task's own waker: see the server's driver).
         // Every so often through `select!` all the same, so a server that
-        // never stops sending cannot hide a dead writer.
+        // never stops sending cannot hide a dead writer or a deadline.
         fast_frames += 1;
         let buffered = if fast_frames < FRAMES_PER_CHECK {
             futures::poll!(reader.next())
@@ -326,8 +370,22 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     Ok(Err(e)) => format!("writing to the server failed: {e}"),
                     _ => "the connection's writer stopped".to_string(),
                 },
+                _ = &mut timer_moved => {
+                    timer_moved.set(shared.timer_moved.notified());
+                    armed = rearm(&shared, timer.as_mut());
+                    continue;
+                }
+                _ = &mut timer, if armed => {
+                    expire(&shared, &outbox);
+                    armed = rearm(&shared, timer.as_mut());
+                    continue;
+                }
                 frame = reader.next() => frame,
                 _ = tick.tick() => {
+                    if std::mem::take(&mut heard) {
+                        last_heard = Instant::now();
+                        ping_sent = None;
+                    }
                     match keepalive_check(&shared, last_heard, &mut ping_sent, keepalive_interval, keepalive_timeout) {
                         Keepalive::Fine => {}
                         Keepalive::SendPing => {
@@ -341,8 +399,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
         };
-        last_heard = Instant::now();
-        ping_sent = None;
+        heard = true;
         let frame = match frame {
             Some(Ok(f)) => f,
             Some(Err(e)) => break format!("protocol error from the server: {e}"),
@@ -350,10 +407,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
         };
         match frame.kind {
             Kind::Response => {
-                let tx = shared.state.lock().unwrap().pending.remove(&frame.call_id);
+                let waiting = shared.state.lock().unwrap().pending.remove(&frame.call_id);
                 // No entry: the call was cancelled or timed out; drop the late reply.
-                if let Some(tx) = tx {
-                    let _ = tx.send(Ok(frame.payload));
+                if let Some(w) = waiting {
+                    let _ = w.tx.send(Ok(frame.payload));
                 }
             }
             Kind::GoAway => {
@@ -385,16 +442,59 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         }
     };
-    let pending = {
+}
+
+/// Marks the connection closed and fails every pending call when the reader
+/// ends, however it ends.
+struct Closing<'a> {
+    shared: &'a Shared,
+    reason: String,
+}
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        let reason: Arc<str> = std::mem::take(&mut self.reason).into();
+        let pending = {
+            let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.closed = Some(reason.clone());
+            std::mem::take(&mut st.pending)
+        };
+        for (_, w) in pending {
+            let _ = w.tx.send(Err(Failure::Closed(reason.clone())));
+        }
+    }
+}
+
+/// Points the deadline timer at the earliest deadline recorded; false if
+/// nothing is pending.
+fn rearm(shared: &Shared, timer: std::pin::Pin<&mut tokio::time::Sleep>) -> bool {
+    match shared.state.lock().unwrap().timer {
+        Some(at) => {
+            if at != timer.deadline() {
+                timer.reset(at);
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+/// Fails the calls whose deadline has passed (telling the server to drop
+/// their handlers), and records the earliest deadline left.
+fn expire(shared: &Shared, outbox: &WeakOutbox) {
+    let now = Instant::now();
+    let expired: Vec<(u64, Waiting)> = {
         let mut st = shared.state.lock().unwrap();
-        let reason: Arc<str> = reason.into();
-        st.closed = Some(reason.clone());
-        std::mem::take(&mut st.pending)
-            .into_values()
-            .map(move |tx| (tx, reason.clone()))
+        let expired = st.pending.extract_if(|_, w| w.deadline <= now).collect();
+        st.timer = st.pending.values().map(|w| w.deadline).min();
+        expired
     };
-    for (tx, reason) in pending {
-        let _ = tx.send(Err(reason));
+    let out = outbox.upgrade();
+    for (id, w) in expired {
+        if let Some(out) = &out {
+            let _ = out.send(FrameBuf::new(Kind::Cancel, id, 0));
+        }
+        let _ = w.tx.send(Err(Failure::Deadline));
     }
 }
 
