@@ -25,6 +25,9 @@ use crate::transport::{self, BACKLOG_LIMIT, DIRECT_WRITE, FrameReader, Outbox, W
 /// Frames taken straight from the buffer before the read loop checks the
 /// writer and the keepalive tick again.
 const FRAMES_PER_CHECK: u32 = 64;
+/// Responses handed to their callers before the read loop yields to them
+/// (16 measured best against 8 and 32 on the comparison bench).
+const FRAMES_PER_YIELD: u32 = 16;
 
 /// What a waiting caller receives: the Response payload, or why it never came.
 pub(super) type Reply = Result<Bytes, Failure>;
@@ -351,6 +354,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
         // Every so often through `select!` all the same, so a server that
         // never stops sending cannot hide a dead writer or a deadline.
         fast_frames += 1;
+        if fast_frames.is_multiple_of(FRAMES_PER_YIELD) {
+            // Let the callers woken so far run and their next requests go
+            // out now, so the server works on them while we read the rest:
+            // see the server's `FRAMES_PER_TURN`.
+            tokio::task::yield_now().await;
+        }
         let buffered = if fast_frames < FRAMES_PER_CHECK {
             futures::poll!(reader.next())
         } else {

@@ -32,8 +32,13 @@ use crate::protocol::{
 };
 
 /// Frames handled per turn of the driver's loop before it checks shutdown,
-/// timers and backpressure again.
-const FRAMES_PER_TURN: usize = 64;
+/// timers and backpressure again, and yields so the writer sends the replies
+/// made so far. Without the yield, a burst of pipelined requests is answered
+/// in one write after the whole burst, and client and server take turns
+/// (each idle while the other works); with it the client starts on the first
+/// replies while the server works on the rest. 16 measured best on the
+/// comparison bench (B: 1 connection x 64 in flight) against 8, 32 and 64.
+const FRAMES_PER_TURN: usize = 16;
 use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox};
 
 /// Serves one connection until the peer leaves, a limit closes it, or the
@@ -306,6 +311,9 @@ impl Driver {
             // Stop before taking a frame that this turn would not handle.
             let full = turn == FRAMES_PER_TURN;
             if full || self.parked.is_some() || self.outbox.queued() >= BACKLOG_LIMIT {
+                if full {
+                    tokio::task::yield_now().await;
+                }
                 return None;
             }
             // One poll with this task's own waker (not a no-op one: under
