@@ -228,11 +228,17 @@ async fn reconnect_attempts_back_off() {
 /// takes the rest), as a load balancer in front of servers being replaced one
 /// after another does.
 async fn front(backends: Vec<SocketAddr>) -> SocketAddr {
+    counting_front(backends, Arc::default()).await
+}
+
+/// [`front`], counting the connections it accepts in `accepted`.
+async fn counting_front(backends: Vec<SocketAddr>, accepted: Arc<AtomicUsize>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         for n in 0.. {
             let (mut inbound, _) = listener.accept().await.unwrap();
+            accepted.fetch_add(1, SeqCst);
             let backend = backends[n.min(backends.len() - 1)];
             tokio::spawn(async move {
                 if let Ok(mut outbound) = tokio::net::TcpStream::connect(backend).await {
@@ -242,6 +248,52 @@ async fn front(backends: Vec<SocketAddr>) -> SocketAddr {
         }
     });
     addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_callers_leaving_a_drained_connection_open_one_new_connection() {
+    // Callers that find the connection draining at once must share one
+    // reconnect: a caller that looked just before another's attempt finished
+    // must take that connection, not open one of its own.
+    const CALLERS: u32 = 64;
+    let (first, _) = start_probe(rpc::Server::builder()).await;
+    let (second, second_probe) = start_probe(rpc::Server::builder()).await;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let addr = counting_front(
+        vec![first.local_addr(), second.local_addr()],
+        accepted.clone(),
+    )
+    .await;
+    let client = probe_client(addr).await;
+    let done = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|c| {
+            let (client, done) = (client.clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(SeqCst) {
+                    assert_eq!(client.hold(0, c).await.unwrap(), c);
+                }
+            })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(20), first.shutdown())
+        .await
+        .expect("the first server did not drain");
+    second_probe
+        .wait_for("calls on the second server", Duration::from_secs(10), |p| {
+            p.completed() >= 1_000
+        })
+        .await;
+    done.store(true, SeqCst);
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    assert_eq!(
+        accepted.load(SeqCst),
+        2,
+        "one connection to each server, no more"
+    );
+    second.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

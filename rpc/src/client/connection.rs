@@ -132,7 +132,7 @@ impl Connection {
             config.max_frame,
         )
         .await?;
-        let (outbox, writer) = transport::spawn_writer(w);
+        let (outbox, writer) = transport::spawn_writer(w, config.write_batching);
         let shared = Arc::new(Shared::default());
         let reader = tokio::spawn(read_loop(
             reader,

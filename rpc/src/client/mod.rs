@@ -43,6 +43,7 @@ pub(crate) struct Config {
     pub(crate) keepalive_timeout: Duration,
     pub(crate) backoff_initial: Duration,
     pub(crate) backoff_max: Duration,
+    pub(crate) write_batching: bool,
 }
 
 impl Default for Config {
@@ -57,6 +58,7 @@ impl Default for Config {
             keepalive_timeout: Duration::from_secs(20),
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
+            write_batching: true,
         }
     }
 }
@@ -125,6 +127,16 @@ impl Builder {
     pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.config.backoff_initial = initial;
         self.config.backoff_max = max.max(initial);
+        self
+    }
+
+    /// Whether frames queued together go out in one write (default true).
+    /// Off, every frame gets a write syscall of its own. A lone frame is
+    /// written at once either way (the writer never waits for company), so
+    /// this exists to measure what batching buys under concurrency, as the
+    /// comparison bench does.
+    pub fn write_batching(mut self, on: bool) -> Self {
+        self.config.write_batching = on;
         self
     }
 

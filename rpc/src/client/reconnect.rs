@@ -42,6 +42,12 @@ impl Inner {
                 if let Some(attempt) = &reconnect.attempt {
                     break attempt.clone();
                 }
+                // An attempt may have installed a connection since we looked:
+                // it does so under this lock, so a second look here is final
+                // (without it, two callers could open two connections).
+                if let Some(conn) = self.usable() {
+                    return Ok(conn);
+                }
                 match reconnect.backoff.retry_at() {
                     Some(wait_until) if wait_until > deadline => {
                         let why = reconnect.backoff.describe(wait_until);

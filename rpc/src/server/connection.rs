@@ -63,7 +63,7 @@ where
             return;
         }
     };
-    let (outbox, writer) = transport::spawn_writer(w);
+    let (outbox, writer) = transport::spawn_writer(w, config.write_batching);
     let mut driver = Driver {
         permits: Arc::new(Semaphore::new(config.max_handlers_per_connection)),
         calls: Arc::new(Calls::default()),

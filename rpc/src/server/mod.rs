@@ -37,6 +37,7 @@ pub(crate) struct Config {
     pub(crate) grace: Duration,
     pub(crate) abuse_limit: u32,
     pub(crate) abuse_window: Duration,
+    pub(crate) write_batching: bool,
 }
 
 impl Default for Config {
@@ -54,6 +55,7 @@ impl Default for Config {
             grace: Duration::from_secs(30),
             abuse_limit: 1_000,
             abuse_window: Duration::from_secs(10),
+            write_batching: true,
         }
     }
 }
@@ -120,6 +122,16 @@ impl Builder {
     /// server stops reading that connection until one finishes.
     pub fn max_handlers_per_connection(mut self, n: usize) -> Self {
         self.config.max_handlers_per_connection = n.max(1);
+        self
+    }
+
+    /// Whether frames queued together go out in one write (default true).
+    /// Off, every frame gets a write syscall of its own. A lone frame is
+    /// written at once either way (the writer never waits for company), so
+    /// this exists to measure what batching buys under concurrency, as the
+    /// comparison bench does.
+    pub fn write_batching(mut self, on: bool) -> Self {
+        self.config.write_batching = on;
         self
     }
 

@@ -82,6 +82,8 @@ struct Queue {
     written: AtomicU64,
     /// Signalled whenever the writer has written something, and when it ends.
     progress: Notify,
+    /// False: every frame is a block of its own, written by its own syscall.
+    batching: bool,
 }
 
 /// What waits for the writer, in order: `blocks`, then `tail`.
@@ -110,11 +112,11 @@ impl Outbox {
     /// Queues a frame; false if the writer has ended or the outbox was closed.
     pub(crate) fn send(&self, frame: impl Into<Outgoing>) -> bool {
         match frame.into() {
-            Outgoing::Bytes(b) if b.len() >= DIRECT_WRITE => {
+            Outgoing::Bytes(b) if b.len() >= DIRECT_WRITE || !self.queue.batching => {
                 self.push(b.len(), |p| p.push_block(b))
             }
             Outgoing::Bytes(b) => self.send_slice(&b),
-            Outgoing::Buf(f) if f.len() >= DIRECT_WRITE => {
+            Outgoing::Buf(f) if f.len() >= DIRECT_WRITE || !self.queue.batching => {
                 let b = f.finish();
                 self.push(b.len(), |p| p.push_block(b))
             }
@@ -124,6 +126,11 @@ impl Outbox {
 
     /// Queues a copy of a finished frame; false as [`send`](Self::send).
     pub(crate) fn send_slice(&self, frame: &[u8]) -> bool {
+        if !self.queue.batching {
+            return self.push(frame.len(), |p| {
+                p.push_block(Bytes::copy_from_slice(frame));
+            });
+        }
         self.push(frame.len(), |p| p.tail.extend_from_slice(frame))
     }
 
@@ -236,13 +243,14 @@ impl Queue {
 
 /// Spawns the writer over `io`. It ends, shutting down the write side, when
 /// every [`Outbox`] is dropped or one is [closed](Outbox::close), or with the
-/// first I/O error.
-pub(crate) fn spawn_writer<W>(io: W) -> (Outbox, JoinHandle<std::io::Result<()>>)
+/// first I/O error. Without `batching`, each frame gets its own write.
+pub(crate) fn spawn_writer<W>(io: W, batching: bool) -> (Outbox, JoinHandle<std::io::Result<()>>)
 where
     W: AsyncWrite + Send + Unpin + 'static,
 {
     let queue = Arc::new(Queue {
         senders: AtomicUsize::new(1),
+        batching,
         ..Queue::default()
     });
     let task = tokio::spawn(run(io, queue.clone()));
@@ -327,7 +335,7 @@ mod tests {
     #[tokio::test]
     async fn writes_frames_in_order_and_closes_when_senders_drop() {
         let (a, mut b) = tokio::io::duplex(1 << 20);
-        let (tx, task) = spawn_writer(a);
+        let (tx, task) = spawn_writer(a, true);
         assert!(tx.send(Bytes::from_static(b"one ")));
         assert!(tx.send(Bytes::from(vec![b'x'; DIRECT_WRITE])));
         assert!(tx.send(Bytes::from_static(b" two")));
@@ -339,11 +347,71 @@ mod tests {
         assert!(out.starts_with(b"one x") && out.ends_with(b"x two"));
     }
 
+    /// Records the size of every write it is given.
+    #[derive(Default)]
+    struct Recorder(Vec<usize>);
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.0.push(buf.len());
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Three small frames queued before the writer runs: one write when
+    /// batching, three without.
+    async fn writes_of_three_queued_frames(batching: bool) -> Vec<usize> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let io = Recorder::default();
+        // A current-thread test runtime: the writer runs only once we yield.
+        let queue = Arc::new(Queue {
+            senders: AtomicUsize::new(1),
+            batching,
+            ..Queue::default()
+        });
+        let outbox = Outbox {
+            queue: queue.clone(),
+        };
+        let task = tokio::spawn(async move {
+            let mut io = io;
+            let _ = run(&mut io, queue).await;
+            let _ = tx.send(io.0);
+        });
+        for frame in [&b"one"[..], b"two", b"three"] {
+            assert!(outbox.send_slice(frame));
+        }
+        drop(outbox);
+        task.await.unwrap();
+        rx.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn frames_queued_together_go_out_in_one_write_unless_batching_is_off() {
+        assert_eq!(writes_of_three_queued_frames(true).await, vec![11]);
+        assert_eq!(writes_of_three_queued_frames(false).await, vec![3, 3, 5]);
+    }
+
     #[tokio::test]
     async fn counts_queued_bytes_until_the_peer_reads_them() {
         // A pipe that holds 16 bytes: the rest stays queued until read.
         let (a, mut b) = tokio::io::duplex(16);
-        let (tx, _task) = spawn_writer(a);
+        let (tx, _task) = spawn_writer(a, true);
         for _ in 0..10 {
             assert!(tx.send(Bytes::from_static(&[7; 10])));
         }
@@ -365,7 +433,7 @@ mod tests {
     #[tokio::test]
     async fn close_flushes_what_is_queued_even_with_clones_alive() {
         let (a, mut b) = tokio::io::duplex(1 << 10);
-        let (tx, task) = spawn_writer(a);
+        let (tx, task) = spawn_writer(a, true);
         let clone = tx.clone();
         assert!(tx.send(Bytes::from_static(b"last words")));
         tx.close();
@@ -380,7 +448,7 @@ mod tests {
     #[tokio::test]
     async fn waiting_for_room_ends_when_the_writer_fails() {
         let (a, b) = tokio::io::duplex(4);
-        let (tx, task) = spawn_writer(a);
+        let (tx, task) = spawn_writer(a, true);
         assert!(tx.send(Bytes::from_static(&[1; 64])));
         drop(b); // the peer is gone: the write fails
         assert!(task.await.unwrap().is_err());
