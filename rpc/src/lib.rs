@@ -64,6 +64,16 @@
 //! [`with_timeout`](Channel::with_timeout) says otherwise). The remaining budget
 //! travels with the request; the server drops the handler when it runs out, and
 //! calls made from inside a handler inherit what is left (see [`context`]).
+//!
+//! # Where handlers run
+//!
+//! The server polls each handler once on the connection's own task: a handler
+//! that finishes in that poll (most do: they compute and return) is answered
+//! without spawning anything. A handler that has to wait moves to a task of
+//! its own, so it never holds up the connection. Until its first `.await`
+//! that waits, though, a handler runs on the connection's task: do long
+//! blocking or CPU-heavy work in `tokio::task::spawn_blocking` (as in any
+//! async code), or the other calls on that connection wait for it.
 
 #[doc(hidden)]
 pub mod bench_api;

@@ -13,6 +13,7 @@
 mod backoff;
 mod connection;
 mod reconnect;
+mod slots;
 
 use std::future::Future;
 use std::net::SocketAddr;
