@@ -30,7 +30,8 @@
 //! measurement, 3 repeats), `BENCH_WARMUP` and `BENCH_SECS` (seconds, default
 //! 0.5 and 2.5), `BENCH_REPEATS` (default 5), `BENCH_MEM_N` (connections and
 //! calls of the memory test, default 1000), `BENCH_WORKLOADS` (e.g. `A,B`),
-//! `BENCH_IMPLS` (e.g. `rpc,tarpc`), `BENCH_NOTE` (a note printed at the top
+//! `BENCH_IMPLS` (e.g. `rpc,tarpc`), `BENCH_RUNTIME=multi` (one-worker
+//! multi-thread runtimes instead of current-thread ones), `BENCH_NOTE` (a note printed at the top
 //! of the report), `BENCH_OUT` (the directory to write into, default the
 //! workspace root).
 
@@ -655,6 +656,15 @@ fn status_kb(key: &str) -> u64 {
 // The child: one cell
 
 fn runtime() -> tokio::runtime::Runtime {
+    // `BENCH_RUNTIME=multi`: multi-thread runtimes with one worker each
+    // instead (same threads; the library then spawns every handler).
+    if std::env::var("BENCH_RUNTIME").is_ok_and(|v| v == "multi") {
+        return tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+    }
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -6,6 +6,8 @@
 #[allow(unused_imports)]
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use support::probe::*;
@@ -123,6 +125,34 @@ async fn client_calls_beyond_max_in_flight_wait_for_a_slot() {
         assert_eq!(call.await.unwrap().unwrap(), i as u32);
     }
     assert_eq!(probe.high_water(), 2);
+}
+
+#[tokio::test]
+async fn a_caller_waiting_at_the_in_flight_cap_is_not_starved_by_a_busy_one() {
+    // With a cap of one and a caller that calls in a loop, a second caller
+    // gets the slot when it is given back (first come, first served), not
+    // after the busy caller stops.
+    let (server, _) = start_probe(rpc::Server::builder()).await;
+    let channel = rpc::Channel::builder()
+        .max_in_flight(1)
+        .connect(server.local_addr())
+        .await
+        .unwrap();
+    let client = ProbeClient::new(channel);
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = tokio::spawn({
+        let (client, stop) = (client.clone(), stop.clone());
+        async move {
+            while !stop.load(SeqCst) {
+                client.hold(0, 1).await.unwrap();
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waited = client.with_timeout(Duration::from_secs(5)).hold(0, 2).await;
+    stop.store(true, SeqCst);
+    busy.await.unwrap();
+    assert_eq!(waited.expect("the waiting caller never got the slot"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,19 +88,21 @@ pub(crate) fn deadline_after(start: Instant, d: Duration) -> Instant {
     start.checked_add(d).unwrap_or_else(|| start + FAR)
 }
 
-/// Runs `f` with `ctx` as the current context on every poll. Unlike
+/// Runs `f` with `ctx` as the current context on every poll, and when it is
+/// dropped (a cancelled handler's destructors still see their call). Unlike
 /// `LocalKey::scope`, the result is `Unpin` when `f` is, so the server can
 /// poll a handler once in its connection's driver and then move it into a
 /// task of its own.
 pub(crate) fn scope<F: Future + Unpin>(ctx: Context, f: F) -> Scoped<F> {
-    Scoped { ctx, fut: f }
+    Scoped { ctx, fut: Some(f) }
 }
 
 /// A future that runs with a call's context set: see [`scope`].
 #[derive(Debug)]
 pub(crate) struct Scoped<F> {
     ctx: Context,
-    fut: F,
+    /// `None` once dropped (see `Drop`).
+    fut: Option<F>,
 }
 
 impl<F: Future + Unpin> Future for Scoped<F> {
@@ -111,8 +113,18 @@ impl<F: Future + Unpin> Future for Scoped<F> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
         let this = self.get_mut();
-        let fut = &mut this.fut;
+        let Some(fut) = this.fut.as_mut() else {
+            unreachable!("polled after drop");
+        };
         CURRENT.sync_scope(this.ctx.clone(), || std::pin::Pin::new(fut).poll(cx))
+    }
+}
+
+impl<F> Drop for Scoped<F> {
+    fn drop(&mut self) {
+        if let Some(fut) = self.fut.take() {
+            CURRENT.sync_scope(self.ctx.clone(), move || drop(fut));
+        }
     }
 }
 

@@ -64,16 +64,21 @@
 //! [`with_timeout`](Channel::with_timeout) says otherwise). The remaining budget
 //! travels with the request; the server drops the handler when it runs out, and
 //! calls made from inside a handler inherit what is left (see [`context`]).
+//! On the client, one timer per connection enforces the deadlines of all its
+//! calls, in the connection's reader task: that task (and its writer) run on
+//! the runtime that made the connection, so keep that runtime running while
+//! the connection is used (dropping it fails the connection's calls at once).
 //!
 //! # Where handlers run
 //!
-//! The server polls each handler once on the connection's own task: a handler
-//! that finishes in that poll (most do: they compute and return) is answered
-//! without spawning anything. A handler that has to wait moves to a task of
-//! its own, so it never holds up the connection. Until its first `.await`
-//! that waits, though, a handler runs on the connection's task: do long
-//! blocking or CPU-heavy work in `tokio::task::spawn_blocking` (as in any
-//! async code), or the other calls on that connection wait for it.
+//! On a multi-thread runtime every request's handler is a task of its own, so
+//! the handlers of one connection run in parallel. On a current-thread
+//! runtime, where a spawned task would run on the same thread anyway, the
+//! server polls each handler once in the connection's own task: one that
+//! finishes in that poll (most do: they compute and return) is answered
+//! without a task, and one that has to wait moves to a task of its own. Either
+//! way, do long blocking work in `tokio::task::spawn_blocking`, as in any
+//! async code.
 
 #[doc(hidden)]
 pub mod bench_api;

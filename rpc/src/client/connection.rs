@@ -10,12 +10,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::Config;
-use super::slots::Slots;
 use crate::Error;
 use crate::id_map::IdMap;
 use crate::protocol::{
@@ -51,7 +50,7 @@ struct Waiting {
 pub(super) struct Connection {
     outbox: Outbox,
     shared: Arc<Shared>,
-    slots: Slots,
+    permits: Semaphore,
     next_id: AtomicU64,
     /// The largest frame the server accepts (and we would send).
     send_limit: usize,
@@ -146,7 +145,7 @@ impl Connection {
         Ok(Arc::new(Connection {
             outbox,
             shared,
-            slots: Slots::new(config.max_in_flight),
+            permits: Semaphore::new(config.max_in_flight),
             next_id: AtomicU64::new(1),
             send_limit: config.max_frame.min(theirs.accepts()),
             reader,
@@ -183,16 +182,22 @@ impl Connection {
     ) -> Result<(Bytes, FrameBuf), CallError> {
         let deadline_exceeded =
             |budget| CallError::Failed(Error::DeadlineExceeded { method, budget });
-        let _slot = match self.slots.try_take() {
-            Some(slot) => slot,
-            // At the in-flight cap. A connection that takes no new calls is
-            // not worth waiting for.
-            None if !self.is_usable() => return Err(CallError::NotSent(frame)),
-            // Wait (boxed, to keep the common path's future small).
-            None => match Box::pin(tokio::time::timeout_at(deadline, self.slots.take())).await {
-                Ok(slot) => slot,
-                Err(_) => return Err(deadline_exceeded(Duration::ZERO)),
-            },
+        let _permit = match self.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(CallError::NotSent(frame)),
+            // At the in-flight cap: wait (boxed, to keep the common path's
+            // future small).
+            // A connection that takes no new calls is not worth waiting for.
+            Err(TryAcquireError::NoPermits) if !self.is_usable() => {
+                return Err(CallError::NotSent(frame));
+            }
+            Err(TryAcquireError::NoPermits) => {
+                match Box::pin(tokio::time::timeout_at(deadline, self.permits.acquire())).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) => return Err(CallError::NotSent(frame)),
+                    Err(_) => return Err(deadline_exceeded(Duration::ZERO)),
+                }
+            }
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let budget = deadline.saturating_duration_since(Instant::now());

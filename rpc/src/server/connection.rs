@@ -76,6 +76,8 @@ where
         outbox,
         peer,
         shared: shared.clone(),
+        inline_first_poll: tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread,
     };
     let end = driver.run(&mut reader).await;
     tracing::debug!(?peer, ?end, "connection closing");
@@ -163,6 +165,13 @@ struct Driver {
     outbox: Outbox,
     peer: Option<SocketAddr>,
     shared: Arc<Shared>,
+    /// Run each handler's first poll in the driver. Only on a current-thread
+    /// runtime: there a spawned handler would run on this same thread anyway,
+    /// so polling it here first costs no parallelism and saves a task for
+    /// every handler that is done in one poll. On a multi-thread runtime each
+    /// handler gets its own task, so handlers on one connection run in
+    /// parallel and a slow one never holds up the others or the reading.
+    inline_first_poll: bool,
 }
 
 impl Drop for Driver {
@@ -499,7 +508,7 @@ impl Driver {
             budget,
         };
         // Only the driver takes permits, so one seen here is still there
-        // after the handler's first poll.
+        // after the handler's first poll (`start` takes it).
         if self.permits.available_permits() > 0 {
             self.start(request, None, received, waker)
         } else {
@@ -510,12 +519,13 @@ impl Driver {
         }
     }
 
-    /// Runs the handler's first poll here, in the driver: most handlers
-    /// finish in it, and their reply is queued without a task, a permit or an
-    /// entry in the in-flight map. A handler still pending after it moves to
-    /// a task of its own (holding `permit`, or one taken now: only the driver
-    /// takes permits, and the caller saw one free). A protocol error if the
-    /// call id is in flight.
+    /// Starts a handler. On a current-thread runtime its first poll runs
+    /// here, in the driver: most handlers finish in it, and their reply is
+    /// queued without a task, a permit or an entry in the in-flight map. A
+    /// handler not done by then (or any handler, on a multi-thread runtime)
+    /// runs in a task of its own, holding `permit` or one taken now (only the
+    /// driver takes permits, and the caller saw one free). A protocol error
+    /// if the call id is in flight.
     fn start(
         &mut self,
         request: Parked,
@@ -551,22 +561,22 @@ impl Driver {
         // registers it, and the handler's own task re-registers its waker on
         // its first poll (a future wakes the waker of its latest poll), so
         // the driver at most sees one spurious wake-up.
-        match run.poll_unpin(&mut std::task::Context::from_waker(waker)) {
-            Poll::Ready(done) => {
-                let reply = done.unwrap_or_else(|panic| {
-                    Status::Panicked.reply(id, &panic_message(&*panic)).into()
-                });
-                let _ = self.outbox.send(reply);
-                return None;
-            }
-            Poll::Pending => {}
+        if self.inline_first_poll
+            && let Poll::Ready(done) = run.poll_unpin(&mut std::task::Context::from_waker(waker))
+        {
+            let reply = done
+                .unwrap_or_else(|panic| Status::Panicked.reply(id, &panic_message(&*panic)).into());
+            let _ = self.outbox.send(reply);
+            return None;
         }
         // The handler has started: it must be gone before its slot is given
         // back, even if its task is aborted before it first runs (an unpolled
         // task drops what it captured in no order we choose).
+        let permit = permit.or_else(|| self.permits.clone().try_acquire_owned().ok());
+        debug_assert!(permit.is_some(), "only the driver takes permits");
         let run = Slotted {
             fut: run,
-            _permit: permit.or_else(|| self.permits.clone().try_acquire_owned().ok()),
+            _permit: permit,
         };
         let calls = self.calls.clone();
         let outbox = self.outbox.clone();

@@ -128,8 +128,9 @@ impl Builder {
     /// Whether frames queued together go out in one write (default true).
     /// Off, every frame gets a write syscall of its own. A lone frame is
     /// written at once either way (the writer never waits for company), so
-    /// this exists to measure what batching buys under concurrency, as the
-    /// comparison bench does.
+    /// this exists only to measure what batching buys under concurrency, as
+    /// the comparison bench does; hidden for that reason.
+    #[doc(hidden)]
     pub fn write_batching(mut self, on: bool) -> Self {
         self.config.write_batching = on;
         self
