@@ -541,33 +541,88 @@ fn keepalive_check(
 mod tests {
     use super::*;
     use crate::protocol::Hello;
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf};
 
-    /// The default keepalive, on an in-memory pipe with the clock paused: a
-    /// server that stops answering is pinged after 30 s of silence and given
-    /// up 20 s later (each to the 10 s tick), failing the call in flight.
-    #[tokio::test(start_paused = true)]
-    async fn keepalive_pings_a_silent_server_after_30_s_and_gives_up_20_s_later() {
+    /// A connection to a server that reads requests and never answers, on an
+    /// in-memory pipe (the clock may be paused).
+    async fn silent_server() -> (Arc<Connection>, FrameReader<ReadHalf<DuplexStream>>) {
         let (ours, theirs) = tokio::io::duplex(1 << 16);
         let (r, w) = tokio::io::split(ours);
         let (sr, mut sw) = tokio::io::split(theirs);
         let mut server = FrameReader::new(sr, FrameCodec::new(1 << 16));
         sw.write_all(&Hello::ours(16 << 20).encode()).await.unwrap();
+        // Keep the write half open for the test's length.
+        tokio::spawn(async move {
+            let _sw = sw;
+            std::future::pending::<()>().await
+        });
         let addr = "127.0.0.1:1".parse().unwrap();
         let conn = Connection::start(r, w, addr, &Config::default())
             .await
             .unwrap();
         assert_eq!(server.next().await.unwrap().unwrap().kind, Kind::Hello);
+        (conn, server)
+    }
 
-        let started = Instant::now();
+    fn request() -> FrameBuf {
         let mut frame = FrameBuf::new(Kind::Request, 0, 16);
         RequestHead {
             method_id: 1,
             budget: Duration::ZERO,
         }
         .write(&mut frame);
+        frame
+    }
+
+    /// One timer serves every call of the connection: a call with an earlier
+    /// deadline than the one the timer is armed for moves it earlier, each
+    /// call fails at its own deadline, and the server is told to drop each.
+    #[tokio::test(start_paused = true)]
+    async fn each_call_fails_at_its_own_deadline_and_its_handler_is_cancelled() {
+        let (conn, mut server) = silent_server().await;
+        let start = Instant::now();
+        let call = |secs| {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let deadline = start + Duration::from_secs(secs);
+                let err = conn.call("Svc.m", request(), deadline).await.err();
+                assert!(
+                    matches!(err, Some(CallError::Failed(Error::DeadlineExceeded { .. }))),
+                    "the {secs} s call did not fail with DeadlineExceeded"
+                );
+                start.elapsed()
+            })
+        };
+        let long = call(10);
+        assert_eq!(server.next().await.unwrap().unwrap().kind, Kind::Request);
+        let short = call(1);
+        assert_eq!(server.next().await.unwrap().unwrap().kind, Kind::Request);
+        let short_at = short.await.unwrap();
+        assert!(
+            short_at >= Duration::from_secs(1) && short_at < Duration::from_millis(1_100),
+            "the 1 s call ended after {short_at:?}"
+        );
+        let cancel = server.next().await.unwrap().unwrap();
+        assert_eq!((cancel.kind, cancel.call_id), (Kind::Cancel, 2));
+        let long_at = long.await.unwrap();
+        assert!(
+            long_at >= Duration::from_secs(10) && long_at < Duration::from_millis(10_100),
+            "the 10 s call ended after {long_at:?}"
+        );
+        let cancel = server.next().await.unwrap().unwrap();
+        assert_eq!((cancel.kind, cancel.call_id), (Kind::Cancel, 1));
+        assert!(conn.shared.state.lock().unwrap().pending.is_empty());
+    }
+
+    /// The default keepalive, on an in-memory pipe with the clock paused: a
+    /// server that stops answering is pinged after 30 s of silence and given
+    /// up 20 s later (each to the 10 s tick), failing the call in flight.
+    #[tokio::test(start_paused = true)]
+    async fn keepalive_pings_a_silent_server_after_30_s_and_gives_up_20_s_later() {
+        let (conn, mut server) = silent_server().await;
+        let started = Instant::now();
         let deadline = started + Duration::from_secs(600);
-        let call = tokio::spawn(async move { conn.call("Svc.m", frame, deadline).await.err() });
+        let call = tokio::spawn(async move { conn.call("Svc.m", request(), deadline).await.err() });
         assert_eq!(server.next().await.unwrap().unwrap().kind, Kind::Request);
         let ping = server.next().await.unwrap().unwrap();
         let pinged = started.elapsed();
