@@ -4,30 +4,20 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::Config;
+use super::reader;
 use crate::Error;
 use crate::id_map::IdMap;
-use crate::protocol::{
-    DRAIN_PING, FrameBuf, FrameCodec, GoAwayReason, Kind, LEN_PREFIX, RequestHead,
-};
-use crate::transport::{self, BACKLOG_LIMIT, DIRECT_WRITE, FrameReader, Outbox, WeakOutbox};
-
-/// Frames taken straight from the buffer before the read loop checks the
-/// writer and the keepalive tick again.
-const FRAMES_PER_CHECK: u32 = 64;
-/// Responses handed to their callers before the read loop yields to them
-/// (16 measured best against 8 and 32 on the comparison bench).
-const FRAMES_PER_YIELD: u32 = 16;
+use crate::protocol::{FrameBuf, FrameCodec, GoAwayReason, Kind, LEN_PREFIX, RequestHead};
+use crate::transport::{self, DIRECT_WRITE, FrameReader, Outbox};
 
 /// What a waiting caller receives: the Response payload, or why it never came.
 pub(super) type Reply = Result<Bytes, Failure>;
@@ -42,9 +32,9 @@ pub(super) enum Failure {
 }
 
 /// A call waiting for its Response.
-struct Waiting {
-    tx: oneshot::Sender<Reply>,
-    deadline: Instant,
+pub(super) struct Waiting {
+    pub(super) tx: oneshot::Sender<Reply>,
+    pub(super) deadline: Instant,
 }
 
 pub(super) struct Connection {
@@ -59,10 +49,10 @@ pub(super) struct Connection {
 }
 
 #[derive(Default)]
-struct Shared {
-    state: Mutex<State>,
+pub(super) struct Shared {
+    pub(super) state: Mutex<State>,
     /// Wakes the reader to re-arm its deadline timer earlier.
-    timer_moved: Notify,
+    pub(super) timer_moved: Notify,
 }
 
 /// Deadlines are kept by one timer per connection, in the reader, not one
@@ -72,16 +62,16 @@ struct Shared {
 /// gone, scans what is pending, and re-arms for the earliest one left: a
 /// scan per timeout period instead of a timer entry per call.
 #[derive(Default)]
-struct State {
-    pending: IdMap<Waiting>,
+pub(super) struct State {
+    pub(super) pending: IdMap<Waiting>,
     /// When the reader's timer fires: no later than any pending deadline.
-    timer: Option<Instant>,
+    pub(super) timer: Option<Instant>,
     /// Set once the connection is dead; no call may be added after.
-    closed: Option<Arc<str>>,
+    pub(super) closed: Option<Arc<str>>,
     /// Set by GoAway: in-flight calls finish, new calls use a new connection.
-    draining: bool,
+    pub(super) draining: bool,
     /// Why the server sent GoAway, if it did.
-    goaway: Option<GoAwayReason>,
+    pub(super) goaway: Option<GoAwayReason>,
 }
 
 /// Why [`Connection::call`] failed.
@@ -134,7 +124,7 @@ impl Connection {
         .await?;
         let (outbox, writer) = transport::spawn_writer(w, config.write_batching);
         let shared = Arc::new(Shared::default());
-        let reader = tokio::spawn(read_loop(
+        let reader = tokio::spawn(reader::read_loop(
             reader,
             writer,
             shared.clone(),
@@ -321,226 +311,11 @@ impl Drop for Pending<'_> {
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    mut reader: FrameReader<R>,
-    mut writer: JoinHandle<std::io::Result<()>>,
-    shared: Arc<Shared>,
-    outbox: WeakOutbox,
-    keepalive_interval: Duration,
-    keepalive_timeout: Duration,
-) {
-    // However the loop ends, even by a panic or an abort, no call is left
-    // waiting: with no timer of their own, they would wait for ever.
-    let mut closing = Closing {
-        shared: &shared,
-        reason: "the connection's reader stopped".into(),
-    };
-    let mut last_heard = Instant::now();
-    // Something arrived since the last keepalive tick (cheaper than reading
-    // the clock per frame; the tick is the resolution that matters).
-    let mut heard = false;
-    let mut ping_sent: Option<Instant> = None;
-    let mut drain_ponged = false;
-    let mut fast_frames = 0u32;
-    let mut tick = tokio::time::interval(keepalive_interval.min(keepalive_timeout) / 2);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let timer = tokio::time::sleep_until(Instant::now());
-    let timer_moved = shared.timer_moved.notified();
-    tokio::pin!(timer, timer_moved);
-    let mut armed = false;
-    closing.reason = loop {
-        // Frames already buffered are taken without a trip through `select!`
-        // (polled with this task's own waker: see the server's driver).
-        // Every so often through `select!` all the same, so a server that
-        // never stops sending cannot hide a dead writer or a deadline.
-        fast_frames += 1;
-        if fast_frames.is_multiple_of(FRAMES_PER_YIELD) {
-            // Let the callers woken so far run and their next requests go
-            // out now, so the server works on them while we read the rest:
-            // see the server's `FRAMES_PER_TURN`.
-            tokio::task::yield_now().await;
-        }
-        let buffered = if fast_frames < FRAMES_PER_CHECK {
-            futures::poll!(reader.next())
-        } else {
-            fast_frames = 0;
-            Poll::Pending
-        };
-        let frame = if let Poll::Ready(frame) = buffered {
-            frame
-        } else {
-            tokio::select! {
-                biased;
-                // The writer ends early only by failing (it outlives every
-                // Outbox otherwise): the connection is dead, so fail pending
-                // calls now and let the next call reconnect, rather than
-                // leave requests queued that will never be sent.
-                ended = &mut writer => break match ended {
-                    Ok(Err(e)) => format!("writing to the server failed: {e}"),
-                    _ => "the connection's writer stopped".to_string(),
-                },
-                _ = &mut timer_moved => {
-                    timer_moved.set(shared.timer_moved.notified());
-                    armed = rearm(&shared, timer.as_mut());
-                    continue;
-                }
-                _ = &mut timer, if armed => {
-                    expire(&shared, &outbox);
-                    armed = rearm(&shared, timer.as_mut());
-                    continue;
-                }
-                frame = reader.next() => frame,
-                _ = tick.tick() => {
-                    if std::mem::take(&mut heard) {
-                        last_heard = Instant::now();
-                        ping_sent = None;
-                    }
-                    match keepalive_check(&shared, last_heard, &mut ping_sent, keepalive_interval, keepalive_timeout) {
-                        Keepalive::Fine => {}
-                        Keepalive::SendPing => {
-                            if let Some(out) = outbox.upgrade() {
-                                let _ = out.send(FrameBuf::new(Kind::Ping, 0, 0));
-                            }
-                        }
-                        Keepalive::Dead => break format!("no answer to a keepalive ping within {keepalive_timeout:?}"),
-                    }
-                    continue;
-                }
-            }
-        };
-        heard = true;
-        let frame = match frame {
-            Some(Ok(f)) => f,
-            Some(Err(e)) => break format!("protocol error from the server: {e}"),
-            None => break "the server closed the connection".into(),
-        };
-        match frame.kind {
-            Kind::Response => {
-                let waiting = shared.state.lock().unwrap().pending.remove(&frame.call_id);
-                // No entry: the call was cancelled or timed out; drop the late reply.
-                if let Some(w) = waiting {
-                    let _ = w.tx.send(Ok(frame.payload));
-                }
-            }
-            Kind::GoAway => {
-                // No new calls here; keep reading for the replies of calls in
-                // flight and to answer the drain Ping. The server closes.
-                let (why, message) = GoAwayReason::parse(&frame.payload);
-                tracing::debug!(?why, %message, "the server sent GoAway");
-                let mut st = shared.state.lock().unwrap();
-                st.draining = true;
-                st.goaway = why;
-            }
-            Kind::Ping => {
-                // A server that floods Pings and reads nothing does not get
-                // its Pongs queued without end; but the one drain Ping after
-                // a GoAway is always answered, however backed up we are: the
-                // server waits for it before closing, so that requests we sent
-                // before seeing the GoAway are answered, not lost.
-                let drain_ping = frame.call_id == DRAIN_PING && !drain_ponged;
-                drain_ponged |= drain_ping;
-                if let Some(out) = outbox.upgrade()
-                    && (drain_ping || out.queued() < BACKLOG_LIMIT)
-                {
-                    let _ = out.send(FrameBuf::new(Kind::Pong, frame.call_id, 0));
-                }
-            }
-            Kind::Pong => {}
-            other => {
-                break format!("protocol error: the server sent an unexpected {other:?} frame");
-            }
-        }
-    };
-}
-
-/// Marks the connection closed and fails every pending call when the reader
-/// ends, however it ends.
-struct Closing<'a> {
-    shared: &'a Shared,
-    reason: String,
-}
-
-impl Drop for Closing<'_> {
-    fn drop(&mut self) {
-        let reason: Arc<str> = std::mem::take(&mut self.reason).into();
-        let pending = {
-            let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.closed = Some(reason.clone());
-            std::mem::take(&mut st.pending)
-        };
-        for (_, w) in pending {
-            let _ = w.tx.send(Err(Failure::Closed(reason.clone())));
-        }
-    }
-}
-
-/// Points the deadline timer at the earliest deadline recorded; false if
-/// nothing is pending.
-fn rearm(shared: &Shared, timer: std::pin::Pin<&mut tokio::time::Sleep>) -> bool {
-    match shared.state.lock().unwrap().timer {
-        Some(at) => {
-            if at != timer.deadline() {
-                timer.reset(at);
-            }
-            true
-        }
-        None => false,
-    }
-}
-
-/// Fails the calls whose deadline has passed (telling the server to drop
-/// their handlers), and records the earliest deadline left.
-fn expire(shared: &Shared, outbox: &WeakOutbox) {
-    let now = Instant::now();
-    let expired: Vec<(u64, Waiting)> = {
-        let mut st = shared.state.lock().unwrap();
-        let expired = st.pending.extract_if(|_, w| w.deadline <= now).collect();
-        st.timer = st.pending.values().map(|w| w.deadline).min();
-        expired
-    };
-    let out = outbox.upgrade();
-    for (id, w) in expired {
-        if let Some(out) = &out {
-            let _ = out.send(FrameBuf::new(Kind::Cancel, id, 0));
-        }
-        let _ = w.tx.send(Err(Failure::Deadline));
-    }
-}
-
-enum Keepalive {
-    Fine,
-    SendPing,
-    Dead,
-}
-
-/// gRPC's rule: ping only while calls are in flight and the line has been
-/// silent; declare the peer dead if the ping goes unanswered.
-fn keepalive_check(
-    shared: &Shared,
-    last_heard: Instant,
-    ping_sent: &mut Option<Instant>,
-    interval: Duration,
-    timeout: Duration,
-) -> Keepalive {
-    if let Some(sent) = *ping_sent {
-        return if sent.elapsed() >= timeout {
-            Keepalive::Dead
-        } else {
-            Keepalive::Fine
-        };
-    }
-    let busy = !shared.state.lock().unwrap().pending.is_empty();
-    if busy && last_heard.elapsed() >= interval {
-        *ping_sent = Some(Instant::now());
-        return Keepalive::SendPing;
-    }
-    Keepalive::Fine
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::Hello;
+    use futures::StreamExt;
     use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf};
 
     /// A connection to a server that reads requests and never answers, on an

@@ -12,6 +12,7 @@
 
 mod backoff;
 mod connection;
+mod reader;
 mod reconnect;
 
 use std::future::Future;

@@ -8,24 +8,21 @@
 //! peer's own socket buffers then fill up and its writes wait. Nothing is
 //! queued without bound.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::Shared;
-use super::calls::{Abuse, Calls, Finish};
+use super::calls::{Abuse, Calls};
 use super::dispatch::{Call, Handler};
-use crate::context::{self, Context};
-use crate::deadline;
+use crate::context;
 use crate::protocol::{
     DRAIN_PING, DRAIN_PING_TIMEOUT, Frame, FrameBuf, FrameCodec, FrameError, GoAwayReason, Kind,
     RequestHead, Status,
@@ -518,115 +515,6 @@ impl Driver {
             None
         }
     }
-
-    /// Starts a handler. On a current-thread runtime its first poll runs
-    /// here, in the driver: most handlers finish in it, and their reply is
-    /// queued without a task, a permit or an entry in the in-flight map. A
-    /// handler not done by then (or any handler, on a multi-thread runtime)
-    /// runs in a task of its own, holding `permit` or one taken now (only the
-    /// driver takes permits, and the caller saw one free). A protocol error
-    /// if the call id is in flight.
-    fn start(
-        &mut self,
-        request: Parked,
-        permit: Option<OwnedSemaphorePermit>,
-        now: Instant,
-        waker: &Waker,
-    ) -> Option<End> {
-        let Parked {
-            id,
-            method,
-            handler,
-            deadline,
-            budget,
-        } = request;
-        if self.calls.contains(id) {
-            return Some(End::Protocol(format!("call id {id} is already in flight")));
-        }
-        if deadline <= now {
-            let message = format!("the {budget:?} budget ran out before a handler was free");
-            let _ = self
-                .outbox
-                .send(Status::DeadlineExceeded.reply(id, &message));
-            return None;
-        }
-        let ctx = Context {
-            deadline,
-            peer: self.peer,
-            call_id: id,
-            method,
-        };
-        let mut run = AssertUnwindSafe(context::scope(ctx, handler)).catch_unwind();
-        // Polled with the driver's waker: whatever the handler waits on
-        // registers it, and the handler's own task re-registers its waker on
-        // its first poll (a future wakes the waker of its latest poll), so
-        // the driver at most sees one spurious wake-up.
-        if self.inline_first_poll
-            && let Poll::Ready(done) = run.poll_unpin(&mut std::task::Context::from_waker(waker))
-        {
-            let reply = done
-                .unwrap_or_else(|panic| Status::Panicked.reply(id, &panic_message(&*panic)).into());
-            let _ = self.outbox.send(reply);
-            return None;
-        }
-        // The handler has started: it must be gone before its slot is given
-        // back, even if its task is aborted before it first runs (an unpolled
-        // task drops what it captured in no order we choose).
-        let permit = permit.or_else(|| self.permits.clone().try_acquire_owned().ok());
-        debug_assert!(permit.is_some(), "only the driver takes permits");
-        let run = Slotted {
-            fut: run,
-            _permit: permit,
-        };
-        let calls = self.calls.clone();
-        let outbox = self.outbox.clone();
-        self.next_seq += 1;
-        let seq = self.next_seq;
-        let started = self.calls.insert_with(id, seq, || {
-            tokio::spawn(async move {
-                // The entry is removed however the task ends.
-                let mut finish = Finish {
-                    calls: &calls,
-                    id,
-                    seq,
-                    armed: true,
-                };
-                let reply = match deadline::run_until(deadline, run).await {
-                    Some(Ok(reply)) => reply,
-                    Some(Err(panic)) => Status::Panicked.reply(id, &panic_message(&*panic)).into(),
-                    None => Status::DeadlineExceeded
-                        .reply(id, &format!("the handler ran past its {budget:?} budget"))
-                        .into(),
-                };
-                calls.finish_with(id, seq, || {
-                    let _ = outbox.send(reply);
-                });
-                // Done: no need for the guard to take the lock again.
-                finish.armed = false;
-            })
-            .abort_handle()
-        });
-        debug_assert!(started, "checked above, and only the driver inserts");
-        None
-    }
-}
-
-/// A handler future and its handler slot. Fields drop in order: the
-/// handler first, then the slot.
-struct Slotted<F> {
-    fut: F,
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl<F: Future + Unpin> Future for Slotted<F> {
-    type Output = F::Output;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<F::Output> {
-        self.fut.poll_unpin(cx)
-    }
 }
 
 /// The waker of the task running this future.
@@ -634,15 +522,6 @@ async fn own_waker() -> Waker {
     std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a non-string panic payload".to_string()
-    }
-}
-
+mod handler;
 #[cfg(test)]
 mod tests;
