@@ -441,6 +441,17 @@ async fn abuse_ends_that_connection_with_goaway_and_spares_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_in_flight_call_id_ends_that_connection_with_goaway() {
+    duplicate_call_id_ends_the_connection().await;
+}
+
+/// On a current-thread runtime the server polls a handler in its driver
+/// before giving it a task: the duplicate is caught before that poll.
+#[tokio::test]
+async fn a_duplicate_call_id_is_caught_on_a_current_thread_runtime_too() {
+    duplicate_call_id_ends_the_connection().await;
+}
+
+async fn duplicate_call_id_ends_the_connection() {
     let (server, probe) = start_probe(rpc::Server::builder()).await;
     let mut peer = RawConn::handshake(server.local_addr()).await;
     let hold = raw::request(

@@ -197,7 +197,7 @@ impl Connection {
         let size = frame.len() - LEN_PREFIX;
         RequestHead::patch(&mut frame, id, budget);
         let (tx, rx) = oneshot::channel();
-        let request = {
+        let (request, earlier) = {
             // Queued under the lock that GoAway takes to mark the connection
             // draining: a request is either queued before the reader answers
             // the server's drain Ping (so it arrives before the Pong), or not
@@ -235,7 +235,6 @@ impl Connection {
             }
             (request, earlier)
         };
-        let (request, earlier) = request;
         if earlier {
             self.shared.timer_moved.notify_one();
         }

@@ -111,25 +111,20 @@ impl Pending {
 impl Outbox {
     /// Queues a frame; false if the writer has ended or the outbox was closed.
     pub(crate) fn send(&self, frame: impl Into<Outgoing>) -> bool {
-        match frame.into() {
-            Outgoing::Bytes(b) if b.len() >= DIRECT_WRITE || !self.queue.batching => {
-                self.push(b.len(), |p| p.push_block(b))
-            }
-            Outgoing::Bytes(b) => self.send_slice(&b),
-            Outgoing::Buf(f) if f.len() >= DIRECT_WRITE || !self.queue.batching => {
-                let b = f.finish();
-                self.push(b.len(), |p| p.push_block(b))
-            }
-            Outgoing::Buf(mut f) => self.send_slice(f.seal()),
-        }
+        let copy = |len: usize| len < DIRECT_WRITE && self.queue.batching;
+        let block = match frame.into() {
+            Outgoing::Bytes(b) if copy(b.len()) => return self.send_slice(&b),
+            Outgoing::Buf(mut f) if copy(f.len()) => return self.send_slice(f.seal()),
+            Outgoing::Bytes(b) => b,
+            Outgoing::Buf(f) => f.finish(),
+        };
+        self.push(block.len(), |p| p.push_block(block))
     }
 
     /// Queues a copy of a finished frame; false as [`send`](Self::send).
     pub(crate) fn send_slice(&self, frame: &[u8]) -> bool {
         if !self.queue.batching {
-            return self.push(frame.len(), |p| {
-                p.push_block(Bytes::copy_from_slice(frame));
-            });
+            return self.send(Bytes::copy_from_slice(frame));
         }
         self.push(frame.len(), |p| p.tail.extend_from_slice(frame))
     }

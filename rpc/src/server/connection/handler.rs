@@ -37,9 +37,7 @@ impl Driver {
             deadline,
             budget,
         } = request;
-        if self.calls.contains(id) {
-            return Some(End::Protocol(format!("call id {id} is already in flight")));
-        }
+        let duplicate = || Some(End::Protocol(format!("call id {id} is already in flight")));
         if deadline <= now {
             let message = format!("the {budget:?} budget ran out before a handler was free");
             let _ = self
@@ -54,17 +52,24 @@ impl Driver {
             method,
         };
         let mut run = AssertUnwindSafe(context::scope(ctx, handler)).catch_unwind();
-        // Polled with the driver's waker: whatever the handler waits on
-        // registers it, and the handler's own task re-registers its waker on
-        // its first poll (a future wakes the waker of its latest poll), so
-        // the driver at most sees one spurious wake-up.
-        if self.inline_first_poll
-            && let Poll::Ready(done) = run.poll_unpin(&mut std::task::Context::from_waker(waker))
-        {
-            let reply = done
-                .unwrap_or_else(|panic| Status::Panicked.reply(id, &panic_message(&*panic)).into());
-            let _ = self.outbox.send(reply);
-            return None;
+        // On a current-thread runtime, polled once with the driver's waker:
+        // whatever the handler waits on registers it, and the handler's own
+        // task re-registers its waker on its first poll (a future wakes the
+        // waker of its latest poll), so the driver at most sees one spurious
+        // wake-up.
+        if self.inline_first_poll {
+            // Checked before the handler runs here; a spawned one is checked
+            // by `insert_with` below, under the lock that records it.
+            if self.calls.contains(id) {
+                return duplicate();
+            }
+            if let Poll::Ready(done) = run.poll_unpin(&mut std::task::Context::from_waker(waker)) {
+                let reply = done.unwrap_or_else(|panic| {
+                    Status::Panicked.reply(id, &panic_message(&*panic)).into()
+                });
+                let _ = self.outbox.send(reply);
+                return None;
+            }
         }
         // The handler has started: it must be gone before its slot is given
         // back, even if its task is aborted before it first runs (an unpolled
@@ -103,8 +108,7 @@ impl Driver {
             })
             .abort_handle()
         });
-        debug_assert!(started, "checked above, and only the driver inserts");
-        None
+        if started { None } else { duplicate() }
     }
 }
 
