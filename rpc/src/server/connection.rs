@@ -28,15 +28,7 @@ use crate::protocol::{
     RequestHead, Status,
 };
 
-/// Frames handled per turn of the driver's loop before it checks shutdown,
-/// timers and backpressure again, and yields so the writer sends the replies
-/// made so far. Without the yield, a burst of pipelined requests is answered
-/// in one write after the whole burst, and client and server take turns
-/// (each idle while the other works); with it the client starts on the first
-/// replies while the server works on the rest. 16 measured best on the
-/// comparison bench (B: 1 connection x 64 in flight) against 8, 32 and 64.
-const FRAMES_PER_TURN: usize = 16;
-use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox};
+use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox, Turns};
 
 /// Serves one connection until the peer leaves, a limit closes it, or the
 /// server shuts down.
@@ -75,6 +67,7 @@ where
         shared: shared.clone(),
         inline_first_poll: tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::CurrentThread,
+        turns: Turns::default(),
     };
     let end = driver.run(&mut reader).await;
     tracing::debug!(?peer, ?end, "connection closing");
@@ -169,6 +162,10 @@ struct Driver {
     /// handler gets its own task, so handlers on one connection run in
     /// parallel and a slow one never holds up the others or the reading.
     inline_first_poll: bool,
+    /// Frames handled per turn of the loop before it checks shutdown, timers
+    /// and backpressure again, and yields so the writer sends the replies
+    /// made so far: see [`Turns`].
+    turns: Turns,
 }
 
 impl Drop for Driver {
@@ -299,7 +296,8 @@ impl Driver {
         // and a budget counted from the batch's start is the stricter one.
         let now = Instant::now();
         let waker = own_waker().await;
-        for turn in 1..=FRAMES_PER_TURN {
+        let turn_length = self.turns.begin();
+        for turn in 1..=turn_length {
             let frame = match next {
                 None => return Some(End::PeerClosed),
                 Some(Err(e)) => return Some(End::Protocol(e.to_string())),
@@ -315,7 +313,7 @@ impl Driver {
                 return Some(end);
             }
             // Stop before taking a frame that this turn would not handle.
-            let full = turn == FRAMES_PER_TURN;
+            let full = turn == turn_length;
             if full || self.parked.is_some() || self.outbox.queued() >= BACKLOG_LIMIT {
                 if full {
                     tokio::task::yield_now().await;

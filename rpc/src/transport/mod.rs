@@ -2,7 +2,10 @@
 //! transport. Everything above works on any `AsyncRead + AsyncWrite` pair, so
 //! Unix sockets, in-memory pipes and TLS plug in here.
 
+mod turns;
 mod writer;
+
+pub(crate) use turns::Turns;
 
 pub(crate) use writer::{BACKLOG_LIMIT, DIRECT_WRITE, Outbox, Outgoing, WeakOutbox, spawn_writer};
 
