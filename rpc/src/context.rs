@@ -101,7 +101,7 @@ pub(crate) fn scope<F: Future + Unpin>(ctx: Context, f: F) -> Scoped<F> {
 #[derive(Debug)]
 pub(crate) struct Scoped<F> {
     ctx: Context,
-    /// `None` once dropped (see `Drop`).
+    /// `None` once finished or dropped (see `Drop`).
     fut: Option<F>,
 }
 
@@ -113,10 +113,19 @@ impl<F: Future + Unpin> Future for Scoped<F> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
         let this = self.get_mut();
-        let Some(fut) = this.fut.as_mut() else {
-            unreachable!("polled after drop");
-        };
-        CURRENT.sync_scope(this.ctx.clone(), || std::pin::Pin::new(fut).poll(cx))
+        let Scoped { ctx, fut } = this;
+        CURRENT.sync_scope(ctx.clone(), || {
+            let Some(f) = fut.as_mut() else {
+                unreachable!("polled after completion");
+            };
+            let poll = std::pin::Pin::new(f).poll(cx);
+            if poll.is_ready() {
+                // Done: dropped now, while the context is still set, so
+                // `Drop` need not set it again.
+                *fut = None;
+            }
+            poll
+        })
     }
 }
 

@@ -247,6 +247,7 @@ impl Channel {
         Request {
             method,
             deadline,
+            made_at: now,
             budget: deadline.saturating_duration_since(now),
             frame: self.encode_request(method, method_id, args),
         }
@@ -266,11 +267,12 @@ impl Channel {
             let Request {
                 method,
                 deadline,
+                made_at,
                 budget,
                 frame,
             } = request;
             let payload = inner
-                .send(method, frame?, deadline)
+                .send(method, frame?, deadline, made_at)
                 .await
                 .map_err(|e| match e {
                     // However far the call got, report the budget it had.
@@ -325,6 +327,8 @@ impl Channel {
 pub struct Request {
     method: &'static str,
     deadline: Instant,
+    /// When the call was made: the budget is counted from here.
+    made_at: Instant,
     /// The time the call had when it was made, reported if it runs out.
     budget: Duration,
     frame: Result<FrameBuf, Error>,
@@ -339,6 +343,7 @@ impl Inner {
         method: &'static str,
         frame: FrameBuf,
         deadline: Instant,
+        made_at: Instant,
     ) -> Result<Bytes, Error> {
         let mut frame = frame;
         // Set once a draining server refused the call: it did not run, so if
@@ -367,7 +372,10 @@ impl Inner {
                 }
                 Err(e) => return Err(e),
             };
-            match conn.call(method, frame, deadline).await {
+            // Only the first attempt may count its budget from when the call
+            // was made; a later one has waited (for a connection) since.
+            let made_at = (attempt == 0).then_some(made_at);
+            match conn.call(method, frame, deadline, made_at).await {
                 Ok((payload, _)) if !is_shutting_down(&payload) || conn.is_usable() => {
                     return Ok(payload);
                 }

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::io::AsyncRead;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::connection::{Failure, Shared, Waiting};
 use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, Kind};
-use crate::transport::{BACKLOG_LIMIT, FrameReader, Turns, WeakOutbox};
+use crate::transport::{BACKLOG_LIMIT, FrameReader, Turns, WeakOutbox, Writer};
 
 /// Frames taken straight from the buffer before the read loop checks the
 /// writer and the keepalive tick again.
@@ -21,7 +20,7 @@ const FRAMES_PER_CHECK: u32 = 64;
 
 pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: FrameReader<R>,
-    mut writer: JoinHandle<std::io::Result<()>>,
+    mut writer: Writer,
     shared: Arc<Shared>,
     outbox: WeakOutbox,
     keepalive_interval: Duration,
@@ -78,8 +77,8 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 // calls now and let the next call reconnect, rather than
                 // leave requests queued that will never be sent.
                 ended = &mut writer => break match ended {
-                    Ok(Err(e)) => format!("writing to the server failed: {e}"),
-                    _ => "the connection's writer stopped".to_string(),
+                    Err(e) => format!("writing to the server failed: {e}"),
+                    Ok(()) => "the connection's writer stopped".to_string(),
                 },
                 _ = &mut timer_moved => {
                     timer_moved.set(shared.timer_moved.notified());

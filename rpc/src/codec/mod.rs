@@ -50,7 +50,13 @@ impl bincode::enc::write::Writer for LimitedWriter<'_> {
             self.overflowed = true;
             return Err(bincode::error::EncodeError::Other("frame limit"));
         }
-        self.buf.extend_from_slice(bytes);
+        // bincode writes a value a primitive at a time, most of them one
+        // byte (small varints, tags): a copy of known length is one store,
+        // not a call to memcpy.
+        match *bytes {
+            [b] => self.buf.extend_from_slice(&[b]),
+            _ => self.buf.extend_from_slice(bytes),
+        }
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! Framing: the length prefix and fixed header, decoded without allocating
 //! for claimed lengths, and encoded in place.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio_util::codec::Decoder;
 
 use super::{Frame, FrameError, Kind};
@@ -73,10 +73,12 @@ pub(crate) struct FrameBuf {
 impl FrameBuf {
     pub(crate) fn new(kind: Kind, call_id: u64, payload_hint: usize) -> Self {
         let mut buf = BytesMut::with_capacity(LEN_PREFIX + HEADER_LEN + payload_hint);
-        buf.put_u32(0);
-        buf.put_u8(kind as u8);
-        buf.put_u8(0);
-        buf.put_u64(call_id);
+        // One copy of the whole head (not four writes that each check room):
+        // length (patched by `seal`), kind, flags, call id.
+        let mut head = [0u8; LEN_PREFIX + HEADER_LEN];
+        head[LEN_PREFIX] = kind as u8;
+        head[LEN_PREFIX + 2..].copy_from_slice(&call_id.to_be_bytes());
+        buf.extend_from_slice(&head);
         FrameBuf { buf }
     }
 

@@ -80,9 +80,11 @@ impl RequestHead {
     pub(crate) const LEN: usize = 16;
 
     pub(crate) fn write(self, f: &mut FrameBuf) {
-        let p = f.payload_mut();
-        p.put_u64(self.method_id);
-        p.put_u64(u64::try_from(self.budget.as_micros()).unwrap_or(u64::MAX));
+        let mut head = [0u8; Self::LEN];
+        head[..8].copy_from_slice(&self.method_id.to_be_bytes());
+        let micros = u64::try_from(self.budget.as_micros()).unwrap_or(u64::MAX);
+        head[8..].copy_from_slice(&micros.to_be_bytes());
+        f.payload_mut().extend_from_slice(&head);
     }
 
     /// Sets the call id and budget of an encoded request, just before it is

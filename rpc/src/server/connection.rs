@@ -28,7 +28,7 @@ use crate::protocol::{
     RequestHead, Status,
 };
 
-use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox, Turns};
+use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox, Turns, Writer};
 
 /// Serves one connection until the peer leaves, a limit closes it, or the
 /// server shuts down.
@@ -52,7 +52,12 @@ where
             return;
         }
     };
-    let (outbox, writer) = transport::spawn_writer(w, config.write_batching);
+    // On a current-thread runtime a spawned handler or writer would run on
+    // this same thread anyway, so doing their work in the driver costs no
+    // parallelism and saves tasks (and orders the work better).
+    let current_thread = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread;
+    let (outbox, mut writer) = transport::start_writer(w, config.write_batching, current_thread);
     let mut driver = Driver {
         permits: Arc::new(Semaphore::new(config.max_handlers_per_connection)),
         calls: Arc::new(Calls::default()),
@@ -65,11 +70,11 @@ where
         outbox,
         peer,
         shared: shared.clone(),
-        inline_first_poll: tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::CurrentThread,
+        inline_first_poll: current_thread,
+        writer_inline: writer.is_inline(),
         turns: Turns::default(),
     };
-    let end = driver.run(&mut reader).await;
+    let end = driver.run(&mut reader, &mut writer).await;
     tracing::debug!(?peer, ?end, "connection closing");
     if let Some((reason, message)) = end.goaway() {
         let _ = driver.outbox.send(reason.encode(&message));
@@ -80,7 +85,6 @@ where
     drop(driver);
     // Let queued replies and the GoAway reach the peer, but not forever: a peer
     // that stopped reading must not pin this task.
-    let mut writer = writer;
     tokio::select! {
         _ = &mut writer => {}
         _ = tokio::time::sleep(Duration::from_secs(5)) => writer.abort(),
@@ -162,9 +166,11 @@ struct Driver {
     /// handler gets its own task, so handlers on one connection run in
     /// parallel and a slow one never holds up the others or the reading.
     inline_first_poll: bool,
+    /// The writer is polled by [`Driver::run`], not a task of its own.
+    writer_inline: bool,
     /// Frames handled per turn of the loop before it checks shutdown, timers
-    /// and backpressure again, and yields so the writer sends the replies
-    /// made so far: see [`Turns`].
+    /// and backpressure again, and lets the writer send the replies made so
+    /// far: see [`Turns`].
     turns: Turns,
 }
 
@@ -196,7 +202,11 @@ struct Clock {
 }
 
 impl Driver {
-    async fn run<R: AsyncRead + Unpin>(&mut self, reader: &mut FrameReader<R>) -> End {
+    async fn run<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut FrameReader<R>,
+        writer: &mut Writer,
+    ) -> End {
         let shared = self.shared.clone();
         let config = &shared.config;
         let period = [
@@ -236,6 +246,14 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = &mut killed => return End::Killed,
+                // Polled every time round: an inline writer writes here what
+                // the last batch queued, before the next is read.
+                ended = &mut *writer => {
+                    if let Err(e) = ended {
+                        tracing::debug!(peer = ?self.peer, error = %e, "writing to the client failed");
+                    }
+                    return End::PeerClosed;
+                }
                 _ = &mut draining, if self.drain.is_none() => {
                     self.begin_drain(GoAwayReason::Shutdown, "the server is shutting down");
                 }
@@ -315,7 +333,9 @@ impl Driver {
             // Stop before taking a frame that this turn would not handle.
             let full = turn == turn_length;
             if full || self.parked.is_some() || self.outbox.queued() >= BACKLOG_LIMIT {
-                if full {
+                // An inline writer sends the replies so far when the loop
+                // comes round; a spawned one needs the thread.
+                if full && !self.writer_inline {
                     tokio::task::yield_now().await;
                 }
                 return None;

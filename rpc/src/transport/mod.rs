@@ -7,7 +7,9 @@ mod writer;
 
 pub(crate) use turns::Turns;
 
-pub(crate) use writer::{BACKLOG_LIMIT, DIRECT_WRITE, Outbox, Outgoing, WeakOutbox, spawn_writer};
+pub(crate) use writer::{
+    BACKLOG_LIMIT, DIRECT_WRITE, Outbox, Outgoing, WeakOutbox, Writer, start_writer,
+};
 
 use std::net::SocketAddr;
 use std::time::Duration;
