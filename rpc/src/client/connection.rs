@@ -4,11 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot};
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -31,10 +32,43 @@ pub(super) enum Failure {
     Deadline,
 }
 
-/// A call waiting for its Response.
+/// A call in flight, from when its request is queued until its caller takes
+/// the outcome. No channel per call: the outcome is handed over in this
+/// entry, under the state lock that the reader takes per Response anyway.
 pub(super) struct Waiting {
-    pub(super) tx: oneshot::Sender<Reply>,
     pub(super) deadline: Instant,
+    pub(super) slot: Slot,
+}
+
+pub(super) enum Slot {
+    /// No outcome yet: wake the caller when it comes.
+    Waiting(Waker),
+    /// The outcome, for the caller to take (and remove the entry).
+    Done(Reply),
+}
+
+impl State {
+    /// Hands call `id` its outcome; returns the caller's waker, to wake once
+    /// the lock is released. Nothing if the call is gone (its caller gave up)
+    /// or already has one (the first outcome stands).
+    pub(super) fn complete(&mut self, id: u64, reply: Reply) -> Option<Waker> {
+        let waiting = self.pending.get_mut(&id)?;
+        match &waiting.slot {
+            Slot::Waiting(_) => match std::mem::replace(&mut waiting.slot, Slot::Done(reply)) {
+                Slot::Waiting(waker) => Some(waker),
+                Slot::Done(_) => None,
+            },
+            Slot::Done(_) => None,
+        }
+    }
+
+    /// Calls still waiting for an outcome.
+    pub(super) fn waiting(&self) -> impl Iterator<Item = (u64, &Waiting)> {
+        self.pending
+            .iter()
+            .filter(|(_, w)| matches!(w.slot, Slot::Waiting(_)))
+            .map(|(&id, w)| (id, w))
+    }
 }
 
 pub(super) struct Connection {
@@ -53,6 +87,30 @@ pub(super) struct Shared {
     pub(super) state: Mutex<State>,
     /// Wakes the reader to re-arm its deadline timer earlier.
     pub(super) timer_moved: Notify,
+}
+
+impl Shared {
+    /// Takes call `id`'s outcome if it came, or keeps `cx`'s waker to be woken
+    /// when it does.
+    fn poll_outcome(&self, id: u64, cx: &mut std::task::Context<'_>) -> Poll<Reply> {
+        let mut st = self.state.lock().unwrap();
+        let Some(waiting) = st.pending.get_mut(&id) else {
+            // Entries leave only through their caller; never expected.
+            return Poll::Ready(Err(Failure::Closed("the call's entry was lost".into())));
+        };
+        match &mut waiting.slot {
+            Slot::Waiting(waker) => {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
+                Poll::Pending
+            }
+            Slot::Done(_) => match st.pending.remove(&id).map(|w| w.slot) {
+                Some(Slot::Done(reply)) => Poll::Ready(reply),
+                _ => unreachable!("just seen done"),
+            },
+        }
+    }
 }
 
 /// Deadlines are kept by one timer per connection, in the reader, not one
@@ -203,7 +261,9 @@ impl Connection {
         }
         let size = frame.len() - LEN_PREFIX;
         RequestHead::patch(&mut frame, id, budget);
-        let (tx, rx) = oneshot::channel();
+        // This task's waker, stored with the entry: the first poll below then
+        // need not take the lock to register it.
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         let (request, earlier) = {
             // Queued under the lock that GoAway takes to mark the connection
             // draining: a request is either queued before the reader answers
@@ -235,7 +295,13 @@ impl Connection {
             if !queued {
                 return Err(CallError::NotSent(request.into_frame()));
             }
-            st.pending.insert(id, Waiting { tx, deadline });
+            st.pending.insert(
+                id,
+                Waiting {
+                    deadline,
+                    slot: Slot::Waiting(waker),
+                },
+            );
             let earlier = st.timer.is_none_or(|t| deadline < t);
             if earlier {
                 st.timer = Some(deadline);
@@ -247,19 +313,24 @@ impl Connection {
         }
         let guard = Pending { conn: self, id };
         // No timer here: the reader fails the call when its deadline passes.
-        let reply = rx.await;
-        // The entry is gone: the reader took it to answer.
+        let mut registered = true;
+        let reply = std::future::poll_fn(|cx| {
+            // The waker stored above is this poll's: nothing to check yet (an
+            // outcome that comes meanwhile wakes it, and we look then).
+            if std::mem::take(&mut registered) {
+                return Poll::Pending;
+            }
+            self.shared.poll_outcome(id, cx)
+        })
+        .await;
+        // The entry is gone: we took the outcome out of it.
         std::mem::forget(guard);
         match reply {
-            Ok(Ok(payload)) => Ok((payload, request.into_frame())),
-            Ok(Err(Failure::Closed(reason))) => {
+            Ok(payload) => Ok((payload, request.into_frame())),
+            Err(Failure::Closed(reason)) => {
                 Err(CallError::Failed(Error::disconnected(method, reason)))
             }
-            Ok(Err(Failure::Deadline)) => Err(deadline_exceeded(budget)),
-            Err(_) => Err(CallError::Failed(Error::disconnected(
-                method,
-                "the connection was dropped",
-            ))),
+            Err(Failure::Deadline) => Err(deadline_exceeded(budget)),
         }
     }
 }
@@ -308,7 +379,13 @@ impl Drop for Pending<'_> {
             .unwrap()
             .pending
             .remove(&self.id);
-        if removed.is_some() {
+        // Still waiting: the server may be running it. (An expired call was
+        // cancelled by the reader already.)
+        if let Some(Waiting {
+            slot: Slot::Waiting(_),
+            ..
+        }) = removed
+        {
             let _ = self
                 .conn
                 .outbox
@@ -322,27 +399,111 @@ mod tests {
     use super::*;
     use crate::protocol::Hello;
     use futures::StreamExt;
-    use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf};
+    use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 
-    /// A connection to a server that reads requests and never answers, on an
-    /// in-memory pipe (the clock may be paused).
-    async fn silent_server() -> (Arc<Connection>, FrameReader<ReadHalf<DuplexStream>>) {
+    /// A connection to a server that the test plays by hand, on an in-memory
+    /// pipe (the clock may be paused): what the client sent, and where to
+    /// write the server's frames.
+    async fn scripted_server() -> (
+        Arc<Connection>,
+        FrameReader<ReadHalf<DuplexStream>>,
+        WriteHalf<DuplexStream>,
+    ) {
         let (ours, theirs) = tokio::io::duplex(1 << 16);
         let (r, w) = tokio::io::split(ours);
         let (sr, mut sw) = tokio::io::split(theirs);
         let mut server = FrameReader::new(sr, FrameCodec::new(1 << 16));
         sw.write_all(&Hello::ours(16 << 20).encode()).await.unwrap();
-        // Keep the write half open for the test's length.
-        tokio::spawn(async move {
-            let _sw = sw;
-            std::future::pending::<()>().await
-        });
         let addr = "127.0.0.1:1".parse().unwrap();
         let conn = Connection::start(r, w, addr, &Config::default())
             .await
             .unwrap();
         assert_eq!(server.next().await.unwrap().unwrap().kind, Kind::Hello);
+        (conn, server, sw)
+    }
+
+    /// A connection to a server that reads requests and never answers.
+    async fn silent_server() -> (Arc<Connection>, FrameReader<ReadHalf<DuplexStream>>) {
+        let (conn, server, sw) = scripted_server().await;
+        // Keep the write half open for the test's length.
+        tokio::spawn(async move {
+            let _sw = sw;
+            std::future::pending::<()>().await
+        });
         (conn, server)
+    }
+
+    fn response(call_id: u64, payload: &[u8]) -> Bytes {
+        let mut frame = FrameBuf::new(Kind::Response, call_id, payload.len());
+        frame.payload_mut().extend_from_slice(payload);
+        frame.finish()
+    }
+
+    /// Each Response reaches its own caller, whatever the order; a second
+    /// Response for a call already answered, or one for an id never sent,
+    /// changes nothing, and every entry is gone once its caller has its reply.
+    #[tokio::test]
+    async fn responses_reach_their_callers_and_stray_ones_change_nothing() {
+        let (conn, mut server, mut sw) = scripted_server().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let call = || {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                match conn.call("Svc.m", request(), deadline, None).await {
+                    Ok((payload, _)) => payload,
+                    Err(_) => panic!("the call failed"),
+                }
+            })
+        };
+        let a = call();
+        let id_a = server.next().await.unwrap().unwrap().call_id;
+        let b = call();
+        let id_b = server.next().await.unwrap().unwrap().call_id;
+        assert_ne!(id_a, id_b);
+        for frame in [
+            response(id_b, b"bee"),
+            response(id_b, b"second bee"),
+            response(id_b + id_a + 100, b"nobody's"),
+            response(id_a, b"ay"),
+        ] {
+            sw.write_all(&frame).await.unwrap();
+        }
+        assert_eq!(&b.await.unwrap()[..], b"bee");
+        assert_eq!(&a.await.unwrap()[..], b"ay");
+        assert!(conn.shared.state.lock().unwrap().pending.is_empty());
+        // The connection goes on.
+        let c = call();
+        let id_c = server.next().await.unwrap().unwrap().call_id;
+        sw.write_all(&response(id_c, b"sea")).await.unwrap();
+        assert_eq!(&c.await.unwrap()[..], b"sea");
+    }
+
+    /// A caller that gives up before its Response takes its entry with it
+    /// and tells the server; the late Response is dropped.
+    #[tokio::test]
+    async fn a_caller_that_gives_up_cancels_and_its_late_response_is_dropped() {
+        let (conn, mut server, mut sw) = scripted_server().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(50),
+            conn.call("Svc.m", request(), deadline, None),
+        )
+        .await;
+        assert!(gave_up.is_err(), "nobody answered, yet the call returned");
+        let id = server.next().await.unwrap().unwrap().call_id;
+        let cancel = server.next().await.unwrap().unwrap();
+        assert_eq!((cancel.kind, cancel.call_id), (Kind::Cancel, id));
+        assert!(conn.shared.state.lock().unwrap().pending.is_empty());
+        sw.write_all(&response(id, b"late")).await.unwrap();
+        let next = {
+            let conn = conn.clone();
+            tokio::spawn(async move { conn.call("Svc.m", request(), deadline, None).await.is_ok() })
+        };
+        let id_next = server.next().await.unwrap().unwrap().call_id;
+        assert_ne!(id, id_next);
+        sw.write_all(&response(id_next, b"on time")).await.unwrap();
+        assert!(next.await.unwrap());
+        assert!(conn.shared.state.lock().unwrap().pending.is_empty());
     }
 
     fn request() -> FrameBuf {

@@ -3,14 +3,14 @@
 //! deadline timer that fails the connection's overdue calls.
 
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
-use super::connection::{Failure, Shared, Waiting};
+use super::connection::{Failure, Shared};
 use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, Kind};
 use crate::transport::{BACKLOG_LIMIT, FrameReader, Turns, WeakOutbox, Writer};
 
@@ -117,10 +117,14 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
         };
         match frame.kind {
             Kind::Response => {
-                let waiting = shared.state.lock().unwrap().pending.remove(&frame.call_id);
-                // No entry: the call was cancelled or timed out; drop the late reply.
-                if let Some(w) = waiting {
-                    let _ = w.tx.send(Ok(frame.payload));
+                let caller = shared
+                    .state
+                    .lock()
+                    .unwrap()
+                    .complete(frame.call_id, Ok(frame.payload));
+                // None: the call was cancelled or timed out; the late reply is dropped.
+                if let Some(caller) = caller {
+                    caller.wake();
                 }
             }
             Kind::GoAway => {
@@ -164,14 +168,15 @@ struct Closing<'a> {
 impl Drop for Closing<'_> {
     fn drop(&mut self) {
         let reason: Arc<str> = std::mem::take(&mut self.reason).into();
-        let pending = {
+        let callers: Vec<Waker> = {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.closed = Some(reason.clone());
-            std::mem::take(&mut st.pending)
+            let ids: Vec<u64> = st.waiting().map(|(id, _)| id).collect();
+            ids.into_iter()
+                .filter_map(|id| st.complete(id, Err(Failure::Closed(reason.clone()))))
+                .collect()
         };
-        for (_, w) in pending {
-            let _ = w.tx.send(Err(Failure::Closed(reason.clone())));
-        }
+        callers.into_iter().for_each(Waker::wake);
     }
 }
 
@@ -193,18 +198,26 @@ fn rearm(shared: &Shared, timer: std::pin::Pin<&mut tokio::time::Sleep>) -> bool
 /// their handlers), and records the earliest deadline left.
 fn expire(shared: &Shared, outbox: &WeakOutbox) {
     let now = Instant::now();
-    let expired: Vec<(u64, Waiting)> = {
+    let expired: Vec<(u64, Waker)> = {
         let mut st = shared.state.lock().unwrap();
-        let expired = st.pending.extract_if(|_, w| w.deadline <= now).collect();
-        st.timer = st.pending.values().map(|w| w.deadline).min();
+        let ids: Vec<u64> = st
+            .waiting()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| id)
+            .collect();
+        let expired = ids
+            .into_iter()
+            .filter_map(|id| Some((id, st.complete(id, Err(Failure::Deadline))?)))
+            .collect();
+        st.timer = st.waiting().map(|(_, w)| w.deadline).min();
         expired
     };
     let out = outbox.upgrade();
-    for (id, w) in expired {
+    for (id, caller) in expired {
         if let Some(out) = &out {
             let _ = out.send(FrameBuf::new(Kind::Cancel, id, 0));
         }
-        let _ = w.tx.send(Err(Failure::Deadline));
+        caller.wake();
     }
 }
 
@@ -230,7 +243,7 @@ fn keepalive_check(
             Keepalive::Fine
         };
     }
-    let busy = !shared.state.lock().unwrap().pending.is_empty();
+    let busy = shared.state.lock().unwrap().waiting().next().is_some();
     if busy && last_heard.elapsed() >= interval {
         *ping_sent = Some(Instant::now());
         return Keepalive::SendPing;
