@@ -76,7 +76,8 @@
 //! runtime, where a spawned task would run on the same thread anyway, the
 //! server polls each handler once in the connection's own task: one that
 //! finishes in that poll (most do: they compute and return) is answered
-//! without a task, and one that has to wait moves to a task of its own. Either
+//! without a task, and one that has to wait moves to a task of its own; the
+//! same task also writes the connection's replies. Either
 //! way, do long blocking work in `tokio::task::spawn_blocking`, as in any
 //! async code.
 

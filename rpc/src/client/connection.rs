@@ -1,15 +1,16 @@
 //! One multiplexed client connection: a writer task, a reader task, and the
 //! map from call id to the caller waiting for that id's response.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -62,6 +63,28 @@ impl State {
         }
     }
 
+    /// Gives back a slot under the in-flight cap; returns the waker of the
+    /// caller first in line, to wake once the lock is released.
+    pub(super) fn release(&mut self) -> Option<Waker> {
+        self.in_flight -= 1;
+        self.next_in_line()
+    }
+
+    /// The caller first in line, if a slot is free for it.
+    fn next_in_line(&self) -> Option<Waker> {
+        if self.in_flight < self.max_in_flight {
+            self.queue.front().map(|(_, waker)| waker.clone())
+        } else {
+            None
+        }
+    }
+
+    /// Every caller in line, to wake when the connection stops taking calls:
+    /// each sees that and goes elsewhere.
+    pub(super) fn everyone_in_line(&self) -> Vec<Waker> {
+        self.queue.iter().map(|(_, waker)| waker.clone()).collect()
+    }
+
     /// Calls still waiting for an outcome.
     pub(super) fn waiting(&self) -> impl Iterator<Item = (u64, &Waiting)> {
         self.pending
@@ -74,7 +97,6 @@ impl State {
 pub(super) struct Connection {
     outbox: Outbox,
     shared: Arc<Shared>,
-    permits: Semaphore,
     next_id: AtomicU64,
     /// The largest frame the server accepts (and we would send).
     send_limit: usize,
@@ -105,10 +127,15 @@ impl Shared {
                 }
                 Poll::Pending
             }
-            Slot::Done(_) => match st.pending.remove(&id).map(|w| w.slot) {
-                Some(Slot::Done(reply)) => Poll::Ready(reply),
-                _ => unreachable!("just seen done"),
-            },
+            Slot::Done(_) => {
+                let Some(Slot::Done(reply)) = st.pending.remove(&id).map(|w| w.slot) else {
+                    unreachable!("just seen done")
+                };
+                let next = st.release();
+                drop(st);
+                next.map(Waker::wake);
+                Poll::Ready(reply)
+            }
         }
     }
 }
@@ -130,6 +157,50 @@ pub(super) struct State {
     pub(super) draining: bool,
     /// Why the server sent GoAway, if it did.
     pub(super) goaway: Option<GoAwayReason>,
+    /// Slots taken under the in-flight cap: one per entry in `pending`, and
+    /// one per caller given a slot that has not queued its request yet.
+    pub(super) in_flight: usize,
+    pub(super) max_in_flight: usize,
+    /// Callers waiting for a slot, first come, first served, by ticket.
+    pub(super) queue: VecDeque<(u64, Waker)>,
+    pub(super) next_ticket: u64,
+}
+
+/// Why a caller waiting for a slot under the in-flight cap got none.
+enum NoSlot {
+    /// The connection stopped taking calls.
+    Closed,
+    Deadline,
+}
+
+/// What [`Connection::queue_request`] did.
+enum Queued {
+    /// The request is queued, the call recorded; and whether its deadline is
+    /// earlier than the timer's.
+    Sent(Sent, bool),
+    /// No slot under the in-flight cap: the request back, to wait in line.
+    Wait(FrameBuf),
+    Refused(CallError),
+}
+
+/// A caller's place in line for a slot; leaving it (given a slot or not)
+/// lets the next in line have a look.
+struct InLine<'a> {
+    shared: &'a Shared,
+    ticket: u64,
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        let next = {
+            let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = st.queue.iter().position(|&(t, _)| t == self.ticket) {
+                st.queue.remove(i);
+            }
+            st.next_in_line()
+        };
+        next.map(Waker::wake);
+    }
 }
 
 /// Why [`Connection::call`] failed.
@@ -181,7 +252,13 @@ impl Connection {
         )
         .await?;
         let (outbox, writer) = transport::start_writer(w, config.write_batching, false);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                max_in_flight: config.max_in_flight,
+                ..State::default()
+            }),
+            timer_moved: Notify::new(),
+        });
         let reader = tokio::spawn(reader::read_loop(
             reader,
             writer,
@@ -193,12 +270,136 @@ impl Connection {
         Ok(Arc::new(Connection {
             outbox,
             shared,
-            permits: Semaphore::new(config.max_in_flight),
             next_id: AtomicU64::new(1),
             send_limit: config.max_frame.min(theirs.accepts()),
             reader,
             peer,
         }))
+    }
+
+    /// Takes a slot under the in-flight cap (unless `granted` one already),
+    /// queues the request and records the call, all under the state lock.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_request(
+        &self,
+        method: &'static str,
+        frame: FrameBuf,
+        id: u64,
+        deadline: Instant,
+        budget: Duration,
+        granted: bool,
+        waker: &mut Option<Waker>,
+    ) -> Queued {
+        // Queued under the lock that GoAway takes to mark the connection
+        // draining: a request is either queued before the reader answers the
+        // server's drain Ping (so it arrives before the Pong), or not sent
+        // here at all.
+        let mut st = self.shared.state.lock().unwrap();
+        // Leaving without queueing: give back a granted slot, and pass it to
+        // whoever is next in line.
+        let leave = |mut st: MutexGuard<'_, State>, granted: bool, err: CallError| {
+            let next = if granted { st.release() } else { None };
+            drop(st);
+            next.map(Waker::wake);
+            Queued::Refused(err)
+        };
+        if st.closed.is_some() || st.draining {
+            return leave(st, granted, CallError::NotSent(frame));
+        }
+        if budget.is_zero() {
+            let late = Error::DeadlineExceeded { method, budget };
+            return leave(st, granted, CallError::Failed(late));
+        }
+        // Checked only on a live connection: the next one may accept more.
+        let size = frame.len() - LEN_PREFIX;
+        if size > self.send_limit {
+            let too_large = Error::FrameTooLarge {
+                method,
+                what: "request",
+                size,
+                limit: self.send_limit,
+            };
+            return leave(st, granted, CallError::Failed(too_large));
+        }
+        if !granted {
+            // At the cap, or others are waiting (first come, first served).
+            if st.in_flight >= st.max_in_flight || !st.queue.is_empty() {
+                return Queued::Wait(frame);
+            }
+            st.in_flight += 1;
+        }
+        // A small request is copied into the writer's batch and kept here; a
+        // large one is shared with the writer, not copied.
+        let (request, queued) = if frame.len() >= DIRECT_WRITE {
+            let bytes = frame.finish();
+            let queued = self.outbox.send(bytes.clone());
+            (Sent::Shared(bytes), queued)
+        } else {
+            let mut frame = frame;
+            let queued = self.outbox.send_slice(frame.seal());
+            (Sent::Buf(frame), queued)
+        };
+        if !queued {
+            return leave(st, true, CallError::NotSent(request.into_frame()));
+        }
+        st.pending.insert(
+            id,
+            Waiting {
+                deadline,
+                slot: Slot::Waiting(waker.take().expect("one entry per call")),
+            },
+        );
+        let earlier = st.timer.is_none_or(|t| deadline < t);
+        if earlier {
+            st.timer = Some(deadline);
+        }
+        Queued::Sent(request, earlier)
+    }
+
+    /// Waits in line for a slot under the in-flight cap, until `deadline`.
+    /// On `Ok` a slot is ours (counted in `in_flight`): queue the request or
+    /// give it back.
+    async fn wait_for_slot(&self, deadline: Instant) -> Result<(), NoSlot> {
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let ticket = {
+            let mut st = self.shared.state.lock().unwrap();
+            let ticket = st.next_ticket;
+            st.next_ticket += 1;
+            st.queue.push_back((ticket, waker));
+            ticket
+        };
+        // Leaves the line however the wait ends (the caller may give up).
+        let in_line = InLine {
+            shared: &self.shared,
+            ticket,
+        };
+        let turn = std::future::poll_fn(|cx| {
+            let mut st = self.shared.state.lock().unwrap();
+            if st.closed.is_some() || st.draining {
+                return Poll::Ready(Err(NoSlot::Closed));
+            }
+            let first = st.queue.front().is_some_and(|&(t, _)| t == ticket);
+            if first && st.in_flight < st.max_in_flight {
+                st.queue.pop_front();
+                st.in_flight += 1;
+                // A slot may be left for the next in line too.
+                let next = st.next_in_line();
+                drop(st);
+                next.map(Waker::wake);
+                return Poll::Ready(Ok(()));
+            }
+            if let Some((_, waker)) = st.queue.iter_mut().find(|(t, _)| *t == ticket)
+                && !waker.will_wake(cx.waker())
+            {
+                waker.clone_from(cx.waker());
+            }
+            Poll::Pending
+        });
+        let turn = tokio::time::timeout_at(deadline, turn)
+            .await
+            .unwrap_or(Err(NoSlot::Deadline));
+        drop(in_line);
+        turn
     }
 
     /// Whether new calls may use this connection.
@@ -236,77 +437,30 @@ impl Connection {
         // counted from then, without reading the clock again (each read was
         // a few percent of the client's time per small call).
         let mut now = made_at;
-        let _permit = match self.permits.try_acquire() {
-            Ok(permit) => permit,
-            Err(TryAcquireError::Closed) => return Err(CallError::NotSent(frame)),
-            // At the in-flight cap: wait (boxed, to keep the common path's
-            // future small).
-            // A connection that takes no new calls is not worth waiting for.
-            Err(TryAcquireError::NoPermits) if !self.is_usable() => {
-                return Err(CallError::NotSent(frame));
-            }
-            Err(TryAcquireError::NoPermits) => {
-                now = None;
-                match Box::pin(tokio::time::timeout_at(deadline, self.permits.acquire())).await {
-                    Ok(Ok(permit)) => permit,
-                    Ok(Err(_)) => return Err(CallError::NotSent(frame)),
-                    Err(_) => return Err(deadline_exceeded(Duration::ZERO)),
-                }
-            }
-        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let budget = deadline.saturating_duration_since(now.unwrap_or_else(Instant::now));
-        if budget.is_zero() {
-            return Err(deadline_exceeded(budget));
-        }
-        let size = frame.len() - LEN_PREFIX;
-        RequestHead::patch(&mut frame, id, budget);
         // This task's waker, stored with the entry: the first poll below then
         // need not take the lock to register it.
-        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-        let (request, earlier) = {
-            // Queued under the lock that GoAway takes to mark the connection
-            // draining: a request is either queued before the reader answers
-            // the server's drain Ping (so it arrives before the Pong), or not
-            // sent here at all.
-            let mut st = self.shared.state.lock().unwrap();
-            if st.closed.is_some() || st.draining {
-                return Err(CallError::NotSent(frame));
+        let mut waker = Some(std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await);
+        // A slot under the in-flight cap, given to us while we waited in line.
+        let mut granted = false;
+        let (request, earlier, budget) = loop {
+            let budget = deadline.saturating_duration_since(now.unwrap_or_else(Instant::now));
+            RequestHead::patch(&mut frame, id, budget);
+            match self.queue_request(method, frame, id, deadline, budget, granted, &mut waker) {
+                Queued::Sent(request, earlier) => break (request, earlier, budget),
+                Queued::Refused(err) => return Err(err),
+                Queued::Wait(unsent) => {
+                    // Boxed, to keep the common path's future small; the
+                    // budget is counted afresh once a slot is ours.
+                    frame = unsent;
+                    now = None;
+                    match Box::pin(self.wait_for_slot(deadline)).await {
+                        Ok(()) => granted = true,
+                        Err(NoSlot::Closed) => return Err(CallError::NotSent(frame)),
+                        Err(NoSlot::Deadline) => return Err(deadline_exceeded(Duration::ZERO)),
+                    }
+                }
             }
-            // Checked only on a live connection: the next one may accept more.
-            if size > self.send_limit {
-                return Err(CallError::Failed(Error::FrameTooLarge {
-                    method,
-                    what: "request",
-                    size,
-                    limit: self.send_limit,
-                }));
-            }
-            // A small request is copied into the writer's batch and kept here;
-            // a large one is shared with the writer, not copied.
-            let (request, queued) = if frame.len() >= DIRECT_WRITE {
-                let bytes = frame.finish();
-                let queued = self.outbox.send(bytes.clone());
-                (Sent::Shared(bytes), queued)
-            } else {
-                let queued = self.outbox.send_slice(frame.seal());
-                (Sent::Buf(frame), queued)
-            };
-            if !queued {
-                return Err(CallError::NotSent(request.into_frame()));
-            }
-            st.pending.insert(
-                id,
-                Waiting {
-                    deadline,
-                    slot: Slot::Waiting(waker),
-                },
-            );
-            let earlier = st.timer.is_none_or(|t| deadline < t);
-            if earlier {
-                st.timer = Some(deadline);
-            }
-            (request, earlier)
         };
         if earlier {
             self.shared.timer_moved.notify_one();
@@ -371,14 +525,17 @@ struct Pending<'a> {
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        let removed = self
-            .conn
-            .shared
-            .state
-            .lock()
-            .unwrap()
-            .pending
-            .remove(&self.id);
+        let (removed, next) = {
+            let mut st = self.conn.shared.state.lock().unwrap();
+            let removed = st.pending.remove(&self.id);
+            let next = if removed.is_some() {
+                st.release()
+            } else {
+                None
+            };
+            (removed, next)
+        };
+        next.map(Waker::wake);
         // Still waiting: the server may be running it. (An expired call was
         // cancelled by the reader already.)
         if let Some(Waiting {

@@ -132,9 +132,14 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 // flight and to answer the drain Ping. The server closes.
                 let (why, message) = GoAwayReason::parse(&frame.payload);
                 tracing::debug!(?why, %message, "the server sent GoAway");
-                let mut st = shared.state.lock().unwrap();
-                st.draining = true;
-                st.goaway = why;
+                let in_line = {
+                    let mut st = shared.state.lock().unwrap();
+                    st.draining = true;
+                    st.goaway = why;
+                    st.everyone_in_line()
+                };
+                // Callers waiting for a slot here go elsewhere.
+                in_line.into_iter().for_each(Waker::wake);
             }
             Kind::Ping => {
                 // A server that floods Pings and reads nothing does not get
@@ -172,9 +177,13 @@ impl Drop for Closing<'_> {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.closed = Some(reason.clone());
             let ids: Vec<u64> = st.waiting().map(|(id, _)| id).collect();
-            ids.into_iter()
+            let mut callers: Vec<Waker> = ids
+                .into_iter()
                 .filter_map(|id| st.complete(id, Err(Failure::Closed(reason.clone()))))
-                .collect()
+                .collect();
+            // And those waiting for a slot: they go elsewhere.
+            callers.extend(st.everyone_in_line());
+            callers
         };
         callers.into_iter().for_each(Waker::wake);
     }

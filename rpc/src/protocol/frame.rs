@@ -51,8 +51,10 @@ impl Decoder for FrameCodec {
         if src[5] != 0 {
             return Err(FrameError::Flags(src[5]));
         }
-        src.advance(LEN_PREFIX + 2);
-        let call_id = src.get_u64();
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&src[LEN_PREFIX + 2..LEN_PREFIX + HEADER_LEN]);
+        let call_id = u64::from_be_bytes(id);
+        src.advance(LEN_PREFIX + HEADER_LEN);
         let payload = src.split_to(len - HEADER_LEN).freeze();
         Ok(Some(Frame {
             kind,

@@ -1,4 +1,5 @@
-//! The writer task: one per connection. Producers append encoded frames to
+//! The writer: one per connection, a task of its own or polled by the
+//! connection's read loop (see [`Writer`]). Producers append encoded frames to
 //! one shared buffer under a short lock; the writer swaps that buffer out and
 //! writes it with one syscall, so concurrent calls share syscalls while a lone
 //! call is written at once (it never waits for company). A small frame costs
