@@ -133,7 +133,9 @@ impl Shared {
                 };
                 let next = st.release();
                 drop(st);
-                next.map(Waker::wake);
+                if let Some(next) = next {
+                    next.wake();
+                }
                 Poll::Ready(reply)
             }
         }
@@ -199,7 +201,9 @@ impl Drop for InLine<'_> {
             }
             st.next_in_line()
         };
-        next.map(Waker::wake);
+        if let Some(next) = next {
+            next.wake();
+        }
     }
 }
 
@@ -300,7 +304,9 @@ impl Connection {
         let leave = |mut st: MutexGuard<'_, State>, granted: bool, err: CallError| {
             let next = if granted { st.release() } else { None };
             drop(st);
-            next.map(Waker::wake);
+            if let Some(next) = next {
+                next.wake();
+            }
             Queued::Refused(err)
         };
         if st.closed.is_some() || st.draining {
@@ -385,7 +391,9 @@ impl Connection {
                 // A slot may be left for the next in line too.
                 let next = st.next_in_line();
                 drop(st);
-                next.map(Waker::wake);
+                if let Some(next) = next {
+                    next.wake();
+                }
                 return Poll::Ready(Ok(()));
             }
             if let Some((_, waker)) = st.queue.iter_mut().find(|(t, _)| *t == ticket)
@@ -535,7 +543,9 @@ impl Drop for Pending<'_> {
             };
             (removed, next)
         };
-        next.map(Waker::wake);
+        if let Some(next) = next {
+            next.wake();
+        }
         // Still waiting: the server may be running it. (An expired call was
         // cancelled by the reader already.)
         if let Some(Waiting {
