@@ -112,6 +112,31 @@ async fn at_the_handler_cap_the_server_stops_reading_that_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_leaves_at_the_handler_cap_has_its_handlers_dropped_at_once() {
+    // At the cap the server reads no more requests, yet a peer that is gone
+    // must not keep its handlers (and its slot) until a write to it fails.
+    let (server, probe) = start_probe(rpc::Server::builder().max_handlers_per_connection(2)).await;
+    let mut peer = RawConn::handshake(server.local_addr()).await;
+    for id in 1..=3 {
+        peer.send(&raw::request(
+            id,
+            "Probe.hold",
+            Duration::from_secs(600),
+            &raw::args(&(u64::MAX, id as u32)),
+        ))
+        .await;
+    }
+    probe
+        .wait_for("two handlers to start", PROMPTLY, |p| p.started() == 2)
+        .await;
+    drop(peer);
+    probe
+        .wait_for("both handlers to be dropped", PROMPTLY, |p| p.dropped() == 2)
+        .await;
+    assert_eq!(probe.started(), 2, "the request waiting for a slot ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_calls_beyond_max_in_flight_wait_for_a_slot() {
     let (server, probe) = start_probe(rpc::Server::builder()).await;
     let channel = rpc::Channel::builder()

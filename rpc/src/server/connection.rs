@@ -30,6 +30,9 @@ use crate::protocol::{
 
 use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox, Turns, Writer};
 
+/// Bytes a paused driver reads ahead, to notice the peer leaving.
+const READ_AHEAD_WHILE_PAUSED: usize = 64 * 1024;
+
 /// Serves one connection until the peer leaves, a limit closes it, or the
 /// server shuts down.
 pub(super) async fn serve<R, W>(r: R, mut w: W, peer: Option<SocketAddr>, shared: Arc<Shared>)
@@ -239,6 +242,7 @@ impl Driver {
         loop {
             let parked = self.parked.is_some();
             let backed_up = self.outbox.queued() >= BACKLOG_LIMIT;
+            let paused = parked || backed_up;
             let (lingering, give_up_at) = match &self.drain {
                 Some(d) if !d.settled => (true, d.give_up_at),
                 _ => (false, now),
@@ -285,7 +289,20 @@ impl Driver {
                         return end;
                     }
                 }
-                frame = reader.next(), if !parked && !backed_up => {
+                // Paused (every handler slot is busy, or replies are backed
+                // up), the driver takes no frames, but the peer may leave
+                // meanwhile: it reads ahead a little, only to see that, and
+                // then drops the peer's handlers at once.
+                read = std::future::poll_fn(|cx| {
+                    if paused {
+                        reader.poll_closed(cx, READ_AHEAD_WHILE_PAUSED).map(|()| None)
+                    } else {
+                        reader.poll_frame(cx).map(Some)
+                    }
+                }) => {
+                    let Some(frame) = read else {
+                        return End::PeerClosed;
+                    };
                     if let Some(end) = self.on_frames(frame, reader, &mut clock).await {
                         return end;
                     }

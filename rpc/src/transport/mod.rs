@@ -2,9 +2,11 @@
 //! transport. Everything above works on any `AsyncRead + AsyncWrite` pair, so
 //! Unix sockets, in-memory pipes and TLS plug in here.
 
+mod reader;
 mod turns;
 mod writer;
 
+pub(crate) use reader::FrameReader;
 pub(crate) use turns::Turns;
 
 pub(crate) use writer::{
@@ -17,13 +19,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::FramedRead;
 
 use crate::Error;
-use crate::protocol::{FrameCodec, Hello, Kind, MIN_MAX_FRAME, VERSION};
-
-/// The read half of a connection, decoded into frames.
-pub(crate) type FrameReader<R> = FramedRead<R, FrameCodec>;
+use crate::protocol::{Hello, Kind, MIN_MAX_FRAME, VERSION};
 
 /// Connects over TCP with `TCP_NODELAY` set (a lone call must not wait for
 /// Nagle's algorithm), giving up after `timeout`.
@@ -119,7 +117,7 @@ async fn send_hello<W: AsyncWrite + Unpin>(writer: &mut W, max_frame: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::MIN_MAX_FRAME;
+    use crate::protocol::{FrameCodec, MIN_MAX_FRAME};
     use tokio::io::AsyncReadExt;
 
     #[tokio::test]

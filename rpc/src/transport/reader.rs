@@ -1,0 +1,229 @@
+//! The read half of a connection, decoded into frames.
+//!
+//! Like tokio-util's `FramedRead` over [`FrameCodec`], plus one thing it
+//! cannot do: [`FrameReader::poll_closed`] reads ahead without handing out
+//! frames, so a server that has stopped taking requests (every handler slot of
+//! the connection is busy) still learns at once that the peer has gone, and
+//! drops that peer's handlers then rather than when a write to the dead socket
+//! fails.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::BytesMut;
+use futures::Stream;
+use tokio::io::AsyncRead;
+use tokio_util::codec::Decoder;
+
+use crate::protocol::{Frame, FrameCodec, FrameError};
+
+/// Room for the first reads; the buffer grows as frames need.
+const INITIAL_CAPACITY: usize = 8 * 1024;
+
+/// Frames decoded from `io`, read into one buffer.
+#[derive(Debug)]
+pub(crate) struct FrameReader<R> {
+    io: R,
+    buf: BytesMut,
+    codec: FrameCodec,
+    /// The peer closed its side: a read returned nothing.
+    eof: bool,
+    /// A read failed: reported with the next frame asked for.
+    failed: Option<std::io::Error>,
+}
+
+impl<R> FrameReader<R> {
+    /// Bytes read and not yet handed out as frames.
+    pub(crate) fn read_buffer(&self) -> &BytesMut {
+        &self.buf
+    }
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub(crate) fn new(io: R, codec: FrameCodec) -> Self {
+        FrameReader {
+            io,
+            buf: BytesMut::with_capacity(INITIAL_CAPACITY),
+            codec,
+            eof: false,
+            failed: None,
+        }
+    }
+
+    /// One read into the buffer; `Ok(0)` at the end of the stream.
+    fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        // Grows only when full (doubling, as `BytesMut` does), so a peer
+        // that announces a huge frame and sends nothing gets no room for it.
+        self.buf.reserve(1);
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.buf
+        ))?;
+        if n == 0 {
+            self.eof = true;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// The next frame: `None` once the peer closed between frames, an error
+    /// if it closed in the middle of one or the read failed.
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame, FrameError>>> {
+        loop {
+            if let Some(frame) = self.codec.decode(&mut self.buf).transpose() {
+                return Poll::Ready(Some(frame));
+            }
+            if let Some(e) = self.failed.take() {
+                return Poll::Ready(Some(Err(e.into())));
+            }
+            if self.eof {
+                return Poll::Ready(if self.buf.is_empty() {
+                    None
+                } else {
+                    Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "the peer closed the connection {} bytes into a frame",
+                            self.buf.len()
+                        ),
+                    )
+                    .into()))
+                });
+            }
+            if let Err(e) = ready!(self.poll_read_some(cx)) {
+                return Poll::Ready(Some(Err(e.into())));
+            }
+        }
+    }
+
+    /// For a reader that takes no frames for now: reads ahead, up to `limit`
+    /// bytes buffered, only to notice the peer leaving. Ready once the peer
+    /// has closed its side or a read failed (the frames before that are
+    /// still handed out by [`poll_frame`](Self::poll_frame)); with `limit`
+    /// bytes buffered it reads no more, and waits for ever.
+    pub(crate) fn poll_closed(&mut self, cx: &mut Context<'_>, limit: usize) -> Poll<()> {
+        loop {
+            if self.eof || self.failed.is_some() {
+                return Poll::Ready(());
+            }
+            if self.buf.len() >= limit {
+                return Poll::Pending;
+            }
+            match ready!(self.poll_read_some(cx)) {
+                Ok(_) => {}
+                Err(e) => self.failed = Some(e),
+            }
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> Stream for FrameReader<R> {
+    type Item = Result<Frame, FrameError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_frame(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{FrameBuf, Kind};
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+
+    async fn closed<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>, limit: usize) {
+        std::future::poll_fn(|cx| reader.poll_closed(cx, limit)).await
+    }
+
+    fn frame(id: u64, payload: &[u8]) -> bytes::Bytes {
+        let mut f = FrameBuf::new(Kind::Request, id, payload.len());
+        f.payload_mut().extend_from_slice(payload);
+        f.finish()
+    }
+
+    #[tokio::test]
+    async fn frames_split_across_reads_come_out_whole_and_in_order() {
+        let (mut w, r) = tokio::io::duplex(64);
+        let mut reader = FrameReader::new(r, FrameCodec::new(1 << 20));
+        let big = vec![7u8; 100_000];
+        let writer = tokio::spawn(async move {
+            let mut bytes = frame(1, b"one").to_vec();
+            bytes.extend_from_slice(&frame(2, &big));
+            bytes.extend_from_slice(&frame(3, b""));
+            // Byte by byte for the first frame, then in odd chunks.
+            for b in &bytes[..20] {
+                w.write_all(&[*b]).await.unwrap();
+            }
+            for chunk in bytes[20..].chunks(777) {
+                w.write_all(chunk).await.unwrap();
+            }
+        });
+        let one = reader.next().await.unwrap().unwrap();
+        assert_eq!((one.call_id, &one.payload[..]), (1, &b"one"[..]));
+        let two = reader.next().await.unwrap().unwrap();
+        assert_eq!((two.call_id, two.payload.len()), (2, 100_000));
+        assert!(two.payload.iter().all(|&b| b == 7));
+        let three = reader.next().await.unwrap().unwrap();
+        assert_eq!((three.call_id, three.payload.len()), (3, 0));
+        writer.await.unwrap();
+        assert!(
+            reader.next().await.is_none(),
+            "a close between frames ends the stream"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_close_inside_a_frame_is_an_error() {
+        let (mut w, r) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(r, FrameCodec::new(1 << 20));
+        w.write_all(&frame(1, b"whole")).await.unwrap();
+        w.write_all(&frame(2, b"cut short")[..12]).await.unwrap();
+        drop(w);
+        assert_eq!(reader.next().await.unwrap().unwrap().call_id, 1);
+        let err = reader.next().await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("12 bytes into a frame"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_reader_taking_no_frames_still_sees_the_peer_leave_and_keeps_what_came_first() {
+        let (mut w, r) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(r, FrameCodec::new(1 << 20));
+        w.write_all(&frame(1, b"before")).await.unwrap();
+        let closed = tokio::spawn(async move {
+            closed(&mut reader, 1 << 16).await;
+            reader
+        });
+        tokio::task::yield_now().await;
+        assert!(!closed.is_finished(), "ready while the peer is still there");
+        drop(w);
+        let mut reader = tokio::time::timeout(std::time::Duration::from_secs(5), closed)
+            .await
+            .expect("the close went unnoticed")
+            .unwrap();
+        let first = reader.next().await.unwrap().unwrap();
+        assert_eq!((first.call_id, &first.payload[..]), (1, &b"before"[..]));
+        assert!(reader.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn reading_ahead_stops_at_its_limit() {
+        let (mut w, r) = tokio::io::duplex(1 << 20);
+        let mut reader = FrameReader::new(r, FrameCodec::new(1 << 20));
+        w.write_all(&vec![0u8; 200_000]).await.unwrap();
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            closed(&mut reader, 10_000),
+        )
+        .await;
+        assert!(waited.is_err(), "no close happened");
+        let buffered = reader.read_buffer().len();
+        assert!(
+            (10_000..2 * 10_000 + INITIAL_CAPACITY).contains(&buffered),
+            "{buffered} bytes buffered"
+        );
+    }
+}
