@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::connection::{Failure, Shared};
 use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, Kind};
-use crate::transport::{BACKLOG_LIMIT, FrameReader, Turns, WeakOutbox, Writer};
+use crate::transport::{BACKLOG_LIMIT, CLIENT_ALONE, FrameReader, Turns, WeakOutbox, Writer};
 
 /// Frames taken straight from the buffer before the read loop checks the
 /// writer and the keepalive tick again.
@@ -42,7 +42,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     // Turns of the loop (mostly responses handed to their callers) before it
     // yields to those callers, so their next requests go out while we read
     // the rest: see [`Turns`].
-    let mut turns = Turns::default();
+    let mut turns = Turns::new(CLIENT_ALONE);
     let mut turn_left = turns.begin();
     let mut tick = tokio::time::interval(keepalive_interval.min(keepalive_timeout) / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

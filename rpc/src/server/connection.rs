@@ -75,7 +75,11 @@ where
         shared: shared.clone(),
         inline_first_poll: current_thread,
         writer_inline: writer.is_inline(),
-        turns: Turns::default(),
+        turns: Turns::new(if writer.is_inline() {
+            transport::SERVER_ALONE_WRITING
+        } else {
+            transport::SERVER_ALONE
+        }),
     };
     let end = driver.run(&mut reader, &mut writer).await;
     tracing::debug!(?peer, ?end, "connection closing");

@@ -7,7 +7,7 @@ mod turns;
 mod writer;
 
 pub(crate) use reader::FrameReader;
-pub(crate) use turns::Turns;
+pub(crate) use turns::{CLIENT_ALONE, SERVER_ALONE, SERVER_ALONE_WRITING, Turns};
 
 pub(crate) use writer::{
     BACKLOG_LIMIT, DIRECT_WRITE, Outbox, Outgoing, WeakOutbox, Writer, start_writer,

@@ -20,9 +20,20 @@
 
 use std::cell::Cell;
 
-/// Frames per turn while this connection is the only busy one on its thread
-/// (16 measured best against 8 and 32 on workload B).
-const ALONE: u32 = 16;
+/// Frames per turn of a client's read loop while it is the only busy one on
+/// its thread.
+pub(crate) const CLIENT_ALONE: u32 = 24;
+/// The same for a server's read loop that writes its replies itself (on a
+/// current-thread runtime): a short turn costs it a write, not a task switch.
+pub(crate) const SERVER_ALONE_WRITING: u32 = 8;
+/// The same for a server's read loop with a writer task, which must yield to
+/// let the writer run.
+pub(crate) const SERVER_ALONE: u32 = 16;
+// Measured on workload B (1 connection x 64 in flight), quick runs of
+// `compare --child rpc B`: on current-thread runtimes client/server turns of
+// 16/16 gave ~1.05M calls/s, 16/8 ~1.33M, 24/8 ~1.56M, 32/8 ~1.15M, 24/12
+// ~1.26M, 16/4 ~0.91M; on one-worker multi-thread runtimes (writer tasks)
+// 16/16 and 24/16 ~0.96M, 24/8 ~0.83M.
 /// Frames per turn while other connections share the thread: long enough not
 /// to split a burst, short enough that one flooding peer cannot hold the
 /// thread for long.
@@ -34,13 +45,21 @@ thread_local! {
 }
 
 /// One read loop's view of the thread it runs on.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Turns {
     /// `TURNS` just after this loop's last turn began.
     last: u64,
+    /// Frames per turn while alone.
+    alone: u32,
 }
 
 impl Turns {
+    /// A loop whose turns are `alone` frames long while no other loop is
+    /// busy on its thread.
+    pub(crate) fn new(alone: u32) -> Self {
+        Turns { last: 0, alone }
+    }
+
     /// Called as a turn begins; returns how many frames to handle before
     /// yielding.
     pub(crate) fn begin(&mut self) -> u32 {
@@ -49,7 +68,7 @@ impl Turns {
             let alone = seen == self.last;
             self.last = seen.wrapping_add(1);
             turns.set(self.last);
-            if alone { ALONE } else { SHARED }
+            if alone { self.alone } else { SHARED }
         })
     }
 }
@@ -58,9 +77,11 @@ impl Turns {
 mod tests {
     use super::*;
 
+    const ALONE: u32 = CLIENT_ALONE;
+
     #[test]
     fn a_lone_loop_yields_often_and_loops_sharing_a_thread_rarely() {
-        let (mut a, mut b) = (Turns::default(), Turns::default());
+        let (mut a, mut b) = (Turns::new(ALONE), Turns::new(ALONE));
         // The first batch on a fresh thread is alone; so is every next one
         // while no other loop runs.
         assert_eq!(a.begin(), ALONE);
@@ -72,9 +93,9 @@ mod tests {
         // Alone again once the other stops.
         assert_eq!(b.begin(), ALONE);
         // A loop on another thread does not count.
-        let mut c = Turns::default();
+        let mut c = Turns::new(ALONE);
         std::thread::spawn(move || {
-            let mut d = Turns::default();
+            let mut d = Turns::new(ALONE);
             d.begin();
         })
         .join()
