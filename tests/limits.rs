@@ -131,7 +131,9 @@ async fn a_peer_that_leaves_at_the_handler_cap_has_its_handlers_dropped_at_once(
         .await;
     drop(peer);
     probe
-        .wait_for("both handlers to be dropped", PROMPTLY, |p| p.dropped() == 2)
+        .wait_for("both handlers to be dropped", PROMPTLY, |p| {
+            p.dropped() == 2
+        })
         .await;
     assert_eq!(probe.started(), 2, "the request waiting for a slot ran");
 }

@@ -463,7 +463,15 @@ impl Connection {
                     frame = unsent;
                     now = None;
                     match Box::pin(self.wait_for_slot(deadline)).await {
-                        Ok(()) => granted = true,
+                        Ok(()) => {
+                            granted = true;
+                            // This poll's waker: the call may have moved to
+                            // another task while it waited, and the entry's
+                            // waker must be the one the poll below skips.
+                            waker = Some(
+                                std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await,
+                            );
+                        }
                         Err(NoSlot::Closed) => return Err(CallError::NotSent(frame)),
                         Err(NoSlot::Deadline) => return Err(deadline_exceeded(Duration::ZERO)),
                     }

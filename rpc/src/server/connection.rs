@@ -30,8 +30,11 @@ use crate::protocol::{
 
 use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox, Turns, Writer};
 
-/// Bytes a paused driver reads ahead, to notice the peer leaving.
-const READ_AHEAD_WHILE_PAUSED: usize = 64 * 1024;
+/// Bytes a paused driver reads ahead, to notice the peer leaving: as much as
+/// the replies it may queue for a peer that does not read. A peer that has
+/// more than this queued behind the handler cap and leaves is noticed only
+/// when a write to it fails (the Ping sent while paused).
+const READ_AHEAD_WHILE_PAUSED: usize = BACKLOG_LIMIT;
 
 /// Serves one connection until the peer leaves, a limit closes it, or the
 /// server shuts down.
@@ -296,7 +299,10 @@ impl Driver {
                 // Paused (every handler slot is busy, or replies are backed
                 // up), the driver takes no frames, but the peer may leave
                 // meanwhile: it reads ahead a little, only to see that, and
-                // then drops the peer's handlers at once.
+                // then drops the peer's handlers at once. The end of the
+                // stream means the peer has gone, as when not paused: a
+                // half-closed peer gets no replies, to what was read ahead
+                // or to anything else.
                 read = std::future::poll_fn(|cx| {
                     if paused {
                         reader.poll_closed(cx, READ_AHEAD_WHILE_PAUSED).map(|()| None)
@@ -351,6 +357,11 @@ impl Driver {
             if let Some(end) = self.on_frame(frame, now, &waker) {
                 return Some(end);
             }
+            // Each frame spends from the task's budget, so that a peer that
+            // never stops sending cannot hold the thread: the driver yields
+            // once the budget is spent (with an inline writer the turns
+            // themselves do not yield).
+            tokio::task::coop::consume_budget().await;
             // Stop before taking a frame that this turn would not handle.
             let full = turn == turn_length;
             if full || self.parked.is_some() || self.outbox.queued() >= BACKLOG_LIMIT {
