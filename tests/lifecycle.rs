@@ -118,6 +118,28 @@ async fn calls_made_during_a_drain_fail_with_shutting_down_and_never_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_after_the_server_finished_shutting_down_is_told_so_not_disconnected() {
+    // The last in-flight call ends the drain and the server closes the
+    // connection: a call made just after finds the connection closed and no
+    // server to reconnect to. It never ran, and the server said it was
+    // shutting down, so the caller hears ShuttingDown (retry-safe), not
+    // Disconnected ("may have run").
+    let (server, probe) = start_probe(rpc::Server::builder()).await;
+    let client = probe_client(server.local_addr()).await;
+    let in_flight = tokio::spawn(client.hold(200, 1));
+    probe
+        .wait_for("the call to start", PROMPTLY, |p| p.started() == 1)
+        .await;
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown did not finish");
+    assert_eq!(in_flight.await.unwrap().unwrap(), 1);
+    let err = client.hold(1, 2).await.unwrap_err();
+    assert!(matches!(err, rpc::Error::ShuttingDown { .. }), "{err}");
+    assert_eq!(probe.started(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_still_running_when_the_grace_period_ends_are_dropped() {
     let (server, probe) =
         start_probe(rpc::Server::builder().shutdown_grace(Duration::from_millis(300))).await;

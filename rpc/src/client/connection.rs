@@ -416,11 +416,12 @@ impl Connection {
         st.closed.is_none() && !st.draining
     }
 
-    /// True while the server drains this connection because it is shutting
-    /// down: a call that finds no other connection was refused, not lost.
+    /// True once the server said (GoAway) that it is shutting down, and still
+    /// after it closed the connection: a call that was not sent here and finds
+    /// no other connection was refused, not lost.
     pub(super) fn is_draining_for_shutdown(&self) -> bool {
         let st = self.shared.state.lock().unwrap();
-        st.closed.is_none() && st.goaway == Some(GoAwayReason::Shutdown)
+        st.goaway == Some(GoAwayReason::Shutdown)
     }
 
     pub(super) fn peer(&self) -> SocketAddr {
