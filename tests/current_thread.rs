@@ -309,12 +309,7 @@ async fn at_the_handler_cap_a_current_thread_server_stops_reading_that_connectio
     // inline) and a Ping, all of which wait behind the cap unread.
     let mut burst = Vec::new();
     for id in 1..=100u64 {
-        burst.extend(raw::request(
-            id,
-            "Probe.hold",
-            BUDGET,
-            &raw::args(&(u64::MAX, id as u32)),
-        ));
+        burst.extend(raw::hold(id, BUDGET, u64::MAX, id as u32));
     }
     for id in 101..=120u64 {
         burst.extend(raw::request(
@@ -352,12 +347,7 @@ async fn leave_with_handlers_running(server: &CtServer, requests: usize, held: u
     let mut peer = RawConn::handshake(server.addr).await;
     let mut burst = Vec::new();
     for id in 1..=requests as u64 {
-        burst.extend(raw::request(
-            id,
-            "Probe.hold",
-            BUDGET,
-            &raw::args(&(u64::MAX, id as u32)),
-        ));
+        burst.extend(raw::hold(id, BUDGET, u64::MAX, id as u32));
     }
     peer.send(&burst).await;
     probe
@@ -420,7 +410,7 @@ async fn a_peer_that_stops_reading_past_the_stall_limit_is_closed_and_the_server
     let started = Instant::now();
     // A call that never ends (its drop shows when the server gave up), then
     // 30 MiB of replies it will not read.
-    let mut requests = raw::request(1, "Probe.hold", BUDGET, &raw::args(&(u64::MAX, 2u32)));
+    let mut requests = raw::hold(1, BUDGET, u64::MAX, 2u32);
     for id in 2..=31u64 {
         requests.extend(raw::request(
             id,
@@ -586,12 +576,7 @@ async fn in_flight_calls_survive_a_shutdown(server: CtServer, calls: u32) {
     let mut peer = RawConn::handshake(addr).await;
     let mut burst = Vec::new();
     for id in 1..=RAW {
-        burst.extend(raw::request(
-            id,
-            "Probe.hold",
-            BUDGET,
-            &raw::args(&(150 + id % 7 * 20, id as u32)),
-        ));
+        burst.extend(raw::hold(id, BUDGET, 150 + id % 7 * 20, id as u32));
     }
     peer.send(&burst).await;
     let all = calls as usize + RAW as usize;
@@ -619,13 +604,7 @@ async fn in_flight_calls_survive_a_shutdown(server: CtServer, calls: u32) {
             raw::kind::PING if f.call_id == u64::MAX => {
                 assert!(goaway, "the drain Ping came before GoAway");
                 for id in 1_001..=1_010u64 {
-                    peer.send(&raw::request(
-                        id,
-                        "Probe.hold",
-                        BUDGET,
-                        &raw::args(&(1u64, 0u32)),
-                    ))
-                    .await;
+                    peer.send(&raw::hold(id, BUDGET, 1u64, 0u32)).await;
                 }
                 peer.send(&raw::pong(f.call_id)).await;
                 break peer.frames_until_closed(Duration::from_secs(10)).await;
@@ -902,12 +881,7 @@ async fn peers_that_vanish_mid_burst_do_not_disturb_other_connections() {
         let (rd, mut wr) = peer.stream.into_split();
         let mut burst = Vec::new();
         for id in 1..=HELD as u64 {
-            burst.extend(raw::request(
-                id,
-                "Probe.hold",
-                BUDGET,
-                &raw::args(&(u64::MAX, 0u32)),
-            ));
+            burst.extend(raw::hold(id, BUDGET, u64::MAX, 0u32));
         }
         for id in 100..300u64 {
             let (method, args) = match id % 3 {

@@ -21,13 +21,8 @@ async fn the_server_drops_a_handler_when_its_budget_runs_out_and_replies_deadlin
     // A raw peer that never cancels: only the server's own deadline can end it.
     let mut peer = RawConn::handshake(server.local_addr()).await;
     let sent = Instant::now();
-    peer.send(&raw::request(
-        7,
-        "Probe.hold",
-        Duration::from_millis(300),
-        &raw::args(&(u64::MAX, 1u32)),
-    ))
-    .await;
+    peer.send(&raw::hold(7, Duration::from_millis(300), u64::MAX, 1u32))
+        .await;
     let reply = peer.next_reply(Duration::from_secs(10)).await.unwrap();
     let took = sent.elapsed();
     assert_eq!(reply.call_id, 7);
@@ -268,13 +263,8 @@ async fn closing_a_connection_drops_all_of_its_handlers() {
     let (server, probe) = start_probe(rpc::Server::builder()).await;
     let mut peer = RawConn::handshake(server.local_addr()).await;
     for id in 1..=5 {
-        peer.send(&raw::request(
-            id,
-            "Probe.hold",
-            Duration::from_secs(60),
-            &raw::args(&(u64::MAX, id as u32)),
-        ))
-        .await;
+        peer.send(&raw::hold(id, Duration::from_secs(60), u64::MAX, id as u32))
+            .await;
     }
     probe
         .wait_for("five handlers to start", PROMPTLY, |p| p.started() == 5)

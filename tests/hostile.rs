@@ -114,7 +114,7 @@ async fn truncated_bodies_get_a_decode_error_and_truncated_frames_close_the_conn
     assert_connection_serves(&mut peer).await;
 
     // A frame cut short, then the peer leaves: the server says so and closes.
-    let frame = raw::request(1, "Probe.hold", BUDGET, &raw::args(&(1u64, 1u32)));
+    let frame = raw::hold(1, BUDGET, 1u64, 1u32);
     let mut cut = RawConn::handshake(addr).await;
     cut.send(&frame[..frame.len() - 3]).await;
     cut.stream.shutdown().await.unwrap();

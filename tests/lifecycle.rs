@@ -47,13 +47,8 @@ async fn twenty_in_flight_calls_survive_a_graceful_shutdown() {
 async fn requests_that_arrive_after_goaway_are_refused_with_shutting_down_and_never_run() {
     let (server, probe) = start_probe(rpc::Server::builder()).await;
     let mut peer = RawConn::handshake(server.local_addr()).await;
-    peer.send(&raw::request(
-        1,
-        "Probe.hold",
-        Duration::from_secs(60),
-        &raw::args(&(500u64, 1u32)),
-    ))
-    .await;
+    peer.send(&raw::hold(1, Duration::from_secs(60), 500u64, 1u32))
+        .await;
     probe
         .wait_for("the first call to start", PROMPTLY, |p| p.started() == 1)
         .await;
@@ -63,13 +58,8 @@ async fn requests_that_arrive_after_goaway_are_refused_with_shutting_down_and_ne
 
     // A peer that ignores the GoAway is refused, call by call.
     for id in 2..=4 {
-        peer.send(&raw::request(
-            id,
-            "Probe.hold",
-            Duration::from_secs(60),
-            &raw::args(&(1u64, id as u32)),
-        ))
-        .await;
+        peer.send(&raw::hold(id, Duration::from_secs(60), 1u64, id as u32))
+            .await;
         let refused = peer.next_reply(PROMPTLY).await.unwrap();
         assert_eq!(
             (refused.call_id, refused.status()),
@@ -427,13 +417,8 @@ async fn cancelling_the_last_call_of_a_drain_lets_shutdown_finish_at_once() {
     // The default 30 s grace period: only the end of the drain can stop it.
     let (server, probe) = start_probe(rpc::Server::builder()).await;
     let mut peer = RawConn::handshake(server.local_addr()).await;
-    peer.send(&raw::request(
-        1,
-        "Probe.hold",
-        Duration::from_secs(60),
-        &raw::args(&(u64::MAX, 1u32)),
-    ))
-    .await;
+    peer.send(&raw::hold(1, Duration::from_secs(60), u64::MAX, 1u32))
+        .await;
     probe
         .wait_for("the call to start", PROMPTLY, |p| p.started() == 1)
         .await;

@@ -32,12 +32,7 @@ async fn a_flood_of_request_cancel_pairs_never_runs_more_handlers_than_the_cap()
     for id in 1..=PAIRS {
         let keep = id % 10 == 0;
         let ms = if keep { 100 } else { u64::MAX };
-        flood.extend(raw::request(
-            id,
-            "Probe.hold",
-            Duration::from_secs(60),
-            &raw::args(&(ms, id as u32)),
-        ));
+        flood.extend(raw::hold(id, Duration::from_secs(60), ms, id as u32));
         if keep {
             kept += 1;
         } else {
@@ -83,13 +78,8 @@ async fn at_the_handler_cap_the_server_stops_reading_that_connection() {
     let (server, probe) = start_probe(rpc::Server::builder().max_handlers_per_connection(2)).await;
     let mut peer = RawConn::handshake(server.local_addr()).await;
     for id in 1..=3 {
-        peer.send(&raw::request(
-            id,
-            "Probe.hold",
-            Duration::from_secs(60),
-            &raw::args(&(300u64, id as u32)),
-        ))
-        .await;
+        peer.send(&raw::hold(id, Duration::from_secs(60), 300u64, id as u32))
+            .await;
     }
     peer.send(&raw::ping(99)).await;
     probe
@@ -118,11 +108,11 @@ async fn a_peer_that_leaves_at_the_handler_cap_has_its_handlers_dropped_at_once(
     let (server, probe) = start_probe(rpc::Server::builder().max_handlers_per_connection(2)).await;
     let mut peer = RawConn::handshake(server.local_addr()).await;
     for id in 1..=3 {
-        peer.send(&raw::request(
+        peer.send(&raw::hold(
             id,
-            "Probe.hold",
             Duration::from_secs(600),
-            &raw::args(&(u64::MAX, id as u32)),
+            u64::MAX,
+            id as u32,
         ))
         .await;
     }
@@ -259,12 +249,7 @@ async fn a_frame_that_trickles_in_too_slowly_closes_the_connection() {
     let addr = server.local_addr();
     let slow = RawConn::handshake(addr).await;
     let started = Instant::now();
-    let frame = raw::request(
-        1,
-        "Probe.hold",
-        Duration::from_secs(60),
-        &raw::args(&(1u64, 1u32)),
-    );
+    let frame = raw::hold(1, Duration::from_secs(60), 1u64, 1u32);
     // 50 ms per byte: the frame would take over 1.5 s to arrive.
     let (mut rd, mut wr) = slow.stream.into_split();
     let trickle = tokio::spawn(async move {
@@ -362,13 +347,8 @@ async fn keepalive_drops_a_client_that_stops_answering_while_its_calls_run() {
     // A peer that went silent (a dead host, a cut cable): it never reads nor
     // answers.
     let mut dead = RawConn::handshake(server.local_addr()).await;
-    dead.send(&raw::request(
-        1,
-        "Probe.hold",
-        Duration::from_secs(60),
-        &raw::args(&(u64::MAX, 2u32)),
-    ))
-    .await;
+    dead.send(&raw::hold(1, Duration::from_secs(60), u64::MAX, 2u32))
+        .await;
     probe
         .wait_for(
             "the dead peer's handler to be dropped",
@@ -481,12 +461,7 @@ async fn a_duplicate_call_id_is_caught_on_a_current_thread_runtime_too() {
 async fn duplicate_call_id_ends_the_connection() {
     let (server, probe) = start_probe(rpc::Server::builder()).await;
     let mut peer = RawConn::handshake(server.local_addr()).await;
-    let hold = raw::request(
-        5,
-        "Probe.hold",
-        Duration::from_secs(60),
-        &raw::args(&(u64::MAX, 5u32)),
-    );
+    let hold = raw::hold(5, Duration::from_secs(60), u64::MAX, 5u32);
     peer.send(&hold).await;
     probe
         .wait_for("the first call to start", PROMPTLY, |p| p.started() == 1)
@@ -678,13 +653,8 @@ async fn cancels_that_cross_their_replies_are_not_abuse() {
         start_probe(rpc::Server::builder().abuse_limit(20, Duration::from_secs(10))).await;
     let mut peer = RawConn::handshake(server.local_addr()).await;
     for id in 1..=100 {
-        peer.send(&raw::request(
-            id,
-            "Probe.hold",
-            Duration::from_secs(5),
-            &raw::args(&(0u64, 1u32)),
-        ))
-        .await;
+        peer.send(&raw::hold(id, Duration::from_secs(5), 0u64, 1u32))
+            .await;
         let reply = peer.next_reply(PROMPTLY).await.expect("a reply");
         assert_eq!(reply.value::<u32>(), 1);
         peer.send(&raw::cancel(id)).await; // too late: the call is over

@@ -231,6 +231,26 @@ async fn a_caller_waiting_in_line_fails_at_its_deadline_and_leaves_the_line() {
     );
 }
 
+type Call = tokio::task::JoinHandle<Result<u32, rpc::Error>>;
+
+/// With a cap of one, a call that holds its slot until dropped, and three
+/// callers waiting in line behind it.
+async fn one_holding_three_in_line(
+    addr: std::net::SocketAddr,
+    probe: &ProbeState,
+) -> (Call, Vec<Call>) {
+    let client = capped_client(addr, 1).await;
+    let holder = tokio::spawn(client.hold(u64::MAX, 1));
+    probe
+        .wait_for("the holder to start", PROMPTLY, |p| p.started() == 1)
+        .await;
+    let waiting = (0..3)
+        .map(|i| tokio::spawn(client.hold(0, 10 + i)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    (holder, waiting)
+}
+
 /// GoAway sends everyone waiting in line elsewhere at once (here nowhere:
 /// the server is shutting down, so they hear ShuttingDown), long before the
 /// call holding the slot ends with the grace period.
@@ -238,15 +258,7 @@ async fn a_caller_waiting_in_line_fails_at_its_deadline_and_leaves_the_line() {
 async fn goaway_sends_callers_waiting_in_line_elsewhere_at_once() {
     let (server, probe) =
         start_probe(rpc::Server::builder().shutdown_grace(Duration::from_secs(20))).await;
-    let client = capped_client(server.local_addr(), 1).await;
-    let holder = tokio::spawn(client.hold(u64::MAX, 1));
-    probe
-        .wait_for("the holder to start", PROMPTLY, |p| p.started() == 1)
-        .await;
-    let waiting: Vec<_> = (0..3)
-        .map(|i| tokio::spawn(client.hold(0, 10 + i)))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (holder, waiting) = one_holding_three_in_line(server.local_addr(), &probe).await;
     let shutdown = tokio::spawn(server.shutdown());
     for w in waiting {
         let outcome = tokio::time::timeout(PROMPTLY, w)
@@ -275,15 +287,7 @@ async fn goaway_sends_callers_waiting_in_line_elsewhere_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_in_line_learn_at_once_that_the_connection_died() {
     let (server, probe) = start_probe(rpc::Server::builder()).await;
-    let client = capped_client(server.local_addr(), 1).await;
-    let holder = tokio::spawn(client.hold(u64::MAX, 1));
-    probe
-        .wait_for("the holder to start", PROMPTLY, |p| p.started() == 1)
-        .await;
-    let waiting: Vec<_> = (0..3)
-        .map(|i| tokio::spawn(client.hold(0, 10 + i)))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (holder, waiting) = one_holding_three_in_line(server.local_addr(), &probe).await;
     server.abort().await;
     let holder = tokio::time::timeout(PROMPTLY, holder)
         .await
@@ -356,12 +360,7 @@ async fn a_peer_with_more_than_64k_queued_at_the_cap_that_leaves_has_its_handler
     let peer = RawConn::handshake(server.local_addr()).await;
     let mut burst = Vec::new();
     for id in 1..=CAP as u64 {
-        burst.extend(raw::request(
-            id,
-            "Probe.hold",
-            Duration::from_secs(600),
-            &raw::args(&(u64::MAX, id as u32)),
-        ));
+        burst.extend(raw::hold(id, Duration::from_secs(600), u64::MAX, id as u32));
     }
     // ~160 KiB of further requests, parked behind the cap.
     let text = "x".repeat(1024);
@@ -398,12 +397,7 @@ async fn a_peer_with_more_than_64k_queued_at_the_cap_that_leaves_has_its_handler
 async fn requests_read_ahead_while_paused_are_all_served() {
     let (server, probe) = start_probe(rpc::Server::builder().max_handlers_per_connection(1)).await;
     let mut peer = RawConn::handshake(server.local_addr()).await;
-    let mut burst = raw::request(
-        1,
-        "Probe.hold",
-        Duration::from_secs(60),
-        &raw::args(&(300u64, 1u32)),
-    );
+    let mut burst = raw::hold(1, Duration::from_secs(60), 300u64, 1u32);
     let text = "y".repeat(200);
     for id in 2..=200u64 {
         burst.extend(raw::request(
@@ -447,13 +441,8 @@ async fn a_current_thread_server_paused_at_its_cap_still_sends_goaway_on_shutdow
     .await;
     let mut peer = RawConn::handshake(server.local_addr()).await;
     for id in 1..=2u64 {
-        peer.send(&raw::request(
-            id,
-            "Probe.hold",
-            Duration::from_secs(60),
-            &raw::args(&(1_000u64, id as u32)),
-        ))
-        .await;
+        peer.send(&raw::hold(id, Duration::from_secs(60), 1_000u64, id as u32))
+            .await;
     }
     probe
         .wait_for("the first handler to start", PROMPTLY, |p| p.started() == 1)
@@ -495,13 +484,8 @@ async fn a_current_thread_server_paused_at_its_cap_still_sends_goaway_on_shutdow
 async fn a_current_thread_server_sends_goaway_after_a_protocol_error_with_handlers_running() {
     let (server, probe) = start_probe(rpc::Server::builder()).await;
     let mut peer = RawConn::handshake(server.local_addr()).await;
-    peer.send(&raw::request(
-        1,
-        "Probe.hold",
-        Duration::from_secs(60),
-        &raw::args(&(u64::MAX, 1u32)),
-    ))
-    .await;
+    peer.send(&raw::hold(1, Duration::from_secs(60), u64::MAX, 1u32))
+        .await;
     probe
         .wait_for("the handler to start", PROMPTLY, |p| p.started() == 1)
         .await;

@@ -80,6 +80,12 @@ pub fn request(call_id: u64, method: &str, budget: Duration, args: &[u8]) -> Vec
     frame(kind::REQUEST, 0, call_id, &p)
 }
 
+/// A `Probe.hold` request: the handler holds for `ms` milliseconds
+/// (`u64::MAX`: until it is dropped), then answers `value`.
+pub fn hold(call_id: u64, budget: Duration, ms: u64, value: u32) -> Vec<u8> {
+    request(call_id, "Probe.hold", budget, &args(&(ms, value)))
+}
+
 pub fn cancel(call_id: u64) -> Vec<u8> {
     frame(kind::CANCEL, 0, call_id, &[])
 }
