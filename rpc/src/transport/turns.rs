@@ -1,15 +1,16 @@
-//! How many frames a connection's read loop handles before it yields.
+//! How many frames a connection's read loop handles before its writer sends
+//! what they produced (by yielding to a writer task, or by writing itself).
 //!
-//! A read loop that yields part-way through a burst lets the replies or
-//! requests made so far go out at once, so the peer starts on them while we
-//! handle the rest. With one busy connection on a thread, that overlap is
+//! A read loop that ends its turn part-way through a burst lets the replies
+//! or requests made so far go out at once, so the peer starts on them while
+//! we handle the rest. With one busy connection on a thread, that overlap is
 //! what keeps both ends working: without it, a burst of 64 pipelined calls
 //! crosses as one block and each end waits while the other works (the
 //! comparison bench's workload B runs at less than half the rate).
 //!
 //! With several busy connections on a thread, the ends overlap anyway (the
 //! peer works on one connection's burst while we handle another's), and each
-//! early yield only splits a write in two. That costs a system call on both
+//! early turn end only splits a write in two. That costs a system call on both
 //! ends per split, and on loopback TCP the system calls are the larger part of
 //! a small call's cost (workload C runs about 13% slower).
 //!
@@ -35,8 +36,9 @@ pub(crate) const SERVER_ALONE: u32 = 16;
 // ~1.26M, 16/4 ~0.91M; on one-worker multi-thread runtimes (writer tasks)
 // 16/16 and 24/16 ~0.96M, 24/8 ~0.83M.
 /// Frames per turn while other connections share the thread: long enough not
-/// to split a burst, short enough that one flooding peer cannot hold the
-/// thread for long.
+/// to split a burst. (What keeps one flooding peer from holding the thread is
+/// the yield at a turn's end with a writer task, and tokio's coop budget,
+/// which the server's driver spends per frame.)
 const SHARED: u32 = 128;
 
 thread_local! {
@@ -60,8 +62,8 @@ impl Turns {
         Turns { last: 0, alone }
     }
 
-    /// Called as a turn begins; returns how many frames to handle before
-    /// yielding.
+    /// Called as a turn begins; returns how many frames to handle before the
+    /// writer sends.
     pub(crate) fn begin(&mut self) -> u32 {
         TURNS.with(|turns| {
             let seen = turns.get();
