@@ -17,6 +17,8 @@ use crate::transport::{BACKLOG_LIMIT, CLIENT_ALONE, FrameReader, Turns, WeakOutb
 /// Frames taken straight from the buffer before the read loop checks the
 /// writer and the keepalive tick again.
 const FRAMES_PER_CHECK: u32 = 64;
+/// Responses handed over per lock of the connection's state.
+const RESPONSES_PER_LOCK: usize = 16;
 
 pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: FrameReader<R>,
@@ -117,15 +119,27 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
         };
         match frame.kind {
             Kind::Response => {
-                let caller = shared
-                    .state
-                    .lock()
-                    .unwrap()
-                    .complete(frame.call_id, Ok(frame.payload));
-                // None: the call was cancelled or timed out; the late reply is dropped.
-                if let Some(caller) = caller {
-                    caller.wake();
+                // This Response and those right behind it in the buffer,
+                // under one lock; their callers are woken once it is released.
+                let mut callers: [Option<Waker>; RESPONSES_PER_LOCK] = Default::default();
+                {
+                    let mut st = shared.state.lock().unwrap();
+                    // None: the call was cancelled or timed out; the late
+                    // reply is dropped.
+                    callers[0] = st.complete(frame.call_id, Ok(frame.payload));
+                    for caller in &mut callers[1..] {
+                        if turn_left == 0 || fast_frames >= FRAMES_PER_CHECK {
+                            break;
+                        }
+                        let Some(next) = reader.next_buffered(Kind::Response) else {
+                            break;
+                        };
+                        turn_left -= 1;
+                        fast_frames += 1;
+                        *caller = st.complete(next.call_id, Ok(next.payload));
+                    }
                 }
+                callers.into_iter().flatten().for_each(Waker::wake);
             }
             Kind::GoAway => {
                 // No new calls here; keep reading for the replies of calls in

@@ -15,7 +15,7 @@ use futures::Stream;
 use tokio::io::AsyncRead;
 use tokio_util::codec::Decoder;
 
-use crate::protocol::{Frame, FrameCodec, FrameError};
+use crate::protocol::{Frame, FrameCodec, FrameError, HEADER_LEN, Kind, LEN_PREFIX};
 
 /// Room for the first reads; the buffer grows as frames need.
 const INITIAL_CAPACITY: usize = 8 * 1024;
@@ -102,6 +102,23 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The next frame if it is of `kind` and already whole in the buffer:
+    /// no read, and nothing taken otherwise (an error included, which the
+    /// next [`poll_frame`](Self::poll_frame) reports).
+    pub(crate) fn next_buffered(&mut self, kind: Kind) -> Option<Frame> {
+        let head = self.buf.get(..LEN_PREFIX + HEADER_LEN)?;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if head[LEN_PREFIX] != kind as u8 || self.buf.len() < LEN_PREFIX + len {
+            return None;
+        }
+        match self.codec.decode(&mut self.buf) {
+            Ok(Some(frame)) => Some(frame),
+            // A bad frame of this kind: the error is found again (the codec
+            // takes nothing from the buffer when it refuses a frame).
+            _ => None,
+        }
+    }
+
     /// For a reader that takes no frames for now: reads ahead, up to `limit`
     /// bytes buffered, only to notice the peer leaving. Ready once the peer
     /// has closed its side or a read failed (the frames before that are
@@ -177,6 +194,55 @@ mod tests {
             reader.next().await.is_none(),
             "a close between frames ends the stream"
         );
+    }
+
+    #[tokio::test]
+    async fn only_a_whole_buffered_frame_of_the_kind_asked_for_is_taken_without_reading() {
+        let (mut w, r) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(r, FrameCodec::new(1 << 20));
+        let ping = FrameBuf::new(Kind::Ping, 9, 0).finish();
+        let mut bytes = frame(1, b"first").to_vec();
+        bytes.extend_from_slice(&frame(2, b"second"));
+        bytes.extend_from_slice(&ping);
+        bytes.extend_from_slice(&frame(3, b"third")[..10]);
+        w.write_all(&bytes).await.unwrap();
+        assert!(
+            reader.next_buffered(Kind::Request).is_none(),
+            "nothing read yet"
+        );
+        assert_eq!(reader.next().await.unwrap().unwrap().call_id, 1);
+        assert_eq!(reader.next_buffered(Kind::Request).unwrap().call_id, 2);
+        // A frame of another kind stays for the next poll.
+        assert!(reader.next_buffered(Kind::Request).is_none());
+        assert_eq!(reader.next().await.unwrap().unwrap().kind, Kind::Ping);
+        // So does a frame not yet whole.
+        assert!(reader.next_buffered(Kind::Request).is_none());
+        w.write_all(&frame(3, b"third")[10..]).await.unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap().call_id, 3);
+        // And a bad one: the error comes with the next poll.
+        w.write_all(&[
+            0,
+            0,
+            0,
+            10,
+            Kind::Request as u8,
+            0xFF,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            4,
+        ])
+        .await
+        .unwrap();
+        tokio::task::yield_now().await;
+        let _ = futures::poll!(reader.next());
+        assert!(reader.next_buffered(Kind::Request).is_none());
+        let err = reader.next().await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("flags"), "{err}");
     }
 
     #[tokio::test]
