@@ -48,19 +48,40 @@ pub(super) enum Slot {
     Done(Reply),
 }
 
-impl State {
-    /// Hands call `id` its outcome; returns the caller's waker, to wake once
-    /// the lock is released. Nothing if the call is gone (its caller gave up)
-    /// or already has one (the first outcome stands).
-    pub(super) fn complete(&mut self, id: u64, reply: Reply) -> Option<Waker> {
-        let waiting = self.pending.get_mut(&id)?;
-        match &waiting.slot {
-            Slot::Waiting(_) => match std::mem::replace(&mut waiting.slot, Slot::Done(reply)) {
-                Slot::Waiting(waker) => Some(waker),
-                Slot::Done(_) => None,
-            },
-            Slot::Done(_) => None,
+impl Waiting {
+    /// Puts the outcome in place of the caller's waker and returns the waker,
+    /// to wake once the lock is released; nothing if an outcome is already
+    /// there (the first one stands).
+    fn settle(&mut self, reply: Reply) -> Option<Waker> {
+        match std::mem::replace(&mut self.slot, Slot::Done(reply)) {
+            Slot::Waiting(waker) => Some(waker),
+            first @ Slot::Done(_) => {
+                self.slot = first;
+                None
+            }
         }
+    }
+}
+
+impl State {
+    /// Hands call `id` its outcome (see [`Waiting::settle`]); nothing if the
+    /// call is gone (its caller gave up).
+    pub(super) fn complete(&mut self, id: u64, reply: Reply) -> Option<Waker> {
+        self.pending.get_mut(&id)?.settle(reply)
+    }
+
+    /// Fails every call still waiting for an outcome that `due` picks;
+    /// returns their ids and callers' wakers.
+    pub(super) fn fail_waiting(
+        &mut self,
+        due: impl Fn(&Waiting) -> bool,
+        failure: impl Fn() -> Failure,
+    ) -> Vec<(u64, Waker)> {
+        self.pending
+            .iter_mut()
+            .filter(|(_, w)| matches!(w.slot, Slot::Waiting(_)) && due(w))
+            .filter_map(|(&id, w)| Some((id, w.settle(Err(failure()))?)))
+            .collect()
     }
 
     /// Gives back a slot under the in-flight cap; returns the waker of the

@@ -190,14 +190,14 @@ impl Drop for Closing<'_> {
         let callers: Vec<Waker> = {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.closed = Some(reason.clone());
-            let ids: Vec<u64> = st.waiting().map(|(id, _)| id).collect();
-            let mut callers: Vec<Waker> = ids
-                .into_iter()
-                .filter_map(|id| st.complete(id, Err(Failure::Closed(reason.clone()))))
-                .collect();
+            let failed = st.fail_waiting(|_| true, || Failure::Closed(reason.clone()));
             // And those waiting for a slot: they go elsewhere.
-            callers.extend(st.everyone_in_line());
-            callers
+            let in_line = st.everyone_in_line();
+            failed
+                .into_iter()
+                .map(|(_, caller)| caller)
+                .chain(in_line)
+                .collect()
         };
         callers.into_iter().for_each(Waker::wake);
     }
@@ -223,15 +223,7 @@ fn expire(shared: &Shared, outbox: &WeakOutbox) {
     let now = Instant::now();
     let expired: Vec<(u64, Waker)> = {
         let mut st = shared.state.lock().unwrap();
-        let ids: Vec<u64> = st
-            .waiting()
-            .filter(|(_, w)| w.deadline <= now)
-            .map(|(id, _)| id)
-            .collect();
-        let expired = ids
-            .into_iter()
-            .filter_map(|id| Some((id, st.complete(id, Err(Failure::Deadline))?)))
-            .collect();
+        let expired = st.fail_waiting(|w| w.deadline <= now, || Failure::Deadline);
         st.timer = st.waiting().map(|(_, w)| w.deadline).min();
         expired
     };

@@ -292,7 +292,7 @@ impl Driver {
                     }
                 }
                 _ = tick.tick() => {
-                    if let Some(end) = self.check_timers(reader, &mut clock, parked || backed_up) {
+                    if let Some(end) = self.check_timers(reader, &mut clock, paused) {
                         return end;
                     }
                 }
