@@ -47,14 +47,12 @@ pub(super) fn decode_output(method: &Method, call: TokenStream) -> Generated {
     }
 }
 
-/// Decodes the reply as the newtype `wrapper`, then unwraps it.
+/// Decodes the reply as the newtype `wrapper`, then unwraps it: inside the
+/// call's own future (an `async` block around it would double its size).
 fn map_output(wrapper: TokenStream, call: TokenStream) -> TokenStream {
-    quote! {{
-        let __rpc_call = self.channel.call::<#wrapper>(#call);
-        async move {
-            ::core::result::Result::map(__rpc_call.await, |__rpc_out| __rpc_out.0)
-        }
-    }}
+    quote! {
+        self.channel.call_map(#call, |__rpc_out: #wrapper| __rpc_out.0)
+    }
 }
 
 /// Server side: the reply frame for the handler's value `__rpc_out`.

@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -18,11 +17,11 @@ use super::Config;
 use super::reader;
 use crate::Error;
 use crate::id_map::IdMap;
-use crate::protocol::{FrameBuf, FrameCodec, GoAwayReason, Kind, LEN_PREFIX, RequestHead};
+use crate::protocol::{FrameBuf, FrameCodec, GoAwayReason, Kind, LEN_PREFIX, Payload, RequestHead};
 use crate::transport::{self, DIRECT_WRITE, FrameReader, Outbox};
 
 /// What a waiting caller receives: the Response payload, or why it never came.
-pub(super) type Reply = Result<Bytes, Failure>;
+pub(super) type Reply = Result<Payload, Failure>;
 
 /// Why a call got no Response.
 #[derive(Debug, Clone)]
@@ -118,7 +117,6 @@ impl State {
 pub(super) struct Connection {
     outbox: Outbox,
     shared: Arc<Shared>,
-    next_id: AtomicU64,
     /// The largest frame the server accepts (and we would send).
     send_limit: usize,
     reader: JoinHandle<()>,
@@ -187,6 +185,9 @@ pub(super) struct State {
     /// Callers waiting for a slot, first come, first served, by ticket.
     pub(super) queue: VecDeque<(u64, Waker)>,
     pub(super) next_ticket: u64,
+    /// The id of the next call: given under this lock, which every call
+    /// takes anyway, rather than by an atomic counter of its own.
+    pub(super) next_id: u64,
 }
 
 /// Why a caller waiting for a slot under the in-flight cap got none.
@@ -198,9 +199,9 @@ enum NoSlot {
 
 /// What [`Connection::queue_request`] did.
 enum Queued {
-    /// The request is queued, the call recorded; and whether its deadline is
-    /// earlier than the timer's.
-    Sent(Sent, bool),
+    /// The request is queued, the call recorded under this id; and whether
+    /// its deadline is earlier than the timer's.
+    Sent(Sent, u64, bool),
     /// No slot under the in-flight cap: the request back, to wait in line.
     Wait(FrameBuf),
     Refused(CallError),
@@ -280,6 +281,7 @@ impl Connection {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 max_in_flight: config.max_in_flight,
+                next_id: 1,
                 ..State::default()
             }),
             timer_moved: Notify::new(),
@@ -295,7 +297,6 @@ impl Connection {
         Ok(Arc::new(Connection {
             outbox,
             shared,
-            next_id: AtomicU64::new(1),
             send_limit: config.max_frame.min(theirs.accepts()),
             reader,
             peer,
@@ -303,13 +304,13 @@ impl Connection {
     }
 
     /// Takes a slot under the in-flight cap (unless `granted` one already),
-    /// queues the request and records the call, all under the state lock.
+    /// gives the call its id, queues the request and records the call, all
+    /// under the state lock.
     #[allow(clippy::too_many_arguments)]
     fn queue_request(
         &self,
         method: &'static str,
-        frame: FrameBuf,
-        id: u64,
+        mut frame: FrameBuf,
         deadline: Instant,
         budget: Duration,
         granted: bool,
@@ -355,6 +356,9 @@ impl Connection {
             }
             st.in_flight += 1;
         }
+        let id = st.next_id;
+        st.next_id += 1;
+        RequestHead::patch(&mut frame, id, budget);
         // A small request is copied into the writer's batch and kept here; a
         // large one is shared with the writer, not copied.
         let (request, queued) = if frame.len() >= DIRECT_WRITE {
@@ -380,7 +384,7 @@ impl Connection {
         if earlier {
             st.timer = Some(deadline);
         }
-        Queued::Sent(request, earlier)
+        Queued::Sent(request, id, earlier)
     }
 
     /// Waits in line for a slot under the in-flight cap, until `deadline`.
@@ -459,7 +463,7 @@ impl Connection {
         mut frame: FrameBuf,
         deadline: Instant,
         made_at: Option<Instant>,
-    ) -> Result<(Bytes, FrameBuf), CallError> {
+    ) -> Result<(Payload, FrameBuf), CallError> {
         let deadline_exceeded =
             |budget| CallError::Failed(Error::DeadlineExceeded { method, budget });
         // The budget sent is what is left now. When the call was made just
@@ -467,17 +471,15 @@ impl Connection {
         // counted from then, without reading the clock again (each read was
         // a few percent of the client's time per small call).
         let mut now = made_at;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // This task's waker, stored with the entry: the first poll below then
         // need not take the lock to register it.
         let mut waker = Some(std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await);
         // A slot under the in-flight cap, given to us while we waited in line.
         let mut granted = false;
-        let (request, earlier, budget) = loop {
+        let (request, id, earlier, budget) = loop {
             let budget = deadline.saturating_duration_since(now.unwrap_or_else(Instant::now));
-            RequestHead::patch(&mut frame, id, budget);
-            match self.queue_request(method, frame, id, deadline, budget, granted, &mut waker) {
-                Queued::Sent(request, earlier) => break (request, earlier, budget),
+            match self.queue_request(method, frame, deadline, budget, granted, &mut waker) {
+                Queued::Sent(request, id, earlier) => break (request, id, earlier, budget),
                 Queued::Refused(err) => return Err(err),
                 Queued::Wait(unsent) => {
                     // Boxed, to keep the common path's future small; the
@@ -563,9 +565,100 @@ struct Pending<'a> {
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
+        self.conn.abandon(self.id);
+    }
+}
+
+/// What [`Connection::try_send`] did with a request.
+pub(super) enum Tried {
+    /// Queued: the call is in flight.
+    Sent(InFlight),
+    /// Not sent, and it could only be by waiting (for a slot under the
+    /// in-flight cap) or elsewhere (the connection takes no more calls): the
+    /// request back.
+    NotNow(FrameBuf),
+    /// A failure to hand to the caller as is.
+    Failed(Error),
+}
+
+/// A call whose request is queued, holding its connection: the outcome comes
+/// through [`poll`](Self::poll). Dropped before that, it takes its entry
+/// with it and tells the server to drop the handler.
+pub(super) struct InFlight {
+    conn: Arc<Connection>,
+    id: u64,
+    /// The request as queued, to send again if the server refuses it.
+    sent: Option<Sent>,
+    /// The outcome was taken (and the entry with it).
+    done: bool,
+}
+
+impl InFlight {
+    /// The call's outcome, once the reader has handed it over.
+    pub(super) fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Reply> {
+        let reply = std::task::ready!(self.conn.shared.poll_outcome(self.id, cx));
+        self.done = true;
+        Poll::Ready(reply)
+    }
+
+    pub(super) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The request as sent, to send elsewhere.
+    pub(super) fn take_frame(&mut self) -> Option<FrameBuf> {
+        self.sent.take().map(Sent::into_frame)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.abandon(self.id);
+        }
+    }
+}
+
+impl Connection {
+    /// Sends without waiting: queues the request if a slot under the
+    /// in-flight cap is free and the connection takes calls, storing
+    /// `waker` to be woken with the outcome. The budget sent is `budget`.
+    pub(super) fn try_send(
+        self: &Arc<Self>,
+        method: &'static str,
+        frame: FrameBuf,
+        deadline: Instant,
+        budget: Duration,
+        waker: &Waker,
+    ) -> Tried {
+        let mut waker = Some(waker.clone());
+        match self.queue_request(method, frame, deadline, budget, false, &mut waker) {
+            Queued::Sent(sent, id, earlier) => {
+                if earlier {
+                    self.shared.timer_moved.notify_one();
+                }
+                Tried::Sent(InFlight {
+                    conn: self.clone(),
+                    id,
+                    sent: Some(sent),
+                    done: false,
+                })
+            }
+            Queued::Wait(frame) | Queued::Refused(CallError::NotSent(frame)) => {
+                Tried::NotNow(frame)
+            }
+            Queued::Refused(CallError::Failed(e)) => Tried::Failed(e),
+        }
+    }
+
+    /// Forgets call `id`, whose caller gave up before taking its outcome
+    /// (deadline, or its future was dropped): the entry goes, the slot is
+    /// passed on, and if the server may still be running it, it is told to
+    /// drop the handler.
+    fn abandon(&self, id: u64) {
         let (removed, next) = {
-            let mut st = self.conn.shared.state.lock().unwrap();
-            let removed = st.pending.remove(&self.id);
+            let mut st = self.shared.state.lock().unwrap();
+            let removed = st.pending.remove(&id);
             let next = if removed.is_some() {
                 st.release()
             } else {
@@ -583,10 +676,7 @@ impl Drop for Pending<'_> {
             ..
         }) = removed
         {
-            let _ = self
-                .conn
-                .outbox
-                .send(FrameBuf::new(Kind::Cancel, self.id, 0));
+            let _ = self.outbox.send(FrameBuf::new(Kind::Cancel, id, 0));
         }
     }
 }

@@ -11,24 +11,25 @@
 //! not have run on the server by then.
 
 mod backoff;
+mod call;
 mod connection;
 mod reader;
 mod reconnect;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::Error;
 use crate::codec;
-use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, RequestHead, Status};
+use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Payload, RequestHead, Status};
 use backoff::Backoff;
+pub use call::Call;
 use connection::{CallError, Connection};
 use reconnect::Reconnect;
 
@@ -255,34 +256,34 @@ impl Channel {
 
     /// Sends an encoded request and decodes the reply as an `R`.
     #[doc(hidden)]
-    pub fn call<R>(
+    pub fn call<R: DeserializeOwned>(&self, request: Request) -> Call<R, R> {
+        self.call_map(request, std::convert::identity)
+    }
+
+    /// As [`call`](Self::call), then turns the `R` into a `T` (generated
+    /// clients decode through a newtype of the method's return type).
+    #[doc(hidden)]
+    pub fn call_map<R: DeserializeOwned, T>(
         &self,
         request: Request,
-    ) -> impl Future<Output = Result<R, Error>> + Send + 'static + use<R>
-    where
-        R: DeserializeOwned + Send + 'static,
-    {
-        let inner = self.inner.clone();
-        async move {
-            let Request {
-                method,
-                deadline,
-                made_at,
-                budget,
-                frame,
-            } = request;
-            let payload = inner
-                .send(method, frame?, deadline, made_at)
-                .await
-                .map_err(|e| match e {
-                    // However far the call got, report the budget it had.
-                    Error::DeadlineExceeded { method, .. } => {
-                        Error::DeadlineExceeded { method, budget }
-                    }
-                    e => e,
-                })?;
-            decode_response(method, budget, payload)
-        }
+        map: fn(R) -> T,
+    ) -> Call<R, T> {
+        let Request {
+            method,
+            deadline,
+            made_at,
+            budget,
+            frame,
+        } = request;
+        Call::new(
+            self.inner.clone(),
+            method,
+            deadline,
+            made_at,
+            budget,
+            frame,
+            map,
+        )
     }
 
     /// The earlier of this handle's timeout and the deadline of the handler we
@@ -338,25 +339,31 @@ impl Inner {
     /// Sends on the current connection, moving to a new one if the request
     /// provably did not run (the connection was draining, or the server
     /// refused it with ShuttingDown after its GoAway crossed our request).
+    /// The general path of a [`Call`], from attempt `first`: 0 tries the
+    /// current connection as it is; `refused` says a server refused the
+    /// call already. `made_at`: when the call was made, if its budget may
+    /// count from then (it has not waited since).
     async fn send(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         method: &'static str,
         frame: FrameBuf,
         deadline: Instant,
-        made_at: Instant,
-    ) -> Result<Bytes, Error> {
+        made_at: Option<Instant>,
+        refused: bool,
+        first: usize,
+    ) -> Result<Payload, Error> {
         let mut frame = frame;
         // Set once a draining server refused the call: it did not run, so if
         // no other connection can be had, the caller hears ShuttingDown
         // (retry-safe), not Disconnected (which may have run).
-        let mut refused = false;
+        let mut refused = refused;
         // Attempt 0 is the current connection as it is; up to three more go
         // through `connection()`, which checks usability and reconnects.
-        for attempt in 0..4 {
+        for attempt in first..4 {
             // First try: the current connection as it is (`call` checks under
             // its own lock whether it still takes calls). Otherwise the
             // reconnect path, boxed: inline, its state would make every
-            // call's future (moved on each call) several times larger.
+            // call's future several times larger.
             let current = if attempt == 0 { self.current() } else { None };
             let conn = match current {
                 Some(conn) => Ok(conn),
@@ -374,7 +381,7 @@ impl Inner {
             };
             // Only the first attempt may count its budget from when the call
             // was made; a later one has waited (for a connection) since.
-            let made_at = (attempt == 0).then_some(made_at);
+            let made_at = if attempt == first { made_at } else { None };
             match conn.call(method, frame, deadline, made_at).await {
                 Ok((payload, _)) if !is_shutting_down(&payload) || conn.is_usable() => {
                     return Ok(payload);
@@ -418,7 +425,7 @@ impl Inner {
     }
 }
 
-fn is_shutting_down(payload: &Bytes) -> bool {
+fn is_shutting_down(payload: &Payload) -> bool {
     payload.first() == Some(&(Status::ShuttingDown as u8))
 }
 
@@ -426,7 +433,7 @@ fn is_shutting_down(payload: &Bytes) -> bool {
 fn decode_response<R: DeserializeOwned>(
     method: &'static str,
     budget: Duration,
-    payload: Bytes,
+    payload: Payload,
 ) -> Result<R, Error> {
     let Some((&status, body)) = payload.split_first() else {
         return Err(Error::Protocol(format!("{method}: empty response")));

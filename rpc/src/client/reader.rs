@@ -126,17 +126,17 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                     let mut st = shared.state.lock().unwrap();
                     // None: the call was cancelled or timed out; the late
                     // reply is dropped.
-                    callers[0] = st.complete(frame.call_id, Ok(frame.payload));
+                    callers[0] = st.complete(frame.call_id, Ok(frame.payload.into()));
                     for caller in &mut callers[1..] {
                         if turn_left == 0 || fast_frames >= FRAMES_PER_CHECK {
                             break;
                         }
-                        let Some(next) = reader.next_buffered(Kind::Response) else {
+                        let Some((id, payload)) = reader.next_buffered(Kind::Response) else {
                             break;
                         };
                         turn_left -= 1;
                         fast_frames += 1;
-                        *caller = st.complete(next.call_id, Ok(next.payload));
+                        *caller = st.complete(id, Ok(payload));
                     }
                 }
                 callers.into_iter().flatten().for_each(Waker::wake);

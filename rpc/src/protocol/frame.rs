@@ -22,6 +22,11 @@ impl FrameCodec {
     pub(crate) fn new(max_frame: usize) -> Self {
         FrameCodec { max_frame }
     }
+
+    /// The largest frame length field accepted.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_frame
+    }
 }
 
 impl Decoder for FrameCodec {

@@ -10,12 +10,14 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use futures::Stream;
 use tokio::io::AsyncRead;
 use tokio_util::codec::Decoder;
 
-use crate::protocol::{Frame, FrameCodec, FrameError, HEADER_LEN, Kind, LEN_PREFIX};
+use crate::protocol::{
+    Frame, FrameCodec, FrameError, HEADER_LEN, INLINE_PAYLOAD, Kind, LEN_PREFIX, Payload,
+};
 
 /// Room for the first reads; the buffer grows as frames need.
 const INITIAL_CAPACITY: usize = 8 * 1024;
@@ -103,16 +105,30 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// The next frame if it is of `kind` and already whole in the buffer:
-    /// no read, and nothing taken otherwise (an error included, which the
+    /// its call id and payload (a small one copied out, see [`Payload`]).
+    /// No read, and nothing taken otherwise (an error included, which the
     /// next [`poll_frame`](Self::poll_frame) reports).
-    pub(crate) fn next_buffered(&mut self, kind: Kind) -> Option<Frame> {
+    pub(crate) fn next_buffered(&mut self, kind: Kind) -> Option<(u64, Payload)> {
         let head = self.buf.get(..LEN_PREFIX + HEADER_LEN)?;
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         if head[LEN_PREFIX] != kind as u8 || self.buf.len() < LEN_PREFIX + len {
             return None;
         }
+        // Whole, so the codec's checks that need no more bytes decide; the
+        // small case repeats them here, to copy the payload out instead.
+        let small = len >= HEADER_LEN
+            && len - HEADER_LEN <= INLINE_PAYLOAD
+            && len <= self.codec.max_frame()
+            && head[LEN_PREFIX + 1] == 0;
+        if small {
+            let call_id = u64::from_be_bytes(head[LEN_PREFIX + 2..].try_into().ok()?);
+            let payload =
+                Payload::copy_small(&self.buf[LEN_PREFIX + HEADER_LEN..LEN_PREFIX + len])?;
+            self.buf.advance(LEN_PREFIX + len);
+            return Some((call_id, payload));
+        }
         match self.codec.decode(&mut self.buf) {
-            Ok(Some(frame)) => Some(frame),
+            Ok(Some(frame)) => Some((frame.call_id, frame.payload.into())),
             // A bad frame of this kind: the error is found again (the codec
             // takes nothing from the buffer when it refuses a frame).
             _ => None,
@@ -211,7 +227,8 @@ mod tests {
             "nothing read yet"
         );
         assert_eq!(reader.next().await.unwrap().unwrap().call_id, 1);
-        assert_eq!(reader.next_buffered(Kind::Request).unwrap().call_id, 2);
+        let (id, payload) = reader.next_buffered(Kind::Request).unwrap();
+        assert_eq!((id, &payload[..]), (2, &b"second"[..]));
         // A frame of another kind stays for the next poll.
         assert!(reader.next_buffered(Kind::Request).is_none());
         assert_eq!(reader.next().await.unwrap().unwrap().kind, Kind::Ping);
@@ -229,6 +246,48 @@ mod tests {
         assert!(reader.next_buffered(Kind::Request).is_none());
         let err = reader.next().await.unwrap().unwrap_err();
         assert!(err.to_string().contains("flags"), "{err}");
+    }
+
+    /// Taken from the buffer, a payload up to the inline size is copied out
+    /// and a larger one is a slice of the buffer; either way the bytes, the
+    /// ids and the frames after are as sent. The same limits hold as for
+    /// frames read any other way: a small frame over `max_frame` is refused.
+    #[tokio::test]
+    async fn buffered_frames_small_and_large_come_out_whole() {
+        let (mut w, r) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(r, FrameCodec::new(1 << 20));
+        let payloads: Vec<Vec<u8>> = [0, 1, INLINE_PAYLOAD, INLINE_PAYLOAD + 1, 5000]
+            .iter()
+            .map(|&n| (0..n).map(|i| (i * 7 + n) as u8).collect())
+            .collect();
+        let mut bytes = frame(100, b"first").to_vec();
+        for (i, p) in payloads.iter().enumerate() {
+            bytes.extend_from_slice(&frame(i as u64 + 1, p));
+        }
+        w.write_all(&bytes).await.unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap().call_id, 100);
+        for (i, p) in payloads.iter().enumerate() {
+            let (id, payload) = reader.next_buffered(Kind::Request).expect("buffered");
+            assert_eq!((id, &payload[..]), (i as u64 + 1, &p[..]));
+            assert_eq!(
+                matches!(payload, Payload::Inline { .. }),
+                p.len() <= INLINE_PAYLOAD,
+                "{} bytes",
+                p.len()
+            );
+        }
+        assert!(reader.read_buffer().is_empty());
+
+        // A limit below even a small frame: refused, not copied out.
+        let (mut w, r) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(r, FrameCodec::new(HEADER_LEN + 2));
+        let mut bytes = frame(1, b"ok").to_vec();
+        bytes.extend_from_slice(&frame(2, b"too long"));
+        w.write_all(&bytes).await.unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap().call_id, 1);
+        assert!(reader.next_buffered(Kind::Request).is_none());
+        let err = reader.next().await.unwrap().unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { .. }), "{err}");
     }
 
     #[tokio::test]

@@ -80,8 +80,11 @@ struct Queue {
     senders: AtomicUsize,
     /// Set once nothing more may be queued: [`Outbox::close`] or the writer ended.
     closed: AtomicBool,
-    /// Bytes queued and not yet written to the socket.
-    bytes: AtomicUsize,
+    /// Bytes queued so far. Changed only under the `pending` lock and
+    /// `written` only by the writer, so each is a plain load and store, not
+    /// an atomic read-modify-write (one of those per frame was a measurable
+    /// part of queueing a small one).
+    pushed: AtomicU64,
     /// Bytes written to the socket so far.
     written: AtomicU64,
     /// Signalled whenever the writer has written something, and when it ends.
@@ -142,7 +145,11 @@ impl Outbox {
         }
         let was_empty = pending.is_empty();
         add(&mut pending);
-        self.queue.bytes.fetch_add(len, Ordering::Relaxed);
+        let pushed = &self.queue.pushed;
+        pushed.store(
+            pushed.load(Ordering::Relaxed) + len as u64,
+            Ordering::Release,
+        );
         drop(pending);
         if was_empty {
             self.queue.wake.notify_one();
@@ -152,7 +159,10 @@ impl Outbox {
 
     /// Bytes queued and not yet written.
     pub(crate) fn queued(&self) -> usize {
-        self.queue.bytes.load(Ordering::Relaxed)
+        // `written` first: it never passes `pushed`, which only grows.
+        let written = self.queue.written.load(Ordering::Acquire);
+        let pushed = self.queue.pushed.load(Ordering::Acquire);
+        usize::try_from(pushed.saturating_sub(written)).unwrap_or(usize::MAX)
     }
 
     /// Bytes written to the socket so far: it stops moving when the peer stops
@@ -407,8 +417,11 @@ async fn write_counted<W: AsyncWrite + Unpin>(
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         buf = &buf[n..];
-        queue.bytes.fetch_sub(n, Ordering::Relaxed);
-        queue.written.fetch_add(n as u64, Ordering::Relaxed);
+        let written = &queue.written;
+        written.store(
+            written.load(Ordering::Relaxed) + n as u64,
+            Ordering::Release,
+        );
         queue.progress.notify_waiters();
     }
     Ok(())
