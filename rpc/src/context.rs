@@ -83,9 +83,18 @@ pub(crate) fn current_deadline() -> Option<Instant> {
 /// `start + d`, or a deadline so far away that it never comes if that
 /// overflows (`Duration::MAX` means "no deadline", not a panic).
 pub(crate) fn deadline_after(start: Instant, d: Duration) -> Instant {
+    deadline_in(start, d).0
+}
+
+/// [`deadline_after`], and the time from `start` to it (without subtracting
+/// one instant from another, which costs more than it looks).
+pub(crate) fn deadline_in(start: Instant, d: Duration) -> (Instant, Duration) {
     // About 30 years: further than any call lives.
     const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
-    start.checked_add(d).unwrap_or_else(|| start + FAR)
+    match start.checked_add(d) {
+        Some(at) => (at, d),
+        None => (start + FAR, FAR),
+    }
 }
 
 /// Runs `f` with `ctx` as the current context on every poll, and when it is

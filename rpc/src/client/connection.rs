@@ -15,10 +15,10 @@ use tokio::time::Instant;
 
 use super::Config;
 use super::reader;
+use super::slots::Slots;
 use crate::Error;
-use crate::id_map::IdMap;
 use crate::protocol::{FrameBuf, FrameCodec, GoAwayReason, Kind, LEN_PREFIX, Payload, RequestHead};
-use crate::transport::{self, DIRECT_WRITE, FrameReader, Outbox};
+use crate::transport::{self, DIRECT_WRITE, FrameReader, Lane, Outbox, Pending as Outgoing};
 
 /// What a waiting caller receives: the Response payload, or why it never came.
 pub(super) type Reply = Result<Payload, Failure>;
@@ -66,7 +66,7 @@ impl State {
     /// Hands call `id` its outcome (see [`Waiting::settle`]); nothing if the
     /// call is gone (its caller gave up).
     pub(super) fn complete(&mut self, id: u64, reply: Reply) -> Option<Waker> {
-        self.pending.get_mut(&id)?.settle(reply)
+        self.pending.get_mut(id)?.settle(reply)
     }
 
     /// Fails every call still waiting for an outcome that `due` picks;
@@ -79,7 +79,7 @@ impl State {
         self.pending
             .iter_mut()
             .filter(|(_, w)| matches!(w.slot, Slot::Waiting(_)) && due(w))
-            .filter_map(|(&id, w)| Some((id, w.settle(Err(failure()))?)))
+            .filter_map(|(id, w)| Some((id, w.settle(Err(failure()))?)))
             .collect()
     }
 
@@ -110,12 +110,11 @@ impl State {
         self.pending
             .iter()
             .filter(|(_, w)| matches!(w.slot, Slot::Waiting(_)))
-            .map(|(&id, w)| (id, w))
     }
 }
 
 pub(super) struct Connection {
-    outbox: Outbox,
+    outbox: Outbox<StateLane>,
     shared: Arc<Shared>,
     /// The largest frame the server accepts (and we would send).
     send_limit: usize,
@@ -135,7 +134,7 @@ impl Shared {
     /// when it does.
     fn poll_outcome(&self, id: u64, cx: &mut std::task::Context<'_>) -> Poll<Reply> {
         let mut st = self.state.lock().unwrap();
-        let Some(waiting) = st.pending.get_mut(&id) else {
+        let Some(waiting) = st.pending.get_mut(id) else {
             // Entries leave only through their caller; never expected.
             return Poll::Ready(Err(Failure::Closed("the call's entry was lost".into())));
         };
@@ -147,7 +146,7 @@ impl Shared {
                 Poll::Pending
             }
             Slot::Done(_) => {
-                let Some(Slot::Done(reply)) = st.pending.remove(&id).map(|w| w.slot) else {
+                let Some(Slot::Done(reply)) = st.pending.remove(id).map(|w| w.slot) else {
                     unreachable!("just seen done")
                 };
                 let next = st.release();
@@ -169,7 +168,7 @@ impl Shared {
 /// scan per timeout period instead of a timer entry per call.
 #[derive(Default)]
 pub(super) struct State {
-    pub(super) pending: IdMap<Waiting>,
+    pub(super) pending: Slots<Waiting>,
     /// When the reader's timer fires: no later than any pending deadline.
     pub(super) timer: Option<Instant>,
     /// Set once the connection is dead; no call may be added after.
@@ -185,9 +184,37 @@ pub(super) struct State {
     /// Callers waiting for a slot, first come, first served, by ticket.
     pub(super) queue: VecDeque<(u64, Waker)>,
     pub(super) next_ticket: u64,
-    /// The id of the next call: given under this lock, which every call
-    /// takes anyway, rather than by an atomic counter of its own.
-    pub(super) next_id: u64,
+    /// The frames waiting for the writer: under this lock, so a call queues
+    /// its request under the one lock it takes to record itself.
+    out: Outgoing,
+}
+
+/// The writer's lane: the connection's state lock (see [`State::out`]).
+pub(super) struct StateLane(Arc<Shared>);
+
+impl Lane for StateLane {
+    type Guard<'a> = OutGuard<'a>;
+
+    fn lock(&self) -> OutGuard<'_> {
+        OutGuard(self.0.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The state, locked for the writer's frames.
+pub(super) struct OutGuard<'a>(MutexGuard<'a, State>);
+
+impl std::ops::Deref for OutGuard<'_> {
+    type Target = Outgoing;
+
+    fn deref(&self) -> &Outgoing {
+        &self.0.out
+    }
+}
+
+impl std::ops::DerefMut for OutGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Outgoing {
+        &mut self.0.out
+    }
 }
 
 /// Why a caller waiting for a slot under the in-flight cap got none.
@@ -277,15 +304,15 @@ impl Connection {
             config.max_frame,
         )
         .await?;
-        let (outbox, writer) = transport::start_writer(w, config.write_batching, false);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 max_in_flight: config.max_in_flight,
-                next_id: 1,
                 ..State::default()
             }),
             timer_moved: Notify::new(),
         });
+        let lane = StateLane(shared.clone());
+        let (outbox, writer) = transport::start_writer_on(w, config.write_batching, false, lane);
         let reader = tokio::spawn(reader::read_loop(
             reader,
             writer,
@@ -356,30 +383,28 @@ impl Connection {
             }
             st.in_flight += 1;
         }
-        let id = st.next_id;
-        st.next_id += 1;
+        // The call's id names its entry (see [`Slots`]): recorded first, and
+        // forgotten again if the request cannot be queued.
+        let id = st.pending.insert(Waiting {
+            deadline,
+            slot: Slot::Waiting(waker.take().expect("one entry per call")),
+        });
         RequestHead::patch(&mut frame, id, budget);
         // A small request is copied into the writer's batch and kept here; a
         // large one is shared with the writer, not copied.
         let (request, queued) = if frame.len() >= DIRECT_WRITE {
             let bytes = frame.finish();
-            let queued = self.outbox.send(bytes.clone());
+            let queued = self.outbox.send_locked(&mut st.out, bytes.clone());
             (Sent::Shared(bytes), queued)
         } else {
             let mut frame = frame;
-            let queued = self.outbox.send_slice(frame.seal());
+            let queued = self.outbox.send_slice_locked(&mut st.out, frame.seal());
             (Sent::Buf(frame), queued)
         };
         if !queued {
+            st.pending.remove(id);
             return leave(st, true, CallError::NotSent(request.into_frame()));
         }
-        st.pending.insert(
-            id,
-            Waiting {
-                deadline,
-                slot: Slot::Waiting(waker.take().expect("one entry per call")),
-            },
-        );
         let earlier = st.timer.is_none_or(|t| deadline < t);
         if earlier {
             st.timer = Some(deadline);
@@ -658,7 +683,7 @@ impl Connection {
     fn abandon(&self, id: u64) {
         let (removed, next) = {
             let mut st = self.shared.state.lock().unwrap();
-            let removed = st.pending.remove(&id);
+            let removed = st.pending.remove(id);
             let next = if removed.is_some() {
                 st.release()
             } else {

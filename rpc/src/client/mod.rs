@@ -15,6 +15,7 @@ mod call;
 mod connection;
 mod reader;
 mod reconnect;
+mod slots;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -244,12 +245,12 @@ impl Channel {
         args: &A,
     ) -> Request {
         let now = Instant::now();
-        let deadline = self.deadline(now);
+        let (deadline, budget) = self.deadline(now);
         Request {
             method,
             deadline,
             made_at: now,
-            budget: deadline.saturating_duration_since(now),
+            budget,
             frame: self.encode_request(method, method_id, args),
         }
     }
@@ -287,12 +288,15 @@ impl Channel {
     }
 
     /// The earlier of this handle's timeout and the deadline of the handler we
-    /// are running in, if any: budgets propagate through call chains.
-    fn deadline(&self, now: Instant) -> Instant {
-        let own = crate::context::deadline_after(now, self.timeout);
+    /// are running in, if any (budgets propagate through call chains); and
+    /// the budget from `now` to it.
+    fn deadline(&self, now: Instant) -> (Instant, Duration) {
+        let (own, budget) = crate::context::deadline_in(now, self.timeout);
         match crate::context::current_deadline() {
-            Some(inherited) if inherited < own => inherited,
-            _ => own,
+            Some(inherited) if inherited < own => {
+                (inherited, inherited.saturating_duration_since(now))
+            }
+            _ => (own, budget),
         }
     }
 

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
-use super::connection::{Failure, Shared};
+use super::connection::{Failure, Shared, StateLane};
 use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, Kind};
 use crate::transport::{BACKLOG_LIMIT, CLIENT_ALONE, FrameReader, Turns, WeakOutbox, Writer};
 
@@ -24,7 +24,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: FrameReader<R>,
     mut writer: Writer,
     shared: Arc<Shared>,
-    outbox: WeakOutbox,
+    outbox: WeakOutbox<StateLane>,
     keepalive_interval: Duration,
     keepalive_timeout: Duration,
 ) {
@@ -219,7 +219,7 @@ fn rearm(shared: &Shared, timer: std::pin::Pin<&mut tokio::time::Sleep>) -> bool
 
 /// Fails the calls whose deadline has passed (telling the server to drop
 /// their handlers), and records the earliest deadline left.
-fn expire(shared: &Shared, outbox: &WeakOutbox) {
+fn expire(shared: &Shared, outbox: &WeakOutbox<StateLane>) {
     let now = Instant::now();
     let expired: Vec<(u64, Waker)> = {
         let mut st = shared.state.lock().unwrap();

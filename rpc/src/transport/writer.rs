@@ -59,20 +59,65 @@ impl From<FrameBuf> for Outgoing {
 /// one producer that could grow it without end, the server's read loop,
 /// stops reading while [`queued`](Self::queued) is high (see
 /// [`wait_for_room`](Self::wait_for_room)).
-#[derive(Debug)]
-pub(crate) struct Outbox {
-    queue: Arc<Queue>,
+pub(crate) struct Outbox<L: Lane = OwnLane> {
+    queue: Arc<Queue<L>>,
 }
 
 /// An [`Outbox`] that does not keep the writer alive.
-#[derive(Debug, Clone)]
-pub(crate) struct WeakOutbox {
-    queue: Arc<Queue>,
+pub(crate) struct WeakOutbox<L: Lane = OwnLane> {
+    queue: Arc<Queue<L>>,
 }
 
+impl<L: Lane> Clone for WeakOutbox<L> {
+    fn clone(&self) -> Self {
+        WeakOutbox {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<L: Lane> std::fmt::Debug for Outbox<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("queued", &self.queued())
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: Lane> std::fmt::Debug for WeakOutbox<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakOutbox").finish_non_exhaustive()
+    }
+}
+
+/// The lock that guards a writer's pending frames: its own ([`OwnLane`]),
+/// or one its producers hold anyway when they queue (the client's: the lock
+/// of the connection's state, which every call takes to record itself, so
+/// that queueing a request takes one lock, not two).
+pub(crate) trait Lane: Send + Sync + 'static {
+    type Guard<'a>: std::ops::DerefMut<Target = Pending>
+    where
+        Self: 'a;
+
+    fn lock(&self) -> Self::Guard<'_>;
+}
+
+/// A writer's lock of its own.
 #[derive(Debug, Default)]
-struct Queue {
-    pending: Mutex<Pending>,
+pub(crate) struct OwnLane(Mutex<Pending>);
+
+impl Lane for OwnLane {
+    type Guard<'a> = MutexGuard<'a, Pending>;
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // Nothing panics while holding it; recover the data if something did.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct Queue<L> {
+    pending: L,
     /// Wakes the writer: something was queued into an empty queue, the last
     /// Outbox went away, or the queue was closed.
     wake: Notify,
@@ -93,9 +138,24 @@ struct Queue {
     batching: bool,
 }
 
+impl<L> Queue<L> {
+    fn new(pending: L, batching: bool) -> Self {
+        Queue {
+            pending,
+            wake: Notify::new(),
+            senders: AtomicUsize::new(1),
+            closed: AtomicBool::new(false),
+            pushed: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            progress: Notify::new(),
+            batching,
+        }
+    }
+}
+
 /// What waits for the writer, in order: `blocks`, then `tail`.
 #[derive(Debug, Default)]
-struct Pending {
+pub(crate) struct Pending {
     /// Large frames, and the small ones queued before them.
     blocks: Vec<Bytes>,
     /// Small frames queued after the last block, back to back.
@@ -115,46 +175,71 @@ impl Pending {
     }
 }
 
-impl Outbox {
+impl<L: Lane> Outbox<L> {
     /// Queues a frame; false if the writer has ended or the outbox was closed.
     pub(crate) fn send(&self, frame: impl Into<Outgoing>) -> bool {
+        let queued = self.queue_in(&mut self.queue.pending.lock(), frame.into());
+        self.woke(queued)
+    }
+
+    /// As [`send`](Self::send), into `pending`: the lane's, which the
+    /// caller has locked.
+    pub(crate) fn send_locked(&self, pending: &mut Pending, frame: impl Into<Outgoing>) -> bool {
+        let queued = self.queue_in(pending, frame.into());
+        self.woke(queued)
+    }
+
+    /// Queues a copy of a finished frame, into `pending`: the lane's, which
+    /// the caller has locked; false as [`send`](Self::send).
+    pub(crate) fn send_slice_locked(&self, pending: &mut Pending, frame: &[u8]) -> bool {
+        let queued = self.copy_in(pending, frame);
+        self.woke(queued)
+    }
+
+    fn queue_in(&self, pending: &mut Pending, frame: Outgoing) -> Pushed {
         let copy = |len: usize| len < DIRECT_WRITE && self.queue.batching;
-        let block = match frame.into() {
-            Outgoing::Bytes(b) if copy(b.len()) => return self.send_slice(&b),
-            Outgoing::Buf(mut f) if copy(f.len()) => return self.send_slice(f.seal()),
+        let block = match frame {
+            Outgoing::Bytes(b) if copy(b.len()) => return self.copy_in(pending, &b),
+            Outgoing::Buf(mut f) if copy(f.len()) => return self.copy_in(pending, f.seal()),
             Outgoing::Bytes(b) => b,
             Outgoing::Buf(f) => f.finish(),
         };
-        self.push(block.len(), |p| p.push_block(block))
+        self.push(pending, block.len(), |p| p.push_block(block))
     }
 
-    /// Queues a copy of a finished frame; false as [`send`](Self::send).
-    pub(crate) fn send_slice(&self, frame: &[u8]) -> bool {
+    fn copy_in(&self, pending: &mut Pending, frame: &[u8]) -> Pushed {
         if !self.queue.batching {
-            return self.send(Bytes::copy_from_slice(frame));
+            return self.queue_in(pending, Outgoing::Bytes(Bytes::copy_from_slice(frame)));
         }
-        self.push(frame.len(), |p| p.tail.extend_from_slice(frame))
+        self.push(pending, frame.len(), |p| p.tail.extend_from_slice(frame))
     }
 
-    fn push(&self, len: usize, add: impl FnOnce(&mut Pending)) -> bool {
-        let mut pending = self.queue.lock();
+    /// Wakes the writer if the frame went into an empty queue.
+    fn woke(&self, pushed: Pushed) -> bool {
+        if let Pushed::IntoEmpty = pushed {
+            self.queue.wake.notify_one();
+        }
+        !matches!(pushed, Pushed::Closed)
+    }
+
+    fn push(&self, pending: &mut Pending, len: usize, add: impl FnOnce(&mut Pending)) -> Pushed {
         // Checked under the lock that `close` and the writer's end take, so
         // nothing is queued after the writer took its last batch.
         if self.queue.closed.load(Ordering::Relaxed) {
-            return false;
+            return Pushed::Closed;
         }
         let was_empty = pending.is_empty();
-        add(&mut pending);
+        add(pending);
         let pushed = &self.queue.pushed;
         pushed.store(
             pushed.load(Ordering::Relaxed) + len as u64,
             Ordering::Release,
         );
-        drop(pending);
         if was_empty {
-            self.queue.wake.notify_one();
+            Pushed::IntoEmpty
+        } else {
+            Pushed::Behind
         }
-        true
     }
 
     /// Bytes queued and not yet written.
@@ -192,19 +277,29 @@ impl Outbox {
     /// Asks the writer to write what is queued, then shut the write side down,
     /// even while other clones of this outbox are alive.
     pub(crate) fn close(&self) {
-        let _pending = self.queue.lock();
+        let _pending = self.queue.pending.lock();
         self.queue.closed.store(true, Ordering::Relaxed);
         self.queue.wake.notify_one();
     }
 
-    pub(crate) fn downgrade(&self) -> WeakOutbox {
+    pub(crate) fn downgrade(&self) -> WeakOutbox<L> {
         WeakOutbox {
             queue: self.queue.clone(),
         }
     }
 }
 
-impl Clone for Outbox {
+/// What [`Outbox::push`] did.
+enum Pushed {
+    /// Into an empty queue: the writer needs waking.
+    IntoEmpty,
+    /// Behind frames the writer will take anyway.
+    Behind,
+    /// Nothing: the writer has ended or the outbox was closed.
+    Closed,
+}
+
+impl<L: Lane> Clone for Outbox<L> {
     fn clone(&self) -> Self {
         self.queue.senders.fetch_add(1, Ordering::Relaxed);
         Outbox {
@@ -213,7 +308,7 @@ impl Clone for Outbox {
     }
 }
 
-impl Drop for Outbox {
+impl<L: Lane> Drop for Outbox<L> {
     fn drop(&mut self) {
         if self.queue.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.queue.wake.notify_one();
@@ -221,8 +316,8 @@ impl Drop for Outbox {
     }
 }
 
-impl WeakOutbox {
-    pub(crate) fn upgrade(&self) -> Option<Outbox> {
+impl<L: Lane> WeakOutbox<L> {
+    pub(crate) fn upgrade(&self) -> Option<Outbox<L>> {
         // Only from a live count: once the last Outbox is gone the writer is
         // finishing, and no new one may appear.
         let senders = &self.queue.senders;
@@ -243,13 +338,6 @@ impl WeakOutbox {
     }
 }
 
-impl Queue {
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        // Nothing panics while holding it; recover the data if something did.
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// Starts the writer over `io`. It ends, shutting down the write side, when
 /// every [`Outbox`] is dropped or one is [closed](Outbox::close), or with the
 /// first I/O error. Without `batching`, each frame gets its own write.
@@ -260,11 +348,21 @@ pub(crate) fn start_writer<W>(io: W, batching: bool, inline: bool) -> (Outbox, W
 where
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let queue = Arc::new(Queue {
-        senders: AtomicUsize::new(1),
-        batching,
-        ..Queue::default()
-    });
+    start_writer_on(io, batching, inline, OwnLane::default())
+}
+
+/// [`start_writer`], its pending frames guarded by `lane`.
+pub(crate) fn start_writer_on<W, L>(
+    io: W,
+    batching: bool,
+    inline: bool,
+    lane: L,
+) -> (Outbox<L>, Writer)
+where
+    W: AsyncWrite + Send + Unpin + 'static,
+    L: Lane,
+{
+    let queue = Arc::new(Queue::new(lane, batching));
     let run = run(io, queue.clone());
     let state = if inline {
         WriterState::Inline(Box::pin(run))
@@ -344,11 +442,11 @@ impl Future for Writer {
 /// Closes the queue when the writer ends, however it ends (error, or its
 /// task aborted), and wakes [`Outbox::wait_for_room`]: the queue will not
 /// drain any more.
-struct Ended<'a>(&'a Queue);
+struct Ended<'a, L: Lane>(&'a Queue<L>);
 
-impl Drop for Ended<'_> {
+impl<L: Lane> Drop for Ended<'_, L> {
     fn drop(&mut self) {
-        let mut pending = self.0.lock();
+        let mut pending = self.0.pending.lock();
         self.0.closed.store(true, Ordering::Relaxed);
         *pending = Pending::default();
         drop(pending);
@@ -356,14 +454,17 @@ impl Drop for Ended<'_> {
     }
 }
 
-async fn run<W: AsyncWrite + Unpin>(mut io: W, queue: Arc<Queue>) -> std::io::Result<()> {
+async fn run<W: AsyncWrite + Unpin, L: Lane>(
+    mut io: W,
+    queue: Arc<Queue<L>>,
+) -> std::io::Result<()> {
     let _ended = Ended(&queue);
     let mut batch = Pending::default();
     let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
         != tokio::runtime::RuntimeFlavor::CurrentThread;
     loop {
         let finished = {
-            let mut pending = queue.lock();
+            let mut pending = queue.pending.lock();
             std::mem::swap(&mut *pending, &mut batch);
             // With nothing taken, is anything still to come?
             batch.is_empty()
@@ -406,10 +507,10 @@ async fn run<W: AsyncWrite + Unpin>(mut io: W, queue: Arc<Queue>) -> std::io::Re
 
 /// `write_all`, accounting for every chunk the socket takes, so a large frame
 /// going out slowly still shows progress.
-async fn write_counted<W: AsyncWrite + Unpin>(
+async fn write_counted<W: AsyncWrite + Unpin, L>(
     io: &mut W,
     mut buf: &[u8],
-    queue: &Queue,
+    queue: &Queue<L>,
 ) -> std::io::Result<()> {
     while !buf.is_empty() {
         let n = io.write(buf).await?;
@@ -481,11 +582,7 @@ mod tests {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let io = Recorder::default();
         // A current-thread test runtime: the writer runs only once we yield.
-        let queue = Arc::new(Queue {
-            senders: AtomicUsize::new(1),
-            batching,
-            ..Queue::default()
-        });
+        let queue = Arc::new(Queue::new(OwnLane::default(), batching));
         let outbox = Outbox {
             queue: queue.clone(),
         };
@@ -495,7 +592,7 @@ mod tests {
             let _ = tx.send(io.0);
         });
         for frame in [&b"one"[..], b"two", b"three"] {
-            assert!(outbox.send_slice(frame));
+            assert!(outbox.send(Bytes::copy_from_slice(frame)));
         }
         drop(outbox);
         task.await.unwrap();
