@@ -81,7 +81,7 @@ fn method(vis: &syn::Visibility, trait_ident: &syn::Ident, method: &Method) -> T
     let args = args::encode_args(method);
     let args_items = &args.items;
     let args_expr = &args.expr;
-    let decode = output::decode_output(method, quote!(__rpc_request));
+    let decode = output::decode_output(method, quote!(#full_name, #id, #args_expr));
     let decode_items = &decode.items;
     let call = &decode.expr;
     quote! {
@@ -97,7 +97,6 @@ fn method(vis: &syn::Visibility, trait_ident: &syn::Ident, method: &Method) -> T
                + ::core::marker::Send + 'static {
             #args_items
             #decode_items
-            let __rpc_request = self.channel.request(#full_name, #id, #args_expr);
             #call
         }
     }

@@ -16,7 +16,7 @@ pub(super) fn decode_output(method: &Method, call: TokenStream) -> Generated {
     match method.output {
         Output::Unit => Generated {
             items: TokenStream::new(),
-            expr: quote!(self.channel.call::<()>(#call)),
+            expr: quote!(self.channel.call(#call, |(): ()| ())),
         },
         Output::Bytes(_) => Generated {
             items: TokenStream::new(),
@@ -51,7 +51,7 @@ pub(super) fn decode_output(method: &Method, call: TokenStream) -> Generated {
 /// call's own future (an `async` block around it would double its size).
 fn map_output(wrapper: TokenStream, call: TokenStream) -> TokenStream {
     quote! {
-        self.channel.call_map(#call, |__rpc_out: #wrapper| __rpc_out.0)
+        self.channel.call(#call, |__rpc_out: #wrapper| __rpc_out.0)
     }
 }
 

@@ -22,7 +22,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-use super::connection::{Failure, InFlight, Tried};
+use bytes::Bytes;
+
+use super::connection::{Encoded, Failure, InFlight, Tried};
 use super::{Inner, decode_response, is_shutting_down};
 use crate::Error;
 use crate::protocol::{FrameBuf, Payload};
@@ -37,11 +39,16 @@ type Boxed = Pin<Box<dyn Future<Output = Result<Payload, Error>> + Send>>;
 pub struct Call<R, T> {
     inner: Arc<Inner>,
     method: &'static str,
-    deadline: Instant,
-    /// When the call was made: its budget counts from here.
-    made_at: Instant,
-    /// The time it had when it was made, reported if it runs out.
+    /// Until the first poll, the deadline of the handler the call was made
+    /// in, if any; from then on, the call's deadline (always set).
+    deadline: Option<Instant>,
+    /// Until the first poll, the handle's timeout; from then on, the budget
+    /// the call started with (sent to the server, and reported if it runs
+    /// out).
     budget: Duration,
+    /// The request, kept in place until the call ends (the connection
+    /// borrows it to queue it).
+    request: Encoded,
     step: Step,
     map: fn(R) -> T,
     _out: PhantomData<fn() -> R>,
@@ -49,8 +56,9 @@ pub struct Call<R, T> {
 
 enum Step {
     /// Not polled yet (the request is sent at the first poll, like any
-    /// `async fn`'s work).
-    Unsent(Result<FrameBuf, Error>),
+    /// `async fn`'s work); or the error encoding it gave, to report then
+    /// (boxed: it is rare, and this is every call's state).
+    Unsent(Option<Box<Error>>),
     /// Queued on a connection; waiting for the outcome.
     InFlight(InFlight),
     /// The general path.
@@ -74,30 +82,34 @@ impl<R, T> std::fmt::Debug for Call<R, T> {
 }
 
 impl<R, T> Call<R, T> {
-    #[allow(clippy::too_many_arguments)]
+    /// A call with the handle's `timeout`, made inside a handler whose
+    /// deadline is `inherited` (if it is): it gets the earlier of the two.
     pub(super) fn new(
         inner: Arc<Inner>,
         method: &'static str,
-        deadline: Instant,
-        made_at: Instant,
-        budget: Duration,
+        inherited: Option<Instant>,
+        timeout: Duration,
         frame: Result<FrameBuf, Error>,
         map: fn(R) -> T,
     ) -> Self {
+        let (request, unsent) = match frame {
+            Ok(frame) => (Encoded::Buf(frame), None),
+            Err(e) => (Encoded::Shared(Bytes::new()), Some(Box::new(e))),
+        };
         Call {
             inner,
             method,
-            deadline,
-            made_at,
-            budget,
-            step: Step::Unsent(frame),
+            deadline: inherited,
+            budget: timeout,
+            request,
+            step: Step::Unsent(unsent),
             map,
             _out: PhantomData,
         }
     }
 
     /// However far the call got, a deadline failure reports the budget the
-    /// call had when it was made.
+    /// call started with.
     fn failed(&self, e: Error) -> Error {
         match e {
             Error::DeadlineExceeded { method, .. } => Error::DeadlineExceeded {
@@ -108,18 +120,46 @@ impl<R, T> Call<R, T> {
         }
     }
 
-    /// The general path from the start: the current connection as it is,
-    /// then others.
-    fn general(&self, frame: FrameBuf) -> Step {
+    /// Starts the clock: the call's deadline is the earlier of its
+    /// handle's timeout from `now` and the deadline it inherited, and its
+    /// budget the time from `now` to that. The one read of the clock per
+    /// call is here, when the call starts (like any `async fn`'s work, at
+    /// its first poll), so the budget sent is exact.
+    fn start(&mut self, now: Instant) {
+        let (own, budget) = crate::context::deadline_in(now, self.budget);
+        (self.deadline, self.budget) = match self.deadline {
+            Some(inherited) if inherited < own => {
+                (Some(inherited), inherited.saturating_duration_since(now))
+            }
+            _ => (Some(own), budget),
+        };
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline.expect("set when the call started")
+    }
+
+    /// The general path from attempt `first` (see [`Inner::send`]); the
+    /// request goes with it. `started`: when the call started, if it went
+    /// this way at once.
+    fn general(&mut self, first: usize, started: Option<Instant>) -> Step {
+        let frame = std::mem::replace(&mut self.request, Encoded::Shared(Bytes::new()));
         let inner = self.inner.clone();
-        let (method, deadline) = (self.method, self.deadline);
+        let (method, deadline) = (self.method, self.deadline());
+        // Only from the start may the budget count from when the call
+        // started; a call refused and sent again has waited since.
+        let (made_at, refused) = if first == 0 {
+            (started, false)
+        } else {
+            (None, true)
+        };
         Step::General(Box::pin(inner.send(
             method,
-            frame,
+            frame.into_frame(),
             deadline,
-            Some(self.made_at),
-            false,
-            0,
+            made_at,
+            refused,
+            first,
         )))
     }
 }
@@ -131,25 +171,23 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
         let this = &mut *self;
         loop {
             let payload = match &mut this.step {
-                Step::Unsent(_) => {
-                    let Step::Unsent(frame) = std::mem::replace(&mut this.step, Step::Done) else {
-                        unreachable!("just matched")
-                    };
-                    let frame = match frame {
-                        Ok(frame) => frame,
-                        Err(e) => return Poll::Ready(Err(e)),
-                    };
-                    // The budget sent is the one counted when the call was
-                    // made, just before: no second read of the clock.
+                Step::Unsent(unsent) => {
+                    if let Some(e) = unsent.take() {
+                        this.step = Step::Done;
+                        return Poll::Ready(Err(*e));
+                    }
+                    let now = Instant::now();
+                    this.start(now);
+                    let deadline = this.deadline();
                     let tried = match this.inner.current() {
                         Some(conn) => conn.try_send(
                             this.method,
-                            frame,
-                            this.deadline,
+                            &mut this.request,
+                            deadline,
                             this.budget,
                             cx.waker(),
                         ),
-                        None => Tried::NotNow(frame),
+                        None => Tried::NotNow,
                     };
                     match tried {
                         Tried::Sent(call) => {
@@ -158,7 +196,7 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
                             this.step = Step::InFlight(call);
                             return Poll::Pending;
                         }
-                        Tried::NotNow(frame) => this.step = this.general(frame),
+                        Tried::NotNow => this.step = this.general(0, Some(now)),
                         Tried::Failed(e) => return Poll::Ready(Err(this.failed(e))),
                     }
                     continue;
@@ -171,12 +209,7 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
                     // it goes to another connection (the general path, past
                     // its first step, which would pick this one again).
                     Ok(_) => {
-                        let frame = call.take_frame().expect("taken only here");
-                        let inner = this.inner.clone();
-                        let (method, deadline) = (this.method, this.deadline);
-                        this.step = Step::General(Box::pin(
-                            inner.send(method, frame, deadline, None, true, 1),
-                        ));
+                        this.step = this.general(1, None);
                         continue;
                     }
                     Err(Failure::Closed(reason)) => {

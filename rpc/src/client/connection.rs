@@ -228,10 +228,12 @@ enum NoSlot {
 enum Queued {
     /// The request is queued, the call recorded under this id; and whether
     /// its deadline is earlier than the timer's.
-    Sent(Sent, u64, bool),
-    /// No slot under the in-flight cap: the request back, to wait in line.
-    Wait(FrameBuf),
-    Refused(CallError),
+    Sent(u64, bool),
+    /// No slot under the in-flight cap: wait in line.
+    Wait,
+    /// The connection takes no more calls; the request was not sent.
+    NotSent,
+    Failed(Error),
 }
 
 /// A caller's place in line for a slot; leaving it (given a slot or not)
@@ -337,7 +339,7 @@ impl Connection {
     fn queue_request(
         &self,
         method: &'static str,
-        mut frame: FrameBuf,
+        request: &mut Encoded,
         deadline: Instant,
         budget: Duration,
         granted: bool,
@@ -350,23 +352,23 @@ impl Connection {
         let mut st = self.shared.state.lock().unwrap();
         // Leaving without queueing: give back a granted slot, and pass it to
         // whoever is next in line.
-        let leave = |mut st: MutexGuard<'_, State>, granted: bool, err: CallError| {
+        let leave = |mut st: MutexGuard<'_, State>, granted: bool, outcome: Queued| {
             let next = if granted { st.release() } else { None };
             drop(st);
             if let Some(next) = next {
                 next.wake();
             }
-            Queued::Refused(err)
+            outcome
         };
         if st.closed.is_some() || st.draining {
-            return leave(st, granted, CallError::NotSent(frame));
+            return leave(st, granted, Queued::NotSent);
         }
         if budget.is_zero() {
             let late = Error::DeadlineExceeded { method, budget };
-            return leave(st, granted, CallError::Failed(late));
+            return leave(st, granted, Queued::Failed(late));
         }
         // Checked only on a live connection: the next one may accept more.
-        let size = frame.len() - LEN_PREFIX;
+        let size = request.len() - LEN_PREFIX;
         if size > self.send_limit {
             let too_large = Error::FrameTooLarge {
                 method,
@@ -374,12 +376,12 @@ impl Connection {
                 size,
                 limit: self.send_limit,
             };
-            return leave(st, granted, CallError::Failed(too_large));
+            return leave(st, granted, Queued::Failed(too_large));
         }
         if !granted {
             // At the cap, or others are waiting (first come, first served).
             if st.in_flight >= st.max_in_flight || !st.queue.is_empty() {
-                return Queued::Wait(frame);
+                return Queued::Wait;
             }
             st.in_flight += 1;
         }
@@ -389,27 +391,26 @@ impl Connection {
             deadline,
             slot: Slot::Waiting(waker.take().expect("one entry per call")),
         });
-        RequestHead::patch(&mut frame, id, budget);
-        // A small request is copied into the writer's batch and kept here; a
-        // large one is shared with the writer, not copied.
-        let (request, queued) = if frame.len() >= DIRECT_WRITE {
+        let frame = request.patch(id, budget);
+        // A small request is copied into the writer's batch and stays with
+        // its call; a large one is shared with the writer, not copied.
+        let queued = if frame.len() >= DIRECT_WRITE {
+            let frame = std::mem::replace(frame, FrameBuf::new(Kind::Request, 0, 0));
             let bytes = frame.finish();
-            let queued = self.outbox.send_locked(&mut st.out, bytes.clone());
-            (Sent::Shared(bytes), queued)
+            *request = Encoded::Shared(bytes.clone());
+            self.outbox.send_locked(&mut st.out, bytes)
         } else {
-            let mut frame = frame;
-            let queued = self.outbox.send_slice_locked(&mut st.out, frame.seal());
-            (Sent::Buf(frame), queued)
+            self.outbox.send_slice_locked(&mut st.out, frame.seal())
         };
         if !queued {
             st.pending.remove(id);
-            return leave(st, true, CallError::NotSent(request.into_frame()));
+            return leave(st, true, Queued::NotSent);
         }
         let earlier = st.timer.is_none_or(|t| deadline < t);
         if earlier {
             st.timer = Some(deadline);
         }
-        Queued::Sent(request, id, earlier)
+        Queued::Sent(id, earlier)
     }
 
     /// Waits in line for a slot under the in-flight cap, until `deadline`.
@@ -485,10 +486,11 @@ impl Connection {
     pub(super) async fn call(
         &self,
         method: &'static str,
-        mut frame: FrameBuf,
+        frame: FrameBuf,
         deadline: Instant,
         made_at: Option<Instant>,
     ) -> Result<(Payload, FrameBuf), CallError> {
+        let mut request = Encoded::Buf(frame);
         let deadline_exceeded =
             |budget| CallError::Failed(Error::DeadlineExceeded { method, budget });
         // The budget sent is what is left now. When the call was made just
@@ -501,15 +503,15 @@ impl Connection {
         let mut waker = Some(std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await);
         // A slot under the in-flight cap, given to us while we waited in line.
         let mut granted = false;
-        let (request, id, earlier, budget) = loop {
+        let (id, earlier, budget) = loop {
             let budget = deadline.saturating_duration_since(now.unwrap_or_else(Instant::now));
-            match self.queue_request(method, frame, deadline, budget, granted, &mut waker) {
-                Queued::Sent(request, id, earlier) => break (request, id, earlier, budget),
-                Queued::Refused(err) => return Err(err),
-                Queued::Wait(unsent) => {
+            match self.queue_request(method, &mut request, deadline, budget, granted, &mut waker) {
+                Queued::Sent(id, earlier) => break (id, earlier, budget),
+                Queued::NotSent => return Err(CallError::NotSent(request.into_frame())),
+                Queued::Failed(e) => return Err(CallError::Failed(e)),
+                Queued::Wait => {
                     // Boxed, to keep the common path's future small; the
                     // budget is counted afresh once a slot is ours.
-                    frame = unsent;
                     now = None;
                     match Box::pin(self.wait_for_slot(deadline)).await {
                         Ok(()) => {
@@ -521,7 +523,9 @@ impl Connection {
                                 std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await,
                             );
                         }
-                        Err(NoSlot::Closed) => return Err(CallError::NotSent(frame)),
+                        Err(NoSlot::Closed) => {
+                            return Err(CallError::NotSent(request.into_frame()));
+                        }
                         Err(NoSlot::Deadline) => return Err(deadline_exceeded(Duration::ZERO)),
                     }
                 }
@@ -554,21 +558,45 @@ impl Connection {
     }
 }
 
-/// A request as the connection keeps it after queueing it.
-enum Sent {
-    /// The frame itself (its bytes were copied into the writer's batch).
+/// A request's frame, kept by its call until the call ends: to send again
+/// elsewhere if a server refuses it. The connection borrows it to queue it,
+/// so a small one is never moved (nor allocated: see [`FrameBuf`]).
+#[derive(Debug)]
+pub(super) enum Encoded {
+    /// The frame itself (its bytes are copied into the writer's batch).
     Buf(FrameBuf),
-    /// The frame's bytes, shared with the writer.
+    /// A large frame's bytes, shared with the writer once queued.
     Shared(Bytes),
 }
 
-impl Sent {
-    /// The frame, to send again (by then the writer has let go of it, so
-    /// taking it back does not copy).
-    fn into_frame(self) -> FrameBuf {
+impl Encoded {
+    /// Bytes of the whole frame, length prefix included.
+    fn len(&self) -> usize {
         match self {
-            Sent::Buf(frame) => frame,
-            Sent::Shared(bytes) => FrameBuf::from_bytes(bytes),
+            Encoded::Buf(frame) => frame.len(),
+            Encoded::Shared(bytes) => bytes.len(),
+        }
+    }
+
+    /// Sets the call id and budget, and returns the frame to queue.
+    fn patch(&mut self, id: u64, budget: Duration) -> &mut FrameBuf {
+        if let Encoded::Shared(bytes) = self {
+            // Sent before and being sent again: by now the writer has let
+            // go of it, so taking it back does not copy.
+            *self = Encoded::Buf(FrameBuf::from_bytes(std::mem::take(bytes)));
+        }
+        let Encoded::Buf(frame) = self else {
+            unreachable!("made a frame above")
+        };
+        RequestHead::patch(frame, id, budget);
+        frame
+    }
+
+    /// The frame, to send elsewhere.
+    pub(super) fn into_frame(self) -> FrameBuf {
+        match self {
+            Encoded::Buf(frame) => frame,
+            Encoded::Shared(bytes) => FrameBuf::from_bytes(bytes),
         }
     }
 }
@@ -599,9 +627,8 @@ pub(super) enum Tried {
     /// Queued: the call is in flight.
     Sent(InFlight),
     /// Not sent, and it could only be by waiting (for a slot under the
-    /// in-flight cap) or elsewhere (the connection takes no more calls): the
-    /// request back.
-    NotNow(FrameBuf),
+    /// in-flight cap) or elsewhere (the connection takes no more calls).
+    NotNow,
     /// A failure to hand to the caller as is.
     Failed(Error),
 }
@@ -612,8 +639,6 @@ pub(super) enum Tried {
 pub(super) struct InFlight {
     conn: Arc<Connection>,
     id: u64,
-    /// The request as queued, to send again if the server refuses it.
-    sent: Option<Sent>,
     /// The outcome was taken (and the entry with it).
     done: bool,
 }
@@ -628,11 +653,6 @@ impl InFlight {
 
     pub(super) fn connection(&self) -> &Connection {
         &self.conn
-    }
-
-    /// The request as sent, to send elsewhere.
-    pub(super) fn take_frame(&mut self) -> Option<FrameBuf> {
-        self.sent.take().map(Sent::into_frame)
     }
 }
 
@@ -651,28 +671,25 @@ impl Connection {
     pub(super) fn try_send(
         self: &Arc<Self>,
         method: &'static str,
-        frame: FrameBuf,
+        request: &mut Encoded,
         deadline: Instant,
         budget: Duration,
         waker: &Waker,
     ) -> Tried {
         let mut waker = Some(waker.clone());
-        match self.queue_request(method, frame, deadline, budget, false, &mut waker) {
-            Queued::Sent(sent, id, earlier) => {
+        match self.queue_request(method, request, deadline, budget, false, &mut waker) {
+            Queued::Sent(id, earlier) => {
                 if earlier {
                     self.shared.timer_moved.notify_one();
                 }
                 Tried::Sent(InFlight {
                     conn: self.clone(),
                     id,
-                    sent: Some(sent),
                     done: false,
                 })
             }
-            Queued::Wait(frame) | Queued::Refused(CallError::NotSent(frame)) => {
-                Tried::NotNow(frame)
-            }
-            Queued::Refused(CallError::Failed(e)) => Tried::Failed(e),
+            Queued::Wait | Queued::NotSent => Tried::NotNow,
+            Queued::Failed(e) => Tried::Failed(e),
         }
     }
 

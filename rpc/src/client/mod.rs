@@ -234,70 +234,29 @@ impl Channel {
             .map(|c| c.peer())
     }
 
-    /// Encodes a request. Generated clients call this, then [`Channel::call`]:
-    /// encoding happens when the method is called, so the call's future
-    /// borrows nothing.
+    /// A call of `method` with `args`, its reply decoded as an `R` and
+    /// turned into a `T` (generated clients decode through a newtype of the
+    /// method's return type). Generated clients call this. The arguments are
+    /// encoded here, when the method is called, so the call's future borrows
+    /// nothing; the call starts (its deadline counts, the request goes out)
+    /// when it is first polled. A call made inside a handler inherits its
+    /// deadline if that is earlier: budgets propagate through call chains.
     #[doc(hidden)]
-    pub fn request<A: Serialize + ?Sized>(
+    pub fn call<A: Serialize + ?Sized, R: DeserializeOwned, T>(
         &self,
         method: &'static str,
         method_id: u64,
         args: &A,
-    ) -> Request {
-        let now = Instant::now();
-        let (deadline, budget) = self.deadline(now);
-        Request {
-            method,
-            deadline,
-            made_at: now,
-            budget,
-            frame: self.encode_request(method, method_id, args),
-        }
-    }
-
-    /// Sends an encoded request and decodes the reply as an `R`.
-    #[doc(hidden)]
-    pub fn call<R: DeserializeOwned>(&self, request: Request) -> Call<R, R> {
-        self.call_map(request, std::convert::identity)
-    }
-
-    /// As [`call`](Self::call), then turns the `R` into a `T` (generated
-    /// clients decode through a newtype of the method's return type).
-    #[doc(hidden)]
-    pub fn call_map<R: DeserializeOwned, T>(
-        &self,
-        request: Request,
         map: fn(R) -> T,
     ) -> Call<R, T> {
-        let Request {
-            method,
-            deadline,
-            made_at,
-            budget,
-            frame,
-        } = request;
         Call::new(
             self.inner.clone(),
             method,
-            deadline,
-            made_at,
-            budget,
-            frame,
+            crate::context::current_deadline(),
+            self.timeout,
+            self.encode_request(method, method_id, args),
             map,
         )
-    }
-
-    /// The earlier of this handle's timeout and the deadline of the handler we
-    /// are running in, if any (budgets propagate through call chains); and
-    /// the budget from `now` to it.
-    fn deadline(&self, now: Instant) -> (Instant, Duration) {
-        let (own, budget) = crate::context::deadline_in(now, self.timeout);
-        match crate::context::current_deadline() {
-            Some(inherited) if inherited < own => {
-                (inherited, inherited.saturating_duration_since(now))
-            }
-            _ => (own, budget),
-        }
     }
 
     fn encode_request<A: Serialize + ?Sized>(
@@ -306,14 +265,15 @@ impl Channel {
         method_id: u64,
         args: &A,
     ) -> Result<FrameBuf, Error> {
-        let mut frame = FrameBuf::new(Kind::Request, 0, 64);
+        // Room for small arguments in place (see `FrameBuf`).
+        let mut frame = FrameBuf::new(Kind::Request, 0, RequestHead::LEN + 16);
         RequestHead {
             method_id,
             budget: Duration::ZERO,
         }
         .write(&mut frame);
         let limit = self.inner.config.max_frame + LEN_PREFIX;
-        codec::encode_into(args, frame.payload_mut(), limit).map_err(|e| match e {
+        codec::encode_into(args, &mut frame, limit).map_err(|e| match e {
             codec::EncodeError::TooLarge { limit } => Error::FrameTooLarge {
                 method,
                 what: "request",
@@ -324,19 +284,6 @@ impl Channel {
         })?;
         Ok(frame)
     }
-}
-
-/// An encoded request, ready for [`Channel::call`].
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct Request {
-    method: &'static str,
-    deadline: Instant,
-    /// When the call was made: the budget is counted from here.
-    made_at: Instant,
-    /// The time the call had when it was made, reported if it runs out.
-    budget: Duration,
-    frame: Result<FrameBuf, Error>,
 }
 
 impl Inner {

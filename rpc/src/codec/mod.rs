@@ -37,13 +37,43 @@ pub(crate) enum EncodeError {
     Serde(String),
 }
 
-struct LimitedWriter<'a> {
-    buf: &'a mut BytesMut,
+/// Where encoded bytes go: a plain buffer, or a frame being built.
+pub(crate) trait Sink {
+    fn len(&self) -> usize;
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for BytesMut {
+    #[inline]
+    fn len(&self) -> usize {
+        BytesMut::len(self)
+    }
+
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Sink for crate::protocol::FrameBuf {
+    #[inline]
+    fn len(&self) -> usize {
+        crate::protocol::FrameBuf::len(self)
+    }
+
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+struct LimitedWriter<'a, S: ?Sized> {
+    buf: &'a mut S,
     limit: usize,
     overflowed: bool,
 }
 
-impl bincode::enc::write::Writer for LimitedWriter<'_> {
+impl<S: Sink + ?Sized> bincode::enc::write::Writer for LimitedWriter<'_, S> {
     #[inline]
     fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
         if self.buf.len() + bytes.len() > self.limit {
@@ -54,8 +84,8 @@ impl bincode::enc::write::Writer for LimitedWriter<'_> {
         // byte (small varints, tags): a copy of known length is one store,
         // not a call to memcpy.
         match *bytes {
-            [b] => self.buf.extend_from_slice(&[b]),
-            _ => self.buf.extend_from_slice(bytes),
+            [b] => self.buf.put(&[b]),
+            _ => self.buf.put(bytes),
         }
         Ok(())
     }
@@ -63,9 +93,9 @@ impl bincode::enc::write::Writer for LimitedWriter<'_> {
 
 /// Appends `value` to `buf`, failing (without growing `buf` past it) if `buf`
 /// would exceed `limit` bytes in all.
-pub(crate) fn encode_into<T: Serialize + ?Sized>(
+pub(crate) fn encode_into<T: Serialize + ?Sized, S: Sink + ?Sized>(
     value: &T,
-    buf: &mut BytesMut,
+    buf: &mut S,
     limit: usize,
 ) -> Result<(), EncodeError> {
     let mut w = LimitedWriter {

@@ -84,7 +84,7 @@ impl RequestHead {
         head[..8].copy_from_slice(&self.method_id.to_be_bytes());
         let micros = u64::try_from(self.budget.as_micros()).unwrap_or(u64::MAX);
         head[8..].copy_from_slice(&micros.to_be_bytes());
-        f.payload_mut().extend_from_slice(&head);
+        f.extend_from_slice(&head);
     }
 
     /// Sets the call id and budget of an encoded request, just before it is

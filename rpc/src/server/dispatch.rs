@@ -82,10 +82,12 @@ impl Call {
     /// Encodes the handler's return value as the reply frame. A value larger
     /// than the frame limit becomes a FrameTooLarge reply: only this call fails.
     pub fn reply<T: Serialize + ?Sized>(&self, value: &T) -> Reply {
-        let mut frame = FrameBuf::new(Kind::Response, self.id, 64);
-        frame.payload_mut().put_u8(Status::Ok as u8);
+        // Room for a small value in place: a larger one moves the frame to
+        // the heap as it grows.
+        let mut frame = FrameBuf::new(Kind::Response, self.id, 16);
+        frame.extend_from_slice(&[Status::Ok as u8]);
         let limit = self.max_frame + LEN_PREFIX;
-        let frame = match codec::encode_into(value, frame.payload_mut(), limit) {
+        let frame = match codec::encode_into(value, &mut frame, limit) {
             Ok(()) => frame,
             Err(codec::EncodeError::TooLarge { .. }) => {
                 let mut f = FrameBuf::new(Kind::Response, self.id, 17);
