@@ -29,7 +29,7 @@ use super::{Inner, decode_response, is_shutting_down};
 use crate::Error;
 use crate::protocol::{FrameBuf, Payload};
 
-type Boxed = Pin<Box<dyn Future<Output = Result<Payload, Error>> + Send>>;
+type Boxed = Pin<Box<dyn Future<Output = Result<Payload, Error>> + Send + Sync>>;
 
 /// A call on a [`Channel`](super::Channel): resolves to the method's return
 /// value, decoded as `R` and turned into `T`. Dropping it before then cancels
