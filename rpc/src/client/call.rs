@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 
-use super::connection::{Encoded, Failure, InFlight, Tried};
+use super::connection::{Connection, Encoded, Failure, InFlight, Tried};
 use super::{Inner, decode_response, is_shutting_down};
 use crate::Error;
 use crate::protocol::{FrameBuf, Payload};
@@ -38,6 +38,9 @@ type Boxed = Pin<Box<dyn Future<Output = Result<Payload, Error>> + Send + Sync>>
 #[must_use = "a call does nothing unless awaited"]
 pub struct Call<R, T> {
     inner: Arc<Inner>,
+    /// The connection to try first, if the channel knows it without a lock
+    /// (else the current one is looked up).
+    conn: Option<Arc<Connection>>,
     method: &'static str,
     /// Until the first poll, the deadline of the handler the call was made
     /// in, if any; from then on, the call's deadline (always set).
@@ -86,6 +89,7 @@ impl<R, T> Call<R, T> {
     /// deadline is `inherited` (if it is): it gets the earlier of the two.
     pub(super) fn new(
         inner: Arc<Inner>,
+        conn: Option<Arc<Connection>>,
         method: &'static str,
         inherited: Option<Instant>,
         timeout: Duration,
@@ -98,6 +102,7 @@ impl<R, T> Call<R, T> {
         };
         Call {
             inner,
+            conn,
             method,
             deadline: inherited,
             budget: timeout,
@@ -179,7 +184,7 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
                     let now = Instant::now();
                     this.start(now);
                     let deadline = this.deadline();
-                    let tried = match this.inner.current() {
+                    let tried = match this.conn.take().or_else(|| this.inner.current()) {
                         Some(conn) => conn.try_send(
                             this.method,
                             &mut this.request,

@@ -2,6 +2,7 @@
 //! never holding a caller past its deadline.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -88,6 +89,7 @@ impl Inner {
                 Ok(conn) => {
                     reconnect.backoff.succeeded();
                     *inner.current.lock().unwrap() = Some(conn.clone());
+                    inner.replaced.store(true, Ordering::Relaxed);
                     Ok(conn)
                 }
                 Err(e) => {
