@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
 use super::connection::{Failure, Shared, StateLane};
 use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, Kind};
-use crate::transport::{BACKLOG_LIMIT, CLIENT_ALONE, FrameReader, Turns, WeakOutbox, Writer};
+use crate::transport::{
+    BACKLOG_LIMIT, CLIENT_ALONE, FrameReader, Incoming, Turns, WeakOutbox, Writer,
+};
 
 /// Frames taken straight from the buffer before the read loop checks the
 /// writer and the keepalive tick again.
@@ -64,7 +65,9 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
         }
         turn_left -= 1;
         let buffered = if fast_frames < FRAMES_PER_CHECK {
-            futures::poll!(reader.next())
+            futures::poll!(std::future::poll_fn(
+                |cx| reader.poll_incoming(cx, Kind::Response)
+            ))
         } else {
             fast_frames = 0;
             Poll::Pending
@@ -92,7 +95,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                     armed = rearm(&shared, timer.as_mut());
                     continue;
                 }
-                frame = reader.next() => frame,
+                frame = std::future::poll_fn(|cx| reader.poll_incoming(cx, Kind::Response)) => frame,
                 _ = tick.tick() => {
                     if std::mem::take(&mut heard) {
                         last_heard = Instant::now();
@@ -117,8 +120,8 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
             Some(Err(e)) => break format!("protocol error from the server: {e}"),
             None => break "the server closed the connection".into(),
         };
-        match frame.kind {
-            Kind::Response => {
+        let frame = match frame {
+            Incoming::Of(call_id, payload) => {
                 // This Response and those right behind it in the buffer,
                 // under one lock; their callers are woken once it is released.
                 let mut callers: [Option<Waker>; RESPONSES_PER_LOCK] = Default::default();
@@ -126,7 +129,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                     let mut st = shared.state.lock().unwrap();
                     // None: the call was cancelled or timed out; the late
                     // reply is dropped.
-                    callers[0] = st.complete(frame.call_id, Ok(frame.payload.into()));
+                    callers[0] = st.complete(call_id, Ok(payload));
                     for caller in &mut callers[1..] {
                         if turn_left == 0 || fast_frames >= FRAMES_PER_CHECK {
                             break;
@@ -140,7 +143,11 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                     }
                 }
                 callers.into_iter().flatten().for_each(Waker::wake);
+                continue;
             }
+            Incoming::Frame(frame) => frame,
+        };
+        match frame.kind {
             Kind::GoAway => {
                 // No new calls here; keep reading for the replies of calls in
                 // flight and to answer the drain Ping. The server closes.

@@ -6,7 +6,7 @@ mod reader;
 mod turns;
 mod writer;
 
-pub(crate) use reader::FrameReader;
+pub(crate) use reader::{FrameReader, Incoming};
 pub(crate) use turns::{CLIENT_ALONE, SERVER_ALONE, SERVER_ALONE_WRITING, Turns};
 
 pub(crate) use writer::{

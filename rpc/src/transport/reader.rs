@@ -22,6 +22,15 @@ use crate::protocol::{
 /// Room for the first reads; the buffer grows as frames need.
 const INITIAL_CAPACITY: usize = 8 * 1024;
 
+/// What [`FrameReader::poll_incoming`] gives.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A frame of the kind asked for: its call id and payload.
+    Of(u64, Payload),
+    /// A frame of another kind.
+    Frame(Frame),
+}
+
 /// Frames decoded from `io`, read into one buffer.
 #[derive(Debug)]
 pub(crate) struct FrameReader<R> {
@@ -77,8 +86,39 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame, FrameError>>> {
+        self.poll_with(cx, |r| r.codec.decode(&mut r.buf).transpose())
+    }
+
+    /// As [`poll_frame`](Self::poll_frame), but a frame of `kind` comes as
+    /// its call id and payload, a small payload copied out (see
+    /// [`next_buffered`](Self::next_buffered)). Then nothing holds on to the
+    /// read buffer, so the next read reuses it in place: a frame sliced out
+    /// of it and still held by its receiver would make the next read move to
+    /// a new buffer (an allocation, and a second one to share it again).
+    pub(crate) fn poll_incoming(
+        &mut self,
+        cx: &mut Context<'_>,
+        kind: Kind,
+    ) -> Poll<Option<Result<Incoming, FrameError>>> {
+        self.poll_with(cx, |r| match r.next_buffered(kind) {
+            Some((call_id, payload)) => Some(Ok(Incoming::Of(call_id, payload))),
+            None => r
+                .codec
+                .decode(&mut r.buf)
+                .transpose()
+                .map(|frame| frame.map(Incoming::Frame)),
+        })
+    }
+
+    /// What is buffered as `take` finds it, reading more until it finds
+    /// something, the peer closes, or a read fails.
+    fn poll_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut take: impl FnMut(&mut Self) -> Option<Result<T, FrameError>>,
+    ) -> Poll<Option<Result<T, FrameError>>> {
         loop {
-            if let Some(frame) = self.codec.decode(&mut self.buf).transpose() {
+            if let Some(frame) = take(self) {
                 return Poll::Ready(Some(frame));
             }
             if let Some(e) = self.failed.take() {
@@ -288,6 +328,48 @@ mod tests {
         assert!(reader.next_buffered(Kind::Request).is_none());
         let err = reader.next().await.unwrap().unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { .. }), "{err}");
+    }
+
+    /// `poll_incoming`: Responses come out as id and payload, small or
+    /// large; any other frame whole, in order; a bad Response is an error.
+    #[tokio::test]
+    async fn incoming_responses_come_out_as_ids_and_payloads_and_other_frames_whole() {
+        let (mut w, r) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(r, FrameCodec::new(1 << 20));
+        let response = |id: u64, payload: &[u8]| {
+            let mut f = FrameBuf::new(Kind::Response, id, payload.len());
+            f.payload_mut().extend_from_slice(payload);
+            f.finish().to_vec()
+        };
+        let large = vec![7u8; 5000];
+        let mut bytes = response(1, b"small");
+        bytes.extend_from_slice(&FrameBuf::new(Kind::Ping, 9, 0).finish());
+        bytes.extend_from_slice(&response(2, &large));
+        let mut bad = response(3, b"flagged");
+        bad[LEN_PREFIX + 1] = 1;
+        bytes.extend_from_slice(&bad);
+        w.write_all(&bytes).await.unwrap();
+        async fn next<R: AsyncRead + Unpin>(
+            reader: &mut FrameReader<R>,
+        ) -> Option<Result<Incoming, FrameError>> {
+            std::future::poll_fn(|cx| reader.poll_incoming(cx, Kind::Response)).await
+        }
+        match next(&mut reader).await {
+            Some(Ok(Incoming::Of(1, p))) => assert_eq!(&p[..], b"small"),
+            other => panic!("{other:?}"),
+        }
+        match next(&mut reader).await {
+            Some(Ok(Incoming::Frame(f))) => assert_eq!((f.kind, f.call_id), (Kind::Ping, 9)),
+            other => panic!("{other:?}"),
+        }
+        match next(&mut reader).await {
+            Some(Ok(Incoming::Of(2, p))) => assert_eq!(&p[..], &large[..]),
+            other => panic!("{other:?}"),
+        }
+        match next(&mut reader).await {
+            Some(Err(e)) => assert!(e.to_string().contains("flags"), "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]
