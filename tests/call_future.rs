@@ -138,21 +138,35 @@ where
     (task, rx)
 }
 
-/// Aborts the test binary if dropped no sooner than `limit` from now: a
-/// deadlock on the client's state lock blocks a runtime's threads, so no
-/// timer of the runtime could report it.
+/// Aborts the test binary if not dropped within 20 s: a deadlock on the
+/// client's state lock blocks a runtime's threads, so no timer of the
+/// runtime could report it. Named after the test (its thread's name).
 /// (Dropping it drops the sender, which ends the watching thread's wait.)
 struct Watchdog(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
 
-fn watchdog(what: &'static str, limit: Duration) -> Watchdog {
+fn watchdog() -> Watchdog {
+    const LIMIT: Duration = Duration::from_secs(20);
+    let what = std::thread::current()
+        .name()
+        .unwrap_or("a call_future test")
+        .to_string();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
-        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-            eprintln!("{what}: still running after {limit:?} (a deadlock?); aborting");
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(LIMIT) {
+            eprintln!("{what}: still running after {LIMIT:?} (a deadlock?); aborting");
             std::process::abort();
         }
     });
     Watchdog(tx)
+}
+
+/// A new call on `client` goes out and completes: the connection is fine
+/// (nothing it did before left it stuck, or its cap used up).
+async fn a_next_call_completes(client: &ProbeClient, peer: &mut RawConn) {
+    let next = tokio::spawn(client.hold(0, 2));
+    let req = next_request(peer).await;
+    peer.send(&ok(req.id, &2u32)).await;
+    assert_eq!(within("the next call", next).await.unwrap().unwrap(), 2);
 }
 
 async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
@@ -168,10 +182,7 @@ async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
 /// Request (nor a Cancel) and takes no slot under the in-flight cap.
 #[tokio::test]
 async fn a_call_dropped_before_its_first_poll_sends_nothing_and_takes_no_slot() {
-    let _watchdog = watchdog(
-        "a_call_dropped_before_its_first_poll_sends_nothing_and_takes_no_slot",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(1).await;
     for tag in 0..3 {
         drop(client.hold(u64::MAX, tag));
@@ -195,10 +206,7 @@ async fn a_call_dropped_before_its_first_poll_sends_nothing_and_takes_no_slot() 
 /// its slot (the only one) goes to the caller waiting in line at once.
 #[tokio::test]
 async fn a_call_dropped_in_flight_sends_one_cancel_and_frees_its_slot() {
-    let _watchdog = watchdog(
-        "a_call_dropped_in_flight_sends_one_cancel_and_frees_its_slot",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(1).await;
     let mut first = Box::pin(client.hold(u64::MAX, 1));
     assert!(futures::poll!(&mut first).is_pending());
@@ -231,10 +239,7 @@ async fn a_call_dropped_in_flight_sends_one_cancel_and_frees_its_slot() {
 /// next poll) sends no Cancel and still gives its slot back.
 #[tokio::test]
 async fn a_call_dropped_with_its_reply_untaken_sends_no_cancel_and_frees_its_slot() {
-    let _watchdog = watchdog(
-        "a_call_dropped_with_its_reply_untaken_sends_no_cancel_and_frees_its_slot",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(1).await;
     let mut first = Box::pin(client.hold(0, 1));
     assert!(futures::poll!(&mut first).is_pending());
@@ -256,10 +261,7 @@ async fn a_call_dropped_with_its_reply_untaken_sends_no_cancel_and_frees_its_slo
 /// the call is dropped), and the slot is given back.
 #[tokio::test]
 async fn a_call_past_its_deadline_is_cancelled_once_and_reports_its_budget() {
-    let _watchdog = watchdog(
-        "a_call_past_its_deadline_is_cancelled_once_and_reports_its_budget",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(1).await;
     let budget = Duration::from_millis(200);
     let call = tokio::spawn(client.with_timeout(budget).hold(u64::MAX, 1));
@@ -276,10 +278,7 @@ async fn a_call_past_its_deadline_is_cancelled_once_and_reports_its_budget() {
     }
     let after = sync(&mut peer, 1).await;
     assert!(after.is_empty(), "a second Cancel: {after:?}");
-    let next = tokio::spawn(client.hold(0, 2));
-    let req = next_request(&mut peer).await;
-    peer.send(&ok(req.id, &2u32)).await;
-    assert_eq!(within("the next call", next).await.unwrap().unwrap(), 2);
+    a_next_call_completes(&client, &mut peer).await;
 }
 
 /// DESIGN: "the request carries the caller's remaining time budget". A call
@@ -292,10 +291,7 @@ async fn a_call_past_its_deadline_is_cancelled_once_and_reports_its_budget() {
 /// made, and the request claimed time the caller no longer had.)
 #[tokio::test]
 async fn a_call_starts_at_its_first_poll_and_sends_the_budget_it_has_then() {
-    let _watchdog = watchdog(
-        "a_call_starts_at_its_first_poll_and_sends_the_budget_it_has_then",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(8).await;
     let late = client.with_timeout(Duration::from_millis(1_000)).hold(0, 1);
     // The scenario, not a wait for an event: the caller does something else
@@ -345,10 +341,7 @@ impl Relay for RelayImpl {
 /// for a caller that has given up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_whose_inherited_deadline_passed_before_its_first_poll_is_not_sent() {
-    let _watchdog = watchdog(
-        "a_call_whose_inherited_deadline_passed_before_its_first_poll_is_not_sent",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (downstream, mut peer, _listener) = client_and_peer(8).await;
     let (outcomes, mut outcome) = tokio::sync::mpsc::unbounded_channel();
     let server = rpc::Server::builder()
@@ -408,10 +401,7 @@ async fn a_call_future_is_send_and_sync() {
 /// poll (the call has no timer of its own that would save it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_in_flight_moved_to_another_task_completes() {
-    let _watchdog = watchdog(
-        "a_call_in_flight_moved_to_another_task_completes",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(4).await;
     let mut call = Box::pin(client.hold(0, 1));
     assert!((&mut call).now_or_never().is_none());
@@ -435,10 +425,7 @@ async fn a_call_in_flight_moved_to_another_task_completes() {
 /// then moved: it is woken when the slot is free, goes out, and completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_waiting_in_line_moved_to_another_task_completes() {
-    let _watchdog = watchdog(
-        "a_call_waiting_in_line_moved_to_another_task_completes",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(1).await;
     let mut holder = Box::pin(client.hold(0, 1));
     assert!(futures::poll!(&mut holder).is_pending());
@@ -467,10 +454,7 @@ async fn a_call_waiting_in_line_moved_to_another_task_completes() {
 /// refused calls, and the client closes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutting_down_after_goaway_sends_the_calls_to_another_connection() {
-    let _watchdog = watchdog(
-        "shutting_down_after_goaway_sends_the_calls_to_another_connection",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (client, mut old, listener) = client_and_peer(2).await;
     let text = "x".repeat(40 << 10);
     let small = tokio::spawn(client.hold(0, 1));
@@ -540,10 +524,7 @@ async fn shutting_down_after_goaway_sends_the_calls_to_another_connection() {
 /// calls) is the caller's error, as before the change: not sent again.
 #[tokio::test]
 async fn a_shutting_down_reply_without_goaway_is_the_callers_error() {
-    let _watchdog = watchdog(
-        "a_shutting_down_reply_without_goaway_is_the_callers_error",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(4).await;
     let call = tokio::spawn(client.hold(0, 1));
     let req = next_request(&mut peer).await;
@@ -560,10 +541,7 @@ async fn a_shutting_down_reply_without_goaway_is_the_callers_error() {
         "{outcome:?}"
     );
     assert!(sync(&mut peer, 1).await.is_empty(), "sent again");
-    let next = tokio::spawn(client.hold(0, 2));
-    let req = next_request(&mut peer).await;
-    peer.send(&ok(req.id, &2u32)).await;
-    assert_eq!(within("the next call", next).await.unwrap().unwrap(), 2);
+    a_next_call_completes(&client, &mut peer).await;
 }
 
 /// Refused after GoAway with no server left to go to: ShuttingDown (it did
@@ -572,10 +550,7 @@ async fn a_shutting_down_reply_without_goaway_is_the_callers_error() {
 /// crossed its GoAway the same way).
 #[tokio::test]
 async fn a_refused_call_with_nowhere_to_go_fails_with_shutting_down() {
-    let _watchdog = watchdog(
-        "a_refused_call_with_nowhere_to_go_fails_with_shutting_down",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     for reason in [raw::goaway::SHUTDOWN, raw::goaway::IDLE] {
         let (client, mut peer, listener) = client_and_peer(4).await;
         let call = tokio::spawn(client.hold(0, 1));
@@ -600,10 +575,7 @@ async fn a_refused_call_with_nowhere_to_go_fails_with_shutting_down() {
 /// run), and the next call reconnects.
 #[tokio::test]
 async fn a_call_in_flight_on_a_dead_connection_fails_with_disconnected() {
-    let _watchdog = watchdog(
-        "a_call_in_flight_on_a_dead_connection_fails_with_disconnected",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (client, mut peer, listener) = client_and_peer(4).await;
     let call = tokio::spawn(client.hold(0, 1));
     next_request(&mut peer).await;
@@ -624,10 +596,7 @@ async fn a_call_in_flight_on_a_dead_connection_fails_with_disconnected() {
 /// is never sent, and takes no slot under the cap (of one).
 #[tokio::test]
 async fn a_request_over_the_servers_limit_fails_alone_and_keeps_no_slot() {
-    let _watchdog = watchdog(
-        "a_request_over_the_servers_limit_fails_alone_and_keeps_no_slot",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (listener, addr) = listen().await;
     let server = async {
         let (stream, _) = listener.accept().await.unwrap();
@@ -670,10 +639,7 @@ async fn a_request_over_the_servers_limit_fails_alone_and_keeps_no_slot() {
 /// ones not). The live call stays pending until its own Response comes.
 #[tokio::test]
 async fn stray_duplicate_and_forged_response_ids_change_nothing() {
-    let _watchdog = watchdog(
-        "stray_duplicate_and_forged_response_ids_change_nothing",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(8).await;
     // A call that gives up, then one answered, then the live one.
     let mut gave_up = Box::pin(client.hold(u64::MAX, 0));
@@ -756,10 +722,7 @@ async fn stray_duplicate_and_forged_response_ids_change_nothing() {
 /// again, never show the server an id it holds.
 #[tokio::test]
 async fn ids_are_unique_among_calls_in_flight_as_slots_are_reused() {
-    let _watchdog = watchdog(
-        "ids_are_unique_among_calls_in_flight_as_slots_are_reused",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(64).await;
     let mut in_flight: std::collections::HashMap<u64, (u32, JoinHandle<_>)> = Default::default();
     let mut tag = 0u32;
@@ -824,10 +787,7 @@ async fn calls_from(client: ProbeClient, caller: u32, n: u32, text: Arc<String>)
 /// spawned tasks. All complete, and the server never runs more than the cap.
 #[tokio::test]
 async fn many_calls_on_a_current_thread_runtime_with_a_small_cap_all_complete() {
-    let _watchdog = watchdog(
-        "many_calls_on_a_current_thread_runtime_with_a_small_cap_all_complete",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     const CAP: usize = 4;
     let (server, probe) = start_probe(rpc::Server::builder()).await;
     let channel = rpc::Channel::builder()
@@ -865,10 +825,7 @@ async fn many_calls_on_a_current_thread_runtime_with_a_small_cap_all_complete() 
 /// still has its handler dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_callers_on_a_multi_thread_runtime_with_a_small_cap_all_complete() {
-    let _watchdog = watchdog(
-        "many_callers_on_a_multi_thread_runtime_with_a_small_cap_all_complete",
-        Duration::from_secs(20),
-    );
+    let _watchdog = watchdog();
     const CAP: usize = 3;
     let (server, probe) = start_probe(rpc::Server::builder()).await;
     let channel = rpc::Channel::builder()
