@@ -16,7 +16,7 @@ use super::wire::{Generated, arg_ident, decoded_type, sent_type};
 use crate::ast::{Arg, ArgKind, Method};
 
 /// Client side: a struct borrowing every argument, serialized as a tuple, and
-/// the expression `&__RpcArgs(..)` to pass to `Channel::request`.
+/// the expression `&__RpcArgs(..)` to pass to `Channel::call`.
 pub(super) fn encode_args(method: &Method) -> Generated {
     if method.args.is_empty() {
         return Generated {

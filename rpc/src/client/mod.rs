@@ -313,7 +313,7 @@ impl Inner {
     /// refused it with ShuttingDown after its GoAway crossed our request).
     /// The general path of a [`Call`], from attempt `first`: 0 tries the
     /// current connection as it is; `refused` says a server refused the
-    /// call already. `made_at`: when the call was made, if its budget may
+    /// call already. `made_at`: when the call started, if its budget may
     /// count from then (it has not waited since).
     async fn send(
         self: Arc<Self>,
