@@ -183,6 +183,15 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
                     }
                     let now = Instant::now();
                     this.start(now);
+                    if this.budget.is_zero() {
+                        // Out of time before it started (an inherited
+                        // deadline passed): not sent, and no reconnect for it.
+                        this.step = Step::Done;
+                        return Poll::Ready(Err(Error::DeadlineExceeded {
+                            method: this.method,
+                            budget: Duration::ZERO,
+                        }));
+                    }
                     let deadline = this.deadline();
                     let tried = match this.conn.take().or_else(|| this.inner.current()) {
                         Some(conn) => conn.try_send(
@@ -202,7 +211,10 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
                             return Poll::Pending;
                         }
                         Tried::NotNow => this.step = this.general(0, Some(now)),
-                        Tried::Failed(e) => return Poll::Ready(Err(this.failed(e))),
+                        Tried::Failed(e) => {
+                            this.step = Step::Done;
+                            return Poll::Ready(Err(this.failed(e)));
+                        }
                     }
                     continue;
                 }

@@ -581,8 +581,9 @@ impl Encoded {
     /// Sets the call id and budget, and returns the frame to queue.
     fn patch(&mut self, id: u64, budget: Duration) -> &mut FrameBuf {
         if let Encoded::Shared(bytes) = self {
-            // Sent before and being sent again: by now the writer has let
-            // go of it, so taking it back does not copy.
+            // Only a large request already queued is shared, and today one
+            // is sent again only after `into_frame` (the general path); so
+            // this is a fallback, which copies if the writer still holds it.
             *self = Encoded::Buf(FrameBuf::from_bytes(std::mem::take(bytes)));
         }
         let Encoded::Buf(frame) = self else {

@@ -130,15 +130,22 @@ impl FrameBuf {
                 return;
             }
         }
-        self.payload_mut().extend_from_slice(src);
+        self.heap(src.len()).extend_from_slice(src);
     }
 
     /// The frame's buffer, positioned after what was written so far (on the
     /// heap: a frame still in place moves there).
     pub(crate) fn payload_mut(&mut self) -> &mut BytesMut {
+        self.heap(0)
+    }
+
+    /// The frame on the heap, moved there if it was in place, with room for
+    /// `more` bytes then.
+    fn heap(&mut self, more: usize) -> &mut BytesMut {
         if let Store::Inline { len, bytes } = &self.store {
-            let mut heap = BytesMut::with_capacity(4 * INLINE_FRAME);
-            heap.extend_from_slice(&bytes[..usize::from(*len)]);
+            let len = usize::from(*len);
+            let mut heap = BytesMut::with_capacity((len + more).max(4 * INLINE_FRAME));
+            heap.extend_from_slice(&bytes[..len]);
             self.store = Store::Heap(heap);
         }
         match &mut self.store {

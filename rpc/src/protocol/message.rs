@@ -140,8 +140,8 @@ impl Status {
     pub(crate) fn reply(self, call_id: u64, message: &str) -> Bytes {
         let message = bounded(message);
         let mut f = FrameBuf::new(Kind::Response, call_id, 1 + message.len());
-        f.payload_mut().put_u8(self as u8);
-        f.payload_mut().put_slice(message.as_bytes());
+        f.extend_from_slice(&[self as u8]);
+        f.extend_from_slice(message.as_bytes());
         f.finish()
     }
 }
@@ -181,8 +181,8 @@ impl GoAwayReason {
     pub(crate) fn encode(self, message: &str) -> Bytes {
         let message = bounded(message);
         let mut f = FrameBuf::new(Kind::GoAway, 0, 1 + message.len());
-        f.payload_mut().put_u8(self as u8);
-        f.payload_mut().put_slice(message.as_bytes());
+        f.extend_from_slice(&[self as u8]);
+        f.extend_from_slice(message.as_bytes());
         f.finish()
     }
 
