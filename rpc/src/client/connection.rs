@@ -752,6 +752,62 @@ mod tests {
         (conn, server, sw)
     }
 
+    /// A handle knows the connection that was current when it was made;
+    /// one cloned after that connection was replaced knows the new one, so
+    /// its calls skip the lock again. The old handle's knowledge is stale
+    /// (another generation) and is not used.
+    #[tokio::test]
+    async fn a_handle_cloned_after_a_reconnect_knows_the_new_connection() {
+        use super::super::{Channel, Inner, Known};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let (first, _s1, _w1) = scripted_server().await;
+        let (second, _s2, _w2) = scripted_server().await;
+        let config = Config::default();
+        let inner = Arc::new(Inner {
+            addrs: Vec::new(),
+            generation: AtomicU64::new(0),
+            current: Mutex::new(Some(first.clone())),
+            reconnect: Mutex::new(super::super::reconnect::Reconnect {
+                backoff: super::super::backoff::Backoff::new(
+                    config.backoff_initial,
+                    config.backoff_max,
+                ),
+                attempt: None,
+            }),
+            config,
+        });
+        let handle = Channel {
+            inner: inner.clone(),
+            timeout: Duration::from_secs(1),
+            known: Known {
+                conn: Arc::downgrade(&first),
+                generation: 0,
+            },
+        };
+        let knows = |c: &Channel, conn: &Arc<Connection>| {
+            c.known
+                .conn
+                .upgrade()
+                .is_some_and(|k| Arc::ptr_eq(&k, conn))
+        };
+        assert!(knows(&handle.clone(), &first));
+        // Replaced, as a reconnect does it.
+        {
+            let mut current = inner.current.lock().unwrap();
+            *current = Some(second.clone());
+            inner.generation.fetch_add(1, Ordering::Relaxed);
+        }
+        let clone = handle.clone();
+        assert!(knows(&clone, &second));
+        assert_eq!(clone.known.generation, 1);
+        assert!(knows(&handle.with_timeout(Duration::from_secs(2)), &second));
+        assert_ne!(
+            handle.known.generation,
+            inner.generation.load(Ordering::Relaxed),
+            "the old handle's knowledge is of another generation"
+        );
+    }
+
     /// A connection to a server that reads requests and never answers.
     async fn silent_server() -> (Arc<Connection>, FrameReader<ReadHalf<DuplexStream>>) {
         let (conn, server, sw) = scripted_server().await;

@@ -18,7 +18,7 @@ mod reconnect;
 mod slots;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -159,11 +159,14 @@ impl Builder {
         let conn = Connection::connect(&addrs, &self.config).await?;
         Ok(Channel {
             timeout: self.config.timeout,
-            first: Arc::downgrade(&conn),
+            known: Known {
+                conn: Arc::downgrade(&conn),
+                generation: 0,
+            },
             inner: Arc::new(Inner {
                 addrs,
                 current: Mutex::new(Some(conn)),
-                replaced: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
                 reconnect: Mutex::new(Reconnect {
                     backoff: Backoff::new(self.config.backoff_initial, self.config.backoff_max),
                     attempt: None,
@@ -176,22 +179,40 @@ impl Builder {
 
 /// A handle to a server that generated clients call through. Cheap to clone:
 /// clones share one multiplexed connection.
-#[derive(Clone)]
 pub struct Channel {
     inner: Arc<Inner>,
     timeout: Duration,
-    /// The channel's first connection: calls take it without locking
-    /// `Inner::current` (a lock and an unlock per call, measured as a few
-    /// percent of the client's time) for as long as it is the current one.
+    known: Known,
+}
+
+/// The connection a handle last saw as current: calls take it without
+/// locking `Inner::current` (a lock and an unlock per call, measured as a
+/// few percent of the client's time) for as long as it is still current.
+#[derive(Clone)]
+struct Known {
     /// Weak: once replaced, it must close when its last calls end.
-    first: Weak<Connection>,
+    conn: Weak<Connection>,
+    /// `Inner::generation` when it was current.
+    generation: u64,
+}
+
+impl Clone for Channel {
+    /// A clone made after a reconnect knows the new connection (clients are
+    /// usually cloned per task or request, so the fast path comes back).
+    fn clone(&self) -> Self {
+        Channel {
+            inner: self.inner.clone(),
+            timeout: self.timeout,
+            known: self.inner.known(&self.known),
+        }
+    }
 }
 
 struct Inner {
     addrs: Vec<SocketAddr>,
-    /// Set once `current` is no longer the first connection: from then on,
-    /// calls look it up under the lock.
-    replaced: AtomicBool,
+    /// How many times `current` was replaced: a handle whose `Known` is of
+    /// another generation looks the connection up under the lock.
+    generation: AtomicU64,
     config: Config,
     current: Mutex<Option<Arc<Connection>>>,
     /// Reconnecting: one attempt at a time, spaced by the backoff.
@@ -227,7 +248,7 @@ impl Channel {
         Channel {
             inner: self.inner.clone(),
             timeout,
-            first: self.first.clone(),
+            known: self.inner.known(&self.known),
         }
     }
 
@@ -261,13 +282,13 @@ impl Channel {
         args: &A,
         map: fn(R) -> T,
     ) -> Call<R, T> {
-        // A stale read (the flag set just now) only sends the call to the
-        // first connection, which no longer takes calls; it then goes the
-        // general way, through `current`.
-        let first = if self.inner.replaced.load(Ordering::Relaxed) {
-            None
+        // A stale read (replaced just now) only sends the call to the old
+        // connection, which no longer takes calls; it then goes the general
+        // way, through `current`.
+        let first = if self.inner.generation.load(Ordering::Relaxed) == self.known.generation {
+            self.known.conn.upgrade()
         } else {
-            self.first.upgrade()
+            None
         };
         Call::new(
             self.inner.clone(),
@@ -385,6 +406,19 @@ impl Inner {
 
     fn current(&self) -> Option<Arc<Connection>> {
         self.current.lock().unwrap().clone()
+    }
+
+    /// `known` if it is still current, else the current connection now.
+    fn known(&self, known: &Known) -> Known {
+        if self.generation.load(Ordering::Relaxed) == known.generation {
+            return known.clone();
+        }
+        let current = self.current.lock().unwrap();
+        Known {
+            conn: current.as_ref().map(Arc::downgrade).unwrap_or_default(),
+            // Read under the lock the replacement takes to bump it.
+            generation: self.generation.load(Ordering::Relaxed),
+        }
     }
 
     fn usable(&self) -> Option<Arc<Connection>> {

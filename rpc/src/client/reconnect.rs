@@ -88,8 +88,10 @@ impl Inner {
             match result {
                 Ok(conn) => {
                     reconnect.backoff.succeeded();
-                    *inner.current.lock().unwrap() = Some(conn.clone());
-                    inner.replaced.store(true, Ordering::Relaxed);
+                    let mut current = inner.current.lock().unwrap();
+                    *current = Some(conn.clone());
+                    inner.generation.fetch_add(1, Ordering::Relaxed);
+                    drop(current);
                     Ok(conn)
                 }
                 Err(e) => {
