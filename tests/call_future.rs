@@ -3,7 +3,7 @@
 //! in-flight cap), how it survives being moved between tasks, how it follows
 //! a server that refuses it while shutting down, and what forged or stray
 //! Response ids do to it. Most tests play the server by hand over TCP
-//! (`support::raw`) to see exactly the frames the client sends.
+//! (`support::hand`, on `support::raw`) to see exactly the frames the client sends.
 //!
 //! Where a test must know that the client has handled everything sent to it
 //! so far, it sends a Ping and waits for the Pong ([`sync`]): the client's
@@ -16,7 +16,6 @@
 mod support;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -24,100 +23,11 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures::FutureExt;
-use serde::Serialize;
+use support::hand::*;
 use support::probe::*;
 use support::raw::{self, RawConn, RawFrame};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-
-const PROMPTLY: Duration = Duration::from_secs(3);
-
-// ---------------------------------------------------------------------------
-// A server played by hand.
-
-async fn listen() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    (listener, addr)
-}
-
-/// Accepts the client's next connection and plays the server's handshake.
-async fn accept(listener: &TcpListener) -> RawConn {
-    let (stream, _) = tokio::time::timeout(PROMPTLY, listener.accept())
-        .await
-        .expect("the client did not connect")
-        .unwrap();
-    stream.set_nodelay(true).unwrap();
-    RawConn::accept_handshake(stream).await
-}
-
-/// A client with in-flight cap `cap` on a hand-played server; the listener
-/// stays open for the client's reconnects.
-async fn client_and_peer(cap: usize) -> (ProbeClient, RawConn, TcpListener) {
-    let (listener, addr) = listen().await;
-    let builder = rpc::Channel::builder().max_in_flight(cap);
-    let (channel, peer) = tokio::join!(builder.connect(addr), accept(&listener));
-    (ProbeClient::new(channel.unwrap()), peer, listener)
-}
-
-/// A Request as the server reads it.
-#[derive(Debug)]
-struct Req {
-    id: u64,
-    method: u64,
-    budget: Duration,
-    args: Vec<u8>,
-}
-
-fn parse_request(f: &RawFrame) -> Req {
-    assert_eq!(f.kind, raw::kind::REQUEST, "not a request: {f:?}");
-    let p = &f.payload;
-    Req {
-        id: f.call_id,
-        method: u64::from_be_bytes(p[..8].try_into().unwrap()),
-        budget: Duration::from_micros(u64::from_be_bytes(p[8..16].try_into().unwrap())),
-        args: p[16..].to_vec(),
-    }
-}
-
-async fn next_request(peer: &mut RawConn) -> Req {
-    let f = peer
-        .next_frame(PROMPTLY)
-        .await
-        .expect("the connection closed");
-    parse_request(&f)
-}
-
-/// `Probe.hold(ms, tag)`'s arguments on the wire.
-fn hold_args(ms: u64, tag: u32) -> Vec<u8> {
-    raw::args(&(ms, tag))
-}
-
-/// An Ok Response carrying `value`.
-fn ok<T: Serialize>(id: u64, value: &T) -> Vec<u8> {
-    let mut p = vec![raw::status::OK];
-    p.extend_from_slice(&raw::args(value));
-    raw::frame(raw::kind::RESPONSE, 0, id, &p)
-}
-
-/// Sends a Ping and returns what the client sent before its Pong. By then
-/// the client has handled every frame sent to it before the Ping, and
-/// whatever it had queued when it did is in the list.
-async fn sync(peer: &mut RawConn, nonce: u64) -> Vec<RawFrame> {
-    peer.send(&raw::ping(nonce)).await;
-    let mut before = Vec::new();
-    loop {
-        let f = peer
-            .next_frame(PROMPTLY)
-            .await
-            .expect("the connection closed");
-        if f.kind == raw::kind::PONG && f.call_id == nonce {
-            return before;
-        }
-        before.push(f);
-    }
-}
 
 /// Spawns `fut` and reports once the new task has polled it (so the waker
 /// it left is the new task's).
@@ -167,12 +77,6 @@ async fn a_next_call_completes(client: &ProbeClient, peer: &mut RawConn) {
     let req = next_request(peer).await;
     peer.send(&ok(req.id, &2u32)).await;
     assert_eq!(within("the next call", next).await.unwrap().unwrap(), 2);
-}
-
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(PROMPTLY, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: still pending after {PROMPTLY:?}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -309,32 +213,6 @@ async fn a_call_starts_at_its_first_poll_and_sends_the_budget_it_has_then() {
     assert_eq!(within("the late call", late).await.unwrap().unwrap(), 1);
 }
 
-/// Relays a call to a downstream server from inside a handler.
-#[rpc::service]
-pub trait Relay {
-    /// Makes a downstream call, blocks this handler's thread for `ms`, then
-    /// awaits the call; reports the downstream outcome.
-    async fn relay_late(&self, ms: u64) -> String;
-}
-
-struct RelayImpl {
-    downstream: ProbeClient,
-    outcomes: tokio::sync::mpsc::UnboundedSender<String>,
-}
-
-impl Relay for RelayImpl {
-    async fn relay_late(&self, ms: u64) -> String {
-        // Made here, the call inherits this handler's deadline.
-        let call = self.downstream.hold(0, 7);
-        // The scenario: the handler is busy (blocking, so nothing can drop
-        // it meanwhile) until its deadline has passed.
-        std::thread::sleep(Duration::from_millis(ms));
-        let outcome = format!("{:?}", call.await);
-        let _ = self.outcomes.send(outcome.clone());
-        outcome
-    }
-}
-
 /// A call made inside a handler inherits the handler's deadline. If that
 /// deadline has passed by the time the call is first polled, the call fails
 /// with DeadlineExceeded and is never sent: it would only start a handler
@@ -343,31 +221,7 @@ impl Relay for RelayImpl {
 async fn a_call_whose_inherited_deadline_passed_before_its_first_poll_is_not_sent() {
     let _watchdog = watchdog();
     let (downstream, mut peer, _listener) = client_and_peer(8).await;
-    let (outcomes, mut outcome) = tokio::sync::mpsc::unbounded_channel();
-    let server = rpc::Server::builder()
-        .add_service(RelayServer::new(RelayImpl {
-            downstream,
-            outcomes,
-        }))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let relay = RelayClient::connect(server.local_addr())
-        .await
-        .unwrap()
-        .with_timeout(Duration::from_millis(100));
-    let caller = relay.relay_late(300).await;
-    assert!(
-        matches!(caller, Err(rpc::Error::DeadlineExceeded { .. })),
-        "{caller:?}"
-    );
-    let downstream_outcome = within("the handler's downstream call", outcome.recv())
-        .await
-        .unwrap();
-    assert!(
-        downstream_outcome.contains("DeadlineExceeded"),
-        "{downstream_outcome}"
-    );
+    relay_a_call_made_too_late(downstream).await;
     let sent: Vec<_> = sync(&mut peer, 1).await.iter().map(parse_or_kind).collect();
     assert!(sent.is_empty(), "sent after its deadline: {sent:?}");
 }

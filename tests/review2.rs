@@ -6,95 +6,11 @@
 #[allow(unused_imports)]
 mod support;
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::Serialize;
-use support::probe::*;
-use support::raw::{self, RawConn, RawFrame};
+use support::hand::*;
+use support::raw::{self, RawConn};
 use support::{ShapesClient, start_with};
-use tokio::net::TcpListener;
-
-const PROMPTLY: Duration = Duration::from_secs(3);
-
-// ---------------------------------------------------------------------------
-// Helpers (as in tests/call_future.rs).
-
-async fn listen() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    (listener, addr)
-}
-
-async fn accept(listener: &TcpListener) -> RawConn {
-    let (stream, _) = tokio::time::timeout(PROMPTLY, listener.accept())
-        .await
-        .expect("the client did not connect")
-        .unwrap();
-    stream.set_nodelay(true).unwrap();
-    RawConn::accept_handshake(stream).await
-}
-
-async fn client_and_peer(cap: usize) -> (ProbeClient, RawConn, TcpListener) {
-    let (listener, addr) = listen().await;
-    let builder = rpc::Channel::builder().max_in_flight(cap);
-    let (channel, peer) = tokio::join!(builder.connect(addr), accept(&listener));
-    (ProbeClient::new(channel.unwrap()), peer, listener)
-}
-
-#[derive(Debug)]
-struct Req {
-    id: u64,
-    budget: Duration,
-    args: Vec<u8>,
-}
-
-fn parse_request(f: &RawFrame) -> Req {
-    assert_eq!(f.kind, raw::kind::REQUEST, "not a request: {f:?}");
-    let p = &f.payload;
-    Req {
-        id: f.call_id,
-        budget: Duration::from_micros(u64::from_be_bytes(p[8..16].try_into().unwrap())),
-        args: p[16..].to_vec(),
-    }
-}
-
-async fn next_request(peer: &mut RawConn) -> Req {
-    let f = peer
-        .next_frame(PROMPTLY)
-        .await
-        .expect("the connection closed");
-    parse_request(&f)
-}
-
-fn ok<T: Serialize>(id: u64, value: &T) -> Vec<u8> {
-    let mut p = vec![raw::status::OK];
-    p.extend_from_slice(&raw::args(value));
-    raw::frame(raw::kind::RESPONSE, 0, id, &p)
-}
-
-/// What the client sent before answering a Ping.
-async fn sync(peer: &mut RawConn, nonce: u64) -> Vec<RawFrame> {
-    peer.send(&raw::ping(nonce)).await;
-    let mut before = Vec::new();
-    loop {
-        let f = peer
-            .next_frame(PROMPTLY)
-            .await
-            .expect("the connection closed");
-        if f.kind == raw::kind::PONG && f.call_id == nonce {
-            return before;
-        }
-        before.push(f);
-    }
-}
-
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(PROMPTLY, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: still pending after {PROMPTLY:?}"))
-}
 
 // ---------------------------------------------------------------------------
 // Frames built in place, on the heap, and at the limits.
@@ -377,29 +293,6 @@ async fn a_response_too_short_or_too_long_is_a_protocol_error_at_once() {
 // ---------------------------------------------------------------------------
 // Deadlines.
 
-/// Makes a downstream call from inside a handler, blocks past the
-/// handler's deadline, then awaits the call and reports its outcome.
-#[rpc::service]
-pub trait Forward {
-    /// As described above.
-    async fn forward_late(&self, ms: u64) -> String;
-}
-
-struct ForwardImpl {
-    downstream: ProbeClient,
-    outcomes: tokio::sync::mpsc::UnboundedSender<String>,
-}
-
-impl Forward for ForwardImpl {
-    async fn forward_late(&self, ms: u64) -> String {
-        let call = self.downstream.hold(0, 7);
-        std::thread::sleep(Duration::from_millis(ms));
-        let outcome = format!("{:?}", call.await);
-        let _ = self.outcomes.send(outcome.clone());
-        outcome
-    }
-}
-
 /// A call whose inherited deadline passed before its first poll, on a
 /// downstream connection that is draining (so it would take the general
 /// path, which reconnects): DeadlineExceeded at once, and the request is
@@ -415,31 +308,7 @@ async fn a_late_inherited_deadline_sends_nothing_even_by_the_general_path() {
         let (stream, _) = listener.accept().await.unwrap();
         RawConn::accept_handshake(stream).await
     });
-    let (outcomes, mut outcome) = tokio::sync::mpsc::unbounded_channel();
-    let server = rpc::Server::builder()
-        .add_service(ForwardServer::new(ForwardImpl {
-            downstream,
-            outcomes,
-        }))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let forward = ForwardClient::connect(server.local_addr())
-        .await
-        .unwrap()
-        .with_timeout(Duration::from_millis(100));
-    let caller = forward.forward_late(300).await;
-    assert!(
-        matches!(caller, Err(rpc::Error::DeadlineExceeded { .. })),
-        "{caller:?}"
-    );
-    let downstream_outcome = within("the handler's downstream call", outcome.recv())
-        .await
-        .unwrap();
-    assert!(
-        downstream_outcome.contains("DeadlineExceeded"),
-        "{downstream_outcome}"
-    );
+    relay_a_call_made_too_late(downstream).await;
     let sent = sync(&mut old, 2).await;
     assert!(sent.is_empty(), "sent on the drained connection: {sent:?}");
     assert!(

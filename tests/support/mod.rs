@@ -139,5 +139,6 @@ impl Slow for SlowImpl {
     }
 }
 
+pub mod hand;
 pub mod probe;
 pub mod raw;
