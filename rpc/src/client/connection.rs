@@ -670,7 +670,7 @@ impl Connection {
     /// in-flight cap is free and the connection takes calls, storing
     /// `waker` to be woken with the outcome. The budget sent is `budget`.
     pub(super) fn try_send(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         method: &'static str,
         request: &mut Encoded,
         deadline: Instant,
@@ -683,8 +683,9 @@ impl Connection {
                 if earlier {
                     self.shared.timer_moved.notify_one();
                 }
+                // The caller's reference moves into the call: no clone.
                 Tried::Sent(InFlight {
-                    conn: self.clone(),
+                    conn: self,
                     id,
                     done: false,
                 })
