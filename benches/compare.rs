@@ -568,52 +568,63 @@ mod baseline {
 }
 
 // ---------------------------------------------------------------------------
-// One client type over the three implementations
+// The client side of each implementation, behind one trait
 
-#[derive(Clone)]
-enum Client {
-    Rpc(rpc_side::BenchClient),
-    Tarpc(tarpc_side::TBenchClient),
-    Baseline(baseline::Client),
+/// What the load loops call. Each implementation's loop is compiled for its
+/// own client type: through an enum, every call's future would be the size
+/// of the largest implementation's (tarpc's), and copying it per call cost
+/// every implementation alike, a few percent of this library's time on C.
+trait LoadClient: Clone + Send + Sync + 'static {
+    fn add(&self, a: i32, b: i32) -> impl Future<Output = i32> + Send;
+    fn echo(&self, data: Vec<u8>) -> impl Future<Output = Vec<u8>> + Send;
 }
 
-impl Client {
-    async fn connect(imp: Impl, addr: SocketAddr) -> Client {
-        match imp {
-            Impl::Rpc | Impl::RpcUnbatched => Client::Rpc(rpc_side::BenchClient::new(
-                rpc::Channel::builder()
-                    .write_batching(imp == Impl::Rpc)
-                    .connect(addr)
-                    .await
-                    .expect("rpc: connect"),
-            )),
-            Impl::Tarpc => Client::Tarpc(tarpc_side::connect(addr).await),
-            Impl::Baseline => Client::Baseline(baseline::connect(addr, true).await),
-            Impl::BaselineUnbatched => Client::Baseline(baseline::connect(addr, false).await),
-        }
-    }
-
+impl LoadClient for rpc_side::BenchClient {
     async fn add(&self, a: i32, b: i32) -> i32 {
-        match self {
-            Client::Rpc(c) => c.add(a, b).await.expect("rpc: add"),
-            Client::Tarpc(c) => c
-                .add(tarpc::context::current(), a, b)
-                .await
-                .expect("tarpc: add"),
-            Client::Baseline(c) => c.add(a, b).await,
-        }
+        rpc_side::BenchClient::add(self, a, b)
+            .await
+            .expect("rpc: add")
     }
 
     async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
-        match self {
-            Client::Rpc(c) => c.echo(data).await.expect("rpc: echo"),
-            Client::Tarpc(c) => c
-                .echo(tarpc::context::current(), data)
-                .await
-                .expect("tarpc: echo"),
-            Client::Baseline(c) => c.echo(data).await,
-        }
+        rpc_side::BenchClient::echo(self, data)
+            .await
+            .expect("rpc: echo")
     }
+}
+
+impl LoadClient for tarpc_side::TBenchClient {
+    async fn add(&self, a: i32, b: i32) -> i32 {
+        tarpc_side::TBenchClient::add(self, tarpc::context::current(), a, b)
+            .await
+            .expect("tarpc: add")
+    }
+
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        tarpc_side::TBenchClient::echo(self, tarpc::context::current(), data)
+            .await
+            .expect("tarpc: echo")
+    }
+}
+
+impl LoadClient for baseline::Client {
+    async fn add(&self, a: i32, b: i32) -> i32 {
+        baseline::Client::add(self, a, b).await
+    }
+
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        baseline::Client::echo(self, data).await
+    }
+}
+
+async fn rpc_connect(addr: SocketAddr, batching: bool) -> rpc_side::BenchClient {
+    rpc_side::BenchClient::new(
+        rpc::Channel::builder()
+            .write_batching(batching)
+            .connect(addr)
+            .await
+            .expect("rpc: connect"),
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -733,7 +744,7 @@ impl Meter {
 }
 
 /// A: one call at a time; every call's latency is recorded.
-async fn sequential(client: &Client, s: &Settings) -> Window {
+async fn sequential<C: LoadClient>(client: &C, s: &Settings) -> Window {
     let mut i = 0i32;
     let warm_end = Instant::now() + s.warmup;
     while Instant::now() < warm_end {
@@ -762,7 +773,7 @@ async fn sequential(client: &Client, s: &Settings) -> Window {
 }
 
 /// B, C, D: `in_flight` tasks per connection, each calling in a loop.
-async fn closed_loop(clients: Vec<Client>, w: Workload, s: &Settings) -> Window {
+async fn closed_loop<C: LoadClient>(clients: Vec<C>, w: Workload, s: &Settings) -> Window {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let payload = w.payload().map(|n| Arc::new(vec![0xA5u8; n]));
@@ -796,17 +807,40 @@ async fn closed_loop(clients: Vec<Client>, w: Workload, s: &Settings) -> Window 
     window
 }
 
+async fn drive<C: LoadClient>(clients: Vec<C>, w: Workload, s: &Settings) -> Window {
+    if w == Workload::A {
+        sequential(&clients[0], s).await
+    } else {
+        closed_loop(clients, w, s).await
+    }
+}
+
 fn child_cell(imp: Impl, w: Workload, s: &Settings) -> String {
     let addr = start_server(imp, 256);
+    let n = w.connections();
     let window = runtime().block_on(async {
-        let mut clients = Vec::new();
-        for _ in 0..w.connections() {
-            clients.push(Client::connect(imp, addr).await);
-        }
-        if w == Workload::A {
-            sequential(&clients[0], s).await
-        } else {
-            closed_loop(clients, w, s).await
+        match imp {
+            Impl::Rpc | Impl::RpcUnbatched => {
+                let mut clients = Vec::new();
+                for _ in 0..n {
+                    clients.push(rpc_connect(addr, imp == Impl::Rpc).await);
+                }
+                drive(clients, w, s).await
+            }
+            Impl::Tarpc => {
+                let mut clients = Vec::new();
+                for _ in 0..n {
+                    clients.push(tarpc_side::connect(addr).await);
+                }
+                drive(clients, w, s).await
+            }
+            Impl::Baseline | Impl::BaselineUnbatched => {
+                let mut clients = Vec::new();
+                for _ in 0..n {
+                    clients.push(baseline::connect(addr, imp == Impl::Baseline).await);
+                }
+                drive(clients, w, s).await
+            }
         }
     });
     let mut line = format!(

@@ -76,6 +76,7 @@ pub fn try_current() -> Option<Context> {
 }
 
 /// The current handler's deadline, if any (cheaper than cloning the context).
+#[inline]
 pub(crate) fn current_deadline() -> Option<Instant> {
     CURRENT.try_with(|c| c.deadline).ok()
 }
@@ -88,6 +89,7 @@ pub(crate) fn deadline_after(start: Instant, d: Duration) -> Instant {
 
 /// [`deadline_after`], and the time from `start` to it (without subtracting
 /// one instant from another, which costs more than it looks).
+#[inline]
 pub(crate) fn deadline_in(start: Instant, d: Duration) -> (Instant, Duration) {
     // About 30 years: further than any call lives.
     const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);

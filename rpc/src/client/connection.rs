@@ -132,6 +132,7 @@ pub(super) struct Shared {
 impl Shared {
     /// Takes call `id`'s outcome if it came, or keeps `cx`'s waker to be woken
     /// when it does.
+    #[inline]
     fn poll_outcome(&self, id: u64, cx: &mut std::task::Context<'_>) -> Poll<Reply> {
         let mut st = self.state.lock().unwrap();
         let Some(waiting) = st.pending.get_mut(id) else {
@@ -571,6 +572,7 @@ pub(super) enum Encoded {
 
 impl Encoded {
     /// Bytes of the whole frame, length prefix included.
+    #[inline]
     fn len(&self) -> usize {
         match self {
             Encoded::Buf(frame) => frame.len(),
@@ -646,6 +648,7 @@ pub(super) struct InFlight {
 
 impl InFlight {
     /// The call's outcome, once the reader has handed it over.
+    #[inline]
     pub(super) fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Reply> {
         let reply = std::task::ready!(self.conn.shared.poll_outcome(self.id, cx));
         self.done = true;
@@ -669,6 +672,7 @@ impl Connection {
     /// Sends without waiting: queues the request if a slot under the
     /// in-flight cap is free and the connection takes calls, storing
     /// `waker` to be woken with the outcome. The budget sent is `budget`.
+    #[inline]
     pub(super) fn try_send(
         self: Arc<Self>,
         method: &'static str,

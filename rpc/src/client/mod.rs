@@ -404,6 +404,7 @@ impl Inner {
             .is_some_and(|c| c.is_draining_for_shutdown())
     }
 
+    #[inline]
     fn current(&self) -> Option<Arc<Connection>> {
         self.current.lock().unwrap().clone()
     }
@@ -431,6 +432,7 @@ impl Inner {
     }
 }
 
+#[inline]
 fn is_shutting_down(payload: &Payload) -> bool {
     payload.first() == Some(&(Status::ShuttingDown as u8))
 }

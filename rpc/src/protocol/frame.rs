@@ -90,6 +90,7 @@ enum Store {
 }
 
 impl FrameBuf {
+    #[inline]
     pub(crate) fn new(kind: Kind, call_id: u64, payload_hint: usize) -> Self {
         // One copy of the whole head (not four writes that each check room):
         // length (patched by `seal`), kind, flags, call id.
@@ -154,6 +155,7 @@ impl FrameBuf {
         }
     }
 
+    #[inline]
     fn as_mut_slice(&mut self) -> &mut [u8] {
         match &mut self.store {
             Store::Inline { len, bytes } => &mut bytes[..usize::from(*len)],
@@ -162,6 +164,7 @@ impl FrameBuf {
     }
 
     /// Bytes of the whole frame so far, length prefix included.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         match &self.store {
             Store::Inline { len, .. } => usize::from(*len),
@@ -170,11 +173,13 @@ impl FrameBuf {
     }
 
     /// Rewrites the call id (the client learns it only when the call is sent).
+    #[inline]
     pub(crate) fn set_call_id(&mut self, call_id: u64) {
         self.patch_u64(6, call_id);
     }
 
     /// Overwrites 8 bytes at `offset` (from the start of the frame) with `v`, big-endian.
+    #[inline]
     pub(crate) fn patch_u64(&mut self, offset: usize, v: u64) {
         self.as_mut_slice()[offset..offset + 8].copy_from_slice(&v.to_be_bytes());
     }
@@ -192,6 +197,7 @@ impl FrameBuf {
 
     /// Writes the length field and returns the whole frame, keeping the
     /// buffer (to copy it out, and to patch and send it again).
+    #[inline]
     pub(crate) fn seal(&mut self) -> &[u8] {
         let frame = self.as_mut_slice();
         let len = (frame.len() - LEN_PREFIX) as u32;

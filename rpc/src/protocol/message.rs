@@ -79,6 +79,7 @@ pub(crate) struct RequestHead {
 impl RequestHead {
     pub(crate) const LEN: usize = 16;
 
+    #[inline]
     pub(crate) fn write(self, f: &mut FrameBuf) {
         let mut head = [0u8; Self::LEN];
         head[..8].copy_from_slice(&self.method_id.to_be_bytes());
@@ -89,6 +90,7 @@ impl RequestHead {
 
     /// Sets the call id and budget of an encoded request, just before it is
     /// sent (both are known only then).
+    #[inline]
     pub(crate) fn patch(f: &mut FrameBuf, call_id: u64, budget: Duration) {
         f.set_call_id(call_id);
         let micros = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);

@@ -173,6 +173,7 @@ impl From<Bytes> for Payload {
 impl std::ops::Deref for Payload {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         match self {
             Payload::Inline { len, bytes } => &bytes[..usize::from(*len)],
