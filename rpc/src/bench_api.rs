@@ -50,7 +50,7 @@ pub fn request_frame<A: Serialize + ?Sized>(
 pub fn response_frame<R: Serialize + ?Sized>(call_id: u64, value: &R) -> Bytes {
     Call {
         id: call_id,
-        args: Bytes::new(),
+        args: Bytes::new().into(),
         max_frame: MAX_FRAME,
     }
     .reply(value)

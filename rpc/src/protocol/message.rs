@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
 
-use super::{FrameBuf, Kind, MAGIC, VERSION};
+use super::{FrameBuf, Kind, MAGIC, Payload, VERSION};
 
 /// The handshake message, sent by both sides before anything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +95,15 @@ impl RequestHead {
         f.set_call_id(call_id);
         let micros = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
         f.patch_u64(super::LEN_PREFIX + super::HEADER_LEN + 8, micros);
+    }
+
+    /// Splits a Request payload into its head and the argument bytes.
+    pub(crate) fn split(mut payload: Payload) -> Option<(RequestHead, Payload)> {
+        let head = payload.get(..Self::LEN)?;
+        let method_id = u64::from_be_bytes(head[..8].try_into().ok()?);
+        let budget = Duration::from_micros(u64::from_be_bytes(head[8..].try_into().ok()?));
+        payload.advance(Self::LEN);
+        Some((RequestHead { method_id, budget }, payload))
     }
 
     /// Splits a Request payload into its head and the argument bytes.
@@ -288,6 +297,30 @@ mod tests {
         assert_eq!(head.budget, Duration::from_millis(1500));
         assert_eq!(&args[..], &[42]);
         assert!(RequestHead::parse(Bytes::from_static(&[0; 15])).is_none());
+    }
+
+    /// `split` gives the same head and arguments as `parse`, from a payload
+    /// copied in place or shared, and refuses one shorter than the head.
+    #[test]
+    fn split_matches_parse_in_place_and_shared() {
+        for args_len in [0usize, 1, 22, 23, 100] {
+            let mut bytes = Vec::new();
+            bytes.extend_from_slice(&0x0123_4567_89ab_cdefu64.to_be_bytes());
+            bytes.extend_from_slice(&1_500_000u64.to_be_bytes());
+            bytes.extend((0..args_len).map(|i| i as u8));
+            let (want_head, want_args) = RequestHead::parse(Bytes::from(bytes.clone())).unwrap();
+            let shared = Payload::from(Bytes::from(bytes.clone()));
+            let mut forms = vec![shared];
+            forms.extend(Payload::copy_small(&bytes));
+            for payload in forms {
+                let (head, args) = RequestHead::split(payload).unwrap();
+                assert_eq!(head.method_id, want_head.method_id);
+                assert_eq!(head.budget, want_head.budget);
+                assert_eq!(&args[..], &want_args[..], "{args_len} bytes of arguments");
+            }
+        }
+        assert!(RequestHead::split(Payload::copy_small(&[0; 15]).unwrap()).is_none());
+        assert!(RequestHead::split(Bytes::from_static(&[0; 15]).into()).is_none());
     }
 
     #[test]

@@ -164,6 +164,20 @@ impl Payload {
     }
 }
 
+impl Payload {
+    /// Drops the first `n` bytes (at most all of them).
+    pub(crate) fn advance(&mut self, n: usize) {
+        match self {
+            Payload::Inline { len, bytes } => {
+                let n = n.min(usize::from(*len));
+                bytes.copy_within(n..usize::from(*len), 0);
+                *len -= n as u8;
+            }
+            Payload::Shared(b) => bytes::Buf::advance(b, n.min(b.len())),
+        }
+    }
+}
+
 impl From<Bytes> for Payload {
     fn from(b: Bytes) -> Self {
         Payload::Shared(b)

@@ -13,8 +13,6 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -24,11 +22,11 @@ use super::calls::{Abuse, Calls};
 use super::dispatch::{Call, Handler};
 use crate::context;
 use crate::protocol::{
-    DRAIN_PING, DRAIN_PING_TIMEOUT, Frame, FrameBuf, FrameCodec, FrameError, GoAwayReason, Kind,
+    DRAIN_PING, DRAIN_PING_TIMEOUT, FrameBuf, FrameCodec, FrameError, GoAwayReason, Kind, Payload,
     RequestHead, Status,
 };
 
-use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Outbox, Turns, Writer};
+use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Incoming, Outbox, Turns, Writer};
 
 /// Bytes a paused driver reads ahead, to notice the peer leaving: as much as
 /// the replies it may queue for a peer that does not read. A peer that has
@@ -307,7 +305,7 @@ impl Driver {
                     if paused {
                         reader.poll_closed(cx, READ_AHEAD_WHILE_PAUSED).map(|()| None)
                     } else {
-                        reader.poll_frame(cx).map(Some)
+                        reader.poll_incoming(cx, Kind::Request).map(Some)
                     }
                 }) => {
                     let Some(frame) = read else {
@@ -332,7 +330,7 @@ impl Driver {
     /// pipelined requests pays for it once, not once per frame.
     async fn on_frames<R: AsyncRead + Unpin>(
         &mut self,
-        first: Option<Result<Frame, FrameError>>,
+        first: Option<Result<Incoming, FrameError>>,
         reader: &mut FrameReader<R>,
         clock: &mut Clock,
     ) -> Option<End> {
@@ -351,7 +349,7 @@ impl Driver {
             clock.partial_since = None;
             clock.heard_at = now;
             clock.ping_sent = None;
-            if frame.kind == Kind::Request {
+            if matches!(frame, Incoming::Of(..)) {
                 clock.active_at = now;
             }
             if let Some(end) = self.on_frame(frame, now, &waker) {
@@ -375,7 +373,8 @@ impl Driver {
             // One poll with this task's own waker (not a no-op one: under
             // tokio's coop budget a resource wakes the waker it is given,
             // and a wake given to a no-op waker would be lost).
-            match futures::poll!(reader.next()) {
+            let next_frame = std::future::poll_fn(|cx| reader.poll_incoming(cx, Kind::Request));
+            match futures::poll!(next_frame) {
                 Poll::Ready(frame) => next = frame,
                 Poll::Pending => return None,
             }
@@ -466,9 +465,16 @@ impl Driver {
         None
     }
 
-    fn on_frame(&mut self, frame: Frame, now: Instant, waker: &Waker) -> Option<End> {
+    /// A Request (its id and payload) or another frame.
+    fn on_frame(&mut self, incoming: Incoming, now: Instant, waker: &Waker) -> Option<End> {
+        let frame = match incoming {
+            Incoming::Of(id, payload) => return self.on_request(id, payload, now, waker),
+            Incoming::Frame(frame) => frame,
+        };
         match frame.kind {
-            Kind::Request => return self.on_request(frame.call_id, frame.payload, now, waker),
+            Kind::Request => {
+                return self.on_request(frame.call_id, frame.payload.into(), now, waker);
+            }
             Kind::Cancel => {
                 let known = self.calls.cancel(frame.call_id);
                 let covered = self.cancel_credits > 0;
@@ -509,12 +515,12 @@ impl Driver {
     fn on_request(
         &mut self,
         id: u64,
-        payload: Bytes,
+        payload: Payload,
         received: Instant,
         waker: &Waker,
     ) -> Option<End> {
         self.cancel_credits = self.cancel_credits.saturating_add(1);
-        let Some((head, args)) = RequestHead::parse(payload) else {
+        let Some((head, args)) = RequestHead::split(payload) else {
             let _ = self
                 .outbox
                 .send(Status::Decode.reply(id, "request shorter than its 16-byte head"));

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::Error;
 use crate::codec;
 use crate::id_map::IdMap;
-use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Status};
+use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Payload, Status};
 use crate::transport::Outgoing;
 
 /// A running handler: resolves to the encoded Response frame.
@@ -69,7 +69,7 @@ pub trait Service: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct Call {
     pub(crate) id: u64,
-    pub(crate) args: Bytes,
+    pub(crate) args: Payload,
     pub(crate) max_frame: usize,
 }
 
