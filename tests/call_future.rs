@@ -769,3 +769,74 @@ async fn many_callers_on_a_multi_thread_runtime_with_a_small_cap_all_complete() 
     assert_eq!(client.hold(0, 7).await.unwrap(), 7);
     server.shutdown().await;
 }
+
+/// A call's deadline counts from when the writer takes its request (one read
+/// of the clock per batch, not per call), unless the writer is away writing:
+/// it may not be back soon. Here it never is: the server reads nothing, and
+/// a 12 MiB request fills the socket. A call made meanwhile reads the clock
+/// itself and fails at its own deadline, instead of waiting for a stamp that
+/// would come only once the write goes through.
+#[tokio::test]
+async fn a_call_behind_a_stuck_writer_still_fails_at_its_deadline() {
+    let _watchdog = watchdog();
+    let (client, _peer, _listener) = client_and_peer(8).await;
+    let big = tokio::spawn(
+        client
+            .with_timeout(Duration::from_secs(60))
+            .text("x".repeat(12 << 20)),
+    );
+    // The scenario, not a wait for an event (none is visible from outside):
+    // by now the writer is deep in the big write, blocked on a full socket.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let budget = Duration::from_millis(200);
+    let started = std::time::Instant::now();
+    match within(
+        "the call behind the stuck writer",
+        client.with_timeout(budget).hold(0, 1),
+    )
+    .await
+    {
+        Err(rpc::Error::DeadlineExceeded { budget: b, .. }) => assert_eq!(b, budget),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() >= budget,
+        "failed early: {:?}",
+        started.elapsed()
+    );
+    big.abort();
+}
+
+/// A connection keeps the times of its last 64 batches; a call pending
+/// longer than that has its batch's time folded into it. Its deadline still
+/// holds: a call given 1 s, outlasting a hundred batches (one-at-a-time
+/// calls), fails with DeadlineExceeded when its time is up.
+#[tokio::test]
+async fn a_call_outlasting_many_batches_still_fails_at_its_deadline() {
+    let _watchdog = watchdog();
+    let (client, mut peer, _listener) = client_and_peer(8).await;
+    let budget = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let slow = tokio::spawn(client.with_timeout(budget).hold(u64::MAX, 0));
+    let held = next_request(&mut peer).await;
+    for i in 1..=100u32 {
+        let serve = async {
+            let req = next_request(&mut peer).await;
+            assert_ne!(req.id, held.id);
+            peer.send(&ok(req.id, &i)).await;
+        };
+        let (reply, ()) = tokio::join!(client.hold(0, i), serve);
+        assert_eq!(reply.unwrap(), i);
+    }
+    match within("the held call", slow).await.unwrap() {
+        Err(rpc::Error::DeadlineExceeded { budget: b, .. }) => assert_eq!(b, budget),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() >= budget,
+        "failed early: {:?}",
+        started.elapsed()
+    );
+    let cancel = peer.next_frame(PROMPTLY).await.unwrap();
+    assert_eq!((cancel.kind, cancel.call_id), (raw::kind::CANCEL, held.id));
+}

@@ -108,6 +108,10 @@ impl Drop for Entered {
     }
 }
 
+/// About 30 years: further than any call lives. The longest budget a call
+/// is given (a longer timeout means the same: no deadline).
+pub(crate) const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
 /// `start + d`, or a deadline so far away that it never comes if that
 /// overflows (`Duration::MAX` means "no deadline", not a panic).
 pub(crate) fn deadline_after(start: Instant, d: Duration) -> Instant {
@@ -118,8 +122,6 @@ pub(crate) fn deadline_after(start: Instant, d: Duration) -> Instant {
 /// one instant from another, which costs more than it looks).
 #[inline]
 pub(crate) fn deadline_in(start: Instant, d: Duration) -> (Instant, Duration) {
-    // About 30 years: further than any call lives.
-    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
     match start.checked_add(d) {
         Some(at) => (at, d),
         None => (start + FAR, FAR),

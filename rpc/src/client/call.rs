@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 
-use super::connection::{Connection, Encoded, Failure, InFlight, Tried};
+use super::connection::{Connection, Encoded, Failure, InFlight, Tried, When};
 use super::{Inner, decode_response, is_shutting_down};
 use crate::Error;
 use crate::protocol::{FrameBuf, Payload};
@@ -43,7 +43,9 @@ pub struct Call<R, T> {
     conn: Option<Arc<Connection>>,
     method: &'static str,
     /// Until the first poll, the deadline of the handler the call was made
-    /// in, if any; from then on, the call's deadline (always set).
+    /// in, if any; from then on, the call's deadline if it has one of its
+    /// own (else it counts its budget from when the connection stamps it:
+    /// see [`When::After`]).
     deadline: Option<Instant>,
     /// Until the first poll, the handle's timeout; from then on, the budget
     /// the call started with (sent to the server, and reported if it runs
@@ -125,32 +127,35 @@ impl<R, T> Call<R, T> {
         }
     }
 
-    /// Starts the clock: the call's deadline is the earlier of its
-    /// handle's timeout from `now` and the deadline it inherited, and its
-    /// budget the time from `now` to that. The one read of the clock per
-    /// call is here, when the call starts (like any `async fn`'s work, at
-    /// its first poll), so the budget sent is exact.
-    fn start(&mut self, now: Instant) {
-        let (own, budget) = crate::context::deadline_in(now, self.budget);
-        (self.deadline, self.budget) = match self.deadline {
-            Some(inherited) if inherited < own => {
-                (Some(inherited), inherited.saturating_duration_since(now))
-            }
-            _ => (Some(own), budget),
+    /// Starts the call (like any `async fn`'s work, at its first poll):
+    /// made in a handler, its deadline is the earlier of its handle's
+    /// timeout from now and the deadline it inherited, and its budget the
+    /// time left until then (the one read of the clock for such a call).
+    /// Otherwise its budget is its handle's timeout, and its deadline that
+    /// long after the connection stamps it, without a read of the clock here.
+    fn start(&mut self) -> When {
+        let Some(inherited) = self.deadline else {
+            self.budget = self.budget.min(crate::context::FAR);
+            return When::After(self.budget);
         };
+        let now = Instant::now();
+        let (own, budget) = crate::context::deadline_in(now, self.budget);
+        let (deadline, budget) = if inherited < own {
+            (inherited, inherited.saturating_duration_since(now))
+        } else {
+            (own, budget)
+        };
+        (self.deadline, self.budget) = (Some(deadline), budget);
+        When::At(deadline)
     }
 
-    fn deadline(&self) -> Instant {
-        self.deadline.expect("set when the call started")
-    }
-
-    /// The general path from attempt `first` (see [`Inner::send`]); the
-    /// request goes with it. `started`: when the call started, if it went
-    /// this way at once.
-    fn general(&mut self, first: usize, started: Option<Instant>) -> Step {
+    /// The general path from attempt `first` (see [`Inner::send`]), until
+    /// `deadline`; the request goes with it. `started`: when the call
+    /// started, if it went this way at once.
+    fn general(&mut self, first: usize, deadline: Instant, started: Option<Instant>) -> Step {
         let frame = std::mem::replace(&mut self.request, Encoded::Shared(Bytes::new()));
         let inner = self.inner.clone();
-        let (method, deadline) = (self.method, self.deadline());
+        let method = self.method;
         // Only from the start may the budget count from when the call
         // started; a call refused and sent again has waited since.
         let (made_at, refused) = if first == 0 {
@@ -181,8 +186,7 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
                         this.step = Step::Done;
                         return Poll::Ready(Err(*e));
                     }
-                    let now = Instant::now();
-                    this.start(now);
+                    let when = this.start();
                     if this.budget.is_zero() {
                         // Out of time before it started (an inherited
                         // deadline passed): not sent, and no reconnect for it.
@@ -192,12 +196,11 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
                             budget: Duration::ZERO,
                         }));
                     }
-                    let deadline = this.deadline();
                     let tried = match this.conn.take().or_else(|| this.inner.current()) {
                         Some(conn) => conn.try_send(
                             this.method,
                             &mut this.request,
-                            deadline,
+                            when,
                             this.budget,
                             cx.waker(),
                         ),
@@ -210,7 +213,14 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
                             this.step = Step::InFlight(call);
                             return Poll::Pending;
                         }
-                        Tried::NotNow => this.step = this.general(0, Some(now)),
+                        Tried::NotNow => {
+                            let now = Instant::now();
+                            let deadline = match when {
+                                When::At(at) => at,
+                                When::After(budget) => crate::context::deadline_after(now, budget),
+                            };
+                            this.step = this.general(0, deadline, Some(now));
+                        }
                         Tried::Failed(e) => {
                             this.step = Step::Done;
                             return Poll::Ready(Err(this.failed(e)));
@@ -218,29 +228,39 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
                     }
                     continue;
                 }
-                Step::InFlight(call) => match ready!(call.poll(cx)) {
-                    Ok(payload) if !is_shutting_down(&payload) || call.connection().is_usable() => {
-                        payload
+                Step::InFlight(call) => {
+                    let mut refused = None;
+                    match ready!(call.poll(cx, &mut refused)) {
+                        Ok(payload)
+                            if !is_shutting_down(&payload) || call.connection().is_usable() =>
+                        {
+                            payload
+                        }
+                        // Refused by a server shutting down: it did not run,
+                        // so it goes to another connection (the general path,
+                        // past its first step, which would pick this one
+                        // again), with the deadline it has (counted from now
+                        // if the refusal came before the writer stamped it).
+                        Ok(_) => {
+                            let deadline = refused.unwrap_or_else(|| {
+                                crate::context::deadline_after(Instant::now(), this.budget)
+                            });
+                            this.step = this.general(1, deadline, None);
+                            continue;
+                        }
+                        Err(Failure::Closed(reason)) => {
+                            this.step = Step::Done;
+                            return Poll::Ready(Err(Error::disconnected(this.method, reason)));
+                        }
+                        Err(Failure::Deadline) => {
+                            this.step = Step::Done;
+                            return Poll::Ready(Err(Error::DeadlineExceeded {
+                                method: this.method,
+                                budget: this.budget,
+                            }));
+                        }
                     }
-                    // Refused by a server shutting down: it did not run, so
-                    // it goes to another connection (the general path, past
-                    // its first step, which would pick this one again).
-                    Ok(_) => {
-                        this.step = this.general(1, None);
-                        continue;
-                    }
-                    Err(Failure::Closed(reason)) => {
-                        this.step = Step::Done;
-                        return Poll::Ready(Err(Error::disconnected(this.method, reason)));
-                    }
-                    Err(Failure::Deadline) => {
-                        this.step = Step::Done;
-                        return Poll::Ready(Err(Error::DeadlineExceeded {
-                            method: this.method,
-                            budget: this.budget,
-                        }));
-                    }
-                },
+                }
                 Step::General(send) => match ready!(send.as_mut().poll(cx)) {
                     Ok(payload) => payload,
                     Err(e) => {

@@ -197,14 +197,10 @@ impl Drop for Closing<'_> {
         let callers: Vec<Waker> = {
             let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             st.closed = Some(reason.clone());
-            let failed = st.fail_waiting(|_| true, || Failure::Closed(reason.clone()));
+            let failed = st.fail_all(|| Failure::Closed(reason.clone()));
             // And those waiting for a slot: they go elsewhere.
             let in_line = st.everyone_in_line();
-            failed
-                .into_iter()
-                .map(|(_, caller)| caller)
-                .chain(in_line)
-                .collect()
+            failed.into_iter().chain(in_line).collect()
         };
         callers.into_iter().for_each(Waker::wake);
     }
@@ -228,12 +224,7 @@ fn rearm(shared: &Shared, timer: std::pin::Pin<&mut tokio::time::Sleep>) -> bool
 /// their handlers), and records the earliest deadline left.
 fn expire(shared: &Shared, outbox: &WeakOutbox<StateLane>) {
     let now = Instant::now();
-    let expired: Vec<(u64, Waker)> = {
-        let mut st = shared.state.lock().unwrap();
-        let expired = st.fail_waiting(|w| w.deadline <= now, || Failure::Deadline);
-        st.timer = st.waiting().map(|(_, w)| w.deadline).min();
-        expired
-    };
+    let expired: Vec<(u64, Waker)> = { shared.state.lock().unwrap().expire(now) };
     let out = outbox.upgrade();
     for (id, caller) in expired {
         if let Some(out) = &out {

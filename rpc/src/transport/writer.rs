@@ -101,6 +101,11 @@ pub(crate) trait Lane: Send + Sync + 'static {
         Self: 'a;
 
     fn lock(&self) -> Self::Guard<'_>;
+
+    /// Called by the writer under the lock each time it takes what is
+    /// queued; `any`: whether it took something (it writes it now), or
+    /// found nothing (it waits for more).
+    fn took(&self, _guard: &mut Self::Guard<'_>, _any: bool) {}
 }
 
 /// A writer's lock of its own.
@@ -466,6 +471,7 @@ async fn run<W: AsyncWrite + Unpin, L: Lane>(
         let finished = {
             let mut pending = queue.pending.lock();
             std::mem::swap(&mut *pending, &mut batch);
+            queue.pending.took(&mut pending, !batch.is_empty());
             // With nothing taken, is anything still to come?
             batch.is_empty()
                 && (queue.closed.load(Ordering::Relaxed)
