@@ -2,6 +2,7 @@
 //! abuse counter.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -18,6 +19,11 @@ use crate::id_map::IdMap;
 #[derive(Debug, Default)]
 pub(super) struct Calls {
     running: Mutex<IdMap<(u64, AbortHandle)>>,
+    /// How many entries `running` has, stored under its lock at every
+    /// change: the driver's check for a duplicate id before a handler's
+    /// first poll takes no lock while nothing runs (the common case; a lock
+    /// and an unlock per small call otherwise).
+    count: AtomicUsize,
     /// Signalled whenever the map becomes empty (a drain waits for it).
     pub(super) emptied: Notify,
 }
@@ -27,8 +33,18 @@ impl Calls {
         self.running.lock().unwrap().is_empty()
     }
 
+    /// Whether `id` is in flight. For the driver only: it alone adds
+    /// entries, so one it added is counted already; an entry removed
+    /// meanwhile (by its task) only makes it take the lock for nothing.
     pub(super) fn contains(&self, id: u64) -> bool {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return false;
+        }
         self.running.lock().unwrap().contains_key(&id)
+    }
+
+    fn counted(&self, running: &IdMap<(u64, AbortHandle)>) {
+        self.count.store(running.len(), Ordering::Release);
     }
 
     /// Records a handler, unless `id` is already in flight (then `spawn` is
@@ -46,6 +62,7 @@ impl Calls {
             return false;
         }
         running.insert(id, (seq, spawn()));
+        self.counted(&running);
         true
     }
 
@@ -62,6 +79,7 @@ impl Calls {
         let mut running = self.running.lock().unwrap();
         if running.get(&id).is_some_and(|&(s, _)| s == seq) {
             running.remove(&id);
+            self.counted(&running);
             reply();
             if running.is_empty() {
                 self.emptied.notify_one();
@@ -75,6 +93,7 @@ impl Calls {
         let Some((_, handle)) = running.remove(&id) else {
             return false;
         };
+        self.counted(&running);
         handle.abort();
         if running.is_empty() {
             self.emptied.notify_one();
@@ -83,9 +102,12 @@ impl Calls {
     }
 
     pub(super) fn abort_all(&self) {
-        for (_, (_, h)) in self.running.lock().unwrap().drain() {
+        let mut running = self.running.lock().unwrap();
+        for (_, (_, h)) in running.drain() {
             h.abort();
         }
+        self.counted(&running);
+        drop(running);
         self.emptied.notify_one();
     }
 }
