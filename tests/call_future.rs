@@ -840,3 +840,69 @@ async fn a_call_outlasting_many_batches_still_fails_at_its_deadline() {
     let cancel = peer.next_frame(PROMPTLY).await.unwrap();
     assert_eq!((cancel.kind, cancel.call_id), (raw::kind::CANCEL, held.id));
 }
+
+/// A call holds its connection, and reaches its channel through it only if
+/// it must go elsewhere; so a call outliving every handle to its channel
+/// still completes: made, then the last handle dropped, then awaited.
+#[tokio::test]
+async fn a_call_outliving_its_channel_still_completes() {
+    let _watchdog = watchdog();
+    let (client, mut peer, _listener) = client_and_peer(8).await;
+    let call = client.hold(0, 5);
+    drop(client);
+    let call = tokio::spawn(call);
+    let req = next_request(&mut peer).await;
+    peer.send(&ok(req.id, &5u32)).await;
+    assert_eq!(within("the call", call).await.unwrap().unwrap(), 5);
+}
+
+/// Over the in-flight cap, a call whose channel is gone waits for a slot on
+/// its connection, and goes out when the call ahead of it ends.
+#[tokio::test]
+async fn a_call_outliving_its_channel_waits_for_a_slot_on_its_connection() {
+    let _watchdog = watchdog();
+    let (client, mut peer, _listener) = client_and_peer(1).await;
+    let ahead = tokio::spawn(client.hold(u64::MAX, 1));
+    let first = next_request(&mut peer).await;
+    let behind = client.hold(0, 2);
+    drop(client);
+    let (behind, polled) = spawn_polled(Box::pin(behind));
+    polled.await.unwrap();
+    assert!(sync(&mut peer, 1).await.is_empty(), "over the cap");
+    peer.send(&ok(first.id, &1u32)).await;
+    assert_eq!(within("the call ahead", ahead).await.unwrap().unwrap(), 1);
+    let second = next_request(&mut peer).await;
+    assert_eq!(second.args, hold_args(0, 2));
+    peer.send(&ok(second.id, &2u32)).await;
+    assert_eq!(within("the call behind", behind).await.unwrap().unwrap(), 2);
+}
+
+/// A call refused by a server shutting down goes to another connection
+/// through its channel. With the channel gone there is none to go to: the
+/// call fails with ShuttingDown (it did not run, so a retry is safe), at once.
+#[tokio::test]
+async fn a_refused_call_outliving_its_channel_fails_with_shutting_down() {
+    let _watchdog = watchdog();
+    let (client, mut peer, listener) = client_and_peer(8).await;
+    let call = tokio::spawn(client.hold(0, 1));
+    let req = next_request(&mut peer).await;
+    drop(client);
+    peer.send(&raw::goaway(raw::goaway::SHUTDOWN, "draining"))
+        .await;
+    peer.send(&raw::refusal(
+        req.id,
+        raw::status::SHUTTING_DOWN,
+        "draining",
+    ))
+    .await;
+    match within("the refused call", call).await.unwrap() {
+        Err(rpc::Error::ShuttingDown { method }) => assert_eq!(method, "Probe.hold"),
+        other => panic!("{other:?}"),
+    }
+    // No new connection was opened for it.
+    let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "reconnected for a call whose channel is gone"
+    );
+}

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 
-use super::connection::{Connection, Encoded, Failure, InFlight, Tried, When};
+use super::connection::{CallError, Connection, Encoded, Failure, InFlight, Tried, When};
 use super::{Inner, decode_response, is_shutting_down};
 use crate::Error;
 use crate::protocol::{FrameBuf, Payload};
@@ -37,9 +37,12 @@ type Boxed = Pin<Box<dyn Future<Output = Result<Payload, Error>> + Send + Sync>>
 #[doc(hidden)]
 #[must_use = "a call does nothing unless awaited"]
 pub struct Call<R, T> {
-    inner: Arc<Inner>,
+    /// The channel, unless the call knows its connection (`conn`), which
+    /// leads to it (see [`Connection::channel`]): then the call holds one
+    /// reference, not two, to take and give back.
+    channel: Option<Arc<Inner>>,
     /// The connection to try first, if the channel knows it without a lock
-    /// (else the current one is looked up).
+    /// (else the channel's current one is looked up).
     conn: Option<Arc<Connection>>,
     method: &'static str,
     /// Until the first poll, the deadline of the handler the call was made
@@ -90,7 +93,7 @@ impl<R, T> Call<R, T> {
     /// A call with the handle's `timeout`, made inside a handler whose
     /// deadline is `inherited` (if it is): it gets the earlier of the two.
     pub(super) fn new(
-        inner: Arc<Inner>,
+        channel: Option<Arc<Inner>>,
         conn: Option<Arc<Connection>>,
         method: &'static str,
         inherited: Option<Instant>,
@@ -103,7 +106,7 @@ impl<R, T> Call<R, T> {
             Err(e) => (Encoded::Shared(Bytes::new()), Some(Box::new(e))),
         };
         Call {
-            inner,
+            channel,
             conn,
             method,
             deadline: inherited,
@@ -150,12 +153,24 @@ impl<R, T> Call<R, T> {
     }
 
     /// The general path from attempt `first` (see [`Inner::send`]), until
-    /// `deadline`; the request goes with it. `started`: when the call
-    /// started, if it went this way at once.
-    fn general(&mut self, first: usize, deadline: Instant, started: Option<Instant>) -> Step {
+    /// `deadline`, through the channel; the request goes with it.
+    /// `started`: when the call started, if it went this way at once. `via`:
+    /// the connection the call was on. Without a channel left (every handle
+    /// to it was dropped), a call can still wait for a slot on `via`, but
+    /// one refused cannot go elsewhere.
+    fn general(
+        &mut self,
+        first: usize,
+        deadline: Instant,
+        started: Option<Instant>,
+        via: Option<&Arc<Connection>>,
+    ) -> Step {
         let frame = std::mem::replace(&mut self.request, Encoded::Shared(Bytes::new()));
-        let inner = self.inner.clone();
         let method = self.method;
+        let channel = self
+            .channel
+            .clone()
+            .or_else(|| via.and_then(|c| c.channel()));
         // Only from the start may the budget count from when the call
         // started; a call refused and sent again has waited since.
         let (made_at, refused) = if first == 0 {
@@ -163,14 +178,38 @@ impl<R, T> Call<R, T> {
         } else {
             (None, true)
         };
-        Step::General(Box::pin(inner.send(
-            method,
-            frame.into_frame(),
-            deadline,
-            made_at,
-            refused,
-            first,
-        )))
+        match (channel, via) {
+            (Some(channel), _) => Step::General(Box::pin(channel.send(
+                method,
+                frame.into_frame(),
+                deadline,
+                made_at,
+                refused,
+                first,
+            ))),
+            (None, Some(conn)) if first == 0 => {
+                let conn = conn.clone();
+                Step::General(Box::pin(async move {
+                    match conn
+                        .call(method, frame.into_frame(), deadline, made_at)
+                        .await
+                    {
+                        Ok((payload, _)) => Ok(payload),
+                        Err(CallError::NotSent(_)) if conn.is_draining_for_shutdown() => {
+                            Err(Error::ShuttingDown { method })
+                        }
+                        Err(CallError::NotSent(_)) => Err(Error::disconnected(
+                            method,
+                            "the connection takes no more calls, and the channel is gone",
+                        )),
+                        Err(CallError::Failed(e)) => Err(e),
+                    }
+                }))
+            }
+            // Refused by a server shutting down, with no channel to find
+            // another connection: it did not run.
+            _ => Step::General(Box::pin(async move { Err(Error::ShuttingDown { method }) })),
+        }
     }
 }
 
@@ -196,7 +235,11 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
                             budget: Duration::ZERO,
                         }));
                     }
-                    let tried = match this.conn.take().or_else(|| this.inner.current()) {
+                    let conn = match this.conn.take() {
+                        Some(conn) => Some(conn),
+                        None => this.channel.as_ref().and_then(|c| c.current()),
+                    };
+                    let tried = match conn {
                         Some(conn) => conn.try_send(
                             this.method,
                             &mut this.request,
@@ -204,7 +247,7 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
                             this.budget,
                             cx.waker(),
                         ),
-                        None => Tried::NotNow,
+                        None => Tried::NotNow(None),
                     };
                     match tried {
                         Tried::Sent(call) => {
@@ -213,13 +256,13 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
                             this.step = Step::InFlight(call);
                             return Poll::Pending;
                         }
-                        Tried::NotNow => {
+                        Tried::NotNow(conn) => {
                             let now = Instant::now();
                             let deadline = match when {
                                 When::At(at) => at,
                                 When::After(budget) => crate::context::deadline_after(now, budget),
                             };
-                            this.step = this.general(0, deadline, Some(now));
+                            this.step = this.general(0, deadline, Some(now), conn.as_ref());
                         }
                         Tried::Failed(e) => {
                             this.step = Step::Done;
@@ -245,7 +288,8 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
                             let deadline = refused.unwrap_or_else(|| {
                                 crate::context::deadline_after(Instant::now(), this.budget)
                             });
-                            this.step = this.general(1, deadline, None);
+                            let conn = call.connection().clone();
+                            this.step = this.general(1, deadline, None, Some(&conn));
                             continue;
                         }
                         Err(Failure::Closed(reason)) => {

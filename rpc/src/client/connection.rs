@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
@@ -222,6 +222,12 @@ pub(super) struct Connection {
     send_limit: usize,
     reader: JoinHandle<()>,
     peer: SocketAddr,
+    /// The channel this connection serves, set when it becomes current: a
+    /// call that knew its connection holds only that, not the channel too
+    /// (one reference count less to take and give back per call), and finds
+    /// the channel here if it must go elsewhere. Weak: the channel holds the
+    /// connection.
+    channel: std::sync::OnceLock<Weak<super::Inner>>,
 }
 
 #[derive(Default)]
@@ -419,6 +425,16 @@ pub(super) enum CallError {
 }
 
 impl Connection {
+    /// Records the channel this connection serves (see [`Connection::channel`]).
+    pub(super) fn serve(&self, channel: &Arc<super::Inner>) {
+        let _ = self.channel.set(Arc::downgrade(channel));
+    }
+
+    /// The channel this connection serves, unless every handle to it is gone.
+    pub(super) fn channel(&self) -> Option<Arc<super::Inner>> {
+        self.channel.get().and_then(Weak::upgrade)
+    }
+
     /// Connects to the first address that accepts, and shakes hands.
     pub(super) async fn connect(addrs: &[SocketAddr], config: &Config) -> Result<Arc<Self>, Error> {
         let mut last = None;
@@ -480,6 +496,7 @@ impl Connection {
             send_limit: config.max_frame.min(theirs.accepts()),
             reader,
             peer,
+            channel: std::sync::OnceLock::new(),
         }))
     }
 
@@ -805,8 +822,9 @@ pub(super) enum Tried {
     /// Queued: the call is in flight.
     Sent(InFlight),
     /// Not sent, and it could only be by waiting (for a slot under the
-    /// in-flight cap) or elsewhere (the connection takes no more calls).
-    NotNow,
+    /// in-flight cap) or elsewhere (the connection takes no more calls):
+    /// here is the connection back (if there was one to try).
+    NotNow(Option<Arc<Connection>>),
     /// A failure to hand to the caller as is.
     Failed(Error),
 }
@@ -836,7 +854,7 @@ impl InFlight {
         Poll::Ready(reply)
     }
 
-    pub(super) fn connection(&self) -> &Connection {
+    pub(super) fn connection(&self) -> &Arc<Connection> {
         &self.conn
     }
 }
@@ -875,7 +893,7 @@ impl Connection {
                     done: false,
                 })
             }
-            Queued::Wait | Queued::NotSent => Tried::NotNow,
+            Queued::Wait | Queued::NotSent => Tried::NotNow(Some(self)),
             Queued::Failed(e) => Tried::Failed(e),
         }
     }

@@ -157,22 +157,26 @@ impl Builder {
             .map_err(|e| Error::io("resolving the server address", e))?
             .collect();
         let conn = Connection::connect(&addrs, &self.config).await?;
-        Ok(Channel {
-            timeout: self.config.timeout,
-            known: Known {
-                conn: Arc::downgrade(&conn),
-                generation: 0,
-            },
-            inner: Arc::new(Inner {
-                addrs,
-                current: Mutex::new(Some(conn)),
-                generation: AtomicU64::new(0),
-                reconnect: Mutex::new(Reconnect {
-                    backoff: Backoff::new(self.config.backoff_initial, self.config.backoff_max),
-                    attempt: None,
-                }),
-                config: self.config,
+        let known = Known {
+            conn: Arc::downgrade(&conn),
+            generation: 0,
+        };
+        let timeout = self.config.timeout;
+        let inner = Arc::new(Inner {
+            addrs,
+            current: Mutex::new(Some(conn.clone())),
+            generation: AtomicU64::new(0),
+            reconnect: Mutex::new(Reconnect {
+                backoff: Backoff::new(self.config.backoff_initial, self.config.backoff_max),
+                attempt: None,
             }),
+            config: self.config,
+        });
+        conn.serve(&inner);
+        Ok(Channel {
+            timeout,
+            known,
+            inner,
         })
     }
 }
@@ -290,8 +294,15 @@ impl Channel {
         } else {
             None
         };
+        // A call that knows its connection holds only that (the channel is
+        // found through it if the call must go elsewhere).
+        let channel = if first.is_none() {
+            Some(self.inner.clone())
+        } else {
+            None
+        };
         Call::new(
-            self.inner.clone(),
+            channel,
             first,
             method,
             crate::context::current_deadline(),

@@ -87,6 +87,7 @@ impl Inner {
             reconnect.attempt = None;
             match result {
                 Ok(conn) => {
+                    conn.serve(&inner);
                     reconnect.backoff.succeeded();
                     let mut current = inner.current.lock().unwrap();
                     *current = Some(conn.clone());
