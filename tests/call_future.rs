@@ -906,3 +906,32 @@ async fn a_refused_call_outliving_its_channel_fails_with_shutting_down() {
         "reconnected for a call whose channel is gone"
     );
 }
+
+/// A reply of a primitive scalar (`hold` returns `u32`) is decoded without
+/// the guard, but checked all the same: trailing bytes, a missing value and
+/// a varint too wide for the type are Decode errors for that call only.
+#[tokio::test]
+async fn a_bad_scalar_reply_is_a_decode_error_for_its_call() {
+    let _watchdog = watchdog();
+    let (client, mut peer, _listener) = client_and_peer(8).await;
+    let too_wide = {
+        let mut v = vec![253];
+        v.extend_from_slice(&u64::MAX.to_le_bytes());
+        v
+    };
+    for body in [vec![7, 0], Vec::new(), too_wide] {
+        let call = tokio::spawn(client.hold(0, 7));
+        let req = next_request(&mut peer).await;
+        let mut payload = vec![raw::status::OK];
+        payload.extend_from_slice(&body);
+        peer.send(&raw::frame(raw::kind::RESPONSE, 0, req.id, &payload))
+            .await;
+        match within("the call", call).await.unwrap() {
+            Err(rpc::Error::Decode { method, side, .. }) => {
+                assert_eq!((method, side), ("Probe.hold", "response"), "{body:?}");
+            }
+            other => panic!("{body:?}: {other:?}"),
+        }
+    }
+    a_next_call_completes(&client, &mut peer).await;
+}

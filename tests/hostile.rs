@@ -332,3 +332,41 @@ async fn idle_connections_and_garbage_senders_do_not_slow_a_good_client() {
     );
     drop(idle);
 }
+
+/// A method whose arguments are all primitive scalars (`hold(u64, u32)`) is
+/// decoded without the guard against deep or huge input, which such values
+/// cannot be, but not without checks: trailing bytes, a value cut short, a
+/// varint marker whose bytes are missing and one too wide for its type each
+/// get a Decode error, and the connection serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_scalar_arguments_get_a_decode_error_too() {
+    let (server, probe) = start_probe(rpc::Server::builder()).await;
+    let good = raw::args(&(0u64, 7u32));
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let cut = good[..good.len() - 1].to_vec();
+    // 251: a u16 follows, but nothing does.
+    let missing = vec![251];
+    // 253 (a u64 follows) for the u32 tag: wider than the type.
+    let mut too_wide = raw::args(&(0u64,));
+    too_wide.push(253);
+    too_wide.extend_from_slice(&u64::MAX.to_le_bytes());
+    for (what, args) in [
+        ("trailing", trailing),
+        ("cut", cut),
+        ("missing", missing),
+        ("too wide", too_wide),
+    ] {
+        let (mut peer, reply) = reply_to(server.local_addr(), "Probe.hold", &args).await;
+        assert_eq!(
+            reply.status(),
+            raw::status::DECODE,
+            "{what}: {}",
+            reply.message()
+        );
+        assert_connection_serves(&mut peer).await;
+    }
+    assert_eq!(probe.started(), 0, "a handler ran on bad arguments");
+    let (_, reply) = reply_to(server.local_addr(), "Probe.hold", &good).await;
+    assert_eq!(reply.value::<u32>(), 7);
+}

@@ -292,7 +292,7 @@ impl Arg<'_> {
 }
 
 /// Sees through the invisible groups that `macro_rules!` wraps around types.
-fn ungroup(ty: &Type) -> &Type {
+pub(crate) fn ungroup(ty: &Type) -> &Type {
     match ty {
         Type::Group(g) => ungroup(&g.elem),
         Type::Paren(p) => ungroup(&p.elem),

@@ -58,14 +58,56 @@ pub(super) fn encode_args(method: &Method) -> Generated {
     }
 }
 
-/// Server side: a struct `__RpcArgs` owning every decoded argument,
-/// deserialized as a tuple.
-pub(super) fn decode_args(method: &Method) -> TokenStream {
-    if method.args.is_empty() {
-        return quote!(
-            type __RpcArgs = ();
-        );
+/// The primitive scalar types (by their plain names): arguments of only
+/// these are decoded as a tuple without the guard against deep or huge input
+/// (`rpc::__private::FlatArgs`, which also checks at compile time that the
+/// names mean the primitives).
+const SCALARS: &[&str] = &[
+    "bool", "char", "f32", "f64", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32",
+    "u64", "u128", "usize",
+];
+
+/// The decoded types of the arguments, if every one is a primitive scalar
+/// (by value or by reference).
+fn scalar_types<'a>(method: &Method<'a>) -> Option<Vec<&'a syn::Type>> {
+    method
+        .args
+        .iter()
+        .map(|arg| match arg.kind {
+            ArgKind::Owned | ArgKind::Ref => {
+                let ty = arg.kind.referent(arg.ty);
+                is_scalar(ty).then_some(ty)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+pub(super) fn is_scalar(ty: &syn::Type) -> bool {
+    let syn::Type::Path(path) = crate::ast::ungroup(ty) else {
+        return false;
+    };
+    path.qself.is_none()
+        && path.path.leading_colon.is_none()
+        && path.path.segments.len() == 1
+        && path.path.segments[0].arguments.is_none()
+        && SCALARS.iter().any(|s| path.path.segments[0].ident == s)
+}
+
+/// Server side: the type `__RpcArgs` owning every decoded argument, and
+/// whether it is a tuple of scalars, to decode with `Call::flat_args`.
+/// Otherwise it is a struct deserialized as a tuple (the same bytes), decoded
+/// with `Call::args`.
+pub(super) fn decode_args(method: &Method) -> (TokenStream, bool) {
+    if let Some(types) = scalar_types(method) {
+        return (quote!(type __RpcArgs = (#(#types,)*);), true);
     }
+    (decode_struct_args(method), false)
+}
+
+/// A struct `__RpcArgs` owning every decoded argument, deserialized as a
+/// tuple.
+fn decode_struct_args(method: &Method) -> TokenStream {
     let len = method.args.len();
     let expecting = format!("the arguments of `{}`", method.full_name);
     let types = method.args.iter().map(decoded_type);

@@ -16,7 +16,14 @@ pub(super) fn decode_output(method: &Method, call: TokenStream) -> Generated {
     match method.output {
         Output::Unit => Generated {
             items: TokenStream::new(),
-            expr: quote!(self.channel.call(#call, |(): ()| ())),
+            expr: quote!(self.channel.call_flat(#call, |(): ()| ())),
+        },
+        // A primitive scalar, decoded as a 1-tuple (the same bytes) without
+        // the guard (`rpc::__private::FlatArgs` checks the name at compile
+        // time).
+        Output::Value(ty) if super::args::is_scalar(ty) => Generated {
+            items: TokenStream::new(),
+            expr: quote!(self.channel.call_flat(#call, |(__rpc_out,): (#ty,)| __rpc_out)),
         },
         Output::Bytes(_) => Generated {
             items: TokenStream::new(),

@@ -87,7 +87,12 @@ fn arm(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     let cfgs = method.cfgs();
     let ident = method.ident;
     let id = wire::id_literal(method);
-    let args_items = args::decode_args(method);
+    let (args_items, flat) = args::decode_args(method);
+    let decode = if flat {
+        quote!(flat_args)
+    } else {
+        quote!(args)
+    };
     let pass = args::handler_values(method);
     let reply = output::encode_output(method);
     let reply_items = &reply.items;
@@ -99,7 +104,7 @@ fn arm(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
             #reply_items
             let __rpc_inner = <::rpc::__private::Arc<_> as ::core::clone::Clone>::clone(&self.inner);
             ::core::option::Option::Some(::rpc::__private::Box::pin(async move {
-                let __rpc_args: __RpcArgs = match __rpc_call.args() {
+                let __rpc_args: __RpcArgs = match __rpc_call.#decode() {
                     ::core::result::Result::Ok(__rpc_args) => __rpc_args,
                     ::core::result::Result::Err(__rpc_reply) => return __rpc_reply,
                 };

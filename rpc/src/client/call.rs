@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use bytes::Bytes;
@@ -58,6 +57,8 @@ pub struct Call<R, T> {
     /// borrows it to queue it).
     request: Encoded,
     step: Step,
+    /// Decodes the reply's value (see [`crate::codec::decode_flat`]).
+    decode: fn(&[u8]) -> Result<R, String>,
     map: fn(R) -> T,
     _out: PhantomData<fn() -> R>,
 }
@@ -92,6 +93,7 @@ impl<R, T> std::fmt::Debug for Call<R, T> {
 impl<R, T> Call<R, T> {
     /// A call with the handle's `timeout`, made inside a handler whose
     /// deadline is `inherited` (if it is): it gets the earlier of the two.
+    #[allow(clippy::too_many_arguments)] // one per field, from one caller
     pub(super) fn new(
         channel: Option<Arc<Inner>>,
         conn: Option<Arc<Connection>>,
@@ -99,6 +101,7 @@ impl<R, T> Call<R, T> {
         inherited: Option<Instant>,
         timeout: Duration,
         frame: Result<FrameBuf, Error>,
+        decode: fn(&[u8]) -> Result<R, String>,
         map: fn(R) -> T,
     ) -> Self {
         let (request, unsent) = match frame {
@@ -113,6 +116,7 @@ impl<R, T> Call<R, T> {
             budget: timeout,
             request,
             step: Step::Unsent(unsent),
+            decode,
             map,
             _out: PhantomData,
         }
@@ -213,7 +217,7 @@ impl<R, T> Call<R, T> {
     }
 }
 
-impl<R: DeserializeOwned, T> Future for Call<R, T> {
+impl<R, T> Future for Call<R, T> {
     type Output = Result<T, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -316,7 +320,7 @@ impl<R: DeserializeOwned, T> Future for Call<R, T> {
             };
             this.step = Step::Done;
             return Poll::Ready(
-                decode_response::<R>(this.method, this.budget, payload).map(this.map),
+                decode_response(this.method, this.budget, payload, this.decode).map(this.map),
             );
         }
     }

@@ -286,6 +286,31 @@ impl Channel {
         args: &A,
         map: fn(R) -> T,
     ) -> Call<R, T> {
+        self.start_call(method, method_id, args, codec::decode::<R>, map)
+    }
+
+    /// As [`call`](Self::call), for a reply of primitive scalars (a `()` or
+    /// a 1-tuple of one, say): decoded without the guard against deep or
+    /// huge input, which such a value cannot be.
+    #[doc(hidden)]
+    pub fn call_flat<A: Serialize + ?Sized, R: codec::FlatArgs, T>(
+        &self,
+        method: &'static str,
+        method_id: u64,
+        args: &A,
+        map: fn(R) -> T,
+    ) -> Call<R, T> {
+        self.start_call(method, method_id, args, codec::decode_flat::<R>, map)
+    }
+
+    fn start_call<A: Serialize + ?Sized, R, T>(
+        &self,
+        method: &'static str,
+        method_id: u64,
+        args: &A,
+        decode: fn(&[u8]) -> Result<R, String>,
+        map: fn(R) -> T,
+    ) -> Call<R, T> {
         // A stale read (replaced just now) only sends the call to the old
         // connection, which no longer takes calls; it then goes the general
         // way, through `current`.
@@ -308,6 +333,7 @@ impl Channel {
             crate::context::current_deadline(),
             self.timeout,
             self.encode_request(method, method_id, args),
+            decode,
             map,
         )
     }
@@ -449,17 +475,18 @@ fn is_shutting_down(payload: &Payload) -> bool {
 }
 
 /// Turns a Response payload into the method's return value or a typed error.
-fn decode_response<R: DeserializeOwned>(
+fn decode_response<R>(
     method: &'static str,
     budget: Duration,
     payload: Payload,
+    decode: fn(&[u8]) -> Result<R, String>,
 ) -> Result<R, Error> {
     let Some((&status, body)) = payload.split_first() else {
         return Err(Error::Protocol(format!("{method}: empty response")));
     };
     let message = || String::from_utf8_lossy(body).into_owned();
     match Status::from_u8(status) {
-        Some(Status::Ok) => codec::decode::<R>(body).map_err(|message| Error::Decode {
+        Some(Status::Ok) => decode(body).map_err(|message| Error::Decode {
             method,
             side: "response",
             message,

@@ -137,6 +137,71 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
 }
 
+/// Decodes a `T` of scalars only (see [`FlatArgs`]) that must fill `bytes`
+/// exactly. Such a value nests nothing and holds nothing to allocate, so it
+/// needs neither the guard nor a limit: a read past the end is an error.
+pub(crate) fn decode_flat<T: FlatArgs>(bytes: &[u8]) -> Result<T, String> {
+    let (value, read) =
+        bincode::serde::decode_from_slice::<T, _>(bytes, config()).map_err(|e| e.to_string())?;
+    if read != bytes.len() {
+        return Err(format!(
+            "{} unexpected trailing bytes after the value",
+            bytes.len() - read
+        ));
+    }
+    Ok(value)
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A primitive scalar: `bool`, `char`, a float or an integer.
+#[doc(hidden)]
+pub trait Scalar: sealed::Sealed {}
+
+/// Method arguments that are all primitive scalars, as the tuple the
+/// client sends: generated servers decode these without the guard (nothing
+/// in them can nest or claim a length). Implemented only here, so a name
+/// that only looks like a primitive fails to compile rather than skip the
+/// guard.
+#[doc(hidden)]
+pub trait FlatArgs: DeserializeOwned + sealed::Sealed {}
+
+macro_rules! scalars {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl Scalar for $t {}
+    )*};
+}
+
+scalars!(
+    bool, char, f32, f64, i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize
+);
+
+macro_rules! flat_tuples {
+    ($(($($t:ident),*))*) => {$(
+        impl<$($t: Scalar + DeserializeOwned),*> sealed::Sealed for ($($t,)*) {}
+        impl<$($t: Scalar + DeserializeOwned),*> FlatArgs for ($($t,)*) {}
+    )*};
+}
+
+flat_tuples! {
+    ()
+    (A)
+    (A, B)
+    (A, B, C)
+    (A, B, C, D)
+    (A, B, C, D, E)
+    (A, B, C, D, E, F)
+    (A, B, C, D, E, F, G)
+    (A, B, C, D, E, F, G, H)
+    (A, B, C, D, E, F, G, H, I)
+    (A, B, C, D, E, F, G, H, I, J)
+    (A, B, C, D, E, F, G, H, I, J, K)
+    (A, B, C, D, E, F, G, H, I, J, K, L)
+}
+
 fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T, String> {
     let limits = guard::Limits {
         max_depth: MAX_DEPTH,
@@ -191,6 +256,31 @@ mod tests {
         let err = decode::<u8>(&[1, 2]).unwrap_err();
         assert!(err.contains("trailing"), "{err}");
         assert!(decode::<u32>(&[]).is_err(), "truncated input");
+    }
+
+    /// Scalars decode alike with and without the guard, and the unguarded
+    /// path refuses what the guarded one refuses: trailing bytes, input cut
+    /// short anywhere.
+    #[test]
+    fn flat_decoding_matches_guarded_decoding() {
+        fn both<T: FlatArgs + PartialEq + std::fmt::Debug + Serialize>(v: T) {
+            let mut buf = BytesMut::new();
+            encode_into(&v, &mut buf, usize::MAX).unwrap();
+            assert_eq!(decode_flat::<T>(&buf).unwrap(), v);
+            assert_eq!(decode::<T>(&buf).unwrap(), v);
+            for cut in 0..buf.len() {
+                assert!(decode_flat::<T>(&buf[..cut]).is_err(), "{v:?} cut at {cut}");
+            }
+            let mut longer = buf.to_vec();
+            longer.push(0);
+            let err = decode_flat::<T>(&longer).unwrap_err();
+            assert!(err.contains("trailing"), "{err}");
+        }
+        both((i32::MIN, u64::MAX, true, 'é', -0.5f64));
+        both((250u16, 251u32, -126i64, u128::MAX, i128::MIN));
+        both((0u8, i8::MIN, usize::MAX, isize::MIN, f32::INFINITY));
+        both(());
+        both((7u32,));
     }
 
     #[test]

@@ -79,6 +79,14 @@ impl Call {
         codec::decode(&self.args).map_err(|message| Status::Decode.reply(self.id, &message).into())
     }
 
+    /// As [`args`](Self::args), for arguments that are all primitive
+    /// scalars: decoded without the guard against deep or huge input, which
+    /// such a tuple cannot be.
+    pub fn flat_args<T: codec::FlatArgs>(&self) -> Result<T, Reply> {
+        codec::decode_flat(&self.args)
+            .map_err(|message| Status::Decode.reply(self.id, &message).into())
+    }
+
     /// Encodes the handler's return value as the reply frame. A value larger
     /// than the frame limit becomes a FrameTooLarge reply: only this call fails.
     pub fn reply<T: Serialize + ?Sized>(&self, value: &T) -> Reply {
