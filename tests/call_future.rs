@@ -935,3 +935,28 @@ async fn a_bad_scalar_reply_is_a_decode_error_for_its_call() {
     }
     a_next_call_completes(&client, &mut peer).await;
 }
+
+/// A call's timeout counts from its first poll (to be exact, from the first
+/// poll of the first call in its batch), not from when its request is
+/// written: polled, then its thread blocked past its deadline, a call whose
+/// server answers at once still fails with DeadlineExceeded.
+#[tokio::test]
+async fn a_call_counts_its_timeout_from_its_first_poll_even_if_its_thread_then_blocks() {
+    let _watchdog = watchdog();
+    let (client, mut peer, _listener) = client_and_peer(8).await;
+    let budget = Duration::from_millis(200);
+    let mut call = Box::pin(client.with_timeout(budget).hold(0, 1));
+    assert!(futures::poll!(&mut call).is_pending());
+    // The scenario: the runtime's only thread is busy elsewhere, past the
+    // call's deadline, before the request is even written.
+    std::thread::sleep(Duration::from_millis(600));
+    let serve = async {
+        let req = next_request(&mut peer).await;
+        peer.send(&ok(req.id, &1u32)).await;
+    };
+    let (outcome, ()) = tokio::join!(within("the call", call), serve);
+    match outcome {
+        Err(rpc::Error::DeadlineExceeded { budget: b, .. }) => assert_eq!(b, budget),
+        other => panic!("{other:?}"),
+    }
+}

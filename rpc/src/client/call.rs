@@ -139,7 +139,8 @@ impl<R, T> Call<R, T> {
     /// timeout from now and the deadline it inherited, and its budget the
     /// time left until then (the one read of the clock for such a call).
     /// Otherwise its budget is its handle's timeout, and its deadline that
-    /// long after the connection stamps it, without a read of the clock here.
+    /// long after its batch started (see `connection::State::stamps`): the
+    /// clock is read by the first call of each batch, not here.
     fn start(&mut self) -> When {
         let Some(inherited) = self.deadline else {
             self.budget = self.budget.min(crate::context::FAR);

@@ -139,9 +139,9 @@ impl State {
         self.queue.iter().map(|(_, waker)| waker.clone()).collect()
     }
 
-    /// The writer took every request queued so far, at `now`: the calls
-    /// waiting for a stamp get this one. True if that moved the timer earlier
-    /// (the reader must re-arm it).
+    /// The writer took every request queued so far, of a batch that started
+    /// at `now`: the calls waiting for a stamp get this one. True if that
+    /// moved the timer earlier (the reader must re-arm it).
     pub(super) fn stamp(&mut self, now: Instant) -> bool {
         let shortest = std::mem::take(&mut self.unstamped_shortest);
         if shortest.is_zero() {
@@ -296,18 +296,22 @@ pub(super) struct State {
     pub(super) pending: Slots<Waiting>,
     /// When the reader's timer fires: no later than any stamped deadline.
     pub(super) timer: Option<Instant>,
-    /// When the writer took requests, oldest first: `(n, at)` says that the
-    /// first `n` calls with a deadline counted from then ([`When::After`])
-    /// were queued before `at`. Such a call does not read the clock (at
-    /// ~20 ns a read, that was several percent of the client's time per
-    /// small call): the writer, woken anyway for the first request of a
-    /// batch, reads it once for the whole batch when it takes it, and the
-    /// call's deadline counts from the first stamp past its number. That is
-    /// after the call started by no more than the writer takes to run: well
-    /// under the timer driver's millisecond. A writer busy writing (perhaps
-    /// stuck: the server is not reading) may not be back soon, so calls made
-    /// meanwhile read the clock themselves (see [`State::writing`]).
+    /// The batches the writer took, oldest first: `(n, at)` says that the
+    /// first `n` calls with a deadline counted from their batch's start
+    /// ([`When::After`]) were queued by then, and that this batch started at
+    /// `at`. A call's deadline counts from the start of the first batch past
+    /// its number. Only the first call of a batch reads the clock (at ~20 ns
+    /// a read, one per call was several percent of the client's time per
+    /// small call; see [`State::batch_start`]), so a deadline counts from a
+    /// moment no later than the call's first poll, and earlier by no more
+    /// than the batch took to form (well under the timer driver's
+    /// millisecond). A writer busy writing (perhaps stuck: the server is not
+    /// reading) may not be back soon to take the batch, so calls made
+    /// meanwhile get deadlines of their own (see [`State::writing`]).
     pub(super) stamps: VecDeque<(u64, Instant)>,
+    /// When the first call waiting for a stamp started (the clock read by
+    /// the first call of a batch); the writer stamps the batch with it.
+    pub(super) batch_start: Option<Instant>,
     /// Calls queued so far with a deadline counted from their stamp.
     pub(super) seq: u64,
     /// The shortest timeout of the calls waiting for a stamp, zero if none
@@ -349,7 +353,12 @@ impl Lane for StateLane {
     fn took(&self, guard: &mut OutGuard<'_>, any: bool) {
         let st = &mut *guard.0;
         st.writing = any;
-        if any && !st.unstamped_shortest.is_zero() && st.stamp(Instant::now()) {
+        if !any {
+            return;
+        }
+        if let Some(start) = st.batch_start.take()
+            && st.stamp(start)
+        {
             // The first deadline since the timer last fired, or an earlier one.
             self.0.timer_moved.notify_one();
         }
@@ -593,10 +602,14 @@ impl Connection {
                 }
                 earlier
             }
-            // The writer stamps it when it takes the request.
+            // The writer stamps it when it takes the request, with the
+            // time the batch's first call read.
             Deadline::After { timeout, .. } => {
                 st.seq += 1;
-                if st.unstamped_shortest.is_zero() || timeout < st.unstamped_shortest {
+                if st.unstamped_shortest.is_zero() {
+                    st.batch_start = Some(Instant::now());
+                    st.unstamped_shortest = timeout;
+                } else if timeout < st.unstamped_shortest {
                     st.unstamped_shortest = timeout;
                 }
                 false

@@ -276,7 +276,9 @@ impl Channel {
     /// method's return type). Generated clients call this. The arguments are
     /// encoded here, when the method is called, so the call's future borrows
     /// nothing; the call starts (its deadline counts, the request goes out)
-    /// when it is first polled. A call made inside a handler inherits its
+    /// when it is first polled (its deadline counts from the first poll of
+    /// the first call in its batch: see `connection::State::stamps`). A call
+    /// made inside a handler inherits its
     /// deadline if that is earlier: budgets propagate through call chains.
     #[doc(hidden)]
     pub fn call<A: Serialize + ?Sized, R: DeserializeOwned, T>(
