@@ -48,28 +48,6 @@ where
     (task, rx)
 }
 
-/// Aborts the test binary if not dropped within 20 s: a deadlock on the
-/// client's state lock blocks a runtime's threads, so no timer of the
-/// runtime could report it. Named after the test (its thread's name).
-/// (Dropping it drops the sender, which ends the watching thread's wait.)
-struct Watchdog(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
-
-fn watchdog() -> Watchdog {
-    const LIMIT: Duration = Duration::from_secs(20);
-    let what = std::thread::current()
-        .name()
-        .unwrap_or("a call_future test")
-        .to_string();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(LIMIT) {
-            eprintln!("{what}: still running after {LIMIT:?} (a deadlock?); aborting");
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
-
 /// A new call on `client` goes out and completes: the connection is fine
 /// (nothing it did before left it stuck, or its cap used up).
 async fn a_next_call_completes(client: &ProbeClient, peer: &mut RawConn) {
@@ -430,20 +408,8 @@ async fn a_refused_call_with_nowhere_to_go_fails_with_shutting_down() {
 #[tokio::test]
 async fn a_call_in_flight_on_a_dead_connection_fails_with_disconnected() {
     let _watchdog = watchdog();
-    let (client, mut peer, listener) = client_and_peer(4).await;
-    let call = tokio::spawn(client.hold(0, 1));
-    next_request(&mut peer).await;
-    drop(peer);
-    let outcome = within("the call", call).await.unwrap();
-    assert!(
-        matches!(outcome, Err(rpc::Error::Disconnected { .. })),
-        "{outcome:?}"
-    );
-    let next = tokio::spawn(client.hold(0, 2));
-    let mut peer = accept(&listener).await;
-    let req = next_request(&mut peer).await;
-    peer.send(&ok(req.id, &2u32)).await;
-    assert_eq!(within("the next call", next).await.unwrap().unwrap(), 2);
+    let (client, peer, listener) = client_and_peer(4).await;
+    a_dead_connection_and_a_reconnect(&client, peer, &listener).await;
 }
 
 /// A request larger than the server accepts fails alone with FrameTooLarge,

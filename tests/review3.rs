@@ -19,27 +19,6 @@ use support::probe::*;
 use support::raw::{self, RawConn};
 use support::{ShapesClient, start_server};
 
-/// Aborts the test binary if not dropped within 30 s: a deadlock on the
-/// client's state lock would block the runtime's threads, so no timer of
-/// the runtime could report it.
-struct Watchdog(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
-
-fn watchdog() -> Watchdog {
-    const LIMIT: Duration = Duration::from_secs(30);
-    let what = std::thread::current()
-        .name()
-        .unwrap_or("a review3 test")
-        .to_string();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(LIMIT) {
-            eprintln!("{what}: still running after {LIMIT:?} (a deadlock?); aborting");
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
-
 /// Awaits a call that the server never answers: it must fail with
 /// DeadlineExceeded naming `budget`, no earlier than `budget` after
 /// `started`, and within a few seconds of it.
@@ -297,21 +276,9 @@ async fn a_refused_call_keeps_its_deadline_on_the_next_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_on_a_reconnected_connection_can_still_go_elsewhere() {
     let _watchdog = watchdog();
-    let (client, mut first, listener) = client_and_peer(8).await;
+    let (client, first, listener) = client_and_peer(8).await;
     // The first connection dies under a call; the next call reconnects.
-    let doomed = tokio::spawn(client.hold(0, 0));
-    next_request(&mut first).await;
-    drop(first);
-    let outcome = within("the doomed call", doomed).await.unwrap();
-    assert!(
-        matches!(outcome, Err(rpc::Error::Disconnected { .. })),
-        "{outcome:?}"
-    );
-    let call = tokio::spawn(client.hold(0, 1));
-    let mut second = accept(&listener).await;
-    let req = next_request(&mut second).await;
-    second.send(&ok(req.id, &1u32)).await;
-    assert_eq!(within("the call", call).await.unwrap().unwrap(), 1);
+    let mut second = a_dead_connection_and_a_reconnect(&client, first, &listener).await;
     // A clone made now knows the second connection: its calls hold only it.
     let knows_second = client.clone();
     drop(client);

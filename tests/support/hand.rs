@@ -162,3 +162,49 @@ pub async fn relay_a_call_made_too_late(downstream: ProbeClient) {
         "{downstream_outcome}"
     );
 }
+
+/// Aborts the test binary if not dropped within 30 s: a deadlock on the
+/// client's state lock would block the runtime's threads, so no timer of
+/// the runtime could report it.
+pub struct Watchdog(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+pub fn watchdog() -> Watchdog {
+    const LIMIT: Duration = Duration::from_secs(30);
+    let what = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(LIMIT) {
+            eprintln!("{what}: still running after {LIMIT:?} (a deadlock?); aborting");
+            std::process::abort();
+        }
+    });
+    Watchdog(tx)
+}
+
+/// The connection under a call dies: the call fails with Disconnected (it
+/// may have run), and the next call reconnects, to `listener`, and is
+/// answered there. Returns the new connection's server side.
+pub async fn a_dead_connection_and_a_reconnect(
+    client: &ProbeClient,
+    peer: RawConn,
+    listener: &TcpListener,
+) -> RawConn {
+    let mut peer = peer;
+    let call = tokio::spawn(client.hold(0, 1));
+    next_request(&mut peer).await;
+    drop(peer);
+    let outcome = within("the call", call).await.unwrap();
+    assert!(
+        matches!(outcome, Err(rpc::Error::Disconnected { .. })),
+        "{outcome:?}"
+    );
+    let next = tokio::spawn(client.hold(0, 2));
+    let mut peer = accept(listener).await;
+    let req = next_request(&mut peer).await;
+    peer.send(&ok(req.id, &2u32)).await;
+    assert_eq!(within("the next call", next).await.unwrap().unwrap(), 2);
+    peer
+}
