@@ -45,8 +45,8 @@ pub(super) struct Waiting {
 pub(super) enum When {
     /// At this instant.
     At(Instant),
-    /// This long after the writer takes the call's request (see
-    /// [`State::stamps`]).
+    /// This long after the start of the batch the writer takes the call's
+    /// request in (see [`State::stamps`]).
     After(Duration),
 }
 
@@ -392,8 +392,8 @@ enum NoSlot {
 /// What [`Connection::queue_request`] did.
 enum Queued {
     /// The request is queued, the call recorded under this id; and whether
-    /// the reader must be woken (to stamp it, or because its deadline is
-    /// earlier than the timer's).
+    /// the reader must be woken (the call's deadline is earlier than the
+    /// timer's).
     Sent(u64, bool),
     /// No slot under the in-flight cap: wait in line.
     Wait,
