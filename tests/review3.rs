@@ -19,33 +19,8 @@ use support::probe::*;
 use support::raw::{self, RawConn};
 use support::{ShapesClient, start_server};
 
-/// Awaits a call that the server never answers: it must fail with
-/// DeadlineExceeded naming `budget`, no earlier than `budget` after
-/// `started`, and within a few seconds of it.
-async fn fails_at_its_deadline<T: std::fmt::Debug>(
-    what: &str,
-    call: impl std::future::Future<Output = Result<T, rpc::Error>>,
-    budget: Duration,
-    started: Instant,
-) {
-    let outcome = tokio::time::timeout(budget + PROMPTLY, call)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no outcome {PROMPTLY:?} past its {budget:?} budget"));
-    let elapsed = started.elapsed();
-    match outcome {
-        Err(rpc::Error::DeadlineExceeded { budget: b, .. }) => {
-            assert_eq!(b, budget, "{what}: the budget reported")
-        }
-        other => panic!("{what}: {other:?} after {elapsed:?}"),
-    }
-    assert!(
-        elapsed >= budget,
-        "{what}: failed after {elapsed:?}, before its {budget:?} budget"
-    );
-}
-
 // ---------------------------------------------------------------------------
-// Deadlines stamped by the writer.
+// Deadlines stamped per batch.
 
 /// A call with a short timeout made while a call with a long one is
 /// pending (and stamped, so the reader's timer is armed for the long one):

@@ -208,3 +208,28 @@ pub async fn a_dead_connection_and_a_reconnect(
     assert_eq!(within("the next call", next).await.unwrap().unwrap(), 2);
     peer
 }
+
+/// Awaits a call that the server never answers: it must fail with
+/// DeadlineExceeded naming `budget`, no earlier than `budget` after
+/// `started`, and within a few seconds of it.
+pub async fn fails_at_its_deadline<T: std::fmt::Debug>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, rpc::Error>>,
+    budget: Duration,
+    started: std::time::Instant,
+) {
+    let outcome = tokio::time::timeout(budget + PROMPTLY, call)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no outcome {PROMPTLY:?} past its {budget:?} budget"));
+    let elapsed = started.elapsed();
+    match outcome {
+        Err(rpc::Error::DeadlineExceeded { budget: b, .. }) => {
+            assert_eq!(b, budget, "{what}: the budget reported")
+        }
+        other => panic!("{what}: {other:?} after {elapsed:?}"),
+    }
+    assert!(
+        elapsed >= budget,
+        "{what}: failed after {elapsed:?}, before its {budget:?} budget"
+    );
+}

@@ -97,23 +97,28 @@ impl RequestHead {
         f.patch_u64(super::LEN_PREFIX + super::HEADER_LEN + 8, micros);
     }
 
-    /// Splits a Request payload into its head and the argument bytes.
-    pub(crate) fn split(mut payload: Payload) -> Option<(RequestHead, Payload)> {
-        let head = payload.get(..Self::LEN)?;
-        let method_id = u64::from_be_bytes(head[..8].try_into().ok()?);
-        let budget = Duration::from_micros(u64::from_be_bytes(head[8..].try_into().ok()?));
-        payload.advance(Self::LEN);
-        Some((RequestHead { method_id, budget }, payload))
+    /// The head at the start of a Request payload, if it is long enough.
+    fn read(payload: &[u8]) -> Option<RequestHead> {
+        let method_id: [u8; 8] = payload.get(..8)?.try_into().ok()?;
+        let micros: [u8; 8] = payload.get(8..Self::LEN)?.try_into().ok()?;
+        Some(RequestHead {
+            method_id: u64::from_be_bytes(method_id),
+            budget: Duration::from_micros(u64::from_be_bytes(micros)),
+        })
     }
 
     /// Splits a Request payload into its head and the argument bytes.
+    pub(crate) fn split(mut payload: Payload) -> Option<(RequestHead, Payload)> {
+        let head = Self::read(&payload)?;
+        payload.advance(Self::LEN);
+        Some((head, payload))
+    }
+
+    /// [`split`](Self::split), for a payload as bytes.
     pub(crate) fn parse(mut payload: Bytes) -> Option<(RequestHead, Bytes)> {
-        if payload.len() < Self::LEN {
-            return None;
-        }
-        let method_id = payload.get_u64();
-        let budget = Duration::from_micros(payload.get_u64());
-        Some((RequestHead { method_id, budget }, payload))
+        let head = Self::read(&payload)?;
+        payload.advance(Self::LEN);
+        Some((head, payload))
     }
 }
 
