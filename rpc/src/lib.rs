@@ -81,6 +81,7 @@
 //! way, do long blocking work in `tokio::task::spawn_blocking`, as in any
 //! async code.
 
+#[cfg(feature = "hooks")]
 #[doc(hidden)]
 pub mod bench_api;
 pub mod bytes;

@@ -139,6 +139,7 @@ impl Builder {
     /// written at once either way (the writer never waits for company), so
     /// this exists only to measure what batching buys under concurrency, as
     /// the comparison bench does; hidden for that reason.
+    #[cfg(feature = "hooks")]
     #[doc(hidden)]
     pub fn write_batching(mut self, on: bool) -> Self {
         self.config.write_batching = on;

@@ -114,7 +114,9 @@ impl RequestHead {
         Some((head, payload))
     }
 
-    /// [`split`](Self::split), for a payload as bytes.
+    /// [`split`](Self::split), for a payload as bytes (the fuzz and bench
+    /// hooks, and tests).
+    #[cfg(any(test, feature = "hooks"))]
     pub(crate) fn parse(mut payload: Bytes) -> Option<(RequestHead, Bytes)> {
         let head = Self::read(&payload)?;
         payload.advance(Self::LEN);

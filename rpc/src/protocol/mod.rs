@@ -61,10 +61,14 @@
 //! too large to send fails only that call (see [`crate::Error::FrameTooLarge`]).
 
 mod frame;
+// The fuzz entry point is a hook for the project's own fuzzer and randomized
+// tests (feature `hooks`); its unit tests run either way.
+#[cfg(any(test, feature = "hooks"))]
 mod fuzz;
 mod message;
 
 pub(crate) use frame::{FrameBuf, FrameCodec, HEADER_LEN, LEN_PREFIX};
+#[cfg(feature = "hooks")]
 #[doc(hidden)]
 pub use fuzz::fuzz_decode;
 pub(crate) use message::{GoAwayReason, Hello, RequestHead, Status};

@@ -24,7 +24,8 @@ pub type Handler = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
 pub struct Reply(Outgoing);
 
 impl Reply {
-    /// The frame's bytes.
+    /// The frame's bytes (for the bench hooks).
+    #[cfg(feature = "hooks")]
     pub(crate) fn into_bytes(self) -> Bytes {
         match self.0 {
             Outgoing::Bytes(b) => b,
