@@ -7,7 +7,7 @@
 //! ```no_run
 //! # async fn handler() {
 //! let ctx = rpc::context::current();
-//! println!("{} from {:?}, {:?} left", ctx.method(), ctx.peer_addr(), ctx.remaining());
+//! println!("{} from {}, {:?} left", ctx.method(), ctx.peer(), ctx.remaining());
 //! # }
 //! ```
 //!
@@ -21,11 +21,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::transport::{Credentials, Peer};
+
 /// What the server knows about the call a handler is serving.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub(crate) deadline: Instant,
-    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) peer: Peer,
     pub(crate) call_id: u64,
     pub(crate) method: &'static str,
 }
@@ -42,9 +44,21 @@ impl Context {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
-    /// The caller's address, for transports that have one.
+    /// The caller's address, for transports that have one (TCP).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer
+        self.peer.addr()
+    }
+
+    /// The caller, as its transport knows it: an address, a Unix socket
+    /// peer's credentials, an in-memory pipe.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The caller's process credentials (uid, gid, pid), for a call over a
+    /// Unix domain socket.
+    pub fn peer_credentials(&self) -> Option<Credentials> {
+        self.peer.credentials()
     }
 
     /// The call's id on its connection (unique among that connection's in-flight calls).
@@ -186,7 +200,7 @@ mod tests {
         assert!(try_current().is_none());
         let ctx = Context {
             deadline: Instant::now() + Duration::from_secs(5),
-            peer: None,
+            peer: Peer::Memory,
             call_id: 42,
             method: "Svc.m",
         };
@@ -203,7 +217,7 @@ mod tests {
     fn ctx(call_id: u64) -> Context {
         Context {
             deadline: Instant::now() + Duration::from_secs(5),
-            peer: None,
+            peer: Peer::Memory,
             call_id,
             method: "Svc.m",
         }

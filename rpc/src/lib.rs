@@ -93,7 +93,7 @@ mod error;
 mod id_map;
 pub mod protocol;
 pub mod server;
-mod transport;
+pub mod transport;
 
 pub use client::Channel;
 pub use error::Error;

@@ -1,16 +1,14 @@
-//! The future of one call, written out by hand.
+//! The future of one call, written out by hand, and the one place that
+//! decides its fate: its reply, its deadline, a cancel (the future dropped),
+//! a lost connection, and a refusal by a server shutting down (the call did
+//! not run there, so it goes to another connection).
 //!
-//! The common case (the current connection takes the call at once) is a few
-//! words of state: the request, then the call in flight. Everything else
-//! (waiting in line for a slot, reconnecting, sending again after a server
-//! refused the call while shutting down) is the general path,
-//! [`Inner::send`], boxed.
-//!
-//! As `async` blocks, the same logic nested three deep (generated method,
-//! `Channel::call`, `Inner::send`, `Connection::call`) made a 1.7 KB future,
-//! because each level kept its arguments next to the future it awaited.
-//! Every call moved it into its caller's state, a copy that was the largest
-//! single item in the client's instruction count on the comparison bench.
+//! The common case is a few words of state: the request, then the call in
+//! flight on a connection. Waiting (in line for a slot under the in-flight
+//! cap, or for a connection) is a boxed future, so that rare state does not
+//! make every call's future larger: each level of `async` nesting keeps its
+//! arguments beside the future it awaits, and callers move call futures into
+//! their own state.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -19,16 +17,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::time::Instant;
 
-use bytes::Bytes;
-
-use super::connection::{CallError, Connection, Encoded, Failure, InFlight, Tried, When};
-use super::{Inner, decode_response, is_shutting_down};
+use super::connection::{Connection, Encoded, Failure, InFlight, NoSlot, Tried};
+use super::endpoint::Endpoint;
+use super::reply::{decode_response, is_shutting_down};
 use crate::Error;
-use crate::protocol::{FrameBuf, Payload};
+use crate::protocol::FrameBuf;
 
-type Boxed = Pin<Box<dyn Future<Output = Result<Payload, Error>> + Send + Sync>>;
+/// Sends of one call, at most: the first, and then one per connection that
+/// refused it or stopped taking calls before it went out. Past that the
+/// server keeps refusing: `ShuttingDown`.
+const MAX_SENDS: u8 = 4;
 
 /// A call on a [`Channel`](super::Channel): resolves to the method's return
 /// value, decoded as `R` and turned into `T`. Dropping it before then cancels
@@ -36,32 +37,29 @@ type Boxed = Pin<Box<dyn Future<Output = Result<Payload, Error>> + Send + Sync>>
 #[doc(hidden)]
 #[must_use = "a call does nothing unless awaited"]
 pub struct Call<R, T> {
-    /// The channel, unless the call knows its connection (`conn`), which
-    /// leads to it (see [`Connection::channel`]): then the call holds one
-    /// reference, not two, to take and give back.
-    channel: Option<Arc<Inner>>,
-    /// The connection to try first, if the channel knows it without a lock
-    /// (else the channel's current one is looked up).
-    conn: Option<Arc<Connection>>,
+    endpoint: Arc<Endpoint>,
     method: &'static str,
     /// Until the first poll, the deadline of the handler the call was made
-    /// in, if any; from then on, the call's deadline if it has one of its
-    /// own (else it counts its budget from when the connection stamps it:
-    /// see [`When::After`]).
+    /// in, if any; from then on, the call's deadline.
     deadline: Option<Instant>,
     /// Until the first poll, the handle's timeout; from then on, the budget
-    /// the call started with (sent to the server, and reported if it runs
-    /// out).
+    /// the call started with (reported if it runs out).
     budget: Duration,
-    /// The request, kept in place until the call ends (the connection
-    /// borrows it to queue it).
+    /// The request, kept until the call ends, to send again elsewhere.
     request: Encoded,
+    sends: u8,
+    /// A server refused the call while shutting down: it did not run, so
+    /// if no other connection can be had it fails with `ShuttingDown`
+    /// (safe to retry), not `Disconnected` (may have run).
+    refused: bool,
     step: Step,
     /// Decodes the reply's value (see [`crate::codec::decode_flat`]).
     decode: fn(&[u8]) -> Result<R, String>,
     map: fn(R) -> T,
     _out: PhantomData<fn() -> R>,
 }
+
+type Waiting = Pin<Box<dyn Future<Output = Waited> + Send + Sync>>;
 
 enum Step {
     /// Not polled yet (the request is sent at the first poll, like any
@@ -70,9 +68,20 @@ enum Step {
     Unsent(Option<Box<Error>>),
     /// Queued on a connection; waiting for the outcome.
     InFlight(InFlight),
-    /// The general path.
-    General(Boxed),
+    /// Waiting for a slot or a connection.
+    Waiting(Waiting),
     Done,
+}
+
+/// How a wait ended.
+enum Waited {
+    /// A slot under the in-flight cap of this connection is the call's.
+    Slot(Arc<Connection>),
+    /// A connection that takes calls.
+    Connection(Arc<Connection>),
+    /// This connection stopped taking calls while the call waited in line.
+    Gone(Arc<Connection>),
+    Failed(Error),
 }
 
 impl<R, T> std::fmt::Debug for Call<R, T> {
@@ -80,7 +89,7 @@ impl<R, T> std::fmt::Debug for Call<R, T> {
         let step = match self.step {
             Step::Unsent(_) => "unsent",
             Step::InFlight(_) => "in flight",
-            Step::General(_) => "sending",
+            Step::Waiting(_) => "waiting",
             Step::Done => "done",
         };
         f.debug_struct("Call")
@@ -93,10 +102,8 @@ impl<R, T> std::fmt::Debug for Call<R, T> {
 impl<R, T> Call<R, T> {
     /// A call with the handle's `timeout`, made inside a handler whose
     /// deadline is `inherited` (if it is): it gets the earlier of the two.
-    #[allow(clippy::too_many_arguments)] // one per field, from one caller
     pub(super) fn new(
-        channel: Option<Arc<Inner>>,
-        conn: Option<Arc<Connection>>,
+        endpoint: Arc<Endpoint>,
         method: &'static str,
         inherited: Option<Instant>,
         timeout: Duration,
@@ -109,12 +116,13 @@ impl<R, T> Call<R, T> {
             Err(e) => (Encoded::Shared(Bytes::new()), Some(Box::new(e))),
         };
         Call {
-            channel,
-            conn,
+            endpoint,
             method,
             deadline: inherited,
             budget: timeout,
             request,
+            sends: 0,
+            refused: false,
             step: Step::Unsent(unsent),
             decode,
             map,
@@ -122,10 +130,89 @@ impl<R, T> Call<R, T> {
         }
     }
 
-    /// However far the call got, a deadline failure reports the budget the
-    /// call started with.
+    /// Starts the call (like any `async fn`'s work, at its first poll): its
+    /// deadline is its handle's timeout from now, or the deadline it
+    /// inherited if that is earlier; its budget, the time left until then.
+    fn start(&mut self) {
+        let now = Instant::now();
+        let (own, budget) = crate::context::deadline_in(now, self.budget);
+        (self.deadline, self.budget) = match self.deadline {
+            Some(inherited) if inherited < own => {
+                (Some(inherited), inherited.saturating_duration_since(now))
+            }
+            _ => (Some(own), budget),
+        };
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline.expect("set when the call started")
+    }
+
+    /// Queues the request on `conn`, with `budget` left (`granted`: the
+    /// call holds a slot of its in-flight cap already).
+    fn send(
+        &mut self,
+        conn: Arc<Connection>,
+        budget: Duration,
+        granted: bool,
+        cx: &Context<'_>,
+    ) -> Result<Step, Error> {
+        self.sends += 1;
+        let deadline = self.deadline();
+        let method = self.method;
+        match conn.try_send(
+            method,
+            &mut self.request,
+            deadline,
+            budget,
+            granted,
+            cx.waker(),
+        ) {
+            Tried::Sent(call) => Ok(Step::InFlight(call)),
+            Tried::Full(conn) => Ok(Step::Waiting(Box::pin(async move {
+                match conn.wait_for_slot(deadline).await {
+                    Ok(()) => Waited::Slot(conn),
+                    Err(NoSlot::Closed) => Waited::Gone(conn),
+                    Err(NoSlot::Deadline) => Waited::Failed(Error::DeadlineExceeded {
+                        method,
+                        budget: Duration::ZERO,
+                    }),
+                }
+            }))),
+            Tried::NotSent(conn) => self.elsewhere(&conn),
+            Tried::Failed(e) => Err(e),
+        }
+    }
+
+    /// `conn` took the request but will not run it (the server refused it
+    /// while shutting down), or stopped taking calls before it went out: the
+    /// call did not run, so it goes to another connection, while sends and
+    /// time are left.
+    fn elsewhere(&mut self, conn: &Connection) -> Result<Step, Error> {
+        self.refused |= conn.is_draining_for_shutdown();
+        if self.sends >= MAX_SENDS {
+            return Err(Error::ShuttingDown {
+                method: self.method,
+            });
+        }
+        let connecting = self
+            .endpoint
+            .clone()
+            .connection(self.method, self.deadline());
+        Ok(Step::Waiting(Box::pin(async move {
+            match connecting.await {
+                Ok(conn) => Waited::Connection(conn),
+                Err(e) => Waited::Failed(e),
+            }
+        })))
+    }
+
+    /// What a failure means for the caller: a refused call that found no
+    /// other connection did not run; a deadline reports the budget the call
+    /// started with, however far it got.
     fn failed(&self, e: Error) -> Error {
         match e {
+            Error::Disconnected { method, .. } if self.refused => Error::ShuttingDown { method },
             Error::DeadlineExceeded { method, .. } => Error::DeadlineExceeded {
                 method,
                 budget: self.budget,
@@ -134,87 +221,9 @@ impl<R, T> Call<R, T> {
         }
     }
 
-    /// Starts the call (like any `async fn`'s work, at its first poll):
-    /// made in a handler, its deadline is the earlier of its handle's
-    /// timeout from now and the deadline it inherited, and its budget the
-    /// time left until then (the one read of the clock for such a call).
-    /// Otherwise its budget is its handle's timeout, and its deadline that
-    /// long after its batch started (see `connection::State::stamps`): the
-    /// clock is read by the first call of each batch, not here.
-    fn start(&mut self) -> When {
-        let Some(inherited) = self.deadline else {
-            self.budget = self.budget.min(crate::context::FAR);
-            return When::After(self.budget);
-        };
-        let now = Instant::now();
-        let (own, budget) = crate::context::deadline_in(now, self.budget);
-        let (deadline, budget) = if inherited < own {
-            (inherited, inherited.saturating_duration_since(now))
-        } else {
-            (own, budget)
-        };
-        (self.deadline, self.budget) = (Some(deadline), budget);
-        When::At(deadline)
-    }
-
-    /// The general path from attempt `first` (see [`Inner::send`]), until
-    /// `deadline`, through the channel; the request goes with it.
-    /// `started`: when the call started, if it went this way at once. `via`:
-    /// the connection the call was on. Without a channel left (every handle
-    /// to it was dropped), a call can still wait for a slot on `via`, but
-    /// one refused cannot go elsewhere.
-    fn general(
-        &mut self,
-        first: usize,
-        deadline: Instant,
-        started: Option<Instant>,
-        via: Option<&Arc<Connection>>,
-    ) -> Step {
-        let frame = std::mem::replace(&mut self.request, Encoded::Shared(Bytes::new()));
-        let method = self.method;
-        let channel = self
-            .channel
-            .clone()
-            .or_else(|| via.and_then(|c| c.channel()));
-        // Only from the start may the budget count from when the call
-        // started; a call refused and sent again has waited since.
-        let (made_at, refused) = if first == 0 {
-            (started, false)
-        } else {
-            (None, true)
-        };
-        match (channel, via) {
-            (Some(channel), _) => Step::General(Box::pin(channel.send(
-                method,
-                frame.into_frame(),
-                deadline,
-                made_at,
-                refused,
-                first,
-            ))),
-            (None, Some(conn)) if first == 0 => {
-                let conn = conn.clone();
-                Step::General(Box::pin(async move {
-                    match conn
-                        .call(method, frame.into_frame(), deadline, made_at)
-                        .await
-                    {
-                        Ok((payload, _)) => Ok(payload),
-                        Err(CallError::NotSent(_)) if conn.is_draining_for_shutdown() => {
-                            Err(Error::ShuttingDown { method })
-                        }
-                        Err(CallError::NotSent(_)) => Err(Error::disconnected(
-                            method,
-                            "the connection takes no more calls, and the channel is gone",
-                        )),
-                        Err(CallError::Failed(e)) => Err(e),
-                    }
-                }))
-            }
-            // Refused by a server shutting down, with no channel to find
-            // another connection: it did not run.
-            _ => Step::General(Box::pin(async move { Err(Error::ShuttingDown { method }) })),
-        }
+    /// The time left for a send after the first.
+    fn remaining(&self) -> Duration {
+        self.deadline().saturating_duration_since(Instant::now())
     }
 }
 
@@ -224,105 +233,65 @@ impl<R, T> Future for Call<R, T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         loop {
-            let payload = match &mut this.step {
-                Step::Unsent(unsent) => {
-                    if let Some(e) = unsent.take() {
-                        this.step = Step::Done;
-                        return Poll::Ready(Err(*e));
-                    }
-                    let when = this.start();
-                    if this.budget.is_zero() {
-                        // Out of time before it started (an inherited
-                        // deadline passed): not sent, and no reconnect for it.
-                        this.step = Step::Done;
-                        return Poll::Ready(Err(Error::DeadlineExceeded {
-                            method: this.method,
-                            budget: Duration::ZERO,
-                        }));
-                    }
-                    let conn = match this.conn.take() {
-                        Some(conn) => Some(conn),
-                        None => this.channel.as_ref().and_then(|c| c.current()),
-                    };
-                    let tried = match conn {
-                        Some(conn) => conn.try_send(
-                            this.method,
-                            &mut this.request,
-                            when,
-                            this.budget,
-                            cx.waker(),
-                        ),
-                        None => Tried::NotNow(None),
-                    };
-                    match tried {
-                        Tried::Sent(call) => {
-                            // The waker is stored with the call: nothing to
-                            // look at until it is woken.
-                            this.step = Step::InFlight(call);
-                            return Poll::Pending;
-                        }
-                        Tried::NotNow(conn) => {
-                            let now = Instant::now();
-                            let deadline = match when {
-                                When::At(at) => at,
-                                When::After(budget) => crate::context::deadline_after(now, budget),
-                            };
-                            this.step = this.general(0, deadline, Some(now), conn.as_ref());
-                        }
-                        Tried::Failed(e) => {
-                            this.step = Step::Done;
-                            return Poll::Ready(Err(this.failed(e)));
-                        }
-                    }
-                    continue;
-                }
-                Step::InFlight(call) => {
-                    let mut refused = None;
-                    match ready!(call.poll(cx, &mut refused)) {
-                        Ok(payload)
-                            if !is_shutting_down(&payload) || call.connection().is_usable() =>
-                        {
-                            payload
-                        }
-                        // Refused by a server shutting down: it did not run,
-                        // so it goes to another connection (the general path,
-                        // past its first step, which would pick this one
-                        // again), with the deadline it has (counted from now
-                        // if the refusal came before the writer stamped it).
-                        Ok(_) => {
-                            let deadline = refused.unwrap_or_else(|| {
-                                crate::context::deadline_after(Instant::now(), this.budget)
-                            });
-                            let conn = call.connection().clone();
-                            this.step = this.general(1, deadline, None, Some(&conn));
-                            continue;
-                        }
-                        Err(Failure::Closed(reason)) => {
-                            this.step = Step::Done;
-                            return Poll::Ready(Err(Error::disconnected(this.method, reason)));
-                        }
-                        Err(Failure::Deadline) => {
-                            this.step = Step::Done;
-                            return Poll::Ready(Err(Error::DeadlineExceeded {
+            let next = match &mut this.step {
+                Step::Unsent(unsent) => match unsent.take() {
+                    Some(e) => Err(*e),
+                    None => {
+                        this.start();
+                        if this.budget.is_zero() {
+                            // Out of time before it started (an inherited
+                            // deadline passed): not sent, no reconnect for it.
+                            Err(Error::DeadlineExceeded {
                                 method: this.method,
-                                budget: this.budget,
-                            }));
+                                budget: Duration::ZERO,
+                            })
+                        } else {
+                            let conn = this.endpoint.current();
+                            this.send(conn, this.budget, false, cx)
                         }
                     }
-                }
-                Step::General(send) => match ready!(send.as_mut().poll(cx)) {
-                    Ok(payload) => payload,
-                    Err(e) => {
-                        this.step = Step::Done;
-                        return Poll::Ready(Err(this.failed(e)));
+                },
+                Step::InFlight(call) => match ready!(call.poll(cx)) {
+                    Ok(payload)
+                        if is_shutting_down(&payload) && !call.connection().takes_calls() =>
+                    {
+                        this.refused = true;
+                        let conn = call.connection().clone();
+                        this.elsewhere(&conn)
                     }
+                    Ok(payload) => {
+                        this.step = Step::Done;
+                        let decoded =
+                            decode_response(this.method, this.budget, payload, this.decode);
+                        return Poll::Ready(decoded.map(this.map));
+                    }
+                    Err(Failure::Closed(reason)) => Err(Error::disconnected(this.method, reason)),
+                    Err(Failure::Deadline) => Err(Error::DeadlineExceeded {
+                        method: this.method,
+                        budget: this.budget,
+                    }),
+                },
+                Step::Waiting(waiting) => match ready!(waiting.as_mut().poll(cx)) {
+                    Waited::Slot(conn) => this.send(conn, this.remaining(), true, cx),
+                    Waited::Connection(conn) => this.send(conn, this.remaining(), false, cx),
+                    Waited::Gone(conn) => this.elsewhere(&conn),
+                    Waited::Failed(e) => Err(e),
                 },
                 Step::Done => panic!("a call polled after it finished"),
             };
-            this.step = Step::Done;
-            return Poll::Ready(
-                decode_response(this.method, this.budget, payload, this.decode).map(this.map),
-            );
+            match next {
+                // The waker went with the request: nothing to look at until
+                // it is woken.
+                Ok(step @ Step::InFlight(_)) => {
+                    this.step = step;
+                    return Poll::Pending;
+                }
+                Ok(step) => this.step = step,
+                Err(e) => {
+                    this.step = Step::Done;
+                    return Poll::Ready(Err(this.failed(e)));
+                }
+            }
         }
     }
 }

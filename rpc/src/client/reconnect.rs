@@ -2,35 +2,44 @@
 //! never holding a caller past its deadline.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::time::Instant;
 
-use super::Inner;
 use super::backoff::Backoff;
 use super::connection::Connection;
+use super::endpoint::Endpoint;
 use crate::Error;
 
-/// How a channel gets a new connection.
+/// How an endpoint gets a new connection.
 pub(super) struct Reconnect {
-    pub(super) backoff: Backoff,
+    backoff: Backoff,
     /// The attempt in progress, shared by every caller waiting for it.
-    pub(super) attempt: Option<Attempt>,
+    attempt: Option<Attempt>,
+}
+
+impl Reconnect {
+    pub(super) fn new(backoff: Backoff) -> Self {
+        Reconnect {
+            backoff,
+            attempt: None,
+        }
+    }
 }
 
 /// A connection attempt running as its own task: callers wait for it as long
 /// as their deadlines allow, and it runs to its end (connect and handshake
 /// timeouts) whoever still waits, so its outcome always reaches the backoff.
-pub(super) type Attempt = Shared<BoxFuture<'static, Result<Arc<Connection>, Arc<str>>>>;
+type Attempt = Shared<BoxFuture<'static, Result<Arc<Connection>, Arc<str>>>>;
 
-impl Inner {
-    /// A live connection: the current one, or a new one (one attempt at a
-    /// time, spaced by the backoff). Waits no longer than `deadline`.
+impl Endpoint {
+    /// A connection that takes calls: the current one, or a new one (one
+    /// attempt at a time, spaced by the backoff). Waits no longer than
+    /// `deadline`.
     pub(super) async fn connection(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         method: &'static str,
         deadline: Instant,
     ) -> Result<Arc<Connection>, Error> {
@@ -39,7 +48,7 @@ impl Inner {
                 return Ok(conn);
             }
             let wait_until = {
-                let mut reconnect = self.reconnect.lock().unwrap();
+                let mut reconnect = self.reconnect.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(attempt) = &reconnect.attempt {
                     break attempt.clone();
                 }
@@ -80,19 +89,15 @@ impl Inner {
     /// Spawns a connection attempt that installs its connection, or records
     /// its failure in the backoff, when it ends.
     fn start_attempt(self: &Arc<Self>) -> Attempt {
-        let inner = self.clone();
+        let endpoint = self.clone();
         let task = tokio::spawn(async move {
-            let result = Connection::connect(&inner.addrs, &inner.config).await;
-            let mut reconnect = inner.reconnect.lock().unwrap();
+            let result = endpoint.open().await;
+            let mut reconnect = endpoint.reconnect.lock().unwrap_or_else(|e| e.into_inner());
             reconnect.attempt = None;
             match result {
                 Ok(conn) => {
-                    conn.serve(&inner);
                     reconnect.backoff.succeeded();
-                    let mut current = inner.current.lock().unwrap();
-                    *current = Some(conn.clone());
-                    inner.generation.fetch_add(1, Ordering::Relaxed);
-                    drop(current);
+                    endpoint.replace(conn.clone());
                     Ok(conn)
                 }
                 Err(e) => {

@@ -8,12 +8,11 @@
 //! peer's own socket buffers then fill up and its writes wait. Nothing is
 //! queued without bound.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -26,7 +25,9 @@ use crate::protocol::{
     RequestHead, Status,
 };
 
-use crate::transport::{self, BACKLOG_LIMIT, FrameReader, Incoming, Outbox, Turns, Writer};
+use crate::transport::{
+    self, BACKLOG_LIMIT, FrameReader, Incoming, Link, Outbox, Peer, Turns, Writer,
+};
 
 /// Bytes a paused driver reads ahead, to notice the peer leaving: as much as
 /// the replies it may queue for a peer that does not read. A peer that has
@@ -36,13 +37,14 @@ const READ_AHEAD_WHILE_PAUSED: usize = BACKLOG_LIMIT;
 
 /// Serves one connection until the peer leaves, a limit closes it, or the
 /// server shuts down.
-pub(super) async fn serve<R, W>(r: R, mut w: W, peer: Option<SocketAddr>, shared: Arc<Shared>)
-where
-    R: AsyncRead + Send + Unpin + 'static,
-    W: AsyncWrite + Send + Unpin + 'static,
-{
+pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
+    let Link {
+        read,
+        write: mut w,
+        peer,
+    } = link;
     let config = &shared.config;
-    let mut reader = FrameReader::new(r, FrameCodec::new(config.max_frame));
+    let mut reader = FrameReader::new(read, FrameCodec::new(config.max_frame));
     let handshake = tokio::select! {
         result = transport::handshake(
             &mut reader, &mut w, true, config.handshake_timeout, config.max_frame,
@@ -52,7 +54,7 @@ where
     let theirs = match handshake {
         Ok(theirs) => theirs,
         Err(e) => {
-            tracing::debug!(?peer, error = %e, "handshake failed");
+            tracing::debug!(%peer, error = %e, "handshake failed");
             return;
         }
     };
@@ -83,7 +85,7 @@ where
         }),
     };
     let end = driver.run(&mut reader, &mut writer).await;
-    tracing::debug!(?peer, ?end, "connection closing");
+    tracing::debug!(peer = %driver.peer, ?end, "connection closing");
     if let Some((reason, message)) = end.goaway() {
         let _ = driver.outbox.send(reason.encode(&message));
     }
@@ -165,7 +167,7 @@ struct Driver {
     parked: Option<Parked>,
     drain: Option<Drain>,
     outbox: Outbox,
-    peer: Option<SocketAddr>,
+    peer: Peer,
     shared: Arc<Shared>,
     /// Run each handler's first poll in the driver. Only on a current-thread
     /// runtime: there a spawned handler would run on this same thread anyway,
@@ -259,7 +261,7 @@ impl Driver {
                 // the last batch queued, before the next is read.
                 ended = &mut *writer => {
                     if let Err(e) = ended {
-                        tracing::debug!(peer = ?self.peer, error = %e, "writing to the client failed");
+                        tracing::debug!(peer = %self.peer, error = %e, "writing to the client failed");
                     }
                     return End::PeerClosed;
                 }

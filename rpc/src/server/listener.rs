@@ -1,17 +1,17 @@
-//! The accept loop: one task per server.
+//! The accept loop: one task per server, over any transport's listener.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::{Shared, connection};
+use crate::transport::Listener;
 
 /// Accepts until a drain starts. At the connection cap it stops accepting
 /// (new connections wait in the OS backlog); accept errors such as EMFILE are
 /// waited out, never fatal.
-pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
+pub(super) async fn run<L: Listener>(mut listener: L, shared: Arc<Shared>) {
     let slots = Arc::new(Semaphore::new(shared.config.max_connections));
     let mut error_pause = Duration::from_millis(5);
     loop {
@@ -23,7 +23,7 @@ pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
             _ = shared.drain.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
-        let (stream, peer) = match accepted {
+        let link = match accepted {
             Ok(conn) => {
                 error_pause = Duration::from_millis(5);
                 conn
@@ -40,11 +40,9 @@ pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
         let shared2 = shared.clone();
         shared.connections.spawn(async move {
-            connection::serve(r, w, Some(peer), shared2).await;
+            connection::serve(link, shared2).await;
             drop(permit);
         });
     }

@@ -12,6 +12,7 @@ pub(crate) mod dispatch;
 mod listener;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Error;
+use crate::transport::memory::MemoryListener;
+use crate::transport::unix::UnixListener;
+use crate::transport::{Address, Listener};
 use dispatch::{Router, Service};
 
 /// Server settings; every default is from the design's limits table.
@@ -193,7 +197,7 @@ impl Builder {
         self
     }
 
-    /// Binds `addr` and starts serving in the background.
+    /// Binds `addr` over TCP and starts serving in the background.
     ///
     /// # Errors
     ///
@@ -204,22 +208,71 @@ impl Builder {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| Error::io("binding the server address", e))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| Error::io("reading the bound address", e))?;
-        let shared = Arc::new(Shared {
-            router,
-            config: self.config,
-            drain: CancellationToken::new(),
-            kill: CancellationToken::new(),
-            connections: TaskTracker::new(),
-        });
-        let accept = tokio::spawn(listener::run(listener, shared.clone()));
-        Ok(ServerHandle {
-            local_addr,
-            shared,
-            accept,
-        })
+        Ok(start(router, self.config, listener))
+    }
+
+    /// Binds a Unix domain socket at `path` and starts serving. Handlers
+    /// see each caller's credentials
+    /// ([`Context::peer_credentials`](crate::context::Context::peer_credentials)).
+    /// The socket file is removed when the server stops; binding fails if a
+    /// file is at `path` already.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](Self::bind).
+    pub async fn bind_unix(self, path: impl Into<PathBuf>) -> Result<ServerHandle, Error> {
+        let router = Router::new(self.services)?;
+        let path = path.into();
+        let listener = UnixListener::bind(path.clone())
+            .map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
+        Ok(start(router, self.config, listener))
+    }
+
+    /// Serves in memory under `name`, in this process, with no socket:
+    /// channels connect with
+    /// [`Channel::connect_memory(name)`](crate::Channel::connect_memory).
+    /// Reconnecting, shutdown and every limit behave as over TCP; once the
+    /// server has shut down, the name is free again. For tests.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] as for [`bind`](Self::bind); [`Error::Io`] if
+    /// another server of this process serves `name`.
+    pub fn serve_memory(self, name: impl Into<String>) -> Result<ServerHandle, Error> {
+        let router = Router::new(self.services)?;
+        let name = name.into();
+        let listener = MemoryListener::bind(name.clone())
+            .map_err(|e| Error::io(format!("serving {name:?} in memory"), e))?;
+        Ok(start(router, self.config, listener))
+    }
+
+    /// Serves the links `listener` accepts: a transport of your own (TLS,
+    /// say), with every limit and the shutdown as over TCP.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](Self::bind).
+    pub fn serve<L: Listener>(self, listener: L) -> Result<ServerHandle, Error> {
+        let router = Router::new(self.services)?;
+        Ok(start(router, self.config, listener))
+    }
+}
+
+/// Starts the accept loop over `listener`.
+fn start<L: Listener>(router: Router, config: Config, listener: L) -> ServerHandle {
+    let address = listener.address();
+    let shared = Arc::new(Shared {
+        router,
+        config,
+        drain: CancellationToken::new(),
+        kill: CancellationToken::new(),
+        connections: TaskTracker::new(),
+    });
+    let accept = tokio::spawn(listener::run(listener, shared.clone()));
+    ServerHandle {
+        address,
+        shared,
+        accept,
     }
 }
 
@@ -239,7 +292,7 @@ pub(crate) struct Shared {
 /// stop it gracefully.
 #[derive(Debug)]
 pub struct ServerHandle {
-    local_addr: SocketAddr,
+    address: Address,
     shared: Arc<Shared>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -254,9 +307,27 @@ impl std::fmt::Debug for Shared {
 }
 
 impl ServerHandle {
-    /// The address the server listens on (with the real port if `:0` was bound).
+    /// The TCP address the server listens on (with the real port if `:0`
+    /// was bound).
+    ///
+    /// # Panics
+    ///
+    /// If the server is not on TCP; [`address`](Self::address) says where
+    /// any server serves.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        match self.address.tcp() {
+            Some(addr) => addr,
+            None => panic!(
+                "local_addr() of a server on {}: use address()",
+                self.address
+            ),
+        }
+    }
+
+    /// Where the server serves: a TCP address, a Unix socket's path, an
+    /// in-memory name.
+    pub fn address(&self) -> &Address {
+        &self.address
     }
 
     /// Connections currently open.

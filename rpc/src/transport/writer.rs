@@ -59,16 +59,16 @@ impl From<FrameBuf> for Outgoing {
 /// one producer that could grow it without end, the server's read loop,
 /// stops reading while [`queued`](Self::queued) is high (see
 /// [`wait_for_room`](Self::wait_for_room)).
-pub(crate) struct Outbox<L: Lane = OwnLane> {
-    queue: Arc<Queue<L>>,
+pub(crate) struct Outbox {
+    queue: Arc<Queue>,
 }
 
 /// An [`Outbox`] that does not keep the writer alive.
-pub(crate) struct WeakOutbox<L: Lane = OwnLane> {
-    queue: Arc<Queue<L>>,
+pub(crate) struct WeakOutbox {
+    queue: Arc<Queue>,
 }
 
-impl<L: Lane> Clone for WeakOutbox<L> {
+impl Clone for WeakOutbox {
     fn clone(&self) -> Self {
         WeakOutbox {
             queue: self.queue.clone(),
@@ -76,7 +76,7 @@ impl<L: Lane> Clone for WeakOutbox<L> {
     }
 }
 
-impl<L: Lane> std::fmt::Debug for Outbox<L> {
+impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbox")
             .field("queued", &self.queued())
@@ -85,44 +85,15 @@ impl<L: Lane> std::fmt::Debug for Outbox<L> {
     }
 }
 
-impl<L: Lane> std::fmt::Debug for WeakOutbox<L> {
+impl std::fmt::Debug for WeakOutbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WeakOutbox").finish_non_exhaustive()
     }
 }
 
-/// The lock that guards a writer's pending frames: its own ([`OwnLane`]),
-/// or one its producers hold anyway when they queue (the client's: the lock
-/// of the connection's state, which every call takes to record itself, so
-/// that queueing a request takes one lock, not two).
-pub(crate) trait Lane: Send + Sync + 'static {
-    type Guard<'a>: std::ops::DerefMut<Target = Pending>
-    where
-        Self: 'a;
-
-    fn lock(&self) -> Self::Guard<'_>;
-
-    /// Called by the writer under the lock each time it takes what is
-    /// queued; `any`: whether it took something (it writes it now), or
-    /// found nothing (it waits for more).
-    fn took(&self, _guard: &mut Self::Guard<'_>, _any: bool) {}
-}
-
-/// A writer's lock of its own.
-#[derive(Debug, Default)]
-pub(crate) struct OwnLane(Mutex<Pending>);
-
-impl Lane for OwnLane {
-    type Guard<'a> = MutexGuard<'a, Pending>;
-
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        // Nothing panics while holding it; recover the data if something did.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-struct Queue<L> {
-    pending: L,
+struct Queue {
+    /// What waits for the writer. Nothing panics while holding it.
+    pending: Mutex<Pending>,
     /// Wakes the writer: something was queued into an empty queue, the last
     /// Outbox went away, or the queue was closed.
     wake: Notify,
@@ -130,10 +101,9 @@ struct Queue<L> {
     senders: AtomicUsize,
     /// Set once nothing more may be queued: [`Outbox::close`] or the writer ended.
     closed: AtomicBool,
-    /// Bytes queued so far. Changed only under the `pending` lock and
-    /// `written` only by the writer, so each is a plain load and store, not
-    /// an atomic read-modify-write (one of those per frame was a measurable
-    /// part of queueing a small one).
+    /// Bytes queued so far. Changed only under the `pending` lock, and
+    /// `written` only by the writer: each is a plain load and store, not an
+    /// atomic read-modify-write.
     pushed: AtomicU64,
     /// Bytes written to the socket so far.
     written: AtomicU64,
@@ -143,10 +113,10 @@ struct Queue<L> {
     batching: bool,
 }
 
-impl<L> Queue<L> {
-    fn new(pending: L, batching: bool) -> Self {
+impl Queue {
+    fn new(batching: bool) -> Self {
         Queue {
-            pending,
+            pending: Mutex::default(),
             wake: Notify::new(),
             senders: AtomicUsize::new(1),
             closed: AtomicBool::new(false),
@@ -180,25 +150,22 @@ impl Pending {
     }
 }
 
-impl<L: Lane> Outbox<L> {
+impl Outbox {
     /// Queues a frame; false if the writer has ended or the outbox was closed.
     pub(crate) fn send(&self, frame: impl Into<Outgoing>) -> bool {
-        let queued = self.queue_in(&mut self.queue.pending.lock(), frame.into());
+        let queued = self.queue_in(&mut self.lock(), frame.into());
         self.woke(queued)
     }
 
-    /// As [`send`](Self::send), into `pending`: the lane's, which the
-    /// caller has locked.
-    pub(crate) fn send_locked(&self, pending: &mut Pending, frame: impl Into<Outgoing>) -> bool {
-        let queued = self.queue_in(pending, frame.into());
+    /// Queues a copy of a finished frame (its owner keeps it); false as
+    /// [`send`](Self::send).
+    pub(crate) fn send_slice(&self, frame: &[u8]) -> bool {
+        let queued = self.copy_in(&mut self.lock(), frame);
         self.woke(queued)
     }
 
-    /// Queues a copy of a finished frame, into `pending`: the lane's, which
-    /// the caller has locked; false as [`send`](Self::send).
-    pub(crate) fn send_slice_locked(&self, pending: &mut Pending, frame: &[u8]) -> bool {
-        let queued = self.copy_in(pending, frame);
-        self.woke(queued)
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.queue.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn queue_in(&self, pending: &mut Pending, frame: Outgoing) -> Pushed {
@@ -282,12 +249,12 @@ impl<L: Lane> Outbox<L> {
     /// Asks the writer to write what is queued, then shut the write side down,
     /// even while other clones of this outbox are alive.
     pub(crate) fn close(&self) {
-        let _pending = self.queue.pending.lock();
+        let _pending = self.lock();
         self.queue.closed.store(true, Ordering::Relaxed);
         self.queue.wake.notify_one();
     }
 
-    pub(crate) fn downgrade(&self) -> WeakOutbox<L> {
+    pub(crate) fn downgrade(&self) -> WeakOutbox {
         WeakOutbox {
             queue: self.queue.clone(),
         }
@@ -304,7 +271,7 @@ enum Pushed {
     Closed,
 }
 
-impl<L: Lane> Clone for Outbox<L> {
+impl Clone for Outbox {
     fn clone(&self) -> Self {
         self.queue.senders.fetch_add(1, Ordering::Relaxed);
         Outbox {
@@ -313,7 +280,7 @@ impl<L: Lane> Clone for Outbox<L> {
     }
 }
 
-impl<L: Lane> Drop for Outbox<L> {
+impl Drop for Outbox {
     fn drop(&mut self) {
         if self.queue.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.queue.wake.notify_one();
@@ -321,8 +288,8 @@ impl<L: Lane> Drop for Outbox<L> {
     }
 }
 
-impl<L: Lane> WeakOutbox<L> {
-    pub(crate) fn upgrade(&self) -> Option<Outbox<L>> {
+impl WeakOutbox {
+    pub(crate) fn upgrade(&self) -> Option<Outbox> {
         // Only from a live count: once the last Outbox is gone the writer is
         // finishing, and no new one may appear.
         let senders = &self.queue.senders;
@@ -353,21 +320,7 @@ pub(crate) fn start_writer<W>(io: W, batching: bool, inline: bool) -> (Outbox, W
 where
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    start_writer_on(io, batching, inline, OwnLane::default())
-}
-
-/// [`start_writer`], its pending frames guarded by `lane`.
-pub(crate) fn start_writer_on<W, L>(
-    io: W,
-    batching: bool,
-    inline: bool,
-    lane: L,
-) -> (Outbox<L>, Writer)
-where
-    W: AsyncWrite + Send + Unpin + 'static,
-    L: Lane,
-{
-    let queue = Arc::new(Queue::new(lane, batching));
+    let queue = Arc::new(Queue::new(batching));
     let run = run(io, queue.clone());
     let state = if inline {
         WriterState::Inline(Box::pin(run))
@@ -447,11 +400,11 @@ impl Future for Writer {
 /// Closes the queue when the writer ends, however it ends (error, or its
 /// task aborted), and wakes [`Outbox::wait_for_room`]: the queue will not
 /// drain any more.
-struct Ended<'a, L: Lane>(&'a Queue<L>);
+struct Ended<'a>(&'a Queue);
 
-impl<L: Lane> Drop for Ended<'_, L> {
+impl Drop for Ended<'_> {
     fn drop(&mut self) {
-        let mut pending = self.0.pending.lock();
+        let mut pending = self.0.pending.lock().unwrap_or_else(|e| e.into_inner());
         self.0.closed.store(true, Ordering::Relaxed);
         *pending = Pending::default();
         drop(pending);
@@ -459,19 +412,15 @@ impl<L: Lane> Drop for Ended<'_, L> {
     }
 }
 
-async fn run<W: AsyncWrite + Unpin, L: Lane>(
-    mut io: W,
-    queue: Arc<Queue<L>>,
-) -> std::io::Result<()> {
+async fn run<W: AsyncWrite + Unpin>(mut io: W, queue: Arc<Queue>) -> std::io::Result<()> {
     let _ended = Ended(&queue);
     let mut batch = Pending::default();
     let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
         != tokio::runtime::RuntimeFlavor::CurrentThread;
     loop {
         let finished = {
-            let mut pending = queue.pending.lock();
+            let mut pending = queue.pending.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::swap(&mut *pending, &mut batch);
-            queue.pending.took(&mut pending, !batch.is_empty());
             // With nothing taken, is anything still to come?
             batch.is_empty()
                 && (queue.closed.load(Ordering::Relaxed)
@@ -486,11 +435,9 @@ async fn run<W: AsyncWrite + Unpin, L: Lane>(
             // us at once (tokio's LIFO slot), so without this every frame
             // would go out in a write of its own. Yielding once lets the
             // other ready tasks (more callers, more handlers) queue theirs
-            // first; a lone frame waits one turn of the scheduler. Measured
-            // with the comparison bench on one-worker multi-thread runtimes
-            // (BENCH_RUNTIME=multi): B went from ~266k to ~896k calls/s, A's
-            // p50 stayed within noise. A current-thread runtime runs ready
-            // tasks in order, so the batch forms without it.
+            // first; a lone frame waits one turn of the scheduler. A
+            // current-thread runtime runs ready tasks in order, so the batch
+            // forms without it.
             if multi_thread {
                 tokio::task::yield_now().await;
             }
@@ -513,10 +460,10 @@ async fn run<W: AsyncWrite + Unpin, L: Lane>(
 
 /// `write_all`, accounting for every chunk the socket takes, so a large frame
 /// going out slowly still shows progress.
-async fn write_counted<W: AsyncWrite + Unpin, L>(
+async fn write_counted<W: AsyncWrite + Unpin>(
     io: &mut W,
     mut buf: &[u8],
-    queue: &Queue<L>,
+    queue: &Queue,
 ) -> std::io::Result<()> {
     while !buf.is_empty() {
         let n = io.write(buf).await?;
@@ -588,7 +535,7 @@ mod tests {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let io = Recorder::default();
         // A current-thread test runtime: the writer runs only once we yield.
-        let queue = Arc::new(Queue::new(OwnLane::default(), batching));
+        let queue = Arc::new(Queue::new(batching));
         let outbox = Outbox {
             queue: queue.clone(),
         };

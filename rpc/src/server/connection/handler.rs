@@ -47,7 +47,7 @@ impl Driver {
         }
         let ctx = Context {
             deadline,
-            peer: self.peer,
+            peer: self.peer.clone(),
             call_id: id,
             method,
         };

@@ -80,8 +80,8 @@ impl Peer {
             connections: TaskTracker::new(),
         });
         let (ours, theirs) = tokio::io::duplex(1 << 20);
-        let (r, w) = tokio::io::split(theirs);
-        let served = tokio::spawn(serve(r, w, None, shared));
+        let link = crate::transport::Link::new(theirs, crate::transport::Peer::Memory);
+        let served = tokio::spawn(serve(link, shared));
         let (r, write) = tokio::io::split(ours);
         let mut peer = Peer {
             frames: FramedRead::new(r, FrameCodec::new(1 << 20)),

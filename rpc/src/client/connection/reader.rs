@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
-use super::connection::{Failure, Shared, StateLane};
+use super::state::Shared;
 use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, Kind};
 use crate::transport::{
-    BACKLOG_LIMIT, CLIENT_ALONE, FrameReader, Incoming, Turns, WeakOutbox, Writer,
+    BACKLOG_LIMIT, CLIENT_ALONE, FrameReader, Incoming, ReadHalf, Turns, WeakOutbox, Writer,
 };
 
 /// Frames taken straight from the buffer before the read loop checks the
@@ -21,11 +20,11 @@ const FRAMES_PER_CHECK: u32 = 64;
 /// Responses handed over per lock of the connection's state.
 const RESPONSES_PER_LOCK: usize = 16;
 
-pub(super) async fn read_loop<R: AsyncRead + Unpin>(
-    mut reader: FrameReader<R>,
+pub(super) async fn read_loop(
+    mut reader: FrameReader<ReadHalf>,
     mut writer: Writer,
     shared: Arc<Shared>,
-    outbox: WeakOutbox<StateLane>,
+    outbox: WeakOutbox,
     keepalive_interval: Duration,
     keepalive_timeout: Duration,
 ) {
@@ -126,7 +125,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 // under one lock; their callers are woken once it is released.
                 let mut callers: [Option<Waker>; RESPONSES_PER_LOCK] = Default::default();
                 {
-                    let mut st = shared.state.lock().unwrap();
+                    let mut st = shared.lock();
                     // None: the call was cancelled or timed out; the late
                     // reply is dropped.
                     callers[0] = st.complete(call_id, Ok(payload));
@@ -153,12 +152,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 // flight and to answer the drain Ping. The server closes.
                 let (why, message) = GoAwayReason::parse(&frame.payload);
                 tracing::debug!(?why, %message, "the server sent GoAway");
-                let in_line = {
-                    let mut st = shared.state.lock().unwrap();
-                    st.draining = true;
-                    st.goaway = why;
-                    st.everyone_in_line()
-                };
+                let in_line = shared.lock().drain(why);
                 // Callers waiting for a slot here go elsewhere.
                 in_line.into_iter().for_each(Waker::wake);
             }
@@ -194,14 +188,8 @@ struct Closing<'a> {
 impl Drop for Closing<'_> {
     fn drop(&mut self) {
         let reason: Arc<str> = std::mem::take(&mut self.reason).into();
-        let callers: Vec<Waker> = {
-            let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.closed = Some(reason.clone());
-            let failed = st.fail_all(|| Failure::Closed(reason.clone()));
-            // And those waiting for a slot: they go elsewhere.
-            let in_line = st.everyone_in_line();
-            failed.into_iter().chain(in_line).collect()
-        };
+        // The calls in flight fail; those in line for a slot go elsewhere.
+        let callers = self.shared.lock().close(reason);
         callers.into_iter().for_each(Waker::wake);
     }
 }
@@ -209,7 +197,7 @@ impl Drop for Closing<'_> {
 /// Points the deadline timer at the earliest deadline recorded; false if
 /// nothing is pending.
 fn rearm(shared: &Shared, timer: std::pin::Pin<&mut tokio::time::Sleep>) -> bool {
-    match shared.state.lock().unwrap().timer {
+    match shared.lock().timer {
         Some(at) => {
             if at != timer.deadline() {
                 timer.reset(at);
@@ -222,9 +210,9 @@ fn rearm(shared: &Shared, timer: std::pin::Pin<&mut tokio::time::Sleep>) -> bool
 
 /// Fails the calls whose deadline has passed (telling the server to drop
 /// their handlers), and records the earliest deadline left.
-fn expire(shared: &Shared, outbox: &WeakOutbox<StateLane>) {
+fn expire(shared: &Shared, outbox: &WeakOutbox) {
     let now = Instant::now();
-    let expired: Vec<(u64, Waker)> = { shared.state.lock().unwrap().expire(now) };
+    let expired: Vec<(u64, Waker)> = shared.lock().expire(now);
     let out = outbox.upgrade();
     for (id, caller) in expired {
         if let Some(out) = &out {
@@ -256,7 +244,7 @@ fn keepalive_check(
             Keepalive::Fine
         };
     }
-    let busy = shared.state.lock().unwrap().waiting().next().is_some();
+    let busy = shared.lock().any_waiting();
     if busy && last_heard.elapsed() >= interval {
         *ping_sent = Some(Instant::now());
         return Keepalive::SendPing;

@@ -1,0 +1,173 @@
+//! Settings of a channel, and the ways to connect one: TCP, a Unix domain
+//! socket, an in-memory server, or any [`Connector`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Channel;
+use super::endpoint::Endpoint;
+use crate::Error;
+use crate::transport::Connector;
+use crate::transport::memory::MemoryConnector;
+use crate::transport::tcp::TcpConnector;
+use crate::transport::unix::UnixConnector;
+
+/// Client settings; every default is from the design's limits table.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) timeout: Duration,
+    pub(crate) max_frame: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) keepalive_interval: Duration,
+    pub(crate) keepalive_timeout: Duration,
+    pub(crate) backoff_initial: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) write_batching: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            timeout: Duration::from_secs(30),
+            max_frame: 16 << 20,
+            max_in_flight: 10_000,
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+            write_batching: true,
+        }
+    }
+}
+
+/// Configures and connects a [`Channel`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), rpc::Error> {
+/// use std::time::Duration;
+/// let channel = rpc::Channel::builder()
+///     .timeout(Duration::from_secs(2))
+///     .max_frame(64 << 20)
+///     .connect("127.0.0.1:7878")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    config: Config,
+}
+
+impl Builder {
+    /// The deadline of a call that sets none (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// The largest frame sent or accepted, in bytes (default 16 MiB, at least
+    /// 4 KiB). Each side sends the other nothing over the other's limit.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.config.max_frame = bytes.clamp(crate::protocol::MIN_MAX_FRAME, u32::MAX as usize);
+        self
+    }
+
+    /// Calls in flight on the connection at once; callers beyond it wait
+    /// (default 10,000).
+    pub fn max_in_flight(mut self, calls: usize) -> Self {
+        self.config.max_in_flight = calls.max(1);
+        self
+    }
+
+    /// How long to wait for the transport to open a connection (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// How long the server has to answer the handshake (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// Ping after `interval` of silence while calls are in flight, and treat the
+    /// connection as dead if nothing arrives within `timeout` more (defaults
+    /// 30 s and 20 s).
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.keepalive_interval = interval.max(Duration::from_millis(1));
+        self.config.keepalive_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The first and the largest delay between reconnect attempts (defaults
+    /// 100 ms and 10 s; each failure multiplies the delay by 1.6, +-20% jitter).
+    pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config.backoff_initial = initial;
+        self.config.backoff_max = max.max(initial);
+        self
+    }
+
+    /// Whether frames queued together go out in one write (default true).
+    /// Off, every frame gets a write syscall of its own. A lone frame is
+    /// written at once either way (the writer never waits for company), so
+    /// this exists only to measure what batching buys under concurrency, as
+    /// the comparison bench does; hidden for that reason.
+    #[cfg(feature = "hooks")]
+    #[doc(hidden)]
+    pub fn write_batching(mut self, on: bool) -> Self {
+        self.config.write_batching = on;
+        self
+    }
+
+    /// Resolves `addr` and connects over TCP. A reconnect tries the
+    /// addresses resolved now, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the address does not resolve or refuses the connection,
+    /// [`Error::Protocol`] if the peer fails the handshake.
+    pub async fn connect(self, addr: impl tokio::net::ToSocketAddrs) -> Result<Channel, Error> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| Error::io("resolving the server address", e))?
+            .collect();
+        self.connect_with(TcpConnector { addrs }).await
+    }
+
+    /// Connects to the Unix domain socket at `path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn connect_unix(self, path: impl Into<PathBuf>) -> Result<Channel, Error> {
+        self.connect_with(UnixConnector { path: path.into() }).await
+    }
+
+    /// Connects to the in-memory server serving `name` in this process (see
+    /// [`serve_memory`](crate::server::Builder::serve_memory)): no sockets,
+    /// for tests.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] (connection refused) if no server serves `name`.
+    pub async fn connect_memory(self, name: impl Into<String>) -> Result<Channel, Error> {
+        self.connect_with(MemoryConnector { name: name.into() })
+            .await
+    }
+
+    /// Connects through `connector`, a transport of your own (TLS, say): it
+    /// is called for the first connection and for every reconnect.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with(self, connector: impl Connector) -> Result<Channel, Error> {
+        let endpoint = Endpoint::connect(Box::new(connector), self.config).await?;
+        Ok(Channel::over(endpoint))
+    }
+}

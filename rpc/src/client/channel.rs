@@ -1,0 +1,190 @@
+//! A [`Channel`]: what generated `{Trait}Client`s call through. A handle is
+//! the server behind it (an endpoint: its connection and reconnecting) and
+//! the options of the calls made through this handle.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::builder::Builder;
+use super::call::Call;
+use super::endpoint::Endpoint;
+use super::options::CallOptions;
+use crate::Error;
+use crate::codec;
+use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, RequestHead};
+use crate::transport::{Address, Peer};
+
+/// A handle to a server that generated clients call through. Cheap to clone:
+/// clones share one multiplexed connection.
+#[derive(Clone)]
+pub struct Channel {
+    endpoint: Arc<Endpoint>,
+    options: CallOptions,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("address", &self.endpoint.address())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Channel {
+    /// A builder for a channel with non-default settings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Connects over TCP with default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::connect`].
+    pub async fn connect(addr: impl tokio::net::ToSocketAddrs) -> Result<Channel, Error> {
+        Builder::default().connect(addr).await
+    }
+
+    /// Connects to a Unix domain socket with default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::connect_unix`].
+    pub async fn connect_unix(path: impl Into<std::path::PathBuf>) -> Result<Channel, Error> {
+        Builder::default().connect_unix(path).await
+    }
+
+    /// Connects to an in-memory server of this process with default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::connect_memory`].
+    pub async fn connect_memory(name: impl Into<String>) -> Result<Channel, Error> {
+        Builder::default().connect_memory(name).await
+    }
+
+    pub(super) fn over(endpoint: Arc<Endpoint>) -> Channel {
+        let options = CallOptions::default().with_timeout(endpoint.config.timeout);
+        Channel { endpoint, options }
+    }
+
+    /// A handle on the same connection whose calls have deadline `timeout`.
+    pub fn with_timeout(&self, timeout: Duration) -> Channel {
+        self.with_options(self.options.clone().with_timeout(timeout))
+    }
+
+    /// A handle on the same connection whose calls have these options.
+    pub fn with_options(&self, options: CallOptions) -> Channel {
+        Channel {
+            endpoint: self.endpoint.clone(),
+            options,
+        }
+    }
+
+    /// The options of calls made through this handle.
+    pub fn options(&self) -> &CallOptions {
+        &self.options
+    }
+
+    /// The deadline given to calls made through this handle.
+    pub fn timeout(&self) -> Duration {
+        self.options.timeout()
+    }
+
+    /// Where the server is.
+    pub fn address(&self) -> Address {
+        self.endpoint.address()
+    }
+
+    /// The server currently connected, as its transport names it.
+    pub fn peer(&self) -> Peer {
+        self.endpoint.current().peer().clone()
+    }
+
+    /// The address of the server currently connected, for TCP.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.current().peer().addr()
+    }
+
+    /// A call of `method` with `args`, its reply decoded as an `R` and
+    /// turned into a `T` (generated clients decode through a newtype of the
+    /// method's return type). Generated clients call this. The arguments are
+    /// encoded here, when the method is called, so the call's future borrows
+    /// nothing; the call starts (its deadline counts, the request goes out)
+    /// when it is first polled. A call made inside a handler inherits its
+    /// deadline if that is earlier: budgets propagate through call chains.
+    #[doc(hidden)]
+    pub fn call<A: Serialize + ?Sized, R: DeserializeOwned, T>(
+        &self,
+        method: &'static str,
+        method_id: u64,
+        args: &A,
+        map: fn(R) -> T,
+    ) -> Call<R, T> {
+        self.start_call(method, method_id, args, codec::decode::<R>, map)
+    }
+
+    /// As [`call`](Self::call), for a reply of primitive scalars (a `()` or
+    /// a 1-tuple of one, say): decoded without the guard against deep or
+    /// huge input, which such a value cannot be.
+    #[doc(hidden)]
+    pub fn call_flat<A: Serialize + ?Sized, R: codec::FlatArgs, T>(
+        &self,
+        method: &'static str,
+        method_id: u64,
+        args: &A,
+        map: fn(R) -> T,
+    ) -> Call<R, T> {
+        self.start_call(method, method_id, args, codec::decode_flat::<R>, map)
+    }
+
+    fn start_call<A: Serialize + ?Sized, R, T>(
+        &self,
+        method: &'static str,
+        method_id: u64,
+        args: &A,
+        decode: fn(&[u8]) -> Result<R, String>,
+        map: fn(R) -> T,
+    ) -> Call<R, T> {
+        Call::new(
+            self.endpoint.clone(),
+            method,
+            crate::context::current_deadline(),
+            self.options.timeout(),
+            self.encode_request(method, method_id, args),
+            decode,
+            map,
+        )
+    }
+
+    fn encode_request<A: Serialize + ?Sized>(
+        &self,
+        method: &'static str,
+        method_id: u64,
+        args: &A,
+    ) -> Result<FrameBuf, Error> {
+        // Room for small arguments in place (see `FrameBuf`).
+        let mut frame = FrameBuf::new(Kind::Request, 0, RequestHead::LEN + 16);
+        RequestHead {
+            method_id,
+            budget: Duration::ZERO,
+        }
+        .write(&mut frame);
+        let limit = self.endpoint.config.max_frame + LEN_PREFIX;
+        codec::encode_into(args, &mut frame, limit).map_err(|e| match e {
+            codec::EncodeError::TooLarge { limit } => Error::FrameTooLarge {
+                method,
+                what: "request",
+                size: limit - LEN_PREFIX + 1,
+                limit: limit - LEN_PREFIX,
+            },
+            codec::EncodeError::Serde(message) => Error::Encode { method, message },
+        })?;
+        Ok(frame)
+    }
+}

@@ -1,0 +1,341 @@
+//! One multiplexed connection to a server: a leaf. It knows nothing of the
+//! channel that uses it; a call queues its request here and takes its
+//! outcome from here, and the call (`client/call.rs`) decides what the
+//! outcome means.
+//!
+//! - `state.rs`: the calls in flight and their outcomes, under one lock;
+//! - `admission.rs`: the in-flight cap and the line of callers beyond it;
+//! - `deadlines.rs`: one timer for every call's deadline;
+//! - `reader.rs`: the task that reads Responses and hands them over, answers
+//!   Pings, keeps the connection alive and fires the deadline timer;
+//! - `slots.rs`: the slab the calls live in, whose index is the call id.
+//!
+//! The writer is the transport's (`transport/writer.rs`).
+
+mod admission;
+mod deadlines;
+mod reader;
+mod slots;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::Config;
+use crate::Error;
+use crate::protocol::{FrameBuf, FrameCodec, GoAwayReason, Kind, LEN_PREFIX, RequestHead};
+use crate::transport::{self, DIRECT_WRITE, FrameReader, Link, Outbox, Peer};
+use state::{Entry, Outcome, Shared, wake};
+pub(crate) use state::{Failure, Reply};
+
+pub(crate) struct Connection {
+    outbox: Outbox,
+    shared: Arc<Shared>,
+    /// The largest frame the server accepts (and we would send).
+    send_limit: usize,
+    reader: JoinHandle<()>,
+    peer: Peer,
+}
+
+/// What [`Connection::try_send`] did with a request.
+pub(crate) enum Tried {
+    /// Queued: the call is in flight.
+    Sent(InFlight),
+    /// Every slot under the in-flight cap is taken: wait in line
+    /// ([`Connection::wait_for_slot`]) and try again.
+    Full(Arc<Connection>),
+    /// The connection takes no more calls (closed, or the server is
+    /// draining it); the request was not sent.
+    NotSent(Arc<Connection>),
+    /// The request cannot go at all (too large, or out of time).
+    Failed(Error),
+}
+
+/// Why a caller waiting for a slot got none.
+pub(crate) enum NoSlot {
+    /// The connection stopped taking calls.
+    Closed,
+    Deadline,
+}
+
+impl Connection {
+    /// Runs the handshake over `link` and starts the reader and writer.
+    pub(crate) async fn start(link: Link, config: &Config) -> Result<Arc<Self>, Error> {
+        let Link {
+            read,
+            mut write,
+            peer,
+        } = link;
+        let mut reader = FrameReader::new(read, FrameCodec::new(config.max_frame));
+        let theirs = transport::handshake(
+            &mut reader,
+            &mut write,
+            false,
+            config.handshake_timeout,
+            config.max_frame,
+        )
+        .await?;
+        let shared = Arc::new(Shared::new(config.max_in_flight));
+        let (outbox, writer) = transport::start_writer(write, config.write_batching, false);
+        let reader = tokio::spawn(reader::read_loop(
+            reader,
+            writer,
+            shared.clone(),
+            outbox.downgrade(),
+            config.keepalive_interval,
+            config.keepalive_timeout,
+        ));
+        Ok(Arc::new(Connection {
+            outbox,
+            shared,
+            send_limit: config.max_frame.min(theirs.accepts()),
+            reader,
+            peer,
+        }))
+    }
+
+    /// Queues `request` as call of `method` with `deadline`, telling the
+    /// server it has `budget` left, if the connection takes calls and a
+    /// slot under the in-flight cap is free (or `granted` one already).
+    /// `waker` is woken with the outcome.
+    pub(crate) fn try_send(
+        self: Arc<Self>,
+        method: &'static str,
+        request: &mut Encoded,
+        deadline: Instant,
+        budget: Duration,
+        granted: bool,
+        waker: &Waker,
+    ) -> Tried {
+        // Queued under the lock that GoAway takes to mark the connection
+        // draining: a request is either queued before the reader answers
+        // the server's drain Ping (so it reaches the server before the
+        // Pong), or not sent here at all.
+        let mut st = self.shared.lock();
+        let refuse = |mut st: std::sync::MutexGuard<'_, state::State>, tried: Tried| {
+            // A slot granted in line is given back, to the next in line.
+            let next = if granted {
+                st.admission.release()
+            } else {
+                None
+            };
+            drop(st);
+            wake(next);
+            tried
+        };
+        if !st.takes_calls() {
+            return refuse(st, Tried::NotSent(self.clone()));
+        }
+        if budget.is_zero() {
+            return refuse(
+                st,
+                Tried::Failed(Error::DeadlineExceeded { method, budget }),
+            );
+        }
+        // Checked on a live connection only: the next one may accept more.
+        let size = request.len() - LEN_PREFIX;
+        if size > self.send_limit {
+            let too_large = Error::FrameTooLarge {
+                method,
+                what: "request",
+                size,
+                limit: self.send_limit,
+            };
+            return refuse(st, Tried::Failed(too_large));
+        }
+        if !granted && !st.admission.try_take() {
+            drop(st);
+            return Tried::Full(self);
+        }
+        // The call's id names its entry (see `slots.rs`): recorded first,
+        // and forgotten again if the request cannot be queued.
+        let id = st.calls.insert(Entry {
+            deadline,
+            outcome: Outcome::Waiting(waker.clone()),
+        });
+        let frame = request.patch(id, budget);
+        // A small request is copied into the writer's batch and stays with
+        // its call; a large one is shared with the writer, not copied.
+        let queued = if frame.len() >= DIRECT_WRITE {
+            let frame = std::mem::replace(frame, FrameBuf::new(Kind::Request, 0, 0));
+            let bytes = frame.finish();
+            *request = Encoded::Shared(bytes.clone());
+            self.outbox.send(bytes)
+        } else {
+            self.outbox.send_slice(frame.seal())
+        };
+        if !queued {
+            // The writer has ended: the reader is closing the connection.
+            st.calls.remove(id);
+            let next = st.admission.release();
+            drop(st);
+            wake(next);
+            return Tried::NotSent(self);
+        }
+        let wake_reader = st.note_deadline(deadline);
+        drop(st);
+        if wake_reader {
+            self.shared.timer_moved.notify_one();
+        }
+        Tried::Sent(InFlight {
+            conn: self,
+            id,
+            done: false,
+        })
+    }
+
+    /// Waits in line for a slot under the in-flight cap, until `deadline`.
+    /// On `Ok` a slot is the caller's: pass `granted` to
+    /// [`try_send`](Self::try_send) in the same poll, which uses it or gives
+    /// it back.
+    pub(crate) async fn wait_for_slot(&self, deadline: Instant) -> Result<(), NoSlot> {
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let ticket = self.shared.lock().admission.join(waker);
+        // Leaves the line however the wait ends (the caller may give up).
+        let _in_line = InLine {
+            shared: &self.shared,
+            ticket,
+        };
+        let turn = std::future::poll_fn(|cx| {
+            let mut st = self.shared.lock();
+            if !st.takes_calls() {
+                return Poll::Ready(Err(NoSlot::Closed));
+            }
+            let Some(next) = st.admission.poll_turn(ticket, cx.waker()) else {
+                return Poll::Pending;
+            };
+            drop(st);
+            wake(next);
+            Poll::Ready(Ok(()))
+        });
+        tokio::time::timeout_at(deadline, turn)
+            .await
+            .unwrap_or(Err(NoSlot::Deadline))
+    }
+
+    /// Whether new calls may use this connection.
+    pub(crate) fn takes_calls(&self) -> bool {
+        self.shared.lock().takes_calls()
+    }
+
+    /// True once the server said (GoAway) that it is shutting down, and still
+    /// after it closed the connection: a call that was not sent here and finds
+    /// no other connection was refused, not lost.
+    pub(crate) fn is_draining_for_shutdown(&self) -> bool {
+        self.shared.lock().goaway == Some(GoAwayReason::Shutdown)
+    }
+
+    /// Who is at the other end.
+    pub(crate) fn peer(&self) -> &Peer {
+        &self.peer
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The writer ends by itself once the outbox is dropped; the reader
+        // holds no outbox, so it is stopped here.
+        self.reader.abort();
+    }
+}
+
+/// A caller's place in line for a slot; leaving it (given a slot or not)
+/// lets the next in line have a look.
+struct InLine<'a> {
+    shared: &'a Shared,
+    ticket: u64,
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        let next = self.shared.lock().admission.leave(self.ticket);
+        wake(next);
+    }
+}
+
+/// A call whose request is queued, holding its connection: the outcome comes
+/// through [`poll`](Self::poll). Dropped before that, it takes its entry
+/// with it and tells the server to drop the handler.
+pub(crate) struct InFlight {
+    conn: Arc<Connection>,
+    id: u64,
+    /// The outcome was taken (and the entry with it).
+    done: bool,
+}
+
+impl InFlight {
+    /// The call's outcome, once the reader has handed it over.
+    #[inline]
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Reply> {
+        let polled = self.conn.shared.lock().poll_outcome(self.id, cx);
+        let (reply, next) = ready!(polled);
+        self.done = true;
+        wake(next);
+        Poll::Ready(reply)
+    }
+
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        &self.conn
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let (running, next) = self.conn.shared.lock().abandon(self.id);
+        wake(next);
+        // Still waiting: the server may be running it. (An expired call was
+        // cancelled by the reader already.)
+        if running {
+            let _ = self
+                .conn
+                .outbox
+                .send(FrameBuf::new(Kind::Cancel, self.id, 0));
+        }
+    }
+}
+
+/// A request's frame, kept by its call until the call ends: to send again
+/// elsewhere if a server refuses it. The connection borrows it to queue it,
+/// so a small one is never moved (nor allocated: see [`FrameBuf`]).
+#[derive(Debug)]
+pub(crate) enum Encoded {
+    /// The frame itself (its bytes are copied into the writer's batch).
+    Buf(FrameBuf),
+    /// A large frame's bytes, shared with the writer once queued.
+    Shared(Bytes),
+}
+
+impl Encoded {
+    /// Bytes of the whole frame, length prefix included.
+    #[inline]
+    fn len(&self) -> usize {
+        match self {
+            Encoded::Buf(frame) => frame.len(),
+            Encoded::Shared(bytes) => bytes.len(),
+        }
+    }
+
+    /// Sets the call id and budget, and returns the frame to queue.
+    fn patch(&mut self, id: u64, budget: Duration) -> &mut FrameBuf {
+        if let Encoded::Shared(bytes) = self {
+            // A large request sent again (refused elsewhere): a copy if the
+            // writer still holds the bytes.
+            *self = Encoded::Buf(FrameBuf::from_bytes(std::mem::take(bytes)));
+        }
+        let Encoded::Buf(frame) = self else {
+            unreachable!("made a frame above")
+        };
+        RequestHead::patch(frame, id, budget);
+        frame
+    }
+}

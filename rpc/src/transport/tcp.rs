@@ -1,0 +1,72 @@
+//! TCP: the default transport. Both sides set `TCP_NODELAY`, so a lone call
+//! never waits for Nagle's algorithm.
+
+use std::io;
+use std::net::SocketAddr;
+
+use futures::future::BoxFuture;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{Address, Connector, Link, Listener, Peer};
+
+/// Connects to the first of its addresses that accepts (a name may resolve
+/// to several). The addresses are resolved once, when the channel is made.
+#[derive(Debug)]
+pub(crate) struct TcpConnector {
+    pub(crate) addrs: Vec<SocketAddr>,
+}
+
+impl Connector for TcpConnector {
+    fn connect(&self) -> BoxFuture<'_, io::Result<Link>> {
+        Box::pin(async move {
+            let mut last = None;
+            for &addr in &self.addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(stream) => return link(stream, addr),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "no address to connect to")
+            }))
+        })
+    }
+
+    fn address(&self) -> Address {
+        match self.addrs.first() {
+            Some(&addr) => Address::Tcp(addr),
+            None => Address::Other("no address".into()),
+        }
+    }
+}
+
+fn link(stream: TcpStream, peer: SocketAddr) -> io::Result<Link> {
+    stream.set_nodelay(true)?;
+    let (read, write) = stream.into_split();
+    Ok(Link::from_halves(
+        Box::new(read),
+        Box::new(write),
+        Peer::Tcp(peer),
+    ))
+}
+
+impl Listener for TcpListener {
+    async fn accept(&mut self) -> io::Result<Link> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        // A connection that cannot take the option is still served.
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        Ok(Link::from_halves(
+            Box::new(read),
+            Box::new(write),
+            Peer::Tcp(peer),
+        ))
+    }
+
+    fn address(&self) -> Address {
+        match self.local_addr() {
+            Ok(addr) => Address::Tcp(addr),
+            Err(e) => Address::Other(format!("tcp (address unknown: {e})")),
+        }
+    }
+}
