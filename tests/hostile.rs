@@ -1,6 +1,8 @@
 //! Hostile input over real TCP: every kind of bad frame or body gets a clear
-//! error (a Decode reply for a bad body, a closed connection for a bad
-//! frame), and nothing reaches other connections or the server process.
+//! error (a Decode reply for a bad body, a GoAway and a closed connection
+//! for a bad frame or a reused call id, on a current-thread server too and
+//! with handlers still running), and nothing reaches other connections or
+//! the server process.
 
 // Each test file uses a different part of `support`.
 #[allow(unused_imports)]
@@ -8,6 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::hand::watchdog;
 use support::probe::*;
 use support::raw::{self, RawConn, RawFrame};
 use tokio::io::AsyncWriteExt;
@@ -369,4 +372,92 @@ async fn bad_scalar_arguments_get_a_decode_error_too() {
     assert_eq!(probe.started(), 0, "a handler ran on bad arguments");
     let (_, reply) = reply_to(server.local_addr(), "Probe.hold", &good).await;
     assert_eq!(reply.value::<u32>(), 7);
+}
+
+// ---------------------------------------------------------------------------
+// Protocol errors on a current-thread server.
+
+/// A protocol error from a peer with a handler still running, on a
+/// current-thread server: the connection's driver ends at once, and its
+/// GoAway, queued after the driver ended, must still be written before the
+/// close, so the peer learns why. The handler is dropped and the server
+/// serves on.
+#[tokio::test]
+async fn a_current_thread_server_sends_goaway_after_a_protocol_error_with_handlers_running() {
+    let (server, probe) = start_probe(rpc::Server::builder()).await;
+    let mut peer = RawConn::handshake(server.local_addr()).await;
+    peer.send(&raw::hold(1, Duration::from_secs(60), u64::MAX, 1u32))
+        .await;
+    probe
+        .wait_for("the handler to start", PROMPTLY, |p| p.started() == 1)
+        .await;
+    peer.send(&raw::frame(raw::kind::RESPONSE, 0, 1, &[0]))
+        .await;
+    let (frames, _) = peer.frames_until_closed(PROMPTLY).await;
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.kind == raw::kind::GOAWAY && f.goaway_reason() == raw::goaway::PROTOCOL),
+        "{frames:?}"
+    );
+    probe
+        .wait_for("the handler to be dropped", PROMPTLY, |p| p.dropped() == 1)
+        .await;
+    assert_serves(server.local_addr()).await;
+}
+
+/// A duplicate of an in-flight call id whose handler would finish in its
+/// first poll (on a current-thread server, run in the driver before any
+/// entry is made for it) is caught before it runs: a protocol error, and
+/// no Response for it. Once the connection's calls are gone, the same id is
+/// free again on a new connection.
+#[tokio::test]
+async fn a_duplicate_id_of_a_quick_call_is_caught_before_it_runs() {
+    let _watchdog = watchdog();
+    let (server, probe) = start_probe(rpc::Server::builder()).await;
+    let mut peer = RawConn::handshake(server.local_addr()).await;
+    peer.send(&raw::hold(5, Duration::from_secs(60), u64::MAX, 5u32))
+        .await;
+    probe
+        .wait_for("the held call to start", PROMPTLY, |p| p.started() == 1)
+        .await;
+    // Answered at once (its first poll): a quick call of another id is fine.
+    let add = |id| {
+        raw::request(
+            id,
+            "Calculator.add",
+            Duration::from_secs(5),
+            &raw::args(&(2i64, 3i64)),
+        )
+    };
+    peer.send(&add(6)).await;
+    let reply = peer.next_reply(PROMPTLY).await.unwrap();
+    assert_eq!((reply.call_id, reply.value::<i64>()), (6, 5));
+    // The same, with the held call's id.
+    peer.send(&add(5)).await;
+    let (frames, _) = peer.frames_until_closed(PROMPTLY).await;
+    assert!(
+        frames.iter().all(|f| f.kind != raw::kind::RESPONSE),
+        "the duplicate ran: {frames:?}"
+    );
+    let goaway = frames.last().expect("closed without a GoAway");
+    assert_eq!(goaway.goaway_reason(), raw::goaway::PROTOCOL, "{frames:?}");
+    assert!(goaway.message().contains("already in flight"), "{frames:?}");
+    probe
+        .wait_for("the held call to be dropped", PROMPTLY, |p| {
+            p.dropped() == 1
+        })
+        .await;
+    // Once the in-flight calls are gone, the id is free again.
+    let mut peer = RawConn::handshake(server.local_addr()).await;
+    for round in 0..3 {
+        peer.send(&add(5)).await;
+        let reply = peer.next_reply(PROMPTLY).await.unwrap();
+        assert_eq!(
+            (reply.call_id, reply.value::<i64>()),
+            (5, 5),
+            "round {round}"
+        );
+    }
+    server.shutdown().await;
 }

@@ -1,12 +1,18 @@
-//! Review of 4fcbef4..53e54ca: client deadlines stamped per batch (one
-//! clock read per batch, not per call), a call holding only its connection
-//! (reaching its channel through it), and the server's thread-local handler
-//! context, small requests copied out of the read buffer and its lock-free
-//! duplicate-id check.
+//! The client's own deadlines, against a server played by hand
+//! (`support::hand`) that leaves the calls unanswered: every call fails with
+//! DeadlineExceeded at its own deadline, counted from when it was made,
+//! never before and not long after, whatever else is pending on the connection (a longer call, many
+//! batches of calls, waves of callers on several threads); a call refused
+//! and sent again keeps its first deadline; and a call made too late to be
+//! worth sending is not sent at all.
 //!
-//! Most client tests play the server by hand (`support::hand`). No test
-//! sleeps to wait for an event that has a signal; the sleeps here are part
-//! of the scenario (time that must pass between two calls).
+//! The client reads the clock once per batch of requests it writes (the
+//! batch's stamp), and a call's deadline counts from its batch's stamp; the
+//! reader keeps one timer per connection, armed for the earliest deadline.
+//! These tests check that neither shortcut makes a call fail early or late.
+//!
+//! The sleeps here are part of each scenario (time that must pass between
+//! two calls), not waits for an event that has a signal.
 
 // Each test file uses a different part of `support`.
 #[allow(unused_imports)]
@@ -15,12 +21,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::hand::*;
-use support::probe::*;
 use support::raw::{self, RawConn};
-use support::{ShapesClient, start_server};
 
 // ---------------------------------------------------------------------------
-// Deadlines stamped per batch.
+// Deadlines counted from each batch's stamp.
 
 /// A call with a short timeout made while a call with a long one is
 /// pending (and stamped, so the reader's timer is armed for the long one):
@@ -199,6 +203,9 @@ async fn waves_of_callers_on_a_multi_thread_runtime_each_fail_at_their_own_deadl
     reading.abort();
 }
 
+// ---------------------------------------------------------------------------
+// A refused call.
+
 /// A call refused by a server shutting down goes to another connection
 /// with the deadline it had, counted from when it was first sent: the
 /// budget it carries there is what was left (its deadline there is the
@@ -242,206 +249,29 @@ async fn a_refused_call_keeps_its_deadline_on_the_next_connection() {
 }
 
 // ---------------------------------------------------------------------------
-// A call that holds only its connection.
+// A deadline inherited from a handler.
 
-/// A connection made by a reconnect is given its channel too: a call made
-/// on a handle that knows that connection (so the call holds only the
-/// connection), refused there by a server shutting down, goes on to a third
-/// connection through the channel, and is answered there.
+/// A call made inside a handler inherits the handler's deadline. If that
+/// deadline passed before the call's first poll, on a downstream connection
+/// that is draining (so the call would otherwise wait for a new
+/// connection): DeadlineExceeded at once, and the request is sent nowhere;
+/// no reconnect is started for it either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_on_a_reconnected_connection_can_still_go_elsewhere() {
-    let _watchdog = watchdog();
-    let (client, first, listener) = client_and_peer(8).await;
-    // The first connection dies under a call; the next call reconnects.
-    let mut second = a_dead_connection_and_a_reconnect(&client, first, &listener).await;
-    // A clone made now knows the second connection: its calls hold only it.
-    let knows_second = client.clone();
-    drop(client);
-    // Made before the GoAway, first polled after the call below moved on.
-    let early = knows_second.hold(0, 3);
-    let call = tokio::spawn(knows_second.hold(0, 2));
-    let req = next_request(&mut second).await;
-    second
-        .send(&raw::goaway(raw::goaway::SHUTDOWN, "draining"))
+async fn a_late_inherited_deadline_sends_nothing_even_by_the_general_path() {
+    let (downstream, mut old, listener) = client_and_peer(8).await;
+    old.send(&raw::goaway(raw::goaway::SHUTDOWN, "draining"))
         .await;
-    second
-        .send(&raw::refusal(
-            req.id,
-            raw::status::SHUTTING_DOWN,
-            "draining",
-        ))
-        .await;
-    let mut third = accept(&listener).await;
-    let again = next_request(&mut third).await;
-    assert_eq!(again.args, req.args);
-    third.send(&ok(again.id, &2u32)).await;
-    assert_eq!(within("the refused call", call).await.unwrap().unwrap(), 2);
-    // The early call, first polled now, goes there too (through the channel).
-    let early = tokio::spawn(early);
-    let req = next_request(&mut third).await;
-    third.send(&ok(req.id, &3u32)).await;
-    assert_eq!(within("the early call", early).await.unwrap().unwrap(), 3);
-}
-
-// ---------------------------------------------------------------------------
-// The server: handler context, small requests, duplicate ids.
-
-#[rpc::service]
-trait Ctx {
-    /// Whether a task spawned by the handler (and run on this runtime,
-    /// perhaps on this very thread) sees no handler context.
-    async fn spawned_sees_none(&self) -> bool;
-    /// The call id the context gives, after the handler waited a few times
-    /// (and perhaps moved thread).
-    async fn id_after_waits(&self) -> u64;
-}
-
-struct CtxImpl;
-
-impl Ctx for CtxImpl {
-    async fn spawned_sees_none(&self) -> bool {
-        assert!(rpc::context::try_current().is_some());
-        let seen = tokio::spawn(async { rpc::context::try_current().is_none() });
-        // Give the spawned task its turn while this handler waits.
-        let seen = seen.await.unwrap();
-        seen && rpc::context::try_current().is_some()
-    }
-
-    async fn id_after_waits(&self) -> u64 {
-        let before = rpc::context::current().call_id();
-        for _ in 0..3 {
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let after = rpc::context::current().call_id();
-        assert_eq!(before, after);
-        after
-    }
-}
-
-async fn context_stays_with_its_handler() {
-    let server = rpc::Server::builder()
-        .add_service(CtxServer::new(CtxImpl))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let client = CtxClient::connect(server.local_addr()).await.unwrap();
-    for _ in 0..5 {
-        assert!(
-            within("spawned_sees_none", client.spawned_sees_none())
-                .await
-                .unwrap(),
-            "a task spawned by a handler saw the handler's context"
-        );
-    }
-    let calls: Vec<_> = (0..8).map(|_| client.id_after_waits()).collect();
-    let ids = within("id_after_waits", futures::future::join_all(calls)).await;
-    let mut ids: Vec<u64> = ids.into_iter().map(Result::unwrap).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), 8, "handlers saw each other's call ids");
-    // And outside any handler, nothing.
-    assert!(rpc::context::try_current().is_none());
-    server.shutdown().await;
-}
-
-/// On a current-thread runtime the server polls a handler first in its
-/// driver, then in a task of its own: the context is set for each poll
-/// and gone between them, so a task the handler spawns (run on the same
-/// thread) does not see it, and a handler sees its own call after waiting.
-#[tokio::test]
-async fn the_handler_context_stays_with_its_handler_on_a_current_thread_runtime() {
-    let _watchdog = watchdog();
-    context_stays_with_its_handler().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_handler_context_stays_with_its_handler_on_a_multi_thread_runtime() {
-    let _watchdog = watchdog();
-    context_stays_with_its_handler().await;
-}
-
-/// Requests of every size around the server's in-place copy (a payload of
-/// up to 38 bytes, 16 of them the request's head), sent together so that
-/// many arrive in one read: each handler gets its own arguments intact.
-async fn small_requests_arrive_intact() {
-    let server = start_server().await;
-    let client = ShapesClient::connect(server.local_addr()).await.unwrap();
-    let data = |n: usize| (0..n).map(|i| (i * 7 + n) as u8).collect::<Vec<u8>>();
-    for _ in 0..3 {
-        let calls: Vec<_> = (0..=64).map(|n| client.echo(data(n))).collect();
-        let replies = within("the echoes", futures::future::join_all(calls)).await;
-        for (n, reply) in replies.into_iter().enumerate() {
-            assert_eq!(reply.unwrap(), data(n), "{n} bytes");
-        }
-    }
-    server.shutdown().await;
-}
-
-#[tokio::test]
-async fn small_requests_arrive_intact_on_a_current_thread_server() {
-    let _watchdog = watchdog();
-    small_requests_arrive_intact().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn small_requests_arrive_intact_on_a_multi_thread_server() {
-    let _watchdog = watchdog();
-    small_requests_arrive_intact().await;
-}
-
-/// A duplicate of an in-flight call id whose handler would finish in its
-/// first poll (on a current-thread server, run in the driver before any
-/// entry is made for it) is caught before it runs: a protocol error, and
-/// no Response for it.
-#[tokio::test]
-async fn a_duplicate_id_of_a_quick_call_is_caught_before_it_runs() {
-    let _watchdog = watchdog();
-    let (server, probe) = start_probe(rpc::Server::builder()).await;
-    let mut peer = RawConn::handshake(server.local_addr()).await;
-    peer.send(&raw::hold(5, Duration::from_secs(60), u64::MAX, 5u32))
-        .await;
-    probe
-        .wait_for("the held call to start", PROMPTLY, |p| p.started() == 1)
-        .await;
-    // Answered at once (its first poll): a quick call of another id is fine.
-    let add = |id| {
-        raw::request(
-            id,
-            "Calculator.add",
-            Duration::from_secs(5),
-            &raw::args(&(2i64, 3i64)),
-        )
-    };
-    peer.send(&add(6)).await;
-    let reply = peer.next_reply(PROMPTLY).await.unwrap();
-    assert_eq!((reply.call_id, reply.value::<i64>()), (6, 5));
-    // The same, with the held call's id.
-    peer.send(&add(5)).await;
-    let (frames, _) = peer.frames_until_closed(PROMPTLY).await;
+    assert!(sync(&mut old, 1).await.is_empty());
+    // The downstream client may open a new connection: served by hand.
+    let new = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        RawConn::accept_handshake(stream).await
+    });
+    relay_a_call_made_too_late(downstream).await;
+    let sent = sync(&mut old, 2).await;
+    assert!(sent.is_empty(), "sent on the drained connection: {sent:?}");
     assert!(
-        frames.iter().all(|f| f.kind != raw::kind::RESPONSE),
-        "the duplicate ran: {frames:?}"
+        !new.is_finished(),
+        "a connection was opened for a call that was out of time"
     );
-    let goaway = frames.last().expect("closed without a GoAway");
-    assert_eq!(goaway.goaway_reason(), raw::goaway::PROTOCOL, "{frames:?}");
-    assert!(goaway.message().contains("already in flight"), "{frames:?}");
-    probe
-        .wait_for("the held call to be dropped", PROMPTLY, |p| {
-            p.dropped() == 1
-        })
-        .await;
-    // Once the in-flight calls are gone, the id is free again (the count
-    // that lets the check skip its lock went back to zero with them).
-    let mut peer = RawConn::handshake(server.local_addr()).await;
-    for round in 0..3 {
-        peer.send(&add(5)).await;
-        let reply = peer.next_reply(PROMPTLY).await.unwrap();
-        assert_eq!(
-            (reply.call_id, reply.value::<i64>()),
-            (5, 5),
-            "round {round}"
-        );
-    }
-    server.shutdown().await;
 }

@@ -1,6 +1,9 @@
-//! Review of the performance rework (dfb5599..): the client's in-flight cap
-//! and per-entry outcome hand-over, the server's read-ahead while paused, and
-//! the inline writer. Tests marked BUG fail on the code as reviewed.
+//! The client's in-flight cap (`max_in_flight`), over real TCP: a call that
+//! finds every slot taken waits in line, and whatever happens to it there
+//! (moved to another task, dropped, past its deadline, its server going
+//! away or shutting down) it ends promptly, gives its slot back, and sends
+//! the server nothing it should not. A slot that is never given back would
+//! leave the connection one call short for ever.
 
 // Each test file uses a different part of `support`.
 #[allow(unused_imports)]
@@ -9,12 +12,11 @@ mod support;
 use std::time::Duration;
 
 use futures::FutureExt;
+use support::hand::{PROMPTLY, client_and_peer};
 use support::probe::*;
-use support::raw::{self, RawConn};
-use tokio::io::AsyncWriteExt;
+use support::raw;
 
-const PROMPTLY: Duration = Duration::from_secs(3);
-
+/// A client of the probe at `addr` with `cap` calls in flight at most.
 async fn capped_client(addr: std::net::SocketAddr, cap: usize) -> ProbeClient {
     let channel = rpc::Channel::builder()
         .max_in_flight(cap)
@@ -25,16 +27,14 @@ async fn capped_client(addr: std::net::SocketAddr, cap: usize) -> ProbeClient {
 }
 
 // ---------------------------------------------------------------------------
-// Client: the waker stored with a call's entry.
+// A call that waited in line, then moved to another task.
 
-/// BUG. A call that waited in line for a slot stores in its pending entry the
-/// waker of its *first* poll (`Connection::call`, `waker` captured before the
-/// loop), and its first poll after queueing skips the lock (`registered`).
-/// If the future was first polled with another waker (here `now_or_never`,
-/// i.e. a no-op waker; equally a future polled in one task and then moved to
-/// another), the reply wakes that stale waker: the call never completes, not
-/// even at its deadline (the reader's timer skips entries already `Done`),
-/// and its slot under the cap is never given back.
+/// A call future may be polled by one task and then moved to another; only
+/// the latest poll's waker may be woken. Here the second call finds the only
+/// slot taken, is first polled with a no-op waker (`now_or_never`), then
+/// moves to a task of its own: when the first call ends it must still be
+/// granted the slot, go out, and get its reply; and it must give the slot
+/// back after, so the third call runs too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_that_waited_in_line_and_moved_task_still_gets_its_reply() {
     let (server, probe) = start_probe(rpc::Server::builder()).await;
@@ -44,8 +44,7 @@ async fn a_call_that_waited_in_line_and_moved_task_still_gets_its_reply() {
         .wait_for("the first call to start", PROMPTLY, |p| p.started() == 1)
         .await;
     // The second call finds the only slot taken and waits in line; then it
-    // moves to a task of its own (a future may be polled by any waker; only
-    // the latest poll's must be woken).
+    // moves to a task of its own.
     let mut second = Box::pin(client.with_timeout(Duration::from_secs(2)).hold(0, 2));
     assert!((&mut second).now_or_never().is_none(), "the slot was free");
     let second = tokio::spawn(second);
@@ -69,7 +68,8 @@ async fn a_call_that_waited_in_line_and_moved_task_still_gets_its_reply() {
     assert_eq!(third.unwrap().unwrap(), 3);
 }
 
-/// BUG (same root cause): the call's deadline does not save it either.
+/// The same move, with a server that never answers: the moved call must
+/// still fail at its own deadline, not stay pending for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_that_waited_in_line_and_moved_task_fails_at_its_deadline() {
     let (server, probe) = start_probe(rpc::Server::builder()).await;
@@ -111,13 +111,12 @@ impl Relay for RelayImpl {
     }
 }
 
-/// BUG, with no user trickery: on a current-thread runtime the server polls
-/// a handler once with the *driver's* waker, then moves it to a task of its
-/// own. A handler whose outgoing call waits in line at its client's
-/// in-flight cap during that first poll stores the driver's waker in the
-/// call's entry once granted: the downstream reply wakes the driver, the
-/// handler task sleeps until its own deadline, and the relay's caller gets
-/// DeadlineExceeded although the downstream answered in milliseconds.
+/// The same move happens with no user trickery: on a current-thread
+/// runtime the server polls a handler once in its connection's driver, then
+/// moves it to a task of its own. A handler whose downstream call waits in
+/// line at its client's cap during that first poll must still be woken by
+/// the downstream reply, so the relay's caller gets the answer in
+/// milliseconds, not DeadlineExceeded.
 #[tokio::test]
 async fn a_relaying_handler_on_a_current_thread_server_gets_its_downstream_reply() {
     let (downstream, probe) = start_probe(rpc::Server::builder()).await;
@@ -149,7 +148,7 @@ async fn a_relaying_handler_on_a_current_thread_server_gets_its_downstream_reply
 }
 
 // ---------------------------------------------------------------------------
-// Client: the in-flight cap (coverage of risky paths; these pass).
+// Leaving the line.
 
 /// Callers dropped at every await point (in line, just granted, in flight,
 /// done but not yet taken) give their slot back: after the chaos, the full
@@ -253,7 +252,8 @@ async fn one_holding_three_in_line(
 
 /// GoAway sends everyone waiting in line elsewhere at once (here nowhere:
 /// the server is shutting down, so they hear ShuttingDown), long before the
-/// call holding the slot ends with the grace period.
+/// call holding the slot ends with the grace period; none of them runs on
+/// the draining server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn goaway_sends_callers_waiting_in_line_elsewhere_at_once() {
     let (server, probe) =
@@ -304,18 +304,12 @@ async fn callers_in_line_learn_at_once_that_the_connection_died() {
 }
 
 /// Cancel frames: a caller that gives up while in line sends nothing (its
-/// request never went out); one that gives up in flight sends one Cancel.
-/// Played against a hand-written server to see the client's frames.
+/// request never went out); one that gives up in flight sends one Cancel,
+/// so the server drops its handler. Played against a hand-written server to
+/// see the client's frames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_callers_that_gave_up_in_flight_send_a_cancel() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        RawConn::accept_handshake(stream).await
-    });
-    let client = capped_client(addr, 1).await;
-    let mut peer = server.await.unwrap();
+    let (client, mut peer, _listener) = client_and_peer(1).await;
     let in_flight = tokio::spawn(client.hold(u64::MAX, 1));
     let request = peer.next_reply(PROMPTLY).await.unwrap();
     assert_eq!(request.kind, raw::kind::REQUEST);
@@ -340,166 +334,4 @@ async fn only_callers_that_gave_up_in_flight_send_a_cancel() {
     let request = peer.next_reply(PROMPTLY).await.unwrap();
     assert_eq!(request.kind, raw::kind::REQUEST);
     next.abort();
-}
-
-// ---------------------------------------------------------------------------
-// Server: reading ahead while paused.
-
-/// RISK (fails). The read-ahead that lets a paused server see its peer leave
-/// stops at 64 KiB (`READ_AHEAD_WHILE_PAUSED`). A peer with more than that
-/// queued behind the handler cap (our own client at default limits: up to
-/// 10,000 calls in flight against 256 handlers) that vanishes keeps its
-/// handlers running until a reassurance Ping to the dead socket fails
-/// (keepalive_interval / 2 and more: 15-30 s by default), the very case
-/// 317507a set out to fix.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_with_more_than_64k_queued_at_the_cap_that_leaves_has_its_handlers_dropped() {
-    const CAP: usize = 2;
-    let (server, probe) =
-        start_probe(rpc::Server::builder().max_handlers_per_connection(CAP)).await;
-    let peer = RawConn::handshake(server.local_addr()).await;
-    let mut burst = Vec::new();
-    for id in 1..=CAP as u64 {
-        burst.extend(raw::hold(id, Duration::from_secs(600), u64::MAX, id as u32));
-    }
-    // ~160 KiB of further requests, parked behind the cap.
-    let text = "x".repeat(1024);
-    for id in 100..260u64 {
-        burst.extend(raw::request(
-            id,
-            "Probe.text",
-            Duration::from_secs(600),
-            &raw::args(&(text.clone(),)),
-        ));
-    }
-    let mut stream = peer.stream;
-    tokio::time::timeout(Duration::from_secs(5), stream.write_all(&burst))
-        .await
-        .expect("the server's socket buffers did not take 160 KiB")
-        .unwrap();
-    probe
-        .wait_for("the handlers to start", PROMPTLY, |p| p.started() == CAP)
-        .await;
-    drop(stream);
-    probe
-        .wait_for(
-            "the departed peer's handlers to be dropped",
-            PROMPTLY,
-            |p| p.dropped() == CAP,
-        )
-        .await;
-}
-
-/// A server paused at its cap keeps what it read ahead (~40 KiB here) and
-/// serves all of it, once each, when a slot frees: nothing read ahead is
-/// lost. Passes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_read_ahead_while_paused_are_all_served() {
-    let (server, probe) = start_probe(rpc::Server::builder().max_handlers_per_connection(1)).await;
-    let mut peer = RawConn::handshake(server.local_addr()).await;
-    let mut burst = raw::hold(1, Duration::from_secs(60), 300u64, 1u32);
-    let text = "y".repeat(200);
-    for id in 2..=200u64 {
-        burst.extend(raw::request(
-            id,
-            "Probe.text",
-            Duration::from_secs(60),
-            &raw::args(&(text.clone(),)),
-        ));
-    }
-    peer.send(&burst).await;
-    probe
-        .wait_for("the first handler to start", PROMPTLY, |p| p.started() == 1)
-        .await;
-    let mut ids = Vec::new();
-    while ids.len() < 200 {
-        let f = peer.next_reply(Duration::from_secs(10)).await.unwrap();
-        assert_eq!(f.kind, raw::kind::RESPONSE);
-        if f.call_id != 1 {
-            assert_eq!(f.value::<u64>(), 200);
-        }
-        ids.push(f.call_id);
-    }
-    // Replies come in any order (each handler is a task of its own).
-    ids.sort();
-    assert_eq!(ids, (1..=200).collect::<Vec<_>>());
-}
-
-// ---------------------------------------------------------------------------
-// Server on a current-thread runtime: the inline writer.
-
-/// A GoAway queued while the driver is paused at its handler cap (so it reads
-/// nothing, and the drain Pong stays unread) still goes out at once: the
-/// inline writer is polled in every wait of the loop. Passes.
-#[tokio::test]
-async fn a_current_thread_server_paused_at_its_cap_still_sends_goaway_on_shutdown() {
-    let (server, probe) = start_probe(
-        rpc::Server::builder()
-            .max_handlers_per_connection(1)
-            .shutdown_grace(Duration::from_secs(20)),
-    )
-    .await;
-    let mut peer = RawConn::handshake(server.local_addr()).await;
-    for id in 1..=2u64 {
-        peer.send(&raw::hold(id, Duration::from_secs(60), 1_000u64, id as u32))
-            .await;
-    }
-    probe
-        .wait_for("the first handler to start", PROMPTLY, |p| p.started() == 1)
-        .await;
-    let shutdown = tokio::spawn(server.shutdown());
-    let started = std::time::Instant::now();
-    let goaway = loop {
-        let f = peer.next_frame(PROMPTLY).await.unwrap();
-        if f.kind == raw::kind::GOAWAY {
-            break f;
-        }
-    };
-    assert_eq!(goaway.goaway_reason(), raw::goaway::SHUTDOWN);
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
-    );
-    // Both calls (the parked one too: it was read before the GoAway) are
-    // answered, then the server closes.
-    let (frames, _) = peer.frames_until_closed(Duration::from_secs(15)).await;
-    let mut answered: Vec<u64> = frames
-        .iter()
-        .filter(|f| f.kind == raw::kind::RESPONSE)
-        .map(|f| f.call_id)
-        .collect();
-    answered.sort();
-    assert_eq!(answered, vec![1, 2], "{frames:?}");
-    tokio::time::timeout(Duration::from_secs(10), shutdown)
-        .await
-        .unwrap()
-        .unwrap();
-}
-
-/// A protocol error from a peer with a handler still running on a
-/// current-thread server: the GoAway queued after the driver ended is
-/// written by `serve`'s final wait on the inline writer. Passes.
-#[tokio::test]
-async fn a_current_thread_server_sends_goaway_after_a_protocol_error_with_handlers_running() {
-    let (server, probe) = start_probe(rpc::Server::builder()).await;
-    let mut peer = RawConn::handshake(server.local_addr()).await;
-    peer.send(&raw::hold(1, Duration::from_secs(60), u64::MAX, 1u32))
-        .await;
-    probe
-        .wait_for("the handler to start", PROMPTLY, |p| p.started() == 1)
-        .await;
-    peer.send(&raw::frame(raw::kind::RESPONSE, 0, 1, &[0]))
-        .await;
-    let (frames, _) = peer.frames_until_closed(PROMPTLY).await;
-    assert!(
-        frames
-            .iter()
-            .any(|f| f.kind == raw::kind::GOAWAY && f.goaway_reason() == raw::goaway::PROTOCOL),
-        "{frames:?}"
-    );
-    probe
-        .wait_for("the handler to be dropped", PROMPTLY, |p| p.dropped() == 1)
-        .await;
-    assert_serves(server.local_addr()).await;
 }

@@ -1,0 +1,149 @@
+//! A server connection paused at its handler cap
+//! (`max_handlers_per_connection`), over real TCP against a peer written by
+//! hand. Paused, the server takes no new requests, but it keeps reading
+//! ahead so that it can tell when the peer has gone: a peer that leaves with
+//! a large backlog queued still has its handlers dropped promptly, what was
+//! read ahead is all served once a slot frees, and a shutdown's GoAway still
+//! goes out at once.
+
+// Each test file uses a different part of `support`.
+#[allow(unused_imports)]
+mod support;
+
+use std::time::Duration;
+
+use support::hand::PROMPTLY;
+use support::probe::*;
+use support::raw::{self, RawConn};
+use tokio::io::AsyncWriteExt;
+
+/// A peer with far more queued behind the handler cap than one read takes
+/// (~160 KiB here; our own client at default limits may have up to 10,000
+/// calls in flight against 256 handlers) that vanishes must have its
+/// handlers dropped at once. Otherwise they run on for a peer that is gone
+/// until a Ping the server sends while paused finds the socket dead:
+/// keepalive_interval / 2 and more, 15 s or longer at default settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_leaves_with_160_kib_queued_at_the_cap_has_its_handlers_dropped() {
+    const CAP: usize = 2;
+    let (server, probe) =
+        start_probe(rpc::Server::builder().max_handlers_per_connection(CAP)).await;
+    let peer = RawConn::handshake(server.local_addr()).await;
+    let mut burst = Vec::new();
+    for id in 1..=CAP as u64 {
+        burst.extend(raw::hold(id, Duration::from_secs(600), u64::MAX, id as u32));
+    }
+    // ~160 KiB of further requests, parked behind the cap.
+    let text = "x".repeat(1024);
+    for id in 100..260u64 {
+        burst.extend(raw::request(
+            id,
+            "Probe.text",
+            Duration::from_secs(600),
+            &raw::args(&(text.clone(),)),
+        ));
+    }
+    let mut stream = peer.stream;
+    tokio::time::timeout(Duration::from_secs(5), stream.write_all(&burst))
+        .await
+        .expect("the server's socket buffers did not take 160 KiB")
+        .unwrap();
+    probe
+        .wait_for("the handlers to start", PROMPTLY, |p| p.started() == CAP)
+        .await;
+    drop(stream);
+    probe
+        .wait_for(
+            "the departed peer's handlers to be dropped",
+            PROMPTLY,
+            |p| p.dropped() == CAP,
+        )
+        .await;
+}
+
+/// A server paused at its cap keeps what it read ahead (~40 KiB here) and
+/// serves all of it, once each, when a slot frees: a request read while
+/// paused is neither lost nor run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_read_ahead_while_paused_are_all_served() {
+    let (server, probe) = start_probe(rpc::Server::builder().max_handlers_per_connection(1)).await;
+    let mut peer = RawConn::handshake(server.local_addr()).await;
+    let mut burst = raw::hold(1, Duration::from_secs(60), 300u64, 1u32);
+    let text = "y".repeat(200);
+    for id in 2..=200u64 {
+        burst.extend(raw::request(
+            id,
+            "Probe.text",
+            Duration::from_secs(60),
+            &raw::args(&(text.clone(),)),
+        ));
+    }
+    peer.send(&burst).await;
+    probe
+        .wait_for("the first handler to start", PROMPTLY, |p| p.started() == 1)
+        .await;
+    let mut ids = Vec::new();
+    while ids.len() < 200 {
+        let f = peer.next_reply(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(f.kind, raw::kind::RESPONSE);
+        if f.call_id != 1 {
+            assert_eq!(f.value::<u64>(), 200);
+        }
+        ids.push(f.call_id);
+    }
+    // Replies come in any order (each handler is a task of its own).
+    ids.sort();
+    assert_eq!(ids, (1..=200).collect::<Vec<_>>());
+}
+
+/// On a current-thread runtime a connection's writer is polled by its
+/// driver. A GoAway queued while that driver is paused at its handler cap
+/// (so it reads nothing, and the peer's answer to the drain Ping stays
+/// unread) must still go out at once, so the peer stops sending; then both
+/// calls, the parked one too (it was read before the GoAway), are answered
+/// before the server closes.
+#[tokio::test]
+async fn a_current_thread_server_paused_at_its_cap_still_sends_goaway_on_shutdown() {
+    let (server, probe) = start_probe(
+        rpc::Server::builder()
+            .max_handlers_per_connection(1)
+            .shutdown_grace(Duration::from_secs(20)),
+    )
+    .await;
+    let mut peer = RawConn::handshake(server.local_addr()).await;
+    for id in 1..=2u64 {
+        peer.send(&raw::hold(id, Duration::from_secs(60), 1_000u64, id as u32))
+            .await;
+    }
+    probe
+        .wait_for("the first handler to start", PROMPTLY, |p| p.started() == 1)
+        .await;
+    let shutdown = tokio::spawn(server.shutdown());
+    let started = std::time::Instant::now();
+    let goaway = loop {
+        let f = peer.next_frame(PROMPTLY).await.unwrap();
+        if f.kind == raw::kind::GOAWAY {
+            break f;
+        }
+    };
+    assert_eq!(goaway.goaway_reason(), raw::goaway::SHUTDOWN);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    // Both calls (the parked one too: it was read before the GoAway) are
+    // answered, then the server closes.
+    let (frames, _) = peer.frames_until_closed(Duration::from_secs(15)).await;
+    let mut answered: Vec<u64> = frames
+        .iter()
+        .filter(|f| f.kind == raw::kind::RESPONSE)
+        .map(|f| f.call_id)
+        .collect();
+    answered.sort();
+    assert_eq!(answered, vec![1, 2], "{frames:?}");
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+}
