@@ -1,0 +1,82 @@
+//! The implementations under test, one file each (server and client), and the
+//! one trait the load loops call them through.
+//!
+//! In this file `rpc` names the module `impls::rpc`; the library is `::rpc`.
+
+pub(crate) mod baseline;
+pub(crate) mod rpc;
+pub(crate) mod tarpc;
+
+/// An implementation that a child process of this binary runs: the names are
+/// the `IMPL` of `--child IMPL WORKLOAD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Impl {
+    Rpc,
+    Tarpc,
+    Baseline,
+    BaselineYield,
+    BaselineUnbatched,
+    RpcUnbatched,
+}
+
+/// What an [`Impl`] is built from: the code that serves and connects it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Family {
+    Rpc { batching: bool },
+    Tarpc,
+    Baseline(baseline::Writes),
+}
+
+impl Impl {
+    /// The report's order: tables, bars and the rotation of every repeat.
+    pub(crate) const ALL: [Impl; 6] = [
+        Impl::Rpc,
+        Impl::Tarpc,
+        Impl::Baseline,
+        Impl::BaselineYield,
+        Impl::BaselineUnbatched,
+        Impl::RpcUnbatched,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Impl::Rpc => "rpc",
+            Impl::Tarpc => "tarpc",
+            Impl::Baseline => "baseline",
+            Impl::BaselineYield => "baseline-yield",
+            Impl::BaselineUnbatched => "baseline-unbatched",
+            Impl::RpcUnbatched => "rpc-unbatched",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Impl> {
+        Impl::ALL.into_iter().find(|i| i.name() == s)
+    }
+
+    pub(crate) fn family(self) -> Family {
+        match self {
+            Impl::Rpc => Family::Rpc { batching: true },
+            Impl::RpcUnbatched => Family::Rpc { batching: false },
+            Impl::Tarpc => Family::Tarpc,
+            Impl::Baseline => Family::Baseline(baseline::Writes::Batched),
+            Impl::BaselineYield => Family::Baseline(baseline::Writes::BatchedAfterYield),
+            Impl::BaselineUnbatched => Family::Baseline(baseline::Writes::Direct),
+        }
+    }
+
+    /// The variants that give every frame a write of its own. They answer
+    /// one question, what batching costs a lone call and buys under
+    /// concurrency, so they run only on the small-call workloads (A, B).
+    pub(crate) fn unbatched(self) -> bool {
+        matches!(self, Impl::BaselineUnbatched | Impl::RpcUnbatched)
+    }
+}
+
+/// What the load loops call. Each implementation's loop is compiled for its
+/// own client type: through an enum, every call's future would be the size
+/// of the largest implementation's (tarpc's) and would be copied on every
+/// call, a cost that would blur the differences being measured.
+pub(crate) trait LoadClient: Clone + Send + Sync + 'static {
+    fn add(&self, a: i32, b: i32) -> impl Future<Output = i32> + Send;
+    fn echo(&self, data: Vec<u8>) -> impl Future<Output = Vec<u8>> + Send;
+}

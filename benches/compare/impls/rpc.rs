@@ -1,0 +1,71 @@
+//! This library: a `#[rpc::service]` trait, its server and its client.
+//!
+//! Inside this file `rpc` is the library (a module's own name is not in scope
+//! in it); in `impls/mod.rs` it is this module.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::LoadClient;
+
+/// Handlers of `slow` that have started (for the memory test).
+pub(crate) static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+#[rpc::service]
+pub(crate) trait Bench {
+    async fn add(&self, a: i32, b: i32) -> i32;
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
+    /// Sleeps `ms` milliseconds: a call that stays in flight.
+    async fn slow(&self, ms: u64);
+}
+
+struct BenchImpl;
+
+impl Bench for BenchImpl {
+    async fn add(&self, a: i32, b: i32) -> i32 {
+        a.wrapping_add(b)
+    }
+
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+
+    async fn slow(&self, ms: u64) {
+        STARTED.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+/// Starts a server on the current runtime and returns its address.
+pub(crate) async fn serve(max_handlers_per_connection: usize, batching: bool) -> SocketAddr {
+    let server = rpc::Server::builder()
+        .max_handlers_per_connection(max_handlers_per_connection)
+        .write_batching(batching)
+        .add_service(BenchServer::new(BenchImpl))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("rpc: bind");
+    // Dropping the handle leaves the server running.
+    server.local_addr()
+}
+
+pub(crate) async fn connect(addr: SocketAddr, batching: bool) -> BenchClient {
+    BenchClient::new(
+        rpc::Channel::builder()
+            .write_batching(batching)
+            .connect(addr)
+            .await
+            .expect("rpc: connect"),
+    )
+}
+
+impl LoadClient for BenchClient {
+    async fn add(&self, a: i32, b: i32) -> i32 {
+        BenchClient::add(self, a, b).await.expect("rpc: add")
+    }
+
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        BenchClient::echo(self, data).await.expect("rpc: echo")
+    }
+}
