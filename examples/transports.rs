@@ -11,6 +11,7 @@ use rpc::transport::Peer;
 /// Tells callers who they are, as the server sees them.
 #[rpc::service]
 pub trait Mirror {
+    /// How the server sees the caller.
     async fn who_am_i(&self) -> String;
 }
 
