@@ -1,14 +1,19 @@
 //! One server, as a channel sees it: how to reach it (a [`Connector`]), the
 //! connection in use, and reconnecting when that one dies or the server
-//! drains it (`reconnect.rs`). The balanced channel of a later issue keeps
-//! one of these per server it spreads calls over.
+//! drains it: one connection attempt at a time, spaced by the backoff, and
+//! never holding a caller past its deadline. A channel over many servers
+//! keeps one of these per server it spreads calls over.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use tokio::time::Instant;
 
 use super::Config;
 use super::backoff::Backoff;
 use super::connection::Connection;
-use super::reconnect::Reconnect;
 use crate::Error;
 use crate::transport::{Address, Connector};
 
@@ -18,7 +23,7 @@ pub(crate) struct Endpoint {
     /// The connection calls go to; replaced by a reconnect.
     current: Mutex<Arc<Connection>>,
     /// One connection attempt at a time, spaced by the backoff.
-    pub(super) reconnect: Mutex<Reconnect>,
+    reconnect: Mutex<Reconnect>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -56,23 +61,125 @@ impl Endpoint {
     }
 
     /// The connection in use, if it takes calls.
-    pub(super) fn usable(&self) -> Option<Arc<Connection>> {
+    fn usable(&self) -> Option<Arc<Connection>> {
         Some(self.current()).filter(|c| c.takes_calls())
     }
 
     /// Makes `conn` the connection in use.
-    pub(super) fn replace(&self, conn: Arc<Connection>) {
+    fn replace(&self, conn: Arc<Connection>) {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = conn;
     }
 
     /// Opens a new connection to the server, not yet in use.
-    pub(super) async fn open(&self) -> Result<Arc<Connection>, Error> {
+    async fn open(&self) -> Result<Arc<Connection>, Error> {
         open(self.connector.as_ref(), &self.config).await
     }
 
     /// Where the server is.
     pub(super) fn address(&self) -> Address {
         self.connector.address()
+    }
+}
+
+/// How an endpoint gets a new connection.
+struct Reconnect {
+    backoff: Backoff,
+    /// The attempt in progress, shared by every caller waiting for it.
+    attempt: Option<Attempt>,
+}
+
+impl Reconnect {
+    fn new(backoff: Backoff) -> Self {
+        Reconnect {
+            backoff,
+            attempt: None,
+        }
+    }
+}
+
+/// A connection attempt running as its own task: callers wait for it as long
+/// as their deadlines allow, and it runs to its end (connect and handshake
+/// timeouts) whoever still waits, so its outcome always reaches the backoff.
+type Attempt = Shared<BoxFuture<'static, Result<Arc<Connection>, Arc<str>>>>;
+
+impl Endpoint {
+    /// A connection that takes calls: the current one, or a new one (one
+    /// attempt at a time, spaced by the backoff). Waits no longer than
+    /// `deadline`.
+    pub(super) async fn connection(
+        self: Arc<Self>,
+        method: &'static str,
+        deadline: Instant,
+    ) -> Result<Arc<Connection>, Error> {
+        let attempt = loop {
+            if let Some(conn) = self.usable() {
+                return Ok(conn);
+            }
+            let wait_until = {
+                let mut reconnect = self.reconnect.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(attempt) = &reconnect.attempt {
+                    break attempt.clone();
+                }
+                // An attempt may have installed a connection since we looked:
+                // it does so under this lock, so a second look here is final
+                // (without it, two callers could open two connections).
+                if let Some(conn) = self.usable() {
+                    return Ok(conn);
+                }
+                match reconnect.backoff.retry_at() {
+                    Some(wait_until) if wait_until > deadline => {
+                        let why = reconnect.backoff.describe(wait_until);
+                        return Err(Error::disconnected(method, why));
+                    }
+                    Some(wait_until) => wait_until,
+                    None => {
+                        let attempt = self.start_attempt();
+                        reconnect.attempt = Some(attempt.clone());
+                        break attempt;
+                    }
+                }
+            };
+            tokio::time::sleep_until(wait_until).await;
+        };
+        match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(Error::disconnected(
+                method,
+                format!("reconnecting failed: {e}"),
+            )),
+            Err(_) => Err(Error::DeadlineExceeded {
+                method,
+                budget: Duration::ZERO,
+            }),
+        }
+    }
+
+    /// Spawns a connection attempt that installs its connection, or records
+    /// its failure in the backoff, when it ends.
+    fn start_attempt(self: &Arc<Self>) -> Attempt {
+        let endpoint = self.clone();
+        let task = tokio::spawn(async move {
+            let result = endpoint.open().await;
+            let mut reconnect = endpoint.reconnect.lock().unwrap_or_else(|e| e.into_inner());
+            reconnect.attempt = None;
+            match result {
+                Ok(conn) => {
+                    reconnect.backoff.succeeded();
+                    endpoint.replace(conn.clone());
+                    Ok(conn)
+                }
+                Err(e) => {
+                    reconnect.backoff.failed(e.to_string());
+                    Err(Arc::from(e.to_string()))
+                }
+            }
+        });
+        async move {
+            task.await
+                .unwrap_or_else(|_| Err(Arc::from("the connection attempt was aborted")))
+        }
+        .boxed()
+        .shared()
     }
 }
 

@@ -5,7 +5,7 @@
 //! - `call.rs`: one call's future, and the one place that decides its fate
 //!   (reply, deadline, cancel, lost connection, refusal and whether it may
 //!   go elsewhere);
-//! - `endpoint.rs`, `reconnect.rs`, `backoff.rs`: one server, its
+//! - `endpoint.rs`, `backoff.rs`: one server, its
 //!   connection in use, and getting a new one;
 //! - `connection/`: one multiplexed connection, a leaf that knows nothing of
 //!   the channel (see its docs);
@@ -45,7 +45,6 @@ mod channel;
 mod connection;
 mod endpoint;
 mod options;
-mod reconnect;
 mod reply;
 
 pub use builder::Builder;
