@@ -849,6 +849,33 @@ async fn a_refused_call_outliving_its_channel_still_goes_elsewhere() {
     assert_eq!(within("the refused call", call).await.unwrap().unwrap(), 1);
 }
 
+/// A refused call did not run, but once sent again it may: if the second
+/// connection is then lost, the call fails with Disconnected (it may have
+/// run there), not ShuttingDown (which tells the caller a retry is safe).
+#[tokio::test]
+async fn a_refused_call_lost_after_it_was_sent_again_is_disconnected() {
+    let _watchdog = watchdog();
+    let (client, mut peer, listener) = client_and_peer(8).await;
+    let call = tokio::spawn(client.hold(0, 1));
+    let req = next_request(&mut peer).await;
+    peer.send(&raw::goaway(raw::goaway::SHUTDOWN, "draining"))
+        .await;
+    peer.send(&raw::refusal(
+        req.id,
+        raw::status::SHUTTING_DOWN,
+        "draining",
+    ))
+    .await;
+    let mut next = within("the reconnect", accept(&listener)).await;
+    let again = next_request(&mut next).await;
+    assert_eq!(again.args, req.args);
+    drop(next);
+    match within("the call", call).await.unwrap() {
+        Err(rpc::Error::Disconnected { method, .. }) => assert_eq!(method, "Probe.hold"),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// A reply of a primitive scalar (`hold` returns `u32`) is decoded without
 /// the guard, but checked all the same: trailing bytes, a missing value and
 /// a varint too wide for the type are Decode errors for that call only.

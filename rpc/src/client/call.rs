@@ -26,10 +26,10 @@ use super::reply::{decode_response, is_shutting_down};
 use crate::Error;
 use crate::protocol::FrameBuf;
 
-/// Sends of one call, at most: the first, and then one per connection that
-/// refused it or stopped taking calls before it went out. Past that the
-/// server keeps refusing: `ShuttingDown`.
-const MAX_SENDS: u8 = 4;
+/// Times a call moves to another connection, at most, because one refused
+/// it or stopped taking calls before it went out. Past that the server keeps
+/// refusing: `ShuttingDown`.
+const MAX_MOVES: u8 = 3;
 
 /// A call on a [`Channel`](super::Channel): resolves to the method's return
 /// value, decoded as `R` and turned into `T`. Dropping it before then cancels
@@ -47,10 +47,9 @@ pub struct Call<R, T> {
     budget: Duration,
     /// The request, kept until the call ends, to send again elsewhere.
     request: Encoded,
-    sends: u8,
-    /// A server refused the call while shutting down: it did not run, so
-    /// if no other connection can be had it fails with `ShuttingDown`
-    /// (safe to retry), not `Disconnected` (may have run).
+    /// Times the call moved to another connection.
+    moves: u8,
+    /// A server refused the call while shutting down: it did not run.
     refused: bool,
     step: Step,
     /// Decodes the reply's value (see [`crate::codec::decode_flat`]).
@@ -121,7 +120,7 @@ impl<R, T> Call<R, T> {
             deadline: inherited,
             budget: timeout,
             request,
-            sends: 0,
+            moves: 0,
             refused: false,
             step: Step::Unsent(unsent),
             decode,
@@ -157,7 +156,6 @@ impl<R, T> Call<R, T> {
         granted: bool,
         cx: &Context<'_>,
     ) -> Result<Step, Error> {
-        self.sends += 1;
         let deadline = self.deadline();
         let method = self.method;
         match conn.try_send(
@@ -186,33 +184,35 @@ impl<R, T> Call<R, T> {
 
     /// `conn` took the request but will not run it (the server refused it
     /// while shutting down), or stopped taking calls before it went out: the
-    /// call did not run, so it goes to another connection, while sends and
+    /// call did not run, so it goes to another connection, while moves and
     /// time are left.
     fn elsewhere(&mut self, conn: &Connection) -> Result<Step, Error> {
+        let method = self.method;
         self.refused |= conn.is_draining_for_shutdown();
-        if self.sends >= MAX_SENDS {
-            return Err(Error::ShuttingDown {
-                method: self.method,
-            });
+        if self.moves == MAX_MOVES {
+            return Err(Error::ShuttingDown { method });
         }
-        let connecting = self
-            .endpoint
-            .clone()
-            .connection(self.method, self.deadline());
+        self.moves += 1;
+        let refused = self.refused;
+        let connecting = self.endpoint.clone().connection(method, self.deadline());
         Ok(Step::Waiting(Box::pin(async move {
             match connecting.await {
                 Ok(conn) => Waited::Connection(conn),
+                // Refused, and no other connection to be had: it did not
+                // run (`ShuttingDown`, safe to retry) rather than
+                // `Disconnected` (may have run).
+                Err(Error::Disconnected { .. }) if refused => {
+                    Waited::Failed(Error::ShuttingDown { method })
+                }
                 Err(e) => Waited::Failed(e),
             }
         })))
     }
 
-    /// What a failure means for the caller: a refused call that found no
-    /// other connection did not run; a deadline reports the budget the call
-    /// started with, however far it got.
+    /// A deadline failure reports the budget the call started with, however
+    /// far it got.
     fn failed(&self, e: Error) -> Error {
         match e {
-            Error::Disconnected { method, .. } if self.refused => Error::ShuttingDown { method },
             Error::DeadlineExceeded { method, .. } => Error::DeadlineExceeded {
                 method,
                 budget: self.budget,
