@@ -123,6 +123,8 @@ fn socket_path() -> PathBuf {
 /// transport, as the tests `$name::tcp`, `$name::unix` and `$name::memory`.
 /// Arguments after the name go to `#[tokio::test(..)]`
 /// (`flavor = "multi_thread", worker_threads = 2`).
+// Unused by the test files that run over TCP only.
+#[allow(unused_macros)]
 macro_rules! over_all_transports {
     ($name:ident $(, $($test:tt)*)?) => {
         mod $name {
