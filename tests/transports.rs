@@ -169,6 +169,28 @@ async fn binding_a_unix_path_that_exists_fails_with_an_io_error_and_touches_noth
     first.shutdown().await;
 }
 
+/// A server handing its path over to a new one (a zero-downtime restart):
+/// the new one removes the file and binds (binding an existing path fails),
+/// then the old one shuts down. Stopping must remove only the socket the old
+/// server made, as an in-memory server frees only its own name.
+#[tokio::test]
+async fn stopping_a_unix_server_leaves_a_newer_servers_socket_alone() {
+    let old = Transport::Unix.serve(who("old")).await;
+    let address = old.address().clone();
+    let path = unix_path(&address);
+    // A new server takes the path over while the old one still serves.
+    std::fs::remove_file(path).unwrap();
+    let new = serve_at(who("new"), &address).await.unwrap();
+    old.shutdown().await;
+    assert!(
+        path.exists(),
+        "stopping the old server removed the new server's socket file"
+    );
+    let client = WhoClient::new(connect(&address).await);
+    assert_eq!(client.server().await.unwrap(), "new");
+    new.shutdown().await;
+}
+
 /// `err` is an [`rpc::Error::Io`] for an address in use that names `what`.
 fn assert_addr_in_use(err: &rpc::Error, what: &str) {
     let rpc::Error::Io { source, .. } = err else {
