@@ -1,17 +1,20 @@
-//! The core contract over real TCP: shapes round-trip, calls multiplex,
-//! services share a port, old servers answer new clients, limits fail one call.
+//! The core contract, over each transport (TCP, Unix sockets, in-memory):
+//! shapes round-trip, calls multiplex, services share a port, old servers
+//! answer new clients, limits fail one call. What needs a hand-played TCP
+//! peer runs over TCP only.
 
 mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use support::transport::{connect, connect_with, over_all_transports, serve_at};
 use support::*;
 
-#[tokio::test]
-async fn every_supported_shape_round_trips() {
-    let server = start_server().await;
-    let c = ShapesClient::connect(server.local_addr()).await.unwrap();
+over_all_transports!(every_supported_shape_round_trips);
+async fn every_supported_shape_round_trips(transport: Transport) {
+    let (server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let c = ShapesClient::new(channel);
 
     c.unit().await.unwrap();
     assert_eq!(c.string("héllo".into()).await.unwrap(), "olléh");
@@ -85,25 +88,22 @@ async fn every_supported_shape_round_trips() {
         format!("1 2 3 {} 0.5 λ [-1, 0]", u64::MAX)
     );
 
-    let calc = CalculatorClient::connect(server.local_addr())
-        .await
-        .unwrap();
+    let calc = CalculatorClient::new(connect(server.address()).await);
     assert_eq!(calc.add(2, 3).await.unwrap(), 5);
     assert_eq!(calc.div(6, 3).await.unwrap(), Ok(2));
     assert_eq!(calc.div(6, 0).await.unwrap(), Err(MathError::DivideByZero));
     calc.ping().await.unwrap();
 }
 
-// Multi-threaded: callers, the reader and the writer race across threads.
+over_all_transports!(a_call_future_is_small);
 /// A call's future is what a caller keeps per call in flight (in its task,
 /// or in a `Vec` of futures), and it is moved when it is awaited. It stays a
 /// few words, whatever the method's shape: the uncommon paths (waiting for a
 /// slot, reconnecting) are boxed when taken. As nested `async` blocks it was
 /// 1.7 KB.
-#[tokio::test]
-async fn a_call_future_is_small() {
-    let server = start_server().await;
-    let c = ShapesClient::connect(server.local_addr()).await.unwrap();
+async fn a_call_future_is_small(transport: Transport) {
+    let (_server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let c = ShapesClient::new(channel);
     let sizes = [
         std::mem::size_of_val(&c.unit()),
         std::mem::size_of_val(&c.string(String::new())),
@@ -118,12 +118,15 @@ async fn a_call_future_is_small() {
     assert_eq!(c.string("ab".into()).await.unwrap(), "ba");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_thousand_concurrent_calls_on_one_connection_pair_correctly() {
-    let server = start_server().await;
-    let calc = CalculatorClient::connect(server.local_addr())
-        .await
-        .unwrap();
+// Multi-threaded: callers, the reader and the writer race across threads.
+over_all_transports!(
+    five_thousand_concurrent_calls_on_one_connection_pair_correctly,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn five_thousand_concurrent_calls_on_one_connection_pair_correctly(transport: Transport) {
+    let (server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let calc = CalculatorClient::new(channel);
     let tasks: Vec<_> = (0..5_000i64)
         .map(|i| {
             let calc = calc.clone();
@@ -141,10 +144,10 @@ async fn five_thousand_concurrent_calls_on_one_connection_pair_correctly() {
     assert_eq!(server.connections(), 1, "clones share one connection");
 }
 
-#[tokio::test]
-async fn a_slow_call_does_not_delay_fast_calls() {
-    let server = start_server().await;
-    let slow = SlowClient::connect(server.local_addr()).await.unwrap();
+over_all_transports!(a_slow_call_does_not_delay_fast_calls);
+async fn a_slow_call_does_not_delay_fast_calls(transport: Transport) {
+    let (_server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let slow = SlowClient::new(channel);
     let calc = CalculatorClient::new(slow.channel().clone());
     let long = tokio::spawn(slow.sleep(1_500, 1));
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -161,10 +164,10 @@ async fn a_slow_call_does_not_delay_fast_calls() {
     assert_eq!(long.await.unwrap().unwrap(), 1);
 }
 
-#[tokio::test]
-async fn responses_arrive_in_completion_order_not_request_order() {
-    let server = start_server().await;
-    let slow = SlowClient::connect(server.local_addr()).await.unwrap();
+over_all_transports!(responses_arrive_in_completion_order_not_request_order);
+async fn responses_arrive_in_completion_order_not_request_order(transport: Transport) {
+    let (_server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let slow = SlowClient::new(channel);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for (ms, id) in [(600, 1), (300, 2), (10, 3)] {
         let call = slow.sleep(ms, id);
@@ -179,23 +182,21 @@ async fn responses_arrive_in_completion_order_not_request_order() {
     assert_eq!(order, vec![3, 2, 1]);
 }
 
-#[tokio::test]
-async fn two_services_share_one_server_and_port() {
-    let server = start_server().await;
-    let calc = CalculatorClient::connect(server.local_addr())
-        .await
-        .unwrap();
+over_all_transports!(two_services_share_one_server_and_port);
+async fn two_services_share_one_server_and_port(transport: Transport) {
+    let (_server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let calc = CalculatorClient::new(channel);
     let shapes = ShapesClient::new(calc.channel().clone());
     assert_eq!(calc.add(1, 1).await.unwrap(), 2);
     assert_eq!(shapes.string("ab".into()).await.unwrap(), "ba");
 }
 
-#[tokio::test]
-async fn adding_the_same_service_twice_is_refused() {
-    let err = rpc::Server::builder()
+over_all_transports!(adding_the_same_service_twice_is_refused);
+async fn adding_the_same_service_twice_is_refused(transport: Transport) {
+    let builder = rpc::Server::builder()
         .add_service(CalculatorServer::new(Calc))
-        .add_service(CalculatorServer::new(Calc))
-        .bind("127.0.0.1:0")
+        .add_service(CalculatorServer::new(Calc));
+    let err = serve_at(builder, &transport.fresh_address())
         .await
         .unwrap_err();
     assert!(matches!(err, rpc::Error::Config(_)), "{err}");
@@ -226,16 +227,14 @@ impl old::InventoryV1 for OldInventory {
     }
 }
 
-#[tokio::test]
-async fn a_newer_client_gets_unknown_method_from_an_older_server_and_keeps_working() {
-    let server = rpc::Server::builder()
-        .add_service(old::InventoryV1Server::new(OldInventory))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let client = new::InventoryV2Client::connect(server.local_addr())
-        .await
-        .unwrap();
+over_all_transports!(a_newer_client_gets_unknown_method_from_an_older_server_and_keeps_working);
+async fn a_newer_client_gets_unknown_method_from_an_older_server_and_keeps_working(
+    transport: Transport,
+) {
+    let server = transport
+        .serve(rpc::Server::builder().add_service(old::InventoryV1Server::new(OldInventory)))
+        .await;
+    let client = new::InventoryV2Client::new(connect(server.address()).await);
     assert_eq!(
         client.count().await.unwrap(),
         41,
@@ -255,18 +254,18 @@ async fn a_newer_client_gets_unknown_method_from_an_older_server_and_keeps_worki
     assert_eq!(server.connections(), 1);
 }
 
-#[tokio::test]
-async fn a_two_mib_payload_round_trips() {
-    let server = start_server().await;
-    let c = ShapesClient::connect(server.local_addr()).await.unwrap();
+over_all_transports!(a_two_mib_payload_round_trips);
+async fn a_two_mib_payload_round_trips(transport: Transport) {
+    let (_server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let c = ShapesClient::new(channel);
     let data: Vec<u8> = (0..2 << 20).map(|i| (i % 251) as u8).collect();
     assert_eq!(c.echo(data.clone()).await.unwrap(), data);
 }
 
-#[tokio::test]
-async fn a_request_over_the_frame_limit_fails_that_call_only() {
-    let server = start_server().await;
-    let c = ShapesClient::connect(server.local_addr()).await.unwrap();
+over_all_transports!(a_request_over_the_frame_limit_fails_that_call_only);
+async fn a_request_over_the_frame_limit_fails_that_call_only(transport: Transport) {
+    let (_server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let c = ShapesClient::new(channel);
     let in_flight = tokio::spawn(c.echo(vec![1; 1000]));
     let err = c.echo(vec![0; 256 << 20]).await.unwrap_err();
     assert!(
@@ -281,10 +280,10 @@ async fn a_request_over_the_frame_limit_fails_that_call_only() {
     );
 }
 
-#[tokio::test]
-async fn a_response_over_the_frame_limit_fails_that_call_only() {
-    let server = start_server().await;
-    let c = ShapesClient::connect(server.local_addr()).await.unwrap();
+over_all_transports!(a_response_over_the_frame_limit_fails_that_call_only);
+async fn a_response_over_the_frame_limit_fails_that_call_only(transport: Transport) {
+    let (_server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let c = ShapesClient::new(channel);
     let err = c.make(17 << 20).await.unwrap_err();
     assert!(
         matches!(
@@ -299,10 +298,10 @@ async fn a_response_over_the_frame_limit_fails_that_call_only() {
     assert_eq!(c.make(3).await.unwrap(), vec![7; 3]);
 }
 
-#[tokio::test]
-async fn with_timeout_fails_with_deadline_exceeded_and_the_budget_travels() {
-    let server = start_server().await;
-    let slow = SlowClient::connect(server.local_addr()).await.unwrap();
+over_all_transports!(with_timeout_fails_with_deadline_exceeded_and_the_budget_travels);
+async fn with_timeout_fails_with_deadline_exceeded_and_the_budget_travels(transport: Transport) {
+    let (_server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let slow = SlowClient::new(channel);
     let quick = slow.with_timeout(Duration::from_millis(200));
     let started = Instant::now();
     let err = quick.sleep(5_000, 1).await.unwrap_err();
@@ -334,10 +333,10 @@ async fn with_timeout_fails_with_deadline_exceeded_and_the_budget_travels() {
     );
 }
 
-#[tokio::test]
-async fn killing_the_server_fails_a_pending_call_with_disconnected_promptly() {
-    let server = start_server().await;
-    let slow = SlowClient::connect(server.local_addr()).await.unwrap();
+over_all_transports!(killing_the_server_fails_a_pending_call_with_disconnected_promptly);
+async fn killing_the_server_fails_a_pending_call_with_disconnected_promptly(transport: Transport) {
+    let (server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let slow = SlowClient::new(channel);
     let pending = tokio::spawn(slow.sleep(10_000, 1));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let killed = Instant::now();
@@ -360,10 +359,10 @@ async fn killing_the_server_fails_a_pending_call_with_disconnected_promptly() {
     assert!(killed.elapsed() < Duration::from_secs(2));
 }
 
-#[tokio::test]
-async fn a_panicking_handler_fails_only_its_caller() {
-    let server = start_server().await;
-    let slow = SlowClient::connect(server.local_addr()).await.unwrap();
+over_all_transports!(a_panicking_handler_fails_only_its_caller);
+async fn a_panicking_handler_fails_only_its_caller(transport: Transport) {
+    let (_server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let slow = SlowClient::new(channel);
     let err = slow.panic("boom".into()).await.unwrap_err();
     assert!(
         matches!(&err, rpc::Error::Panicked { message, .. } if message == "boom"),
@@ -372,27 +371,26 @@ async fn a_panicking_handler_fails_only_its_caller() {
     assert_eq!(slow.sleep(1, 9).await.unwrap(), 9, "the connection goes on");
 }
 
-#[tokio::test]
-async fn client_futures_are_send_and_static_and_clients_are_clone_send_sync() {
+over_all_transports!(client_futures_are_send_and_static_and_clients_are_clone_send_sync);
+async fn client_futures_are_send_and_static_and_clients_are_clone_send_sync(transport: Transport) {
     fn assert_send_static<T: Send + 'static>(_: &T) {}
     fn assert_clone_send_sync<T: Clone + Send + Sync>() {}
     assert_clone_send_sync::<CalculatorClient>();
-    let server = start_server().await;
-    let calc = CalculatorClient::connect(server.local_addr())
-        .await
-        .unwrap();
+    let (_server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let calc = CalculatorClient::new(channel);
     let call = calc.add(1, 2);
     drop(calc); // the future borrows nothing from the client
     assert_send_static(&call);
     assert_eq!(tokio::spawn(call).await.unwrap().unwrap(), 3);
 }
 
-#[tokio::test]
-async fn connecting_to_a_closed_port_is_an_io_error() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let err = CalculatorClient::connect(addr).await.unwrap_err();
+over_all_transports!(connecting_where_no_server_listens_is_an_io_error);
+/// A closed port, a socket path with no file, a name nobody serves.
+async fn connecting_where_no_server_listens_is_an_io_error(transport: Transport) {
+    let address = transport.unserved_address();
+    let err = connect_with(rpc::Channel::builder(), &address)
+        .await
+        .unwrap_err();
     assert!(matches!(err, rpc::Error::Io { .. }), "{err}");
 }
 
@@ -415,15 +413,18 @@ async fn a_server_speaking_another_version_is_named_in_the_error() {
     assert!(text.contains("v1") && text.contains("v2"), "{text}");
 }
 
-#[tokio::test]
-async fn mismatched_frame_limits_fail_one_call_not_the_connection() {
+over_all_transports!(mismatched_frame_limits_fail_one_call_not_the_connection);
+async fn mismatched_frame_limits_fail_one_call_not_the_connection(transport: Transport) {
     // The server accepts 1 MiB; the client would accept and send 64 MiB.
-    let strict = start_with(rpc::Server::builder().max_frame(1 << 20)).await;
-    let channel = rpc::Channel::builder()
-        .max_frame(64 << 20)
-        .connect(strict.local_addr())
-        .await
-        .unwrap();
+    let strict = transport
+        .serve(with_services(rpc::Server::builder().max_frame(1 << 20)))
+        .await;
+    let channel = connect_with(
+        rpc::Channel::builder().max_frame(64 << 20),
+        strict.address(),
+    )
+    .await
+    .unwrap();
     let c = ShapesClient::new(channel);
     let err = c.echo(vec![0; 2 << 20]).await.unwrap_err();
     assert!(
@@ -437,12 +438,15 @@ async fn mismatched_frame_limits_fail_one_call_not_the_connection() {
     );
 
     // The client accepts 1 MiB; the server would send 64 MiB.
-    let generous = start_with(rpc::Server::builder().max_frame(64 << 20)).await;
-    let channel = rpc::Channel::builder()
-        .max_frame(1 << 20)
-        .connect(generous.local_addr())
-        .await
-        .unwrap();
+    let generous = transport
+        .serve(with_services(rpc::Server::builder().max_frame(64 << 20)))
+        .await;
+    let channel = connect_with(
+        rpc::Channel::builder().max_frame(1 << 20),
+        generous.address(),
+    )
+    .await
+    .unwrap();
     let c = ShapesClient::new(channel);
     let err = c.make(2 << 20).await.unwrap_err();
     assert!(

@@ -1,6 +1,8 @@
-//! Deadlines and cancellation over real TCP: the server enforces the caller's
-//! budget, budgets propagate through call chains, and a dropped call or a
-//! closed connection drops the handler.
+//! Deadlines and cancellation: the server enforces the caller's budget,
+//! budgets propagate through call chains, and a dropped call or a closed
+//! connection drops the handler. Tests through generated clients run over
+//! each transport (TCP, Unix sockets, in-memory); those that play a peer by
+//! hand run over TCP.
 
 #[allow(unused_imports)]
 mod support;
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use support::probe::*;
 use support::raw::{self, RawConn};
+use support::transport::{connect, over_all_transports};
 
 /// Generous bound for things that should happen "promptly" (they take
 /// milliseconds; the machine may be busy).
@@ -49,10 +52,16 @@ async fn the_server_drops_a_handler_when_its_budget_runs_out_and_replies_deadlin
     assert_eq!((reply.call_id, reply.value::<i64>()), (8, 5));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_caller_past_its_deadline_gets_deadline_exceeded_not_a_disconnect_or_a_hang() {
-    let (server, probe) = start_probe(rpc::Server::builder()).await;
-    let client = probe_client(server.local_addr()).await;
+over_all_transports!(
+    a_caller_past_its_deadline_gets_deadline_exceeded_not_a_disconnect_or_a_hang,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn a_caller_past_its_deadline_gets_deadline_exceeded_not_a_disconnect_or_a_hang(
+    transport: Transport,
+) {
+    let (server, probe) = start_probe_over(transport, rpc::Server::builder()).await;
+    let client = probe_client_at(server.address()).await;
     let quick = client.with_timeout(Duration::from_millis(300));
     let started = Instant::now();
     let err = tokio::time::timeout(Duration::from_secs(10), quick.hold(u64::MAX, 1))
@@ -177,23 +186,25 @@ impl Hop for HopImpl {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_budget_propagates_from_a_through_b_to_c() {
+over_all_transports!(
+    a_budget_propagates_from_a_through_b_to_c,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn a_budget_propagates_from_a_through_b_to_c(transport: Transport) {
     let stalled = Arc::new(ProbeState::default());
     let mut next = None;
     let mut servers = Vec::new();
     for _ in 0..3 {
-        let server = rpc::Server::builder()
-            .add_service(HopServer::new(HopImpl {
+        let server = transport
+            .serve(rpc::Server::builder().add_service(HopServer::new(HopImpl {
                 next: next.take(),
                 stalled: stalled.clone(),
-            }))
-            .bind("127.0.0.1:0")
-            .await
-            .unwrap();
+            })))
+            .await;
         // The hop clients keep the default 30 s timeout: only inheritance can
         // bring their budget under 300 ms.
-        next = Some(HopClient::connect(server.local_addr()).await.unwrap());
+        next = Some(HopClient::new(connect(server.address()).await));
         servers.push(server);
     }
     let a = next.unwrap().with_timeout(Duration::from_millis(300));
@@ -228,10 +239,14 @@ async fn a_budget_propagates_from_a_through_b_to_c() {
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_a_call_future_drops_the_handler_promptly() {
-    let (server, probe) = start_probe(rpc::Server::builder()).await;
-    let client = probe_client(server.local_addr()).await;
+over_all_transports!(
+    dropping_a_call_future_drops_the_handler_promptly,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn dropping_a_call_future_drops_the_handler_promptly(transport: Transport) {
+    let (server, probe) = start_probe_over(transport, rpc::Server::builder()).await;
+    let client = probe_client_at(server.address()).await;
     // The default 30 s deadline is far away: only Cancel can stop the handler.
     let call = tokio::spawn(client.hold(u64::MAX, 1));
     probe
@@ -285,10 +300,14 @@ async fn closing_a_connection_drops_all_of_its_handlers() {
     assert_eq!(probe.dropped(), 5);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timeout_of_duration_max_means_no_deadline_not_a_panic() {
-    let (server, _) = start_probe(rpc::Server::builder()).await;
-    let forever = probe_client(server.local_addr())
+over_all_transports!(
+    a_timeout_of_duration_max_means_no_deadline_not_a_panic,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn a_timeout_of_duration_max_means_no_deadline_not_a_panic(transport: Transport) {
+    let (server, _) = start_probe_over(transport, rpc::Server::builder()).await;
+    let forever = probe_client_at(server.address())
         .await
         .with_timeout(Duration::MAX);
     assert_eq!(forever.hold(1, 1).await.unwrap(), 1);

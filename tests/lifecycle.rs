@@ -1,6 +1,8 @@
-//! Graceful shutdown and reconnect over real TCP: in-flight calls finish,
-//! late calls are refused and never run, the grace period is enforced, and
-//! the same client object follows GoAway and survives a server restart.
+//! Graceful shutdown and reconnect: in-flight calls finish, late calls are
+//! refused and never run, the grace period is enforced, and the same client
+//! object follows GoAway and survives a server restart. Tests through
+//! generated clients run over each transport (TCP, Unix sockets, in-memory);
+//! those that play a peer or a proxy by hand run over TCP.
 
 // Each test file uses a different part of `support`.
 #[allow(unused_imports)]
@@ -11,16 +13,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
+use rpc::transport::Address;
 use support::probe::*;
 use support::raw::{self, RawConn};
+use support::transport::{connect, over_all_transports, serve_at};
 use tokio::net::TcpListener;
 
 const PROMPTLY: Duration = Duration::from_secs(3);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_in_flight_calls_survive_a_graceful_shutdown() {
-    let (server, probe) = start_probe(rpc::Server::builder()).await;
-    let client = probe_client(server.local_addr()).await;
+over_all_transports!(
+    twenty_in_flight_calls_survive_a_graceful_shutdown,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn twenty_in_flight_calls_survive_a_graceful_shutdown(transport: Transport) {
+    let (server, probe) = start_probe_over(transport, rpc::Server::builder()).await;
+    let client = probe_client_at(server.address()).await;
     let calls: Vec<_> = (0..20).map(|i| tokio::spawn(client.hold(300, i))).collect();
     probe
         .wait_for("20 handlers to start", PROMPTLY, |p| p.started() == 20)
@@ -107,15 +115,21 @@ async fn calls_made_during_a_drain_fail_with_shutting_down_and_never_run() {
     assert_eq!(probe.started(), 1, "a refused call ran");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_after_the_server_finished_shutting_down_is_told_so_not_disconnected() {
+over_all_transports!(
+    a_call_after_the_server_finished_shutting_down_is_told_so_not_disconnected,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn a_call_after_the_server_finished_shutting_down_is_told_so_not_disconnected(
+    transport: Transport,
+) {
     // The last in-flight call ends the drain and the server closes the
     // connection: a call made just after finds the connection closed and no
     // server to reconnect to. It never ran, and the server said it was
     // shutting down, so the caller hears ShuttingDown (retry-safe), not
     // Disconnected ("may have run").
-    let (server, probe) = start_probe(rpc::Server::builder()).await;
-    let client = probe_client(server.local_addr()).await;
+    let (server, probe) = start_probe_over(transport, rpc::Server::builder()).await;
+    let client = probe_client_at(server.address()).await;
     let in_flight = tokio::spawn(client.hold(200, 1));
     probe
         .wait_for("the call to start", PROMPTLY, |p| p.started() == 1)
@@ -129,11 +143,18 @@ async fn a_call_after_the_server_finished_shutting_down_is_told_so_not_disconnec
     assert_eq!(probe.started(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handlers_still_running_when_the_grace_period_ends_are_dropped() {
-    let (server, probe) =
-        start_probe(rpc::Server::builder().shutdown_grace(Duration::from_millis(300))).await;
-    let client = probe_client(server.local_addr()).await;
+over_all_transports!(
+    handlers_still_running_when_the_grace_period_ends_are_dropped,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn handlers_still_running_when_the_grace_period_ends_are_dropped(transport: Transport) {
+    let (server, probe) = start_probe_over(
+        transport,
+        rpc::Server::builder().shutdown_grace(Duration::from_millis(300)),
+    )
+    .await;
+    let client = probe_client_at(server.address()).await;
     let stuck = tokio::spawn(client.hold(u64::MAX, 1));
     let quick = tokio::spawn(client.hold(100, 2));
     probe
@@ -160,37 +181,38 @@ async fn handlers_still_running_when_the_grace_period_ends_are_dropped() {
         .await;
 }
 
-/// Binds `addr` again with a calculator, retrying briefly: the old listener
-/// may still be closing.
-async fn rebind(addr: SocketAddr) -> rpc::ServerHandle {
+/// Serves `address` again with a calculator, retrying briefly: the old
+/// listener may still be closing.
+async fn rebind(address: &Address) -> rpc::ServerHandle {
     for _ in 0..50 {
-        match rpc::Server::builder()
-            .add_service(CalculatorServer::new(Calc))
-            .bind(addr)
-            .await
-        {
+        let builder = rpc::Server::builder().add_service(CalculatorServer::new(Calc));
+        match serve_at(builder, address).await {
             Ok(server) => return server,
             Err(e) => {
-                eprintln!("rebinding {addr}: {e}");
+                eprintln!("rebinding {address}: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
-    panic!("could not bind {addr} again");
+    panic!("could not bind {address} again");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_and_restarted_server_is_reached_again_by_the_same_client() {
-    let (server, _) = start_probe(rpc::Server::builder()).await;
-    let addr = server.local_addr();
-    let client = CalculatorClient::connect(addr).await.unwrap();
+over_all_transports!(
+    a_killed_and_restarted_server_is_reached_again_by_the_same_client,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn a_killed_and_restarted_server_is_reached_again_by_the_same_client(transport: Transport) {
+    let (server, _) = start_probe_over(transport, rpc::Server::builder()).await;
+    let address = server.address().clone();
+    let client = CalculatorClient::new(connect(&address).await);
     assert_eq!(client.add(1, 1).await.unwrap(), 2);
 
     server.abort().await;
     let err = client.add(1, 2).await.unwrap_err();
     assert!(matches!(err, rpc::Error::Disconnected { .. }), "{err}");
 
-    let restarted = rebind(addr).await;
+    let restarted = rebind(&address).await;
     // The next call waits out the reconnect backoff (well under its 30 s
     // deadline) and goes through.
     assert_eq!(client.add(2, 3).await.unwrap(), 5);

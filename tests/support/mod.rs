@@ -1,4 +1,5 @@
-//! Shared by the integration tests: services and a server on 127.0.0.1:0.
+//! Shared by the integration tests: services, and a server on 127.0.0.1:0
+//! or over any transport (`transport.rs`).
 #![allow(dead_code, missing_docs, unreachable_pub)]
 
 use std::collections::HashMap;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use rpc_suite::calculator::{Calc, CalculatorClient, CalculatorServer, MathError};
+pub use transport::Transport;
 
 /// Starts a server with the calculator and the test services.
 pub async fn start_server() -> rpc::ServerHandle {
@@ -15,13 +17,24 @@ pub async fn start_server() -> rpc::ServerHandle {
 
 /// Adds the test services to `builder` and binds 127.0.0.1:0.
 pub async fn start_with(builder: rpc::server::Builder) -> rpc::ServerHandle {
+    Transport::Tcp.serve(with_services(builder)).await
+}
+
+/// Adds the test services to `builder`, serves it over `transport`, and
+/// connects a channel to it.
+pub async fn start_over(
+    transport: Transport,
+    builder: rpc::server::Builder,
+) -> (rpc::ServerHandle, rpc::Channel) {
+    transport.start(with_services(builder)).await
+}
+
+/// `builder` with the calculator and the test services.
+pub fn with_services(builder: rpc::server::Builder) -> rpc::server::Builder {
     builder
         .add_service(CalculatorServer::new(Calc))
         .add_service(ShapesServer::new(ShapesImpl))
         .add_service(SlowServer::new(SlowImpl))
-        .bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,3 +155,4 @@ impl Slow for SlowImpl {
 pub mod hand;
 pub mod probe;
 pub mod raw;
+pub mod transport;

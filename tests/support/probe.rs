@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
+use rpc::transport::Address;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+
+pub use super::transport::Transport;
 
 pub use rpc_suite::calculator::{Calc, CalculatorClient, CalculatorServer};
 
@@ -200,19 +203,30 @@ impl Probe for ProbeImpl {
 
 /// A server with the probe and the calculator on 127.0.0.1:0.
 pub async fn start_probe(builder: rpc::server::Builder) -> (rpc::ServerHandle, Arc<ProbeState>) {
+    start_probe_over(Transport::Tcp, builder).await
+}
+
+/// A server with the probe and the calculator over `transport`.
+pub async fn start_probe_over(
+    transport: Transport,
+    builder: rpc::server::Builder,
+) -> (rpc::ServerHandle, Arc<ProbeState>) {
     let state = Arc::new(ProbeState::default());
-    let server = builder
+    let builder = builder
         .add_service(ProbeServer::new(ProbeImpl(state.clone())))
-        .add_service(CalculatorServer::new(Calc))
-        .bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    (server, state)
+        .add_service(CalculatorServer::new(Calc));
+    (transport.serve(builder).await, state)
 }
 
 /// A client on its own connection.
 pub async fn probe_client(addr: SocketAddr) -> ProbeClient {
     ProbeClient::connect(addr).await.expect("connect")
+}
+
+/// A client on its own connection to the server at `address`, whatever its
+/// transport.
+pub async fn probe_client_at(address: &Address) -> ProbeClient {
+    ProbeClient::new(super::transport::connect(address).await)
 }
 
 /// Checks that a fresh, well-behaved client is served correctly.
