@@ -36,25 +36,39 @@ fn link(stream: UnixStream) -> Link {
 }
 
 /// A listening Unix socket that removes its file when it closes (the server
-/// shut down), so the path can be bound again.
+/// shut down), so the path can be bound again: its own file only, known by
+/// device and inode, not one a newer server bound at the same path since.
 #[derive(Debug)]
 pub(crate) struct UnixListener {
     inner: tokio::net::UnixListener,
     path: PathBuf,
+    /// The socket file's device and inode, once bound.
+    file: Option<(u64, u64)>,
+}
+
+/// The device and inode of the file at `path`.
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 impl UnixListener {
     /// Binds `path`; fails if a file is there already (a server still
-    /// running, or one that crashed: remove it first).
+    /// running, or the file of one that crashed).
     pub(crate) fn bind(path: PathBuf) -> io::Result<Self> {
         let inner = tokio::net::UnixListener::bind(&path)?;
-        Ok(UnixListener { inner, path })
+        let file = file_id(&path);
+        Ok(UnixListener { inner, path, file })
     }
 }
 
 impl Drop for UnixListener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.file.is_some() && file_id(&self.path) == self.file {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
