@@ -166,9 +166,7 @@ impl Payload {
             bytes,
         })
     }
-}
 
-impl Payload {
     /// Drops the first `n` bytes (at most all of them).
     pub(crate) fn advance(&mut self, n: usize) {
         match self {

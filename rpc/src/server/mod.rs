@@ -287,6 +287,15 @@ pub(crate) struct Shared {
     pub(crate) connections: TaskTracker,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("services", &self.router.service_names())
+            .field("connections", &self.connections.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A running server. Dropping the handle leaves the server running in the
 /// background (until the runtime stops); call [`shutdown`](Self::shutdown) to
 /// stop it gracefully.
@@ -295,15 +304,6 @@ pub struct ServerHandle {
     address: Address,
     shared: Arc<Shared>,
     accept: tokio::task::JoinHandle<()>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("services", &self.router.service_names())
-            .field("connections", &self.connections.len())
-            .finish_non_exhaustive()
-    }
 }
 
 impl ServerHandle {

@@ -63,93 +63,6 @@ pub(crate) struct Outbox {
     queue: Arc<Queue>,
 }
 
-/// An [`Outbox`] that does not keep the writer alive.
-pub(crate) struct WeakOutbox {
-    queue: Arc<Queue>,
-}
-
-impl Clone for WeakOutbox {
-    fn clone(&self) -> Self {
-        WeakOutbox {
-            queue: self.queue.clone(),
-        }
-    }
-}
-
-impl std::fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox")
-            .field("queued", &self.queued())
-            .field("closed", &self.is_closed())
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for WeakOutbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WeakOutbox").finish_non_exhaustive()
-    }
-}
-
-struct Queue {
-    /// What waits for the writer. Nothing panics while holding it.
-    pending: Mutex<Pending>,
-    /// Wakes the writer: something was queued into an empty queue, the last
-    /// Outbox went away, or the queue was closed.
-    wake: Notify,
-    /// Live [`Outbox`]es; the writer ends when none is left.
-    senders: AtomicUsize,
-    /// Set once nothing more may be queued: [`Outbox::close`] or the writer ended.
-    closed: AtomicBool,
-    /// Bytes queued so far. Changed only under the `pending` lock, and
-    /// `written` only by the writer: each is a plain load and store, not an
-    /// atomic read-modify-write.
-    pushed: AtomicU64,
-    /// Bytes written to the socket so far.
-    written: AtomicU64,
-    /// Signalled whenever the writer has written something, and when it ends.
-    progress: Notify,
-    /// False: every frame is a block of its own, written by its own syscall.
-    batching: bool,
-}
-
-impl Queue {
-    fn new(batching: bool) -> Self {
-        Queue {
-            pending: Mutex::default(),
-            wake: Notify::new(),
-            senders: AtomicUsize::new(1),
-            closed: AtomicBool::new(false),
-            pushed: AtomicU64::new(0),
-            written: AtomicU64::new(0),
-            progress: Notify::new(),
-            batching,
-        }
-    }
-}
-
-/// What waits for the writer, in order: `blocks`, then `tail`.
-#[derive(Debug, Default)]
-pub(crate) struct Pending {
-    /// Large frames, and the small ones queued before them.
-    blocks: Vec<Bytes>,
-    /// Small frames queued after the last block, back to back.
-    tail: BytesMut,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.blocks.is_empty() && self.tail.is_empty()
-    }
-
-    fn push_block(&mut self, block: Bytes) {
-        if !self.tail.is_empty() {
-            self.blocks.push(self.tail.split().freeze());
-        }
-        self.blocks.push(block);
-    }
-}
-
 impl Outbox {
     /// Queues a frame; false if the writer has ended or the outbox was closed.
     pub(crate) fn send(&self, frame: impl Into<Outgoing>) -> bool {
@@ -261,16 +174,6 @@ impl Outbox {
     }
 }
 
-/// What [`Outbox::push`] did.
-enum Pushed {
-    /// Into an empty queue: the writer needs waking.
-    IntoEmpty,
-    /// Behind frames the writer will take anyway.
-    Behind,
-    /// Nothing: the writer has ended or the outbox was closed.
-    Closed,
-}
-
 impl Clone for Outbox {
     fn clone(&self) -> Self {
         self.queue.senders.fetch_add(1, Ordering::Relaxed);
@@ -286,6 +189,30 @@ impl Drop for Outbox {
             self.queue.wake.notify_one();
         }
     }
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("queued", &self.queued())
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Outbox::push`] did.
+enum Pushed {
+    /// Into an empty queue: the writer needs waking.
+    IntoEmpty,
+    /// Behind frames the writer will take anyway.
+    Behind,
+    /// Nothing: the writer has ended or the outbox was closed.
+    Closed,
+}
+
+/// An [`Outbox`] that does not keep the writer alive.
+pub(crate) struct WeakOutbox {
+    queue: Arc<Queue>,
 }
 
 impl WeakOutbox {
@@ -307,6 +234,79 @@ impl WeakOutbox {
                 Err(now) => n = now,
             }
         }
+    }
+}
+
+impl Clone for WeakOutbox {
+    fn clone(&self) -> Self {
+        WeakOutbox {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for WeakOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakOutbox").finish_non_exhaustive()
+    }
+}
+
+struct Queue {
+    /// What waits for the writer. Nothing panics while holding it.
+    pending: Mutex<Pending>,
+    /// Wakes the writer: something was queued into an empty queue, the last
+    /// Outbox went away, or the queue was closed.
+    wake: Notify,
+    /// Live [`Outbox`]es; the writer ends when none is left.
+    senders: AtomicUsize,
+    /// Set once nothing more may be queued: [`Outbox::close`] or the writer ended.
+    closed: AtomicBool,
+    /// Bytes queued so far. Changed only under the `pending` lock, and
+    /// `written` only by the writer: each is a plain load and store, not an
+    /// atomic read-modify-write.
+    pushed: AtomicU64,
+    /// Bytes written to the socket so far.
+    written: AtomicU64,
+    /// Signalled whenever the writer has written something, and when it ends.
+    progress: Notify,
+    /// False: every frame is a block of its own, written by its own syscall.
+    batching: bool,
+}
+
+impl Queue {
+    fn new(batching: bool) -> Self {
+        Queue {
+            pending: Mutex::default(),
+            wake: Notify::new(),
+            senders: AtomicUsize::new(1),
+            closed: AtomicBool::new(false),
+            pushed: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            progress: Notify::new(),
+            batching,
+        }
+    }
+}
+
+/// What waits for the writer, in order: `blocks`, then `tail`.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// Large frames, and the small ones queued before them.
+    blocks: Vec<Bytes>,
+    /// Small frames queued after the last block, back to back.
+    tail: BytesMut,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.blocks.is_empty() && self.tail.is_empty()
+    }
+
+    fn push_block(&mut self, block: Bytes) {
+        if !self.tail.is_empty() {
+            self.blocks.push(self.tail.split().freeze());
+        }
+        self.blocks.push(block);
     }
 }
 
@@ -348,23 +348,6 @@ pub(crate) struct Writer {
     state: WriterState,
 }
 
-enum WriterState {
-    Inline(Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>),
-    Task(JoinHandle<std::io::Result<()>>),
-    /// It ended, and how was reported.
-    Done,
-}
-
-impl std::fmt::Debug for WriterState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            WriterState::Inline(_) => "Inline",
-            WriterState::Task(_) => "Task",
-            WriterState::Done => "Done",
-        })
-    }
-}
-
 impl Writer {
     /// Whether the read loop must poll the writer for it to write.
     pub(crate) fn is_inline(&self) -> bool {
@@ -394,6 +377,23 @@ impl Future for Writer {
         };
         self.state = WriterState::Done;
         Poll::Ready(ended)
+    }
+}
+
+enum WriterState {
+    Inline(Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>),
+    Task(JoinHandle<std::io::Result<()>>),
+    /// It ended, and how was reported.
+    Done,
+}
+
+impl std::fmt::Debug for WriterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriterState::Inline(_) => "Inline",
+            WriterState::Task(_) => "Task",
+            WriterState::Done => "Done",
+        })
     }
 }
 
