@@ -339,8 +339,8 @@ where
 /// the loop reads on. On a current-thread runtime that matters: a server
 /// whose several connections became readable at once would otherwise handle
 /// all of them before any writer ran, and its client would get every reply at
-/// once, after waiting for all of them (measured on the comparison bench's
-/// workload C: the writes went out in clusters, the two ends taking turns).
+/// once, after waiting for all of them: the two ends would take turns
+/// instead of working at the same time.
 /// On a multi-thread runtime the writer stays a task of its own, free to run
 /// on another worker in parallel with the reading.
 #[derive(Debug)]
