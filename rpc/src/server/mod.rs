@@ -2,9 +2,11 @@
 //! [`Builder::bind`] starts serving and returns a [`ServerHandle`].
 //!
 //! Roles: the listener accepts connections (`listener.rs`); one driver per
-//! connection reads frames, spawns each request's handler as its own task and
-//! enforces the limits (`connection.rs`); the router finds a method's service
-//! (`dispatch.rs`).
+//! connection reads frames, routes each request and enforces the limits
+//! (`connection.rs`), starts each handler (`connection/handler.rs`), and
+//! checks its timers and drains (`connection/timers.rs`); the handlers
+//! running on a connection are kept by call id (`calls.rs`); the router
+//! finds a method's service (`dispatch.rs`).
 
 mod calls;
 mod connection;
