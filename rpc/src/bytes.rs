@@ -1,9 +1,9 @@
 //! Byte buffers as one block instead of element by element.
 //!
-//! serde sees a `Vec<u8>` as a sequence of `u8`s and encodes it one call per
-//! byte, several times slower than one copy. The generated code already carries
-//! `Vec<u8>` and `&[u8]` arguments and return values as bytes; for a byte field
-//! inside your own type, use this module:
+//! serde sees a `Vec<u8>` as a sequence of `u8`s and encodes it with one
+//! serializer call per byte, where one copy would do. The generated code
+//! already carries `Vec<u8>` and `&[u8]` arguments and return values as
+//! bytes; for a byte field inside your own type, use this module:
 //!
 //! ```
 //! #[derive(serde::Serialize, serde::Deserialize)]

@@ -2,12 +2,11 @@
 //!
 //! `tokio::time::timeout_at` embeds a `Sleep` (a timer entry of a few hundred
 //! bytes) in the future and registers it on the first poll that finds the
-//! inner future pending. Most handlers finish on their first poll, and every
-//! spawned handler's future is moved several times on its way into its task:
-//! callgrind on the comparison bench counted ~1,500 instructions per spawn,
-//! most of them copying that future. Here the timer is boxed and made on the
-//! first pending poll, so a handler that is ready at once costs no timer and
-//! its task stays small.
+//! inner future pending. Most handlers finish on their first poll, and a
+//! spawned handler's future is moved several times on its way into its task,
+//! each move a copy of the whole future, timer included. So here the timer is
+//! boxed and made only on the first pending poll: a handler that is ready at
+//! once costs no timer, and its future stays small to move.
 
 use std::future::Future;
 use std::pin::{Pin, pin};

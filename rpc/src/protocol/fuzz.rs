@@ -40,6 +40,13 @@ struct Record {
 /// hostile input must give errors, never a panic, an abort, a hang or an
 /// allocation out of proportion to the input.
 #[doc(hidden)]
+#[cfg_attr(
+    not(feature = "hooks"),
+    allow(
+        unreachable_pub,
+        reason = "public through the `hooks` re-export; without it only the unit tests call it"
+    )
+)]
 pub fn fuzz_decode(bytes: &[u8]) {
     let split = bytes
         .first()

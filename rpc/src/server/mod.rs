@@ -2,9 +2,11 @@
 //! [`Builder::bind`] starts serving and returns a [`ServerHandle`].
 //!
 //! Roles: the listener accepts connections (`listener.rs`); one driver per
-//! connection reads frames, spawns each request's handler as its own task and
-//! enforces the limits (`connection.rs`); the router finds a method's service
-//! (`dispatch.rs`).
+//! connection reads frames, routes each request and enforces the limits
+//! (`connection.rs`), starts each handler (`connection/handler.rs`), and
+//! checks its timers and drains (`connection/timers.rs`); the handlers
+//! running on a connection are kept by call id (`calls.rs`); the router
+//! finds a method's service (`dispatch.rs`).
 
 mod calls;
 mod connection;
@@ -287,6 +289,15 @@ pub(crate) struct Shared {
     pub(crate) connections: TaskTracker,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("services", &self.router.service_names())
+            .field("connections", &self.connections.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A running server. Dropping the handle leaves the server running in the
 /// background (until the runtime stops); call [`shutdown`](Self::shutdown) to
 /// stop it gracefully.
@@ -295,15 +306,6 @@ pub struct ServerHandle {
     address: Address,
     shared: Arc<Shared>,
     accept: tokio::task::JoinHandle<()>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("services", &self.router.service_names())
-            .field("connections", &self.connections.len())
-            .finish_non_exhaustive()
-    }
 }
 
 impl ServerHandle {

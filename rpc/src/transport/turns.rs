@@ -4,15 +4,14 @@
 //! A read loop that ends its turn part-way through a burst lets the replies
 //! or requests made so far go out at once, so the peer starts on them while
 //! we handle the rest. With one busy connection on a thread, that overlap is
-//! what keeps both ends working: without it, a burst of 64 pipelined calls
-//! crosses as one block and each end waits while the other works (the
-//! comparison bench's workload B runs at less than half the rate).
+//! what keeps both ends working: without it, a burst of pipelined calls
+//! crosses as one block and each end waits while the other works.
 //!
 //! With several busy connections on a thread, the ends overlap anyway (the
 //! peer works on one connection's burst while we handle another's), and each
 //! early turn end only splits a write in two. That costs a system call on both
 //! ends per split, and on loopback TCP the system calls are the larger part of
-//! a small call's cost (workload C runs about 13% slower).
+//! a small call's cost.
 //!
 //! So each read loop notes, as each of its turns begins, whether another read
 //! loop of this library began one on the same thread since its own last
@@ -20,6 +19,13 @@
 //! short; a loop that shares its thread takes long ones.
 
 use std::cell::Cell;
+
+// The lengths while alone trade overlap against overhead: a shorter turn lets
+// the peer start sooner on what this end has made so far, but every turn end
+// costs a write (with a writer task, also a yield to it). The client's and the
+// server's were tuned together, for one connection with many calls in flight;
+// the figures are in the message of the commit that set them
+// (`git log -S SERVER_ALONE_WRITING`).
 
 /// Frames per turn of a client's read loop while it is the only busy one on
 /// its thread.
@@ -30,11 +36,6 @@ pub(crate) const SERVER_ALONE_WRITING: u32 = 8;
 /// The same for a server's read loop with a writer task, which must yield to
 /// let the writer run.
 pub(crate) const SERVER_ALONE: u32 = 16;
-// Measured on workload B (1 connection x 64 in flight), quick runs of
-// `compare --child rpc B`: on current-thread runtimes client/server turns of
-// 16/16 gave ~1.05M calls/s, 16/8 ~1.33M, 24/8 ~1.56M, 32/8 ~1.15M, 24/12
-// ~1.26M, 16/4 ~0.91M; on one-worker multi-thread runtimes (writer tasks)
-// 16/16 and 24/16 ~0.96M, 24/8 ~0.83M.
 /// Frames per turn while other connections share the thread: long enough not
 /// to split a burst. (What keeps one flooding peer from holding the thread is
 /// the yield at a turn's end with a writer task, and tokio's coop budget,

@@ -63,93 +63,6 @@ pub(crate) struct Outbox {
     queue: Arc<Queue>,
 }
 
-/// An [`Outbox`] that does not keep the writer alive.
-pub(crate) struct WeakOutbox {
-    queue: Arc<Queue>,
-}
-
-impl Clone for WeakOutbox {
-    fn clone(&self) -> Self {
-        WeakOutbox {
-            queue: self.queue.clone(),
-        }
-    }
-}
-
-impl std::fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox")
-            .field("queued", &self.queued())
-            .field("closed", &self.is_closed())
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for WeakOutbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WeakOutbox").finish_non_exhaustive()
-    }
-}
-
-struct Queue {
-    /// What waits for the writer. Nothing panics while holding it.
-    pending: Mutex<Pending>,
-    /// Wakes the writer: something was queued into an empty queue, the last
-    /// Outbox went away, or the queue was closed.
-    wake: Notify,
-    /// Live [`Outbox`]es; the writer ends when none is left.
-    senders: AtomicUsize,
-    /// Set once nothing more may be queued: [`Outbox::close`] or the writer ended.
-    closed: AtomicBool,
-    /// Bytes queued so far. Changed only under the `pending` lock, and
-    /// `written` only by the writer: each is a plain load and store, not an
-    /// atomic read-modify-write.
-    pushed: AtomicU64,
-    /// Bytes written to the socket so far.
-    written: AtomicU64,
-    /// Signalled whenever the writer has written something, and when it ends.
-    progress: Notify,
-    /// False: every frame is a block of its own, written by its own syscall.
-    batching: bool,
-}
-
-impl Queue {
-    fn new(batching: bool) -> Self {
-        Queue {
-            pending: Mutex::default(),
-            wake: Notify::new(),
-            senders: AtomicUsize::new(1),
-            closed: AtomicBool::new(false),
-            pushed: AtomicU64::new(0),
-            written: AtomicU64::new(0),
-            progress: Notify::new(),
-            batching,
-        }
-    }
-}
-
-/// What waits for the writer, in order: `blocks`, then `tail`.
-#[derive(Debug, Default)]
-pub(crate) struct Pending {
-    /// Large frames, and the small ones queued before them.
-    blocks: Vec<Bytes>,
-    /// Small frames queued after the last block, back to back.
-    tail: BytesMut,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.blocks.is_empty() && self.tail.is_empty()
-    }
-
-    fn push_block(&mut self, block: Bytes) {
-        if !self.tail.is_empty() {
-            self.blocks.push(self.tail.split().freeze());
-        }
-        self.blocks.push(block);
-    }
-}
-
 impl Outbox {
     /// Queues a frame; false if the writer has ended or the outbox was closed.
     pub(crate) fn send(&self, frame: impl Into<Outgoing>) -> bool {
@@ -261,16 +174,6 @@ impl Outbox {
     }
 }
 
-/// What [`Outbox::push`] did.
-enum Pushed {
-    /// Into an empty queue: the writer needs waking.
-    IntoEmpty,
-    /// Behind frames the writer will take anyway.
-    Behind,
-    /// Nothing: the writer has ended or the outbox was closed.
-    Closed,
-}
-
 impl Clone for Outbox {
     fn clone(&self) -> Self {
         self.queue.senders.fetch_add(1, Ordering::Relaxed);
@@ -286,6 +189,30 @@ impl Drop for Outbox {
             self.queue.wake.notify_one();
         }
     }
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("queued", &self.queued())
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Outbox::push`] did.
+enum Pushed {
+    /// Into an empty queue: the writer needs waking.
+    IntoEmpty,
+    /// Behind frames the writer will take anyway.
+    Behind,
+    /// Nothing: the writer has ended or the outbox was closed.
+    Closed,
+}
+
+/// An [`Outbox`] that does not keep the writer alive.
+pub(crate) struct WeakOutbox {
+    queue: Arc<Queue>,
 }
 
 impl WeakOutbox {
@@ -307,6 +234,79 @@ impl WeakOutbox {
                 Err(now) => n = now,
             }
         }
+    }
+}
+
+impl Clone for WeakOutbox {
+    fn clone(&self) -> Self {
+        WeakOutbox {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for WeakOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakOutbox").finish_non_exhaustive()
+    }
+}
+
+struct Queue {
+    /// What waits for the writer. Nothing panics while holding it.
+    pending: Mutex<Pending>,
+    /// Wakes the writer: something was queued into an empty queue, the last
+    /// Outbox went away, or the queue was closed.
+    wake: Notify,
+    /// Live [`Outbox`]es; the writer ends when none is left.
+    senders: AtomicUsize,
+    /// Set once nothing more may be queued: [`Outbox::close`] or the writer ended.
+    closed: AtomicBool,
+    /// Bytes queued so far. Changed only under the `pending` lock, and
+    /// `written` only by the writer: each is a plain load and store, not an
+    /// atomic read-modify-write.
+    pushed: AtomicU64,
+    /// Bytes written to the socket so far.
+    written: AtomicU64,
+    /// Signalled whenever the writer has written something, and when it ends.
+    progress: Notify,
+    /// False: every frame is a block of its own, written by its own syscall.
+    batching: bool,
+}
+
+impl Queue {
+    fn new(batching: bool) -> Self {
+        Queue {
+            pending: Mutex::default(),
+            wake: Notify::new(),
+            senders: AtomicUsize::new(1),
+            closed: AtomicBool::new(false),
+            pushed: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            progress: Notify::new(),
+            batching,
+        }
+    }
+}
+
+/// What waits for the writer, in order: `blocks`, then `tail`.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// Large frames, and the small ones queued before them.
+    blocks: Vec<Bytes>,
+    /// Small frames queued after the last block, back to back.
+    tail: BytesMut,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.blocks.is_empty() && self.tail.is_empty()
+    }
+
+    fn push_block(&mut self, block: Bytes) {
+        if !self.tail.is_empty() {
+            self.blocks.push(self.tail.split().freeze());
+        }
+        self.blocks.push(block);
     }
 }
 
@@ -339,30 +339,13 @@ where
 /// the loop reads on. On a current-thread runtime that matters: a server
 /// whose several connections became readable at once would otherwise handle
 /// all of them before any writer ran, and its client would get every reply at
-/// once, after waiting for all of them (measured on the comparison bench's
-/// workload C: the writes went out in clusters, the two ends taking turns).
+/// once, after waiting for all of them: the two ends would take turns
+/// instead of working at the same time.
 /// On a multi-thread runtime the writer stays a task of its own, free to run
 /// on another worker in parallel with the reading.
 #[derive(Debug)]
 pub(crate) struct Writer {
     state: WriterState,
-}
-
-enum WriterState {
-    Inline(Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>),
-    Task(JoinHandle<std::io::Result<()>>),
-    /// It ended, and how was reported.
-    Done,
-}
-
-impl std::fmt::Debug for WriterState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            WriterState::Inline(_) => "Inline",
-            WriterState::Task(_) => "Task",
-            WriterState::Done => "Done",
-        })
-    }
 }
 
 impl Writer {
@@ -394,6 +377,23 @@ impl Future for Writer {
         };
         self.state = WriterState::Done;
         Poll::Ready(ended)
+    }
+}
+
+enum WriterState {
+    Inline(Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>),
+    Task(JoinHandle<std::io::Result<()>>),
+    /// It ended, and how was reported.
+    Done,
+}
+
+impl std::fmt::Debug for WriterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriterState::Inline(_) => "Inline",
+            WriterState::Task(_) => "Task",
+            WriterState::Done => "Done",
+        })
     }
 }
 
@@ -482,130 +482,4 @@ async fn write_counted<W: AsyncWrite + Unpin>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-    use tokio::io::AsyncReadExt;
-
-    #[tokio::test]
-    async fn writes_frames_in_order_and_closes_when_senders_drop() {
-        let (a, mut b) = tokio::io::duplex(1 << 20);
-        let (tx, task) = start_writer(a, true, false);
-        assert!(tx.send(Bytes::from_static(b"one ")));
-        assert!(tx.send(Bytes::from(vec![b'x'; DIRECT_WRITE])));
-        assert!(tx.send(Bytes::from_static(b" two")));
-        drop(tx);
-        task.await.unwrap();
-        let mut out = Vec::new();
-        b.read_to_end(&mut out).await.unwrap();
-        assert_eq!(out.len(), 8 + DIRECT_WRITE);
-        assert!(out.starts_with(b"one x") && out.ends_with(b"x two"));
-    }
-
-    /// Records the size of every write it is given.
-    #[derive(Default)]
-    struct Recorder(Vec<usize>);
-
-    impl AsyncWrite for Recorder {
-        fn poll_write(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &[u8],
-        ) -> std::task::Poll<std::io::Result<usize>> {
-            self.0.push(buf.len());
-            std::task::Poll::Ready(Ok(buf.len()))
-        }
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-    }
-
-    /// Three small frames queued before the writer runs: one write when
-    /// batching, three without.
-    async fn writes_of_three_queued_frames(batching: bool) -> Vec<usize> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let io = Recorder::default();
-        // A current-thread test runtime: the writer runs only once we yield.
-        let queue = Arc::new(Queue::new(batching));
-        let outbox = Outbox {
-            queue: queue.clone(),
-        };
-        let task = tokio::spawn(async move {
-            let mut io = io;
-            let _ = run(&mut io, queue).await;
-            let _ = tx.send(io.0);
-        });
-        for frame in [&b"one"[..], b"two", b"three"] {
-            assert!(outbox.send(Bytes::copy_from_slice(frame)));
-        }
-        drop(outbox);
-        task.await.unwrap();
-        rx.await.unwrap()
-    }
-
-    #[tokio::test]
-    async fn frames_queued_together_go_out_in_one_write_unless_batching_is_off() {
-        assert_eq!(writes_of_three_queued_frames(true).await, vec![11]);
-        assert_eq!(writes_of_three_queued_frames(false).await, vec![3, 3, 5]);
-    }
-
-    #[tokio::test]
-    async fn counts_queued_bytes_until_the_peer_reads_them() {
-        // A pipe that holds 16 bytes: the rest stays queued until read.
-        let (a, mut b) = tokio::io::duplex(16);
-        let (tx, _task) = start_writer(a, true, false);
-        for _ in 0..10 {
-            assert!(tx.send(Bytes::from_static(&[7; 10])));
-        }
-        tokio::task::yield_now().await;
-        assert!(tx.queued() > 16, "{} bytes queued", tx.queued());
-        let room = tokio::spawn({
-            let tx = tx.clone();
-            async move { tx.wait_for_room(1).await }
-        });
-        let mut out = vec![0; 100];
-        b.read_exact(&mut out).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), room)
-            .await
-            .expect("no room after the peer read everything")
-            .unwrap();
-        assert_eq!(tx.queued(), 0);
-    }
-
-    #[tokio::test]
-    async fn close_flushes_what_is_queued_even_with_clones_alive() {
-        let (a, mut b) = tokio::io::duplex(1 << 10);
-        let (tx, task) = start_writer(a, true, false);
-        let clone = tx.clone();
-        assert!(tx.send(Bytes::from_static(b"last words")));
-        tx.close();
-        task.await.unwrap();
-        assert!(!clone.send(Bytes::from_static(b"too late")));
-        assert!(clone.is_closed());
-        let mut out = Vec::new();
-        b.read_to_end(&mut out).await.unwrap();
-        assert_eq!(out, b"last words");
-    }
-
-    #[tokio::test]
-    async fn waiting_for_room_ends_when_the_writer_fails() {
-        let (a, b) = tokio::io::duplex(4);
-        let (tx, task) = start_writer(a, true, false);
-        assert!(tx.send(Bytes::from_static(&[1; 64])));
-        drop(b); // the peer is gone: the write fails
-        assert!(task.await.is_err());
-        tokio::time::timeout(Duration::from_secs(5), tx.wait_for_room(1))
-            .await
-            .expect("waited for room on a dead connection");
-        assert!(tx.is_closed());
-    }
-}
+mod tests;
