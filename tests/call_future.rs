@@ -216,7 +216,7 @@ fn parse_or_kind(f: &RawFrame) -> String {
 
 /// A call future is `Send` and `Sync`, as the `async fn` it reads like would
 /// be: it can be held by reference across an await in a spawned task, or
-/// kept in a `Sync` struct. (The hand-written future first lost `Sync`.)
+/// kept in a `Sync` struct.
 /// Checked when this file compiles.
 #[tokio::test]
 async fn a_call_future_is_send_and_sync() {
