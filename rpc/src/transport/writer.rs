@@ -65,6 +65,7 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     /// Queues a frame; false if the writer has ended or the outbox was closed.
+    #[inline]
     pub(crate) fn send(&self, frame: impl Into<Outgoing>) -> bool {
         let queued = self.queue_in(&mut self.lock(), frame.into());
         self.woke(queued)
@@ -72,11 +73,13 @@ impl Outbox {
 
     /// Queues a copy of a finished frame (its owner keeps it); false as
     /// [`send`](Self::send).
+    #[inline]
     pub(crate) fn send_slice(&self, frame: &[u8]) -> bool {
         let queued = self.copy_in(&mut self.lock(), frame);
         self.woke(queued)
     }
 
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, Pending> {
         self.queue.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -92,6 +95,7 @@ impl Outbox {
         self.push(pending, block.len(), |p| p.push_block(block))
     }
 
+    #[inline]
     fn copy_in(&self, pending: &mut Pending, frame: &[u8]) -> Pushed {
         if !self.queue.batching {
             return self.queue_in(pending, Outgoing::Bytes(Bytes::copy_from_slice(frame)));
@@ -100,6 +104,7 @@ impl Outbox {
     }
 
     /// Wakes the writer if the frame went into an empty queue.
+    #[inline]
     fn woke(&self, pushed: Pushed) -> bool {
         if let Pushed::IntoEmpty = pushed {
             self.queue.wake.notify_one();
@@ -107,6 +112,7 @@ impl Outbox {
         !matches!(pushed, Pushed::Closed)
     }
 
+    #[inline]
     fn push(&self, pending: &mut Pending, len: usize, add: impl FnOnce(&mut Pending)) -> Pushed {
         // Checked under the lock that `close` and the writer's end take, so
         // nothing is queued after the writer took its last batch.

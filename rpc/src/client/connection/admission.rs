@@ -27,6 +27,7 @@ impl Admission {
     }
 
     /// Takes a slot if one is free and nobody is in line ahead.
+    #[inline]
     pub(super) fn try_take(&mut self) -> bool {
         if self.in_flight >= self.max || !self.line.is_empty() {
             return false;
@@ -37,12 +38,14 @@ impl Admission {
 
     /// Gives a slot back; returns the waker of whoever is first in line, to
     /// wake once the lock is released.
+    #[inline]
     pub(super) fn release(&mut self) -> Option<Waker> {
         self.in_flight -= 1;
         self.next_in_line()
     }
 
     /// The caller first in line, if a slot is free for it.
+    #[inline]
     fn next_in_line(&self) -> Option<Waker> {
         if self.in_flight < self.max {
             self.line.front().map(|(_, waker)| waker.clone())

@@ -17,6 +17,7 @@ use super::state::{Failure, State};
 impl State {
     /// A call with deadline `at` was recorded: true if the timer must move
     /// earlier (the reader is to be woken to re-arm it).
+    #[inline]
     pub(super) fn note_deadline(&mut self, at: Instant) -> bool {
         let earlier = self.timer.is_none_or(|t| at < t);
         if earlier {

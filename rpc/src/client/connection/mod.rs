@@ -114,10 +114,10 @@ impl Connection {
         granted: bool,
         waker: &Waker,
     ) -> Tried {
-        // Queued under the lock that GoAway takes to mark the connection
-        // draining: a request is either queued before the reader answers
-        // the server's drain Ping (so it reaches the server before the
-        // Pong), or not sent here at all.
+        // Queued while holding the lock that GoAway takes to mark the
+        // connection draining: a request is either queued before the reader
+        // answers the server's drain Ping (so it reaches the server before
+        // the Pong), or not sent here at all.
         let mut st = self.shared.lock();
         let refuse = |mut st: std::sync::MutexGuard<'_, state::State>, tried: Tried| {
             // A slot granted in line is given back, to the next in line.

@@ -50,6 +50,7 @@ fn index_of(id: u64) -> Option<usize> {
 
 impl<V> Slots<V> {
     /// Stores `value` under a new id, which it returns.
+    #[inline]
     pub(super) fn insert(&mut self, value: V) -> u64 {
         if let Some(index) = self.free {
             let slot = &mut self.slots[index as usize];
@@ -70,6 +71,7 @@ impl<V> Slots<V> {
         id
     }
 
+    #[inline]
     pub(super) fn get_mut(&mut self, id: u64) -> Option<&mut V> {
         match self.slots.get_mut(index_of(id)?)? {
             Slot::Used { id: used, value } if *used == id => Some(value),
@@ -77,6 +79,7 @@ impl<V> Slots<V> {
         }
     }
 
+    #[inline]
     pub(super) fn remove(&mut self, id: u64) -> Option<V> {
         let index = index_of(id)?;
         let slot = self.slots.get_mut(index)?;

@@ -43,6 +43,7 @@ impl Entry {
     /// Puts the outcome in place of the caller's waker and returns the waker,
     /// to wake once the lock is released; nothing if an outcome is already
     /// there (the first one stands).
+    #[inline]
     pub(super) fn settle(&mut self, reply: Reply) -> Option<Waker> {
         match std::mem::replace(&mut self.outcome, Outcome::Done(reply)) {
             Outcome::Waiting(waker) => Some(waker),
@@ -89,6 +90,7 @@ impl Shared {
 
     /// The state, also after a panic elsewhere while it was held (every
     /// change to it is complete before anything that can panic).
+    #[inline]
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -111,12 +113,14 @@ pub(super) struct State {
 
 impl State {
     /// Whether new calls may be queued here.
+    #[inline]
     pub(super) fn takes_calls(&self) -> bool {
         self.closed.is_none() && !self.draining
     }
 
     /// Hands call `id` its outcome (see [`Entry::settle`]); nothing if the
     /// call is gone (its caller gave up).
+    #[inline]
     pub(super) fn complete(&mut self, id: u64, reply: Reply) -> Option<Waker> {
         self.calls.get_mut(id)?.settle(reply)
     }
@@ -145,6 +149,7 @@ impl State {
     /// Takes call `id`'s outcome if it came (removing its entry and giving
     /// back its slot), or keeps `cx`'s waker to be woken when it does. The
     /// second waker returned is the next caller in line for the slot.
+    #[inline]
     pub(super) fn poll_outcome(
         &mut self,
         id: u64,
