@@ -38,6 +38,8 @@ const MAX_MOVES: u8 = 3;
 #[must_use = "a call does nothing unless awaited"]
 pub struct Call<R, T> {
     endpoint: Arc<Endpoint>,
+    /// The connection to try first, if the handle knew it without a lock.
+    first: Option<Arc<Connection>>,
     method: &'static str,
     /// Until the first poll, the deadline of the handler the call was made
     /// in, if any; from then on, the call's deadline.
@@ -103,6 +105,7 @@ impl<R, T> Call<R, T> {
     /// deadline is `inherited` (if it is): it gets the earlier of the two.
     pub(super) fn new(
         endpoint: Arc<Endpoint>,
+        first: Option<Arc<Connection>>,
         method: &'static str,
         inherited: Option<Instant>,
         timeout: Duration,
@@ -116,6 +119,7 @@ impl<R, T> Call<R, T> {
         };
         Call {
             endpoint,
+            first,
             method,
             deadline: inherited,
             budget: timeout,
@@ -246,7 +250,10 @@ impl<R, T> Future for Call<R, T> {
                                 budget: Duration::ZERO,
                             })
                         } else {
-                            let conn = this.endpoint.current();
+                            let conn = match this.first.take() {
+                                Some(conn) => conn,
+                                None => this.endpoint.current(),
+                            };
                             this.send(conn, this.budget, false, cx)
                         }
                     }

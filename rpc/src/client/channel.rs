@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::builder::Builder;
 use super::call::Call;
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, Known};
 use super::options::CallOptions;
 use crate::Error;
 use crate::codec;
@@ -20,10 +20,19 @@ use crate::transport::{Address, Peer};
 
 /// A handle to a server that generated clients call through. Cheap to clone:
 /// clones share one multiplexed connection.
-#[derive(Clone)]
 pub struct Channel {
     endpoint: Arc<Endpoint>,
     options: CallOptions,
+    known: Known,
+}
+
+impl Clone for Channel {
+    /// A clone knows the connection in use now (clients are usually cloned
+    /// per task or request, so after a reconnect the lock-free path comes
+    /// back).
+    fn clone(&self) -> Self {
+        self.with_options(self.options.clone())
+    }
 }
 
 impl std::fmt::Debug for Channel {
@@ -70,7 +79,12 @@ impl Channel {
 
     pub(super) fn over(endpoint: Arc<Endpoint>) -> Channel {
         let options = CallOptions::default().with_timeout(endpoint.config.timeout);
-        Channel { endpoint, options }
+        let known = endpoint.known();
+        Channel {
+            endpoint,
+            options,
+            known,
+        }
     }
 
     /// A handle on the same connection whose calls have deadline `timeout`.
@@ -83,6 +97,7 @@ impl Channel {
         Channel {
             endpoint: self.endpoint.clone(),
             options,
+            known: self.endpoint.refresh(&self.known),
         }
     }
 
@@ -153,6 +168,7 @@ impl Channel {
     ) -> Call<R, T> {
         Call::new(
             self.endpoint.clone(),
+            self.endpoint.still(&self.known),
             method,
             crate::context::current_deadline(),
             self.options.timeout(),

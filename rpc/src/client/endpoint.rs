@@ -4,7 +4,8 @@
 //! never holding a caller past its deadline. A channel over many servers
 //! keeps one of these per server it spreads calls over.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -22,6 +23,8 @@ pub(crate) struct Endpoint {
     pub(super) config: Config,
     /// The connection calls go to; replaced by a reconnect.
     current: Mutex<Arc<Connection>>,
+    /// How many times `current` was replaced (see [`Known`]).
+    generation: AtomicU64,
     /// One connection attempt at a time, spaced by the backoff.
     reconnect: Mutex<Reconnect>,
 }
@@ -47,6 +50,7 @@ impl Endpoint {
             connector,
             config,
             current: Mutex::new(conn),
+            generation: AtomicU64::new(0),
             reconnect: Mutex::new(Reconnect::new(backoff)),
         }))
     }
@@ -67,7 +71,40 @@ impl Endpoint {
 
     /// Makes `conn` the connection in use.
     fn replace(&self, conn: Arc<Connection>) {
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = conn;
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        *current = conn;
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The connection in use now, to remember in a handle.
+    pub(super) fn known(&self) -> Known {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        Known {
+            conn: Arc::downgrade(&current),
+            // Read under the lock that `replace` bumps it under.
+            generation: self.generation.load(Ordering::Relaxed),
+        }
+    }
+
+    /// `known` if it is still the connection in use, else the one now.
+    pub(super) fn refresh(&self, known: &Known) -> Known {
+        if self.generation.load(Ordering::Relaxed) == known.generation {
+            known.clone()
+        } else {
+            self.known()
+        }
+    }
+
+    /// `known`'s connection if it is still the one in use: no lock taken.
+    /// A stale answer (replaced just now) only sends a call to a connection
+    /// that no longer takes calls; the call then goes elsewhere.
+    #[inline]
+    pub(super) fn still(&self, known: &Known) -> Option<Arc<Connection>> {
+        if self.generation.load(Ordering::Relaxed) == known.generation {
+            known.conn.upgrade()
+        } else {
+            None
+        }
     }
 
     /// Opens a new connection to the server, not yet in use.
@@ -181,6 +218,15 @@ impl Endpoint {
         .boxed()
         .shared()
     }
+}
+
+/// The connection a handle saw in use when it was made: its calls take it
+/// without locking [`Endpoint::current`] while it is still in use. Weak, so
+/// a handle does not keep a replaced connection open.
+#[derive(Debug, Clone)]
+pub(super) struct Known {
+    conn: Weak<Connection>,
+    generation: u64,
 }
 
 /// Opens a link within the connect timeout and shakes hands over it.
