@@ -736,12 +736,10 @@ async fn many_callers_on_a_multi_thread_runtime_with_a_small_cap_all_complete() 
     server.shutdown().await;
 }
 
-/// A call's deadline counts from when the writer takes its request (one read
-/// of the clock per batch, not per call), unless the writer is away writing:
-/// it may not be back soon. Here it never is: the server reads nothing, and
-/// a 12 MiB request fills the socket. A call made meanwhile reads the clock
-/// itself and fails at its own deadline, instead of waiting for a stamp that
-/// would come only once the write goes through.
+/// A call's deadline does not wait for its request to be written. Here
+/// the writer is stuck: the server reads nothing, and a 12 MiB request
+/// fills the socket. A call made meanwhile still fails at its own deadline,
+/// not once the write goes through.
 #[tokio::test]
 async fn a_call_behind_a_stuck_writer_still_fails_at_its_deadline() {
     let _watchdog = watchdog();
@@ -761,12 +759,11 @@ async fn a_call_behind_a_stuck_writer_still_fails_at_its_deadline() {
     big.abort();
 }
 
-/// A connection keeps the times of its last 64 batches; a call pending
-/// longer than that has its batch's time folded into it. Its deadline still
-/// holds: a call given 1 s, outlasting a hundred batches (one-at-a-time
-/// calls), fails with DeadlineExceeded when its time is up.
+/// A call's deadline holds however many other calls come and go while it
+/// waits: a call given 1 s, outlasting a hundred one-at-a-time calls, fails
+/// with DeadlineExceeded when its time is up.
 #[tokio::test]
-async fn a_call_outlasting_many_batches_still_fails_at_its_deadline() {
+async fn a_call_outlasting_a_hundred_others_still_fails_at_its_deadline() {
     let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(8).await;
     let budget = Duration::from_secs(1);
@@ -905,9 +902,8 @@ async fn a_bad_scalar_reply_is_a_decode_error_for_its_call() {
     a_next_call_completes(&client, &mut peer).await;
 }
 
-/// A call's timeout counts from its first poll (to be exact, from the first
-/// poll of the first call in its batch), not from when its request is
-/// written: polled, then its thread blocked past its deadline, a call whose
+/// A call's timeout counts from its first poll, not from when its request
+/// is written: polled, then its thread blocked past its deadline, a call whose
 /// server answers at once still fails with DeadlineExceeded.
 #[tokio::test]
 async fn a_call_counts_its_timeout_from_its_first_poll_even_if_its_thread_then_blocks() {

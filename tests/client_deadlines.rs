@@ -2,14 +2,13 @@
 //! (`support::hand`) that leaves the calls unanswered: every call fails with
 //! DeadlineExceeded at its own deadline, counted from when it was made,
 //! never before and not long after, whatever else is pending on the connection (a longer call, many
-//! batches of calls, waves of callers on several threads); a call refused
+//! calls sent one after another, waves of callers on several threads); a call refused
 //! and sent again keeps its first deadline; and a call made too late to be
 //! worth sending is not sent at all.
 //!
-//! The client reads the clock once per batch of requests it writes (the
-//! batch's stamp), and a call's deadline counts from its batch's stamp; the
-//! reader keeps one timer per connection, armed for the earliest deadline.
-//! These tests check that neither shortcut makes a call fail early or late.
+//! The client keeps one timer per connection, armed for the earliest
+//! deadline it has seen since it last fired, not one per call. These tests
+//! check that this never makes a call fail early or late.
 //!
 //! The sleeps here are part of each scenario (time that must pass between
 //! two calls), not waits for an event that has a signal.
@@ -24,18 +23,18 @@ use support::hand::*;
 use support::raw::{self, RawConn};
 
 // ---------------------------------------------------------------------------
-// Deadlines counted from each batch's stamp.
+// Deadlines with one timer per connection.
 
 /// A call with a short timeout made while a call with a long one is
-/// pending (and stamped, so the reader's timer is armed for the long one):
-/// its batch's stamp moves the timer earlier, and it fails at its own
+/// pending (so the reader's timer is armed for the long one): the short
+/// call moves the timer earlier, and it fails at its own
 /// deadline, not the long call's.
 #[tokio::test]
 async fn a_short_call_behind_a_long_one_fails_at_its_own_deadline() {
     let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(8).await;
     let long = tokio::spawn(client.with_timeout(Duration::from_secs(20)).hold(0, 1));
-    // Written, so taken and stamped: the timer is armed for 20 s from now.
+    // Written: the timer is armed for 20 s from now.
     let long_req = next_request(&mut peer).await;
     let budget = Duration::from_millis(300);
     let started = Instant::now();
@@ -59,11 +58,10 @@ async fn a_short_call_behind_a_long_one_fails_at_its_own_deadline() {
     assert_eq!(within("the long call", long).await.unwrap().unwrap(), 1);
 }
 
-/// The reader's timer goes idle whenever nothing stamped is pending (it
-/// fired, and the calls left had no stamp yet, or there were none); the
-/// next call's stamp must arm it again. Round after round on one
-/// connection, a lone call fails at its deadline, and one call made right
-/// after the previous expired (no stamp pending when the timer fired) too.
+/// The reader's timer goes idle whenever it fires with nothing left
+/// pending; the next call must arm it again. Round after round on one
+/// connection, a lone call fails at its deadline, and so does one made
+/// right after the previous one expired.
 #[tokio::test]
 async fn lone_calls_on_an_idle_connection_each_fail_at_their_deadline() {
     let _watchdog = watchdog();
@@ -85,24 +83,24 @@ async fn lone_calls_on_an_idle_connection_each_fail_at_their_deadline() {
     assert_eq!(within("the next call", next).await.unwrap().unwrap(), 9);
 }
 
-/// A call's deadline counts from its own batch's stamp, not from an earlier
-/// batch's. A call made 600 ms after the previous batch, with a 1 s budget,
-/// must not fail before 1 s from when it was made, even when the reader's
-/// timer fires for another call in the meantime (the scan that would find
-/// a deadline resolved from the wrong stamp).
+/// A call's deadline counts from when it was made, not from when an
+/// earlier call was. A call made 600 ms after the previous one, with a 1 s
+/// budget, must not fail before 1 s from when it was made, even when the
+/// reader's timer fires for another call in the meantime (the scan that
+/// would find a wrong deadline).
 #[tokio::test]
-async fn a_call_made_long_after_the_previous_batch_gets_its_own_batchs_time() {
+async fn a_call_made_long_after_the_previous_one_counts_from_its_own_start() {
     let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(8).await;
     let first = tokio::spawn(client.with_timeout(Duration::from_secs(20)).hold(0, 1));
     let first_req = next_request(&mut peer).await;
-    // The scenario: time passes between two batches.
+    // The scenario: time passes between two calls.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let budget = Duration::from_secs(1);
     let started = Instant::now();
     let second = tokio::spawn(client.with_timeout(budget).hold(0, 2));
     let second_req = next_request(&mut peer).await;
-    // A short call in a batch of its own: its expiry makes the reader scan
+    // A short call sent alone: its expiry makes the reader scan
     // what is pending and re-arm for the earliest deadline left.
     let short = Duration::from_millis(100);
     let short_started = Instant::now();
@@ -136,12 +134,11 @@ async fn a_call_made_long_after_the_previous_batch_gets_its_own_batchs_time() {
     assert_eq!(within("the first call", first).await.unwrap().unwrap(), 1);
 }
 
-/// More calls pending at once, each sent in a batch of its own a little
-/// after the one before, than the connection keeps batch times for (64):
-/// the oldest times are folded into their calls. Each call still fails at
-/// its own deadline, counted from its own batch: none early, none late.
+/// Many calls pending at once, each sent a little after the one before:
+/// each fails at its own deadline, counted from its own start: none early,
+/// none late.
 #[tokio::test]
-async fn calls_pending_across_more_batches_than_are_kept_each_fail_at_their_own_deadline() {
+async fn eighty_calls_sent_one_after_another_each_fail_at_their_own_deadline() {
     let _watchdog = watchdog();
     let (client, mut peer, _listener) = client_and_peer(1000).await;
     let budget = Duration::from_secs(3);
@@ -151,10 +148,9 @@ async fn calls_pending_across_more_batches_than_are_kept_each_fail_at_their_own_
         let started = Instant::now();
         let call = client.hold(0, i);
         calls.push(tokio::spawn(async move {
-            fails_at_its_deadline("a call of its own batch", call, budget, started).await;
+            fails_at_its_deadline("a call sent alone", call, budget, started).await;
         }));
-        // Written, so taken (and stamped) alone; the scenario: some time
-        // passes before the next.
+        // Written alone; the scenario: some time passes before the next.
         next_request(&mut peer).await;
         tokio::time::sleep(Duration::from_millis(15)).await;
     }

@@ -101,13 +101,12 @@ impl<R, T> std::fmt::Debug for Call<R, T> {
 }
 
 impl<R, T> Call<R, T> {
-    /// A call with the handle's `timeout`, made inside a handler whose
-    /// deadline is `inherited` (if it is): it gets the earlier of the two.
+    /// A call with the handle's `timeout`; made inside a handler, it gets
+    /// the handler's deadline if that is earlier.
     pub(super) fn new(
         endpoint: Arc<Endpoint>,
         first: Option<Arc<Connection>>,
         method: &'static str,
-        inherited: Option<Instant>,
         timeout: Duration,
         frame: Result<FrameBuf, Error>,
         decode: fn(&[u8]) -> Result<R, String>,
@@ -121,7 +120,7 @@ impl<R, T> Call<R, T> {
             endpoint,
             first,
             method,
-            deadline: inherited,
+            deadline: crate::context::current_deadline(),
             budget: timeout,
             request,
             moves: 0,

@@ -170,7 +170,6 @@ impl Channel {
             self.endpoint.clone(),
             self.endpoint.still(&self.known),
             method,
-            crate::context::current_deadline(),
             self.options.timeout(),
             self.encode_request(method, method_id, args),
             decode,
