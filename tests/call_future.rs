@@ -821,12 +821,14 @@ async fn a_call_outliving_its_channel_waits_for_a_slot_on_its_connection() {
     assert_eq!(within("the call behind", behind).await.unwrap().unwrap(), 2);
 }
 
-/// A call refused by a server shutting down goes to another connection. The
-/// call future is whole on its own: with every handle to its channel gone it
-/// still reconnects, is sent again there, and completes.
-#[tokio::test]
-async fn a_refused_call_outliving_its_channel_still_goes_elsewhere() {
-    let _watchdog = watchdog();
+/// A call refused by a server shutting down after every handle to its
+/// channel was dropped, and the connection it is sent again on: returns the
+/// call, that connection, and the request as sent again.
+async fn refused_and_sent_again() -> (
+    tokio::task::JoinHandle<Result<u32, rpc::Error>>,
+    RawConn,
+    Req,
+) {
     let (client, mut peer, listener) = client_and_peer(8).await;
     let call = tokio::spawn(client.hold(0, 1));
     let req = next_request(&mut peer).await;
@@ -842,6 +844,16 @@ async fn a_refused_call_outliving_its_channel_still_goes_elsewhere() {
     let mut next = within("the reconnect", accept(&listener)).await;
     let again = next_request(&mut next).await;
     assert_eq!(again.args, req.args, "the same request, sent again");
+    (call, next, again)
+}
+
+/// The call future is whole on its own: with every handle to its channel
+/// gone, a call refused by a server shutting down still reconnects, is sent
+/// again there, and completes.
+#[tokio::test]
+async fn a_refused_call_outliving_its_channel_still_goes_elsewhere() {
+    let _watchdog = watchdog();
+    let (call, mut next, again) = refused_and_sent_again().await;
     next.send(&ok(again.id, &1u32)).await;
     assert_eq!(within("the refused call", call).await.unwrap().unwrap(), 1);
 }
@@ -852,20 +864,7 @@ async fn a_refused_call_outliving_its_channel_still_goes_elsewhere() {
 #[tokio::test]
 async fn a_refused_call_lost_after_it_was_sent_again_is_disconnected() {
     let _watchdog = watchdog();
-    let (client, mut peer, listener) = client_and_peer(8).await;
-    let call = tokio::spawn(client.hold(0, 1));
-    let req = next_request(&mut peer).await;
-    peer.send(&raw::goaway(raw::goaway::SHUTDOWN, "draining"))
-        .await;
-    peer.send(&raw::refusal(
-        req.id,
-        raw::status::SHUTTING_DOWN,
-        "draining",
-    ))
-    .await;
-    let mut next = within("the reconnect", accept(&listener)).await;
-    let again = next_request(&mut next).await;
-    assert_eq!(again.args, req.args);
+    let (call, next, _) = refused_and_sent_again().await;
     drop(next);
     match within("the call", call).await.unwrap() {
         Err(rpc::Error::Disconnected { method, .. }) => assert_eq!(method, "Probe.hold"),
