@@ -352,11 +352,17 @@ fn memory(md: &mut String, runs: &[Option<Fields>]) {
 /// How each figure is computed, and what the unbatched variants ask.
 fn method(md: &mut String, clk_tck: f64) {
     let _ = writeln!(md, "## How each figure is computed\n");
+    let runtimes = if std::env::var("BENCH_RUNTIME").is_ok_and(|v| v == "multi") {
+        "multi-thread tokio runtimes of one worker each (`new_multi_thread`, \
+         `BENCH_RUNTIME=multi`)"
+    } else {
+        "single-threaded tokio runtimes (`new_current_thread`)"
+    };
     let _ = writeln!(
         md,
         "- **Cells.** Each (implementation, workload, repeat) runs in a fresh process: the \
          bench re-executes itself, and the child runs the server and the client on two \
-         single-threaded tokio runtimes (`new_current_thread`) on two OS threads, over \
+         {runtimes} on two OS threads, over \
          loopback TCP with `TCP_NODELAY` on both ends for every implementation \
          (tarpc's `tcp::connect`/`listen` leave it off, so its streams are made by the \
          bench and wrapped as those functions wrap them). The child warms up, then \

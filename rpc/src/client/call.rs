@@ -27,8 +27,8 @@ use crate::Error;
 use crate::protocol::FrameBuf;
 
 /// Times a call moves to another connection, at most, because one refused
-/// it or stopped taking calls before it went out. Past that the server keeps
-/// refusing: `ShuttingDown`.
+/// it or stopped taking calls before it went out. Past that it fails:
+/// `ShuttingDown` if a server refused it, else `Disconnected`.
 const MAX_MOVES: u8 = 3;
 
 /// A call on a [`Channel`](super::Channel): resolves to the method's return
@@ -193,7 +193,12 @@ impl<R, T> Call<R, T> {
         let method = self.method;
         self.refused |= conn.is_draining_for_shutdown();
         if self.moves == MAX_MOVES {
-            return Err(Error::ShuttingDown { method });
+            return Err(if self.refused {
+                Error::ShuttingDown { method }
+            } else {
+                let why = "every connection tried stopped taking calls before the request went out";
+                Error::disconnected(method, why)
+            });
         }
         self.moves += 1;
         let refused = self.refused;

@@ -37,6 +37,27 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
+/// How an endpoint gets a new connection.
+struct Reconnect {
+    backoff: Backoff,
+    /// The attempt in progress, shared by every caller waiting for it.
+    attempt: Option<Attempt>,
+}
+
+impl Reconnect {
+    fn new(backoff: Backoff) -> Self {
+        Reconnect {
+            backoff,
+            attempt: None,
+        }
+    }
+}
+
+/// A connection attempt running as its own task: callers wait for it as long
+/// as their deadlines allow, and it runs to its end (connect and handshake
+/// timeouts) whoever still waits, so its outcome always reaches the backoff.
+type Attempt = Shared<BoxFuture<'static, Result<Arc<Connection>, Arc<str>>>>;
+
 impl Endpoint {
     /// Connects for the first time: an error here is the caller's, with no
     /// reconnect behind it.
@@ -69,11 +90,14 @@ impl Endpoint {
         Some(self.current()).filter(|c| c.takes_calls())
     }
 
-    /// Makes `conn` the connection in use.
-    fn replace(&self, conn: Arc<Connection>) {
+    /// Makes `conn` the connection in use; returns the one it replaces, to
+    /// drop once no lock is held (dropping it stops its tasks).
+    #[must_use]
+    fn replace(&self, conn: Arc<Connection>) -> Arc<Connection> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        *current = conn;
+        let old = std::mem::replace(&mut *current, conn);
         self.generation.fetch_add(1, Ordering::Relaxed);
+        old
     }
 
     /// The connection in use now, to remember in a handle.
@@ -116,30 +140,7 @@ impl Endpoint {
     pub(super) fn address(&self) -> Address {
         self.connector.address()
     }
-}
 
-/// How an endpoint gets a new connection.
-struct Reconnect {
-    backoff: Backoff,
-    /// The attempt in progress, shared by every caller waiting for it.
-    attempt: Option<Attempt>,
-}
-
-impl Reconnect {
-    fn new(backoff: Backoff) -> Self {
-        Reconnect {
-            backoff,
-            attempt: None,
-        }
-    }
-}
-
-/// A connection attempt running as its own task: callers wait for it as long
-/// as their deadlines allow, and it runs to its end (connect and handshake
-/// timeouts) whoever still waits, so its outcome always reaches the backoff.
-type Attempt = Shared<BoxFuture<'static, Result<Arc<Connection>, Arc<str>>>>;
-
-impl Endpoint {
     /// A connection that takes calls: the current one, or a new one (one
     /// attempt at a time, spaced by the backoff). Waits no longer than
     /// `deadline`.
@@ -196,13 +197,17 @@ impl Endpoint {
     fn start_attempt(self: &Arc<Self>) -> Attempt {
         let endpoint = self.clone();
         let task = tokio::spawn(async move {
+            let mut unfinished = Unfinished(Some(&endpoint));
             let result = endpoint.open().await;
+            unfinished.0 = None;
             let mut reconnect = endpoint.reconnect.lock().unwrap_or_else(|e| e.into_inner());
             reconnect.attempt = None;
             match result {
                 Ok(conn) => {
                     reconnect.backoff.succeeded();
-                    endpoint.replace(conn.clone());
+                    let old = endpoint.replace(conn.clone());
+                    drop(reconnect);
+                    drop(old);
                     Ok(conn)
                 }
                 Err(e) => {
@@ -217,6 +222,23 @@ impl Endpoint {
         }
         .boxed()
         .shared()
+    }
+}
+
+/// An attempt that has not finished: if it never does (the connector
+/// panicked, or the runtime running it shut down), the endpoint forgets it
+/// and backs off, so that a later call starts another instead of waiting on
+/// this one for ever.
+struct Unfinished<'a>(Option<&'a Endpoint>);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if let Some(endpoint) = self.0 {
+            let mut reconnect = endpoint.reconnect.lock().unwrap_or_else(|e| e.into_inner());
+            reconnect.attempt = None;
+            let why = "the connection attempt panicked or was cancelled";
+            reconnect.backoff.failed(why.to_string());
+        }
     }
 }
 

@@ -9,7 +9,8 @@
 //!   connection in use, and getting a new one;
 //! - `connection/`: one multiplexed connection, a leaf that knows nothing of
 //!   the channel (see its docs);
-//! - `builder.rs`, `options.rs`: settings of a channel and of calls.
+//! - `builder.rs`, `config.rs`, `options.rs`: settings of a channel and of
+//!   calls.
 //!
 //! Below all of it, `crate::transport` moves the bytes.
 //!
@@ -42,13 +43,14 @@ mod backoff;
 mod builder;
 mod call;
 mod channel;
+mod config;
 mod connection;
 mod endpoint;
 mod options;
 mod reply;
 
 pub use builder::Builder;
-pub(crate) use builder::Config;
 pub use call::Call;
 pub use channel::Channel;
+pub(crate) use config::Config;
 pub use options::CallOptions;

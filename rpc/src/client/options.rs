@@ -19,11 +19,14 @@ pub struct CallOptions {
     timeout: Duration,
 }
 
+/// The deadline of a call that sets none.
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Default for CallOptions {
     /// A 30 s timeout, the channel builder's default.
     fn default() -> Self {
         CallOptions {
-            timeout: Duration::from_secs(30),
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }

@@ -2,7 +2,9 @@
 //! stream to a peer; a [`Connector`] makes new links (the client calls it for
 //! its first connection and for every reconnect); a [`Listener`] accepts them
 //! (the server's accept loop). TCP, Unix sockets and in-memory pipes are the
-//! three shipped here; TLS wraps a TCP stream into one more.
+//! three shipped here. A transport of its own (TLS, say) is one more pair: a
+//! connector that opens a stream and runs its client handshake, and a
+//! listener whose set-up step runs the server's.
 
 use std::fmt;
 use std::future::Future;
@@ -168,14 +170,26 @@ pub trait Connector: Send + Sync + 'static {
     fn address(&self) -> Address;
 }
 
-/// Accepts links for a server: its accept loop calls [`accept`] until the
-/// server shuts down, and then drops the listener.
+/// Accepts connections for a server: its accept loop calls [`accept`] until
+/// the server shuts down, and then drops the listener.
+///
+/// Accepting has two stages, so that one slow peer never holds up the
+/// others: [`accept`] returns as soon as a peer has connected, with a future
+/// ([`Listener::SetUp`]) that finishes setting the connection up (a TLS
+/// handshake, say) and yields its [`Link`]. The server runs that future in
+/// the connection's own task, within the handshake timeout. Transports with
+/// nothing to set up return a ready future.
 ///
 /// [`accept`]: Listener::accept
 pub trait Listener: Send + 'static {
-    /// The next link a peer opened. An error here (out of file descriptors,
-    /// say) is logged and waited out by the accept loop, never fatal.
-    fn accept(&mut self) -> impl Future<Output = io::Result<Link>> + Send;
+    /// What is left to set a connection up, run in its own task.
+    type SetUp: Future<Output = io::Result<Link>> + Send + 'static;
+
+    /// The next connection a peer opened. An error here (out of file
+    /// descriptors, say) is logged and waited out by the accept loop, never
+    /// fatal. It must be cancel-safe: the loop drops it when the server
+    /// starts shutting down.
+    fn accept(&mut self) -> impl Future<Output = io::Result<Self::SetUp>> + Send;
 
     /// Where it listens.
     fn address(&self) -> Address;

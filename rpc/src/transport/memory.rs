@@ -5,6 +5,7 @@
 //! free again (so reconnecting, shutdown and every limit behave as over TCP).
 
 use std::collections::HashMap;
+use std::future::Ready;
 use std::io;
 use std::sync::{Mutex, OnceLock};
 
@@ -101,9 +102,11 @@ impl Drop for MemoryListener {
 }
 
 impl Listener for MemoryListener {
-    async fn accept(&mut self) -> io::Result<Link> {
+    type SetUp = Ready<io::Result<Link>>;
+
+    async fn accept(&mut self) -> io::Result<Self::SetUp> {
         match self.links.recv().await {
-            Some(link) => Ok(link),
+            Some(link) => Ok(std::future::ready(Ok(link))),
             // Never: we hold a sender ourselves.
             None => std::future::pending().await,
         }

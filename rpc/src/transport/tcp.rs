@@ -1,6 +1,7 @@
 //! TCP: the default transport. Both sides set `TCP_NODELAY`, so a lone call
 //! never waits for Nagle's algorithm.
 
+use std::future::Ready;
 use std::io;
 use std::net::SocketAddr;
 
@@ -51,16 +52,15 @@ fn link(stream: TcpStream, peer: SocketAddr) -> io::Result<Link> {
 }
 
 impl Listener for TcpListener {
-    async fn accept(&mut self) -> io::Result<Link> {
+    type SetUp = Ready<io::Result<Link>>;
+
+    async fn accept(&mut self) -> io::Result<Self::SetUp> {
         let (stream, peer) = TcpListener::accept(self).await?;
         // A connection that cannot take the option is still served.
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
-        Ok(Link::from_halves(
-            Box::new(read),
-            Box::new(write),
-            Peer::Tcp(peer),
-        ))
+        let link = Link::from_halves(Box::new(read), Box::new(write), Peer::Tcp(peer));
+        Ok(std::future::ready(Ok(link)))
     }
 
     fn address(&self) -> Address {

@@ -1,6 +1,7 @@
 //! Unix domain sockets: a server reachable only from this machine, whose
 //! handlers see the peer process's credentials (uid, gid, pid).
 
+use std::future::Ready;
 use std::io;
 use std::path::PathBuf;
 
@@ -73,9 +74,11 @@ impl Drop for UnixListener {
 }
 
 impl Listener for UnixListener {
-    async fn accept(&mut self) -> io::Result<Link> {
+    type SetUp = Ready<io::Result<Link>>;
+
+    async fn accept(&mut self) -> io::Result<Self::SetUp> {
         let (stream, _) = self.inner.accept().await?;
-        Ok(link(stream))
+        Ok(std::future::ready(Ok(link(stream))))
     }
 
     fn address(&self) -> Address {

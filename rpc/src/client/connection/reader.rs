@@ -32,6 +32,7 @@ pub(super) async fn read_loop(
     // waiting: with no timer of their own, they would wait for ever.
     let mut closing = Closing {
         shared: &shared,
+        outbox: &outbox,
         reason: "the connection's reader stopped".into(),
     };
     let mut last_heard = Instant::now();
@@ -179,9 +180,12 @@ pub(super) async fn read_loop(
 }
 
 /// Marks the connection closed and fails every pending call when the reader
-/// ends, however it ends.
+/// ends, however it ends, and closes the write side: the server learns at
+/// once that the connection is given up, rather than when the channel
+/// replaces it.
 struct Closing<'a> {
     shared: &'a Shared,
+    outbox: &'a WeakOutbox,
     reason: String,
 }
 
@@ -191,6 +195,9 @@ impl Drop for Closing<'_> {
         // The calls in flight fail; those in line for a slot go elsewhere.
         let callers = self.shared.lock().close(reason);
         callers.into_iter().for_each(Waker::wake);
+        if let Some(out) = self.outbox.upgrade() {
+            out.close();
+        }
     }
 }
 
