@@ -122,26 +122,6 @@ impl Drop for Entered {
     }
 }
 
-/// About 30 years: further than any call lives. The longest budget a call
-/// is given (a longer timeout means the same: no deadline).
-pub(crate) const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
-
-/// `start + d`, or a deadline so far away that it never comes if that
-/// overflows (`Duration::MAX` means "no deadline", not a panic).
-pub(crate) fn deadline_after(start: Instant, d: Duration) -> Instant {
-    deadline_in(start, d).0
-}
-
-/// [`deadline_after`], and the time from `start` to it (without subtracting
-/// one instant from another, which costs more than it looks).
-#[inline]
-pub(crate) fn deadline_in(start: Instant, d: Duration) -> (Instant, Duration) {
-    match start.checked_add(d) {
-        Some(at) => (at, d),
-        None => (start + FAR, FAR),
-    }
-}
-
 /// Runs `f` with `ctx` as the current context on every poll, and when it is
 /// dropped (a cancelled handler's destructors still see their call). Unlike
 /// `LocalKey::scope`, the result is `Unpin` when `f` is, so the server can

@@ -1,4 +1,8 @@
-//! A deadline on a future whose timer is made only if it is needed.
+//! Deadlines, both sides: how a call's deadline is fixed from its timeout
+//! and the deadline it inherits, the arithmetic that never overflows, and a
+//! future bounded by a deadline whose timer is made only if it is needed.
+//! (The client connection's one timer for all its calls is in
+//! `client/connection/deadlines.rs`.)
 //!
 //! `tokio::time::timeout_at` embeds a `Sleep` (a timer entry of a few hundred
 //! bytes) in the future and registers it on the first poll that finds the
@@ -12,8 +16,46 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::task::Poll;
 
+use std::time::Duration;
+
 use tokio::task::coop::Unconstrained;
 use tokio::time::{Instant, Sleep};
+
+/// About 30 years: further than any call lives. The longest budget a call
+/// is given (a longer timeout means the same: no deadline).
+pub(crate) const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// `start + d`, or a deadline so far away that it never comes if that
+/// overflows (`Duration::MAX` means "no deadline", not a panic).
+pub(crate) fn after(start: Instant, d: Duration) -> Instant {
+    within(start, d).0
+}
+
+/// [`after`], and the time from `start` to it (without subtracting
+/// one instant from another, which costs more than it looks).
+#[inline]
+pub(crate) fn within(start: Instant, d: Duration) -> (Instant, Duration) {
+    match start.checked_add(d) {
+        Some(at) => (at, d),
+        None => (start + FAR, FAR),
+    }
+}
+
+/// A call's deadline and budget, fixed when it starts at `now`: `timeout`
+/// from now, or the deadline it inherited (made inside a handler) if that
+/// is earlier. Budgets propagate through call chains this way.
+#[inline]
+pub(crate) fn for_call(
+    now: Instant,
+    timeout: Duration,
+    inherited: Option<Instant>,
+) -> (Instant, Duration) {
+    let (own, budget) = within(now, timeout);
+    match inherited {
+        Some(inherited) if inherited < own => (inherited, inherited.saturating_duration_since(now)),
+        _ => (own, budget),
+    }
+}
 
 /// Runs `fut` until `deadline`: `Some(output)`, or `None` if the deadline
 /// passed first. Like `timeout_at`, the future is polled before the clock is

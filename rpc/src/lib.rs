@@ -90,7 +90,6 @@ mod codec;
 pub mod context;
 mod deadline;
 mod error;
-mod id_map;
 pub mod protocol;
 pub mod server;
 pub mod transport;

@@ -41,7 +41,7 @@ impl Backoff {
 
     pub(super) fn failed(&mut self, error: String) {
         let delay = jittered(self.next_delay);
-        self.retry_at = Some(crate::context::deadline_after(Instant::now(), delay));
+        self.retry_at = Some(crate::deadline::after(Instant::now(), delay));
         self.next_delay = scale(self.next_delay, MULTIPLIER).min(self.max);
         self.last_error = error;
         self.failures += 1;

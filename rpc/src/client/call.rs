@@ -24,6 +24,7 @@ use super::connection::{Connection, Encoded, Failure, InFlight, NoSlot, Tried};
 use super::endpoint::Endpoint;
 use super::reply::{decode_response, is_shutting_down};
 use crate::Error;
+use crate::deadline;
 use crate::protocol::FrameBuf;
 
 /// Times a call moves to another connection, at most, because one refused
@@ -132,18 +133,11 @@ impl<R, T> Call<R, T> {
         }
     }
 
-    /// Starts the call (like any `async fn`'s work, at its first poll): its
-    /// deadline is its handle's timeout from now, or the deadline it
-    /// inherited if that is earlier; its budget, the time left until then.
+    /// Starts the call (like any `async fn`'s work, at its first poll): fixes
+    /// its deadline and budget (see [`deadline::for_call`]).
     fn start(&mut self) {
-        let now = Instant::now();
-        let (own, budget) = crate::context::deadline_in(now, self.budget);
-        (self.deadline, self.budget) = match self.deadline {
-            Some(inherited) if inherited < own => {
-                (Some(inherited), inherited.saturating_duration_since(now))
-            }
-            _ => (Some(own), budget),
-        };
+        let (at, budget) = deadline::for_call(Instant::now(), self.budget, self.deadline);
+        (self.deadline, self.budget) = (Some(at), budget);
     }
 
     fn deadline(&self) -> Instant {
@@ -161,14 +155,7 @@ impl<R, T> Call<R, T> {
     ) -> Result<Step, Error> {
         let deadline = self.deadline();
         let method = self.method;
-        match conn.try_send(
-            method,
-            &mut self.request,
-            deadline,
-            budget,
-            granted,
-            cx.waker(),
-        ) {
+        match conn.try_send(&mut self.request, deadline, budget, granted, cx.waker()) {
             Tried::Sent(call) => Ok(Step::InFlight(call)),
             Tried::Full(conn) => Ok(Step::Waiting(Box::pin(async move {
                 match conn.wait_for_slot(deadline).await {
@@ -181,7 +168,16 @@ impl<R, T> Call<R, T> {
                 }
             }))),
             Tried::NotSent(conn) => self.elsewhere(&conn),
-            Tried::Failed(e) => Err(e),
+            Tried::Late => Err(Error::DeadlineExceeded {
+                method,
+                budget: Duration::ZERO,
+            }),
+            Tried::TooLarge { size, limit } => Err(Error::FrameTooLarge {
+                method,
+                what: "request",
+                size,
+                limit,
+            }),
         }
     }
 

@@ -24,8 +24,10 @@
 //! every client and a boxed or generic future per layer. Here the variety
 //! lives inside the channel instead: what a call needs from the servers
 //! behind it is a connection to try now (`Endpoint::current`) and one that
-//! takes calls, waiting if it must (`Endpoint::connection`); a channel over
-//! many servers answers both by choosing among its endpoints, so
+//! takes calls, waiting if it must (`Endpoint::connection`). Today a channel
+//! has one endpoint; the channel over many servers (a later issue) answers
+//! the same two questions by choosing among its endpoints (and learns from
+//! each call's outcome, which `call.rs` decides), so
 //! `{Trait}Client::new(channel)` works for it with no change to generated
 //! code, and the common call stays one concrete future with no boxing.
 //! Per-call options travel in one value, [`CallOptions`], carried by the

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::id_map::IdMap;
+use super::id_map::IdMap;
 
 /// The handlers running on one connection, by call id.
 ///

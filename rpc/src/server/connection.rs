@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::Shared;
 use super::calls::{Abuse, Calls};
 use super::dispatch::{Call, Handler};
-use crate::context;
+use crate::deadline;
 use crate::protocol::{
     DRAIN_PING, FrameBuf, FrameCodec, FrameError, GoAwayReason, Kind, Payload, RequestHead, Status,
 };
@@ -452,7 +452,7 @@ impl Driver {
             id,
             method,
             handler,
-            deadline: context::deadline_after(received, budget),
+            deadline: deadline::after(received, budget),
             budget,
         };
         // Only the driver takes permits, so one seen here is still there

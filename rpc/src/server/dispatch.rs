@@ -10,9 +10,9 @@ use bytes::{BufMut, Bytes};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::id_map::IdMap;
 use crate::Error;
 use crate::codec;
-use crate::id_map::IdMap;
 use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Payload, Status};
 use crate::transport::Outgoing;
 

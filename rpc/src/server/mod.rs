@@ -11,6 +11,7 @@
 mod calls;
 mod connection;
 pub(crate) mod dispatch;
+mod id_map;
 mod listener;
 
 use std::net::SocketAddr;

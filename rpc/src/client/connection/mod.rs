@@ -54,8 +54,10 @@ pub(crate) enum Tried {
     /// The connection takes no more calls (closed, or the server is
     /// draining it); the request was not sent.
     NotSent(Arc<Connection>),
-    /// The request cannot go at all (too large, or out of time).
-    Failed(Error),
+    /// The call is out of time (it may have waited for a slot).
+    Late,
+    /// The request is larger than the server accepts.
+    TooLarge { size: usize, limit: usize },
 }
 
 /// Why a caller waiting for a slot got none.
@@ -101,13 +103,12 @@ impl Connection {
         }))
     }
 
-    /// Queues `request` as call of `method` with `deadline`, telling the
-    /// server it has `budget` left, if the connection takes calls and a
+    /// Queues `request` as a call with `deadline`, telling the server it has
+    /// `budget` left, if the connection takes calls and a
     /// slot under the in-flight cap is free (or `granted` one already).
     /// `waker` is woken with the outcome.
     pub(crate) fn try_send(
         self: Arc<Self>,
-        method: &'static str,
         request: &mut Encoded,
         deadline: Instant,
         budget: Duration,
@@ -134,21 +135,13 @@ impl Connection {
             return refuse(st, Tried::NotSent(self.clone()));
         }
         if budget.is_zero() {
-            return refuse(
-                st,
-                Tried::Failed(Error::DeadlineExceeded { method, budget }),
-            );
+            return refuse(st, Tried::Late);
         }
         // Checked on a live connection only: the next one may accept more.
         let size = request.len() - LEN_PREFIX;
         if size > self.send_limit {
-            let too_large = Error::FrameTooLarge {
-                method,
-                what: "request",
-                size,
-                limit: self.send_limit,
-            };
-            return refuse(st, Tried::Failed(too_large));
+            let limit = self.send_limit;
+            return refuse(st, Tried::TooLarge { size, limit });
         }
         if !granted && !st.admission.try_take() {
             drop(st);

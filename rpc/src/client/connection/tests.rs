@@ -68,14 +68,9 @@ async fn call(conn: Arc<Connection>, deadline: Instant) -> Result<Payload, Failu
         let call = match &mut in_flight {
             Some(call) => call,
             None => {
-                let tried = conn.clone().try_send(
-                    "Svc.m",
-                    &mut request,
-                    deadline,
-                    budget,
-                    false,
-                    cx.waker(),
-                );
+                let tried =
+                    conn.clone()
+                        .try_send(&mut request, deadline, budget, false, cx.waker());
                 match tried {
                     Tried::Sent(call) => in_flight.insert(call),
                     _ => panic!("the request was not queued"),
@@ -229,7 +224,6 @@ async fn a_closed_connection_hands_the_request_back() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let waker = futures::task::noop_waker();
     let tried = conn.try_send(
-        "Svc.m",
         &mut request,
         deadline,
         Duration::from_secs(5),
