@@ -65,9 +65,11 @@ struct PipeListener {
 }
 
 impl Listener for PipeListener {
-    async fn accept(&mut self) -> io::Result<Link> {
+    type SetUp = std::future::Ready<io::Result<Link>>;
+
+    async fn accept(&mut self) -> io::Result<Self::SetUp> {
         match self.pipes.recv().await {
-            Some(stream) => Ok(pipe_link(stream)),
+            Some(stream) => Ok(std::future::ready(Ok(pipe_link(stream)))),
             // Every connector is gone: nothing more will come.
             None => std::future::pending().await,
         }
