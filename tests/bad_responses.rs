@@ -3,8 +3,9 @@
 //! one shorter than a header or claiming more than the client accepts.
 //! Whatever came before it is still delivered; the calls still waiting on
 //! that connection fail at once with Disconnected, naming the fault (never
-//! a reply taken from bad bytes, never a hang until the deadline); and the
-//! next call reconnects and completes.
+//! a reply taken from bad bytes, never a hang until the deadline); the
+//! client closes the connection it gave up; and the next call reconnects
+//! and completes.
 
 // Each test file uses a different part of `support`.
 #[allow(unused_imports)]
@@ -96,4 +97,40 @@ async fn a_response_too_short_or_too_long_is_a_protocol_error_at_once() {
     long[..4].copy_from_slice(&(u32::MAX).to_be_bytes());
     let (err, _) = answer_one_then(&long, false).await;
     disconnected_with(&err, "protocol error");
+}
+
+/// After `bad`, a frame no server may send: the client declares the
+/// connection dead, the call waiting on it fails with Disconnected, and the
+/// client closes its side at once, with no other call to make it notice;
+/// the next call opens a new connection.
+async fn declared_dead_after(bad: &[u8]) {
+    let _watchdog = watchdog();
+    let (client, mut peer, listener) = client_and_peer(4).await;
+    let call = tokio::spawn(client.hold(0, 1));
+    next_request(&mut peer).await;
+    peer.send(bad).await;
+    let err = within("the call", call).await.unwrap().unwrap_err();
+    disconnected_with(&err, "protocol error");
+    let (frames, closed) = peer.frames_until_closed(PROMPTLY).await;
+    assert!(
+        frames.iter().all(|f| f.kind != raw::kind::REQUEST),
+        "sent on the dead connection: {frames:?}"
+    );
+    assert!(matches!(closed, raw::Closed::Eof), "{closed:?}");
+
+    let next = tokio::spawn(client.hold(0, 2));
+    let mut peer = accept(&listener).await;
+    let req = next_request(&mut peer).await;
+    peer.send(&ok(req.id, &2u32)).await;
+    assert_eq!(within("the next call", next).await.unwrap().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn after_a_second_hello_the_client_closes_the_connection_at_once() {
+    declared_dead_after(&raw::hello()).await;
+}
+
+#[tokio::test]
+async fn after_a_frame_of_an_unknown_kind_the_client_closes_the_connection_at_once() {
+    declared_dead_after(&raw::frame(99, 0, 0, &[])).await;
 }

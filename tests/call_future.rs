@@ -1,9 +1,9 @@
-//! The hand-written call future (`rpc::client::Call`, a9a8369 and 83d0980):
-//! what it sends and when, what it gives back (Cancel, its slot under the
-//! in-flight cap), how it survives being moved between tasks, how it follows
-//! a server that refuses it while shutting down, and what forged or stray
-//! Response ids do to it. Most tests play the server by hand over TCP
-//! (`support::hand`, on `support::raw`) to see exactly the frames the client sends.
+//! The hand-written call future (`rpc::client::Call`): what it sends and
+//! when, what it gives back (Cancel, its slot under the in-flight cap), how
+//! it survives being moved between tasks, how it follows a server that
+//! refuses it while shutting down, and what forged or stray Response ids do
+//! to it. Most tests play the server by hand over TCP (`support::hand`, on
+//! `support::raw`) to see exactly the frames the client sends.
 //!
 //! Where a test must know that the client has handled everything sent to it
 //! so far, it sends a Ping and waits for the Pong ([`sync`]): the client's
@@ -169,8 +169,8 @@ async fn a_call_past_its_deadline_is_cancelled_once_and_reports_its_budget() {
 /// the request goes out. Made, then awaited 400 ms later, a 1 s call goes
 /// out with (nearly) its whole second, and it still has that second: a
 /// reply 700 ms after it went out (1.1 s after the call was made) reaches
-/// it. (Before 02c860a the budget was counted from when the future was
-/// made, and the request claimed time the caller no longer had.)
+/// it. (Counted from when the future was made, the budget would claim time
+/// the caller no longer had.)
 #[tokio::test]
 async fn a_call_starts_at_its_first_poll_and_sends_the_budget_it_has_then() {
     let _watchdog = watchdog();
@@ -353,7 +353,7 @@ async fn shutting_down_after_goaway_sends_the_calls_to_another_connection() {
 }
 
 /// A ShuttingDown reply on a connection that had no GoAway (so still takes
-/// calls) is the caller's error, as before the change: not sent again.
+/// calls) is the caller's error: not sent again.
 #[tokio::test]
 async fn a_shutting_down_reply_without_goaway_is_the_callers_error() {
     let _watchdog = watchdog();
@@ -785,9 +785,8 @@ async fn a_call_outlasting_a_hundred_others_still_fails_at_its_deadline() {
     assert_eq!((cancel.kind, cancel.call_id), (raw::kind::CANCEL, held.id));
 }
 
-/// A call holds its connection, and reaches its channel through it only if
-/// it must go elsewhere; so a call outliving every handle to its channel
-/// still completes: made, then the last handle dropped, then awaited.
+/// A call outliving every handle to its channel still completes: made, then
+/// the last handle dropped, then awaited, it goes out and gets its reply.
 #[tokio::test]
 async fn a_call_outliving_its_channel_still_completes() {
     let _watchdog = watchdog();

@@ -8,6 +8,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use rpc::transport::Peer;
 use support::transport::{connect, connect_with, over_all_transports, serve_at};
 use support::*;
 
@@ -99,8 +100,7 @@ over_all_transports!(a_call_future_is_small);
 /// A call's future is what a caller keeps per call in flight (in its task,
 /// or in a `Vec` of futures), and it is moved when it is awaited. It stays a
 /// few words, whatever the method's shape: the uncommon paths (waiting for a
-/// slot, reconnecting) are boxed when taken. As nested `async` blocks it was
-/// 1.7 KB.
+/// slot, reconnecting) are boxed when taken.
 async fn a_call_future_is_small(transport: Transport) {
     let (_server, channel) = start_over(transport, rpc::Server::builder()).await;
     let c = ShapesClient::new(channel);
@@ -331,6 +331,46 @@ async fn with_timeout_fails_with_deadline_exceeded_and_the_budget_travels(transp
         default > 29_000 && default <= 30_000,
         "default budget {default} ms"
     );
+}
+
+over_all_transports!(call_options_give_the_calls_through_a_handle_their_timeout);
+/// `Channel::with_options` makes a handle whose calls have the options'
+/// timeout: a slow call through it fails with DeadlineExceeded naming that
+/// budget. The handle and its clones report the options; the channel it
+/// came from keeps its own.
+async fn call_options_give_the_calls_through_a_handle_their_timeout(transport: Transport) {
+    let (_server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let budget = Duration::from_millis(200);
+    let quick = channel.with_options(rpc::client::CallOptions::default().with_timeout(budget));
+    assert_eq!(quick.options().timeout(), budget);
+    assert_eq!(quick.clone().options().timeout(), budget);
+    assert_eq!(quick.timeout(), budget);
+    assert_eq!(channel.options().timeout(), Duration::from_secs(30));
+    let started = Instant::now();
+    let slow = SlowClient::new(quick).sleep(5_000, 1);
+    hand::fails_at_its_deadline("the slow call", slow, budget, started).await;
+}
+
+over_all_transports!(a_channel_names_the_server_it_is_connected_to);
+/// `Channel::peer()` names the server as its transport does, and
+/// `peer_addr()` gives its socket address where it has one (TCP).
+async fn a_channel_names_the_server_it_is_connected_to(transport: Transport) {
+    let (server, channel) = start_over(transport, rpc::Server::builder()).await;
+    let (peer, addr) = (channel.peer(), channel.peer_addr());
+    match transport {
+        Transport::Tcp => {
+            assert_eq!(peer, Peer::Tcp(server.local_addr()));
+            assert_eq!(addr, Some(server.local_addr()));
+        }
+        Transport::Unix => {
+            assert!(matches!(peer, Peer::Unix(Some(_))), "{peer:?}");
+            assert_eq!(addr, None);
+        }
+        Transport::Memory => {
+            assert_eq!(peer, Peer::Memory);
+            assert_eq!(addr, None);
+        }
+    }
 }
 
 over_all_transports!(killing_the_server_fails_a_pending_call_with_disconnected_promptly);

@@ -3,17 +3,22 @@
 //! refused by a draining server is sent again whole on a new connection,
 //! calls go to whichever connection is current when they are first polled
 //! (even if made before it replaced the old one), a replaced connection is
-//! closed once nothing uses it, and handles cloned after a reconnect follow
-//! the server as well as the original.
+//! closed once nothing uses it, handles cloned after a reconnect follow
+//! the server as well as the original, and a call goes to a new connection
+//! a bounded number of times.
 
 // Each test file uses a different part of `support`.
 #[allow(unused_imports)]
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use support::hand::*;
-use support::raw;
+use support::probe::ProbeClient;
+use support::raw::{self, RawConn};
+use tokio::net::TcpListener;
 
 /// A large request (>= 32 KiB, written from its own buffer rather than
 /// copied) refused by two draining servers in a row goes out a third time
@@ -163,4 +168,114 @@ async fn a_call_on_a_reconnected_connection_can_still_go_elsewhere() {
     let req = next_request(&mut third).await;
     third.send(&ok(req.id, &3u32)).await;
     assert_eq!(within("the early call", early).await.unwrap().unwrap(), 3);
+}
+
+/// How the hand-played server below turns every connection away.
+#[derive(Debug, Clone, Copy)]
+enum TurnAway {
+    /// A GoAway with this reason (not shutdown) right behind its Hello, in
+    /// the same write; a request that arrives anyway closes the connection
+    /// unanswered (for all the client knows, it ran).
+    AtOnce(u8),
+    /// For each request, GoAway(shutdown) and a ShuttingDown refusal: the
+    /// call did not run.
+    Refusing,
+}
+
+/// What the hand-played server saw.
+#[derive(Debug, Default)]
+struct Seen {
+    connections: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+/// Accepts every connection on `listener` and turns it away as `how` says.
+async fn turn_away(listener: TcpListener, how: TurnAway, seen: Arc<Seen>) {
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        seen.connections.fetch_add(1, SeqCst);
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let mut conn = RawConn::from_stream(stream);
+            let hello = conn.next_frame(PROMPTLY).await.expect("no Hello");
+            assert_eq!(hello.kind, raw::kind::HELLO);
+            match how {
+                TurnAway::AtOnce(reason) => {
+                    conn.send(&[raw::hello(), raw::goaway(reason, "go away")].concat())
+                        .await
+                }
+                TurnAway::Refusing => conn.send(&raw::hello()).await,
+            }
+            // Until the client closes the connection, or a request ends it.
+            while let Ok(f) = conn.next_reply(Duration::from_secs(60)).await {
+                if f.kind != raw::kind::REQUEST {
+                    continue;
+                }
+                seen.requests.fetch_add(1, SeqCst);
+                match how {
+                    TurnAway::AtOnce(_) => return,
+                    TurnAway::Refusing => {
+                        let goaway = raw::goaway(raw::goaway::SHUTDOWN, "draining");
+                        let refusal =
+                            raw::refusal(f.call_id, raw::status::SHUTTING_DOWN, "draining");
+                        let _ = conn.try_send(&[goaway, refusal].concat()).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// A client of a server that turns every connection away as `how` says:
+/// one call's outcome, and what the server saw.
+async fn one_call_turned_away(how: TurnAway) -> (Result<u32, rpc::Error>, Arc<Seen>) {
+    let (listener, addr) = listen().await;
+    let seen = Arc::new(Seen::default());
+    tokio::spawn(turn_away(listener, how, seen.clone()));
+    let client = ProbeClient::new(rpc::Channel::builder().connect(addr).await.unwrap());
+    // Spawned, so the connection's reader takes the GoAway behind the
+    // Hello before the call first looks at the connection.
+    let outcome = within("the call", tokio::spawn(client.hold(0, 1)))
+        .await
+        .unwrap();
+    (outcome, seen)
+}
+
+/// Every connection is drained at once for a reason other than shutdown
+/// (abuse, a protocol error), before the call's request goes out or closing
+/// once it arrives: the call moves from connection to connection a bounded
+/// number of times (at most four connections), then fails with
+/// Disconnected. Not ShuttingDown: that promises the call did not run and a
+/// retry is safe, and no server here said it was shutting down.
+#[tokio::test]
+async fn a_call_turned_away_by_every_connection_for_another_reason_is_disconnected() {
+    let _watchdog = watchdog();
+    for reason in [raw::goaway::ABUSE, raw::goaway::PROTOCOL] {
+        let (outcome, seen) = one_call_turned_away(TurnAway::AtOnce(reason)).await;
+        assert!(
+            matches!(outcome, Err(rpc::Error::Disconnected { .. })),
+            "GoAway reason {reason}: {outcome:?}"
+        );
+        let connections = seen.connections.load(SeqCst);
+        assert!(
+            (1..=4).contains(&connections),
+            "GoAway reason {reason}: {connections} connections"
+        );
+    }
+}
+
+/// Every server the call reaches refuses it while shutting down: it goes
+/// out on four connections (the first and three moves), then fails with
+/// ShuttingDown (it never ran, a retry is safe).
+#[tokio::test]
+async fn a_call_refused_by_every_connection_is_sent_four_times_then_is_shutting_down() {
+    let _watchdog = watchdog();
+    let (outcome, seen) = one_call_turned_away(TurnAway::Refusing).await;
+    assert!(
+        matches!(outcome, Err(rpc::Error::ShuttingDown { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(seen.requests.load(SeqCst), 4, "requests the servers saw");
+    assert_eq!(seen.connections.load(SeqCst), 4);
 }
