@@ -3,8 +3,9 @@
 //! here, served with `Server::builder().serve(listener)` and reached with
 //! `Channel::builder().connect_with(connector)`. Calls work, both sides see
 //! the peer as the transport describes it, the server names the listener's
-//! address; and a connector that panics once costs the channel one
-//! reconnect, not every call after it.
+//! address; a connector that panics once costs the channel one reconnect,
+//! not every call after it; and a connection whose set-up stalls holds up
+//! no one and is dropped at the handshake timeout.
 
 // Each test file uses a different part of `support`.
 #[allow(unused_imports)]
@@ -206,4 +207,83 @@ async fn after_a_reconnect_whose_connector_panicked_a_later_call_reconnects() {
         3,
         "the connector's calls: the first, the one that panicked, the one after"
     );
+}
+
+/// A listener whose first connection's set-up (a TLS handshake, say) never
+/// finishes; the set-up owns the pipe, so the pipe closes when it is dropped.
+struct StallingListener {
+    inner: PipeListener,
+    stalled: bool,
+}
+
+impl Listener for StallingListener {
+    type SetUp = BoxFuture<'static, io::Result<Link>>;
+
+    async fn accept(&mut self) -> io::Result<Self::SetUp> {
+        let mut link = self.inner.accept().await?;
+        let link = (&mut link).await?;
+        if std::mem::replace(&mut self.stalled, true) {
+            return Ok(Box::pin(std::future::ready(Ok(link))));
+        }
+        Ok(Box::pin(async move {
+            let _held = link;
+            std::future::pending().await
+        }))
+    }
+
+    fn address(&self) -> Address {
+        pipe_address()
+    }
+}
+
+/// Setting a connection up runs in that connection's own task, within the
+/// server's handshake timeout: a peer whose set-up stalls holds up neither
+/// the accept loop nor other peers, and is dropped at the timeout.
+#[tokio::test]
+async fn a_connection_whose_set_up_stalls_holds_up_no_one_and_is_dropped_at_the_timeout() {
+    let pipes = Pipes::default();
+    let server = rpc::Server::builder()
+        .add_service(CalculatorServer::new(Calc))
+        .handshake_timeout(Duration::from_millis(500))
+        .serve(StallingListener {
+            inner: pipes.listen(),
+            stalled: false,
+        })
+        .unwrap();
+    // The first pipe: its set-up never finishes.
+    let mut stalled = {
+        let (ours, theirs) = tokio::io::duplex(1 << 10);
+        let sender = pipes.0.lock().unwrap().clone().unwrap();
+        sender.send(theirs).unwrap();
+        ours
+    };
+    let started = std::time::Instant::now();
+    // Another peer is served meanwhile.
+    let connector = PipeConnector {
+        pipes: pipes.clone(),
+        calls: Arc::default(),
+        panics_on: None,
+    };
+    let channel = within(
+        "connecting",
+        rpc::Channel::builder().connect_with(connector),
+    )
+    .await
+    .unwrap();
+    let calc = CalculatorClient::new(channel);
+    assert_eq!(within("a call", calc.add(2, 3)).await.unwrap(), 5);
+    // The stalled one is dropped at the timeout: its pipe closes.
+    let mut byte = [0u8; 1];
+    let read = within("the stalled pipe to close", async {
+        tokio::io::AsyncReadExt::read(&mut stalled, &mut byte).await
+    })
+    .await;
+    assert_eq!(read.unwrap(), 0, "the stalled pipe got bytes");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
+        "dropped after {waited:?}"
+    );
+    assert_eq!(calc.add(1, 1).await.unwrap(), 2);
+    within("the shutdown", server.shutdown()).await;
 }
