@@ -103,22 +103,27 @@ pub(crate) fn current_deadline() -> Option<Instant> {
     CURRENT.with(|c| c.borrow().as_ref().map(|c| c.deadline))
 }
 
-/// Sets `ctx` as the current context until dropped, then puts back what was
-/// there (also when a handler panics: the thread goes on to poll others).
-struct Entered(Option<Context>);
+/// Lends a call's context to the thread until dropped, then takes it back
+/// and puts back what was there (also when a handler panics: the thread goes
+/// on to poll others). Lent, not cloned: a handler is entered on every poll.
+struct Entered<'a> {
+    home: &'a mut Option<Context>,
+    previous: Option<Context>,
+}
 
-impl Entered {
+impl<'a> Entered<'a> {
     #[inline]
-    fn new(ctx: Context) -> Self {
-        Entered(CURRENT.with(|c| c.replace(Some(ctx))))
+    fn new(home: &'a mut Option<Context>) -> Self {
+        let previous = CURRENT.with(|c| c.replace(home.take()));
+        Entered { home, previous }
     }
 }
 
-impl Drop for Entered {
+impl Drop for Entered<'_> {
     #[inline]
     fn drop(&mut self) {
-        let previous = self.0.take();
-        CURRENT.with(|c| *c.borrow_mut() = previous);
+        let previous = self.previous.take();
+        *self.home = CURRENT.with(|c| c.replace(previous));
     }
 }
 
@@ -128,13 +133,17 @@ impl Drop for Entered {
 /// poll a handler once in its connection's driver and then move it into a
 /// task of its own.
 pub(crate) fn scope<F: Future + Unpin>(ctx: Context, f: F) -> Scoped<F> {
-    Scoped { ctx, fut: Some(f) }
+    Scoped {
+        ctx: Some(ctx),
+        fut: Some(f),
+    }
 }
 
 /// A future that runs with a call's context set: see [`scope`].
 #[derive(Debug)]
 pub(crate) struct Scoped<F> {
-    ctx: Context,
+    /// The call's context: here between polls, lent to the thread during one.
+    ctx: Option<Context>,
     /// `None` once finished or dropped (see `Drop`).
     fut: Option<F>,
 }
@@ -148,7 +157,7 @@ impl<F: Future + Unpin> Future for Scoped<F> {
     ) -> std::task::Poll<F::Output> {
         let this = self.get_mut();
         let Scoped { ctx, fut } = this;
-        let _entered = Entered::new(ctx.clone());
+        let _entered = Entered::new(ctx);
         let Some(f) = fut.as_mut() else {
             unreachable!("polled after completion");
         };
@@ -165,7 +174,7 @@ impl<F: Future + Unpin> Future for Scoped<F> {
 impl<F> Drop for Scoped<F> {
     fn drop(&mut self) {
         if let Some(fut) = self.fut.take() {
-            let _entered = Entered::new(self.ctx.clone());
+            let _entered = Entered::new(&mut self.ctx);
             drop(fut);
         }
     }
