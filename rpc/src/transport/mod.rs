@@ -18,5 +18,6 @@ pub(crate) use handshake::handshake;
 pub(crate) use reader::{FrameReader, Incoming};
 pub(crate) use turns::{CLIENT_ALONE, SERVER_ALONE, SERVER_ALONE_WRITING, Turns};
 pub(crate) use writer::{
-    BACKLOG_LIMIT, DIRECT_WRITE, Outbox, Outgoing, WeakOutbox, Writer, start_writer,
+    BACKLOG_LIMIT, DIRECT_WRITE, Lane, Outbox, Outgoing, Pending, WeakOutbox, Writer, start_writer,
+    start_writer_on,
 };

@@ -59,11 +59,11 @@ impl From<FrameBuf> for Outgoing {
 /// one producer that could grow it without end, the server's read loop,
 /// stops reading while [`queued`](Self::queued) is high (see
 /// [`wait_for_room`](Self::wait_for_room)).
-pub(crate) struct Outbox {
-    queue: Arc<Queue>,
+pub(crate) struct Outbox<L: Lane = OwnLane> {
+    queue: Arc<Queue<L>>,
 }
 
-impl Outbox {
+impl<L: Lane> Outbox<L> {
     /// Queues a frame; false if the writer has ended or the outbox was closed.
     #[inline]
     pub(crate) fn send(&self, frame: impl Into<Outgoing>) -> bool {
@@ -71,17 +71,26 @@ impl Outbox {
         self.woke(queued)
     }
 
-    /// Queues a copy of a finished frame (its owner keeps it); false as
-    /// [`send`](Self::send).
     #[inline]
-    pub(crate) fn send_slice(&self, frame: &[u8]) -> bool {
-        let queued = self.copy_in(&mut self.lock(), frame);
+    fn lock(&self) -> L::Guard<'_> {
+        self.queue.pending.lock()
+    }
+
+    /// As [`send`](Self::send), into `pending`: the lane's, which the caller
+    /// has locked.
+    #[inline]
+    pub(crate) fn send_locked(&self, pending: &mut Pending, frame: impl Into<Outgoing>) -> bool {
+        let queued = self.queue_in(pending, frame.into());
         self.woke(queued)
     }
 
+    /// Queues a copy of a finished frame (its owner keeps it), into
+    /// `pending`: the lane's, which the caller has locked; false as
+    /// [`send`](Self::send).
     #[inline]
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        self.queue.pending.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn send_slice_locked(&self, pending: &mut Pending, frame: &[u8]) -> bool {
+        let queued = self.copy_in(pending, frame);
+        self.woke(queued)
     }
 
     fn queue_in(&self, pending: &mut Pending, frame: Outgoing) -> Pushed {
@@ -173,14 +182,14 @@ impl Outbox {
         self.queue.wake.notify_one();
     }
 
-    pub(crate) fn downgrade(&self) -> WeakOutbox {
+    pub(crate) fn downgrade(&self) -> WeakOutbox<L> {
         WeakOutbox {
             queue: self.queue.clone(),
         }
     }
 }
 
-impl Clone for Outbox {
+impl<L: Lane> Clone for Outbox<L> {
     fn clone(&self) -> Self {
         self.queue.senders.fetch_add(1, Ordering::Relaxed);
         Outbox {
@@ -189,7 +198,7 @@ impl Clone for Outbox {
     }
 }
 
-impl Drop for Outbox {
+impl<L: Lane> Drop for Outbox<L> {
     fn drop(&mut self) {
         if self.queue.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.queue.wake.notify_one();
@@ -197,7 +206,7 @@ impl Drop for Outbox {
     }
 }
 
-impl std::fmt::Debug for Outbox {
+impl<L: Lane> std::fmt::Debug for Outbox<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbox")
             .field("queued", &self.queued())
@@ -217,12 +226,12 @@ enum Pushed {
 }
 
 /// An [`Outbox`] that does not keep the writer alive.
-pub(crate) struct WeakOutbox {
-    queue: Arc<Queue>,
+pub(crate) struct WeakOutbox<L: Lane = OwnLane> {
+    queue: Arc<Queue<L>>,
 }
 
-impl WeakOutbox {
-    pub(crate) fn upgrade(&self) -> Option<Outbox> {
+impl<L: Lane> WeakOutbox<L> {
+    pub(crate) fn upgrade(&self) -> Option<Outbox<L>> {
         // Only from a live count: once the last Outbox is gone the writer is
         // finishing, and no new one may appear.
         let senders = &self.queue.senders;
@@ -243,7 +252,7 @@ impl WeakOutbox {
     }
 }
 
-impl Clone for WeakOutbox {
+impl<L: Lane> Clone for WeakOutbox<L> {
     fn clone(&self) -> Self {
         WeakOutbox {
             queue: self.queue.clone(),
@@ -251,15 +260,42 @@ impl Clone for WeakOutbox {
     }
 }
 
-impl std::fmt::Debug for WeakOutbox {
+impl<L: Lane> std::fmt::Debug for WeakOutbox<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WeakOutbox").finish_non_exhaustive()
     }
 }
 
-struct Queue {
-    /// What waits for the writer. Nothing panics while holding it.
-    pending: Mutex<Pending>,
+/// The lock that guards a writer's pending frames: its own ([`OwnLane`]),
+/// or one its producers hold anyway when they queue. The client's
+/// connection lends the lock of its state, which every call takes to record
+/// itself: recording a call and queueing its request is then one lock, not
+/// two.
+pub(crate) trait Lane: Send + Sync + 'static {
+    type Guard<'a>: std::ops::DerefMut<Target = Pending>
+    where
+        Self: 'a;
+
+    fn lock(&self) -> Self::Guard<'_>;
+}
+
+/// A writer's lock of its own.
+#[derive(Debug, Default)]
+pub(crate) struct OwnLane(Mutex<Pending>);
+
+impl Lane for OwnLane {
+    type Guard<'a> = MutexGuard<'a, Pending>;
+
+    #[inline]
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // Nothing panics while holding it; recover the data if something did.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct Queue<L> {
+    /// What waits for the writer, under the lane's lock.
+    pending: L,
     /// Wakes the writer: something was queued into an empty queue, the last
     /// Outbox went away, or the queue was closed.
     wake: Notify,
@@ -279,10 +315,10 @@ struct Queue {
     batching: bool,
 }
 
-impl Queue {
-    fn new(batching: bool) -> Self {
+impl<L> Queue<L> {
+    fn new(pending: L, batching: bool) -> Self {
         Queue {
-            pending: Mutex::default(),
+            pending,
             wake: Notify::new(),
             senders: AtomicUsize::new(1),
             closed: AtomicBool::new(false),
@@ -326,7 +362,21 @@ pub(crate) fn start_writer<W>(io: W, batching: bool, inline: bool) -> (Outbox, W
 where
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let queue = Arc::new(Queue::new(batching));
+    start_writer_on(io, batching, inline, OwnLane::default())
+}
+
+/// [`start_writer`], its pending frames guarded by `lane`.
+pub(crate) fn start_writer_on<W, L>(
+    io: W,
+    batching: bool,
+    inline: bool,
+    lane: L,
+) -> (Outbox<L>, Writer)
+where
+    W: AsyncWrite + Send + Unpin + 'static,
+    L: Lane,
+{
+    let queue = Arc::new(Queue::new(lane, batching));
     let run = run(io, queue.clone());
     let state = if inline {
         WriterState::Inline(Box::pin(run))
@@ -406,11 +456,11 @@ impl std::fmt::Debug for WriterState {
 /// Closes the queue when the writer ends, however it ends (error, or its
 /// task aborted), and wakes [`Outbox::wait_for_room`]: the queue will not
 /// drain any more.
-struct Ended<'a>(&'a Queue);
+struct Ended<'a, L: Lane>(&'a Queue<L>);
 
-impl Drop for Ended<'_> {
+impl<L: Lane> Drop for Ended<'_, L> {
     fn drop(&mut self) {
-        let mut pending = self.0.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.0.pending.lock();
         self.0.closed.store(true, Ordering::Relaxed);
         *pending = Pending::default();
         drop(pending);
@@ -418,14 +468,17 @@ impl Drop for Ended<'_> {
     }
 }
 
-async fn run<W: AsyncWrite + Unpin>(mut io: W, queue: Arc<Queue>) -> std::io::Result<()> {
+async fn run<W: AsyncWrite + Unpin, L: Lane>(
+    mut io: W,
+    queue: Arc<Queue<L>>,
+) -> std::io::Result<()> {
     let _ended = Ended(&queue);
     let mut batch = Pending::default();
     let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
         != tokio::runtime::RuntimeFlavor::CurrentThread;
     loop {
         let finished = {
-            let mut pending = queue.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pending = queue.pending.lock();
             std::mem::swap(&mut *pending, &mut batch);
             // With nothing taken, is anything still to come?
             batch.is_empty()
@@ -466,10 +519,10 @@ async fn run<W: AsyncWrite + Unpin>(mut io: W, queue: Arc<Queue>) -> std::io::Re
 
 /// `write_all`, accounting for every chunk the socket takes, so a large frame
 /// going out slowly still shows progress.
-async fn write_counted<W: AsyncWrite + Unpin>(
+async fn write_counted<W: AsyncWrite + Unpin, L>(
     io: &mut W,
     mut buf: &[u8],
-    queue: &Queue,
+    queue: &Queue<L>,
 ) -> std::io::Result<()> {
     while !buf.is_empty() {
         let n = io.write(buf).await?;

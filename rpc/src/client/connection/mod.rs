@@ -32,11 +32,11 @@ use super::Config;
 use crate::Error;
 use crate::protocol::{FrameBuf, FrameCodec, GoAwayReason, Kind, LEN_PREFIX, RequestHead};
 use crate::transport::{self, DIRECT_WRITE, FrameReader, Link, Outbox, Peer};
-use state::{Entry, Outcome, Shared, wake};
+use state::{Entry, Outcome, Shared, StateLane, wake};
 pub(crate) use state::{Failure, Reply};
 
 pub(crate) struct Connection {
-    outbox: Outbox,
+    outbox: Outbox<StateLane>,
     shared: Arc<Shared>,
     /// The largest frame the server accepts (and we would send).
     send_limit: usize,
@@ -85,7 +85,9 @@ impl Connection {
         )
         .await?;
         let shared = Arc::new(Shared::new(config.max_in_flight));
-        let (outbox, writer) = transport::start_writer(write, config.write_batching, false);
+        let lane = StateLane(shared.clone());
+        let (outbox, writer) =
+            transport::start_writer_on(write, config.write_batching, false, lane);
         let reader = tokio::spawn(reader::read_loop(
             reader,
             writer,
@@ -115,10 +117,7 @@ impl Connection {
         granted: bool,
         waker: &Waker,
     ) -> Tried {
-        // Queued while holding the lock that GoAway takes to mark the
-        // connection draining: a request is either queued before the reader
-        // answers the server's drain Ping (so it reaches the server before
-        // the Pong), or not sent here at all.
+        // Recorded and queued under one lock (see `StateLane`).
         let mut st = self.shared.lock();
         let refuse = |mut st: std::sync::MutexGuard<'_, state::State>, tried: Tried| {
             // A slot granted in line is given back, to the next in line.
@@ -160,9 +159,9 @@ impl Connection {
             let frame = std::mem::replace(frame, FrameBuf::new(Kind::Request, 0, 0));
             let bytes = frame.finish();
             *request = Encoded::Shared(bytes.clone());
-            self.outbox.send(bytes)
+            self.outbox.send_locked(&mut st.out, bytes)
         } else {
-            self.outbox.send_slice(frame.seal())
+            self.outbox.send_slice_locked(&mut st.out, frame.seal())
         };
         if !queued {
             // The writer has ended: the reader is closing the connection.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::state::Shared;
+use super::state::{Shared, StateLane};
 use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, Kind};
 use crate::transport::{
     BACKLOG_LIMIT, CLIENT_ALONE, FrameReader, Incoming, ReadHalf, Turns, WeakOutbox, Writer,
@@ -24,7 +24,7 @@ pub(super) async fn read_loop(
     mut reader: FrameReader<ReadHalf>,
     mut writer: Writer,
     shared: Arc<Shared>,
-    outbox: WeakOutbox,
+    outbox: WeakOutbox<StateLane>,
     keepalive_interval: Duration,
     keepalive_timeout: Duration,
 ) {
@@ -185,7 +185,7 @@ pub(super) async fn read_loop(
 /// replaces it.
 struct Closing<'a> {
     shared: &'a Shared,
-    outbox: &'a WeakOutbox,
+    outbox: &'a WeakOutbox<StateLane>,
     reason: String,
 }
 
@@ -217,7 +217,7 @@ fn rearm(shared: &Shared, timer: std::pin::Pin<&mut tokio::time::Sleep>) -> bool
 
 /// Fails the calls whose deadline has passed (telling the server to drop
 /// their handlers), and records the earliest deadline left.
-fn expire(shared: &Shared, outbox: &WeakOutbox) {
+fn expire(shared: &Shared, outbox: &WeakOutbox<StateLane>) {
     let now = Instant::now();
     let expired: Vec<(u64, Waker)> = shared.lock().expire(now);
     let out = outbox.upgrade();

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::admission::Admission;
 use super::slots::Slots;
 use crate::protocol::{GoAwayReason, Payload};
+use crate::transport::{Lane, Pending};
 
 /// What a waiting caller receives: the Response payload, or why it never came.
 pub(crate) type Reply = Result<Payload, Failure>;
@@ -83,6 +84,7 @@ impl Shared {
                 closed: None,
                 draining: false,
                 goaway: None,
+                out: Pending::default(),
             }),
             timer_moved: Notify::new(),
         }
@@ -109,6 +111,9 @@ pub(super) struct State {
     pub(super) draining: bool,
     /// Why the server sent GoAway, if it did.
     pub(super) goaway: Option<GoAwayReason>,
+    /// The frames waiting for the writer: under this lock (see
+    /// [`StateLane`]).
+    pub(super) out: Pending,
 }
 
 impl State {
@@ -184,5 +189,37 @@ impl State {
             Some(entry) => (entry.is_waiting(), self.admission.release()),
             None => (false, None),
         }
+    }
+}
+
+/// The writer's lane: the lock of the connection's state. A call records
+/// itself and queues its request under this one lock, and GoAway marks the
+/// connection draining under it too: a request is either queued before the
+/// reader answers the server's drain Ping, or not sent here.
+pub(super) struct StateLane(pub(super) Arc<Shared>);
+
+impl Lane for StateLane {
+    type Guard<'a> = OutGuard<'a>;
+
+    #[inline]
+    fn lock(&self) -> OutGuard<'_> {
+        OutGuard(self.0.lock())
+    }
+}
+
+/// The state, locked for the writer's frames.
+pub(super) struct OutGuard<'a>(std::sync::MutexGuard<'a, State>);
+
+impl std::ops::Deref for OutGuard<'_> {
+    type Target = Pending;
+
+    fn deref(&self) -> &Pending {
+        &self.0.out
+    }
+}
+
+impl std::ops::DerefMut for OutGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Pending {
+        &mut self.0.out
     }
 }

@@ -53,7 +53,7 @@ async fn writes_of_three_queued_frames(batching: bool) -> Vec<usize> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let io = Recorder::default();
     // A current-thread test runtime: the writer runs only once we yield.
-    let queue = Arc::new(Queue::new(batching));
+    let queue = Arc::new(Queue::new(OwnLane::default(), batching));
     let outbox = Outbox {
         queue: queue.clone(),
     };
