@@ -59,7 +59,7 @@ async fn writes_of_three_queued_frames(batching: bool) -> Vec<usize> {
     };
     let task = tokio::spawn(async move {
         let mut io = io;
-        let _ = run(&mut io, queue).await;
+        let _ = super::task::run(&mut io, queue).await;
         let _ = tx.send(io.0);
     });
     for frame in [&b"one"[..], b"two", b"three"] {
