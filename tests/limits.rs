@@ -74,7 +74,7 @@ async fn a_flood_of_request_cancel_pairs_never_runs_more_handlers_than_the_cap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_the_handler_cap_the_server_stops_reading_that_connection() {
+async fn at_the_handler_cap_requests_wait_in_order_and_pings_are_answered_at_once() {
     let (server, probe) = start_probe(rpc::Server::builder().max_handlers_per_connection(2)).await;
     let mut peer = RawConn::handshake(server.local_addr()).await;
     for id in 1..=3 {
@@ -85,20 +85,56 @@ async fn at_the_handler_cap_the_server_stops_reading_that_connection() {
     probe
         .wait_for("two handlers to start", PROMPTLY, |p| p.started() == 2)
         .await;
-    // The third request waits for a slot, and the Ping behind it is not even
-    // read until then: the first thing back is a response, not the Pong.
+    // The third request waits for a slot, but the Ping behind it is read
+    // and answered at once: the first thing back is the Pong.
     let first = peer.next_frame(Duration::from_secs(10)).await.unwrap();
-    assert_eq!(first.kind, raw::kind::RESPONSE, "{first:?}");
-    let mut rest = Vec::new();
-    while rest.len() < 3 {
-        rest.push(peer.next_frame(Duration::from_secs(10)).await.unwrap());
-    }
-    assert!(
-        rest.iter()
-            .any(|f| f.kind == raw::kind::PONG && f.call_id == 99)
+    assert_eq!(
+        (first.kind, first.call_id),
+        (raw::kind::PONG, 99),
+        "{first:?}"
     );
+    let mut ids = Vec::new();
+    while ids.len() < 3 {
+        let f = peer.next_frame(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(f.kind, raw::kind::RESPONSE, "{f:?}");
+        ids.push(f.call_id);
+    }
+    assert_eq!(ids.last(), Some(&3), "the held request ran last: {ids:?}");
     assert_eq!(probe.high_water(), 2);
     assert_eq!(probe.started(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_hold_the_server_stops_reading_that_connection() {
+    // Cap 2: two run, 1,024 are held, and the request after them is not
+    // read, nor the Ping behind it, until a slot frees up.
+    const SENT: u64 = 2 + 1024 + 1;
+    let (server, probe) = start_probe(rpc::Server::builder().max_handlers_per_connection(2)).await;
+    let mut peer = RawConn::handshake(server.local_addr()).await;
+    let mut burst = Vec::new();
+    for id in 1..=SENT {
+        let ms = if id <= 2 { 300u64 } else { 0 };
+        burst.extend(raw::hold(id, Duration::from_secs(60), ms, id as u32));
+    }
+    burst.extend(raw::ping(99));
+    peer.send(&burst).await;
+    probe
+        .wait_for("two handlers to start", PROMPTLY, |p| p.started() == 2)
+        .await;
+    let first = peer.next_frame(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(first.kind, raw::kind::RESPONSE, "{first:?}");
+    let mut responses = 1;
+    let mut ponged = false;
+    while responses < SENT || !ponged {
+        let f = peer.next_frame(Duration::from_secs(10)).await.unwrap();
+        match f.kind {
+            raw::kind::RESPONSE => responses += 1,
+            raw::kind::PONG => ponged = true,
+            _ => panic!("{f:?}"),
+        }
+    }
+    assert_eq!(probe.high_water(), 2);
+    assert_eq!(probe.started(), SENT as usize);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,8 @@
 //! sends the other nothing larger: a request or reply over the peer's limit
 //! fails that one call with `FrameTooLarge` instead of breaking the
 //! connection. (A 10-byte Hello without it means the default, 16 MiB.)
+//! Until the handshake completes, each side reads frames of at most 4 KiB,
+//! so a peer that is not an rpc peer gets nothing large allocated.
 //!
 //! **Calls.** The client picks call ids, unique among its in-flight calls; the
 //! server refuses a duplicate in-flight id as a protocol error. Responses come
@@ -80,6 +82,9 @@ pub(crate) const MAGIC: [u8; 4] = *b"ZRPC";
 /// The smallest frame limit a side may set or advertise: room for any error
 /// reply (their messages are cut to 1 KiB) and a small call.
 pub(crate) const MIN_MAX_FRAME: usize = 4096;
+/// The longest frame either side reads before the handshake completes: a
+/// Hello is 28 bytes, and this leaves room for what later versions add to it.
+pub(crate) const HANDSHAKE_MAX_FRAME: usize = 4096;
 /// The protocol version this crate speaks.
 pub(crate) const VERSION: u16 = 1;
 

@@ -3,14 +3,16 @@
 //! connection's limits (handlers, queued replies, frame time, idleness,
 //! keepalive, abuse).
 //!
-//! The driver stops reading the connection (backpressure) while every
-//! handler slot is taken or while too many replies wait to be written; the
-//! peer's own socket buffers then fill up and its writes wait. Nothing is
-//! queued without bound.
+//! While every handler slot is taken the driver keeps reading, acting on
+//! Cancels, Pings and GoAways at once and holding requests back for a slot
+//! (`held.rs`), within a bound; past it, or while too many replies wait to be
+//! written, it stops reading the connection (backpressure): the peer's own
+//! socket buffers then fill up and its writes wait. Nothing is queued without
+//! bound.
 //!
 //! This file reads frames and routes each request; `handler.rs` starts a
-//! request's handler, and `timers.rs` holds the timers checked between
-//! frames and the drain.
+//! request's handler, `held.rs` keeps the requests waiting for a slot, and
+//! `timers.rs` holds the timers checked between frames and the drain.
 
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -27,17 +29,19 @@ use crate::deadline;
 use crate::protocol::{
     DRAIN_PING, FrameBuf, FrameCodec, FrameError, GoAwayReason, Kind, Payload, RequestHead, Status,
 };
+use held::HeldBack;
 use timers::{Clock, Drain};
 
+use crate::transport::budget::{FREE_BYTES, Grant, ReadBudget};
 use crate::transport::{
     self, BACKLOG_LIMIT, FrameReader, Incoming, Link, Outbox, Peer, Turns, Writer,
 };
 
-/// Bytes a paused driver reads ahead, to notice the peer leaving: as much as
-/// the replies it may queue for a peer that does not read. A peer that has
-/// more than this queued behind the handler cap and leaves is noticed only
-/// when a write to it fails (the Ping sent while paused).
-const READ_AHEAD_WHILE_PAUSED: usize = BACKLOG_LIMIT;
+/// Bytes a paused driver reads ahead, to notice the peer leaving: what a
+/// reader may buffer without the server's budget. A peer that has more than
+/// this queued behind a full hold and leaves is noticed only when a write to
+/// it fails (the Ping sent while paused).
+const READ_AHEAD_WHILE_PAUSED: usize = FREE_BYTES;
 
 /// Serves one connection until the peer leaves, a limit closes it, or the
 /// server shuts down.
@@ -48,7 +52,8 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
         peer,
     } = link;
     let config = &shared.config;
-    let mut reader = FrameReader::new(read, FrameCodec::new(config.max_frame));
+    let mut reader = FrameReader::new(read, FrameCodec::new(config.max_frame))
+        .with_budget(ReadBudget::new(shared.frame_budget.clone()));
     let handshake = tokio::select! {
         result = transport::handshake(
             &mut reader, &mut w, true, config.handshake_timeout, config.max_frame,
@@ -75,7 +80,7 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
         cancel_credits: 0,
         reply_limit: config.max_frame.min(theirs.accepts()),
         abuse: Abuse::new(config.abuse_limit, config.abuse_window),
-        parked: None,
+        held: HeldBack::new(shared.frame_budget.clone()),
         drain: None,
         outbox,
         peer,
@@ -118,6 +123,8 @@ enum End {
     Protocol(String),
     Abuse(String),
     FrameTimeout(Duration),
+    /// A frame waited this long for room in the server's frame budget.
+    BudgetTimeout(Duration),
     /// Keepalive found the peer unresponsive.
     KeepaliveDead,
 }
@@ -132,19 +139,28 @@ impl End {
                 GoAwayReason::Protocol,
                 format!("a frame took longer than {d:?} to arrive"),
             )),
+            End::BudgetTimeout(d) => Some((
+                GoAwayReason::Protocol,
+                format!(
+                    "a frame waited {d:?} for room in the server's memory budget for \
+                     arriving frames (other connections hold it); send smaller frames \
+                     or raise the server's frame_memory_budget"
+                ),
+            )),
             _ => None,
         }
     }
 }
 
-/// A request read while every handler slot was taken: the driver stops
-/// reading until a slot frees up, then starts it.
+/// A request ready to start: at once, or once a handler slot frees up.
 struct Parked {
     id: u64,
     method: &'static str,
     handler: Handler,
     deadline: Instant,
     budget: Duration,
+    /// Its bytes' share of the server's frame budget, while it waits.
+    grant: Option<Grant>,
 }
 
 struct Driver {
@@ -159,7 +175,7 @@ struct Driver {
     /// The largest frame the client accepts (and we would send).
     reply_limit: usize,
     abuse: Abuse,
-    parked: Option<Parked>,
+    held: HeldBack,
     drain: Option<Drain>,
     outbox: Outbox,
     peer: Peer,
@@ -223,9 +239,9 @@ impl Driver {
         let draining = shared.drain.cancelled();
         tokio::pin!(killed, draining);
         loop {
-            let parked = self.parked.is_some();
+            let holding = !self.held.is_empty();
             let backed_up = self.outbox.queued() >= BACKLOG_LIMIT;
-            let paused = parked || backed_up;
+            let paused = self.held.is_full() || backed_up;
             let (lingering, give_up_at) = match &self.drain {
                 Some(d) if !d.settled => (true, d.give_up_at),
                 _ => (false, now),
@@ -247,22 +263,22 @@ impl Driver {
                 _ = self.calls.emptied.notified(), if self.drain.is_some() => {}
                 // Async blocks: the futures are built on every turn of the
                 // loop (once per frame), but these only matter while
-                // draining or parked, so their work waits for a first poll.
+                // draining or holding, so their work waits for a first poll.
                 _ = async { tokio::time::sleep_until(give_up_at).await }, if lingering => {
                     if let Some(drain) = &mut self.drain {
                         drain.settled = true;
                     }
                 }
-                permit = async { (self.permits.clone().acquire_owned().await, own_waker().await) }, if parked => {
+                permit = async { (self.permits.clone().acquire_owned().await, own_waker().await) }, if holding => {
                     let (permit, waker) = permit;
-                    let request = self.parked.take().expect("parked");
+                    let request = self.held.pop().expect("holding");
                     let now = Instant::now();
                     let permit = permit.expect("never closed");
                     if let Some(end) = self.start(request, Some(permit), now, &waker) {
                         return end;
                     }
                 }
-                _ = self.outbox.wait_for_room(BACKLOG_LIMIT), if backed_up && !parked => {
+                _ = self.outbox.wait_for_room(BACKLOG_LIMIT), if backed_up && !holding => {
                     if self.outbox.is_closed() {
                         return End::PeerClosed;
                     }
@@ -272,8 +288,8 @@ impl Driver {
                         return end;
                     }
                 }
-                // Paused (every handler slot is busy, or replies are backed
-                // up), the driver takes no frames, but the peer may leave
+                // Paused (the hold is full, or replies are backed up), the
+                // driver takes no frames, but the peer may leave
                 // meanwhile: it reads ahead a little, only to see that, and
                 // then drops the peer's handlers at once. The end of the
                 // stream means the peer has gone, as when not paused: a
@@ -295,7 +311,7 @@ impl Driver {
                 }
             }
             let drained = self.drain.as_ref().is_some_and(|d| d.settled)
-                && self.parked.is_none()
+                && self.held.is_empty()
                 && self.calls.is_empty();
             if drained {
                 return End::Drained;
@@ -330,7 +346,8 @@ impl Driver {
             if matches!(frame, Incoming::Of(..)) {
                 clock.active_at = now;
             }
-            if let Some(end) = self.on_frame(frame, now, &waker) {
+            let grant = reader.take_grant();
+            if let Some(end) = self.on_frame(frame, grant, now, &waker) {
                 return Some(end);
             }
             // Each frame spends from the task's budget, so that a peer that
@@ -340,7 +357,7 @@ impl Driver {
             tokio::task::coop::consume_budget().await;
             // Stop before taking a frame that this turn would not handle.
             let full = turn == turn_length;
-            if full || self.parked.is_some() || self.outbox.queued() >= BACKLOG_LIMIT {
+            if full || self.held.is_full() || self.outbox.queued() >= BACKLOG_LIMIT {
                 // An inline writer sends the replies so far when the loop
                 // comes round; a spawned one needs the thread.
                 if full && !self.writer_inline {
@@ -360,18 +377,26 @@ impl Driver {
         None
     }
 
-    /// A Request (its id and payload) or another frame.
-    fn on_frame(&mut self, incoming: Incoming, now: Instant, waker: &Waker) -> Option<End> {
+    /// A Request (its id and payload, and its share of the frame budget if
+    /// it needed one) or another frame.
+    fn on_frame(
+        &mut self,
+        incoming: Incoming,
+        grant: Option<Grant>,
+        now: Instant,
+        waker: &Waker,
+    ) -> Option<End> {
         let frame = match incoming {
-            Incoming::Of(id, payload) => return self.on_request(id, payload, now, waker),
+            Incoming::Of(id, payload) => return self.on_request(id, payload, grant, now, waker),
             Incoming::Frame(frame) => frame,
         };
         match frame.kind {
             Kind::Request => {
-                return self.on_request(frame.call_id, frame.payload.into(), now, waker);
+                return self.on_request(frame.call_id, frame.payload.into(), grant, now, waker);
             }
             Kind::Cancel => {
-                let known = self.calls.cancel(frame.call_id);
+                // A held request that is cancelled never starts.
+                let known = self.calls.cancel(frame.call_id) || self.held.cancel(frame.call_id);
                 let covered = self.cancel_credits > 0;
                 self.cancel_credits = self.cancel_credits.saturating_sub(1);
                 if !known && !covered && self.abuse.record() {
@@ -411,6 +436,7 @@ impl Driver {
         &mut self,
         id: u64,
         payload: Payload,
+        grant: Option<Grant>,
         received: Instant,
         waker: &Waker,
     ) -> Option<End> {
@@ -431,9 +457,14 @@ impl Driver {
             return None;
         }
         let config = &self.shared.config;
+        // Only the driver takes permits, so one seen here is still there
+        // after the handler's first poll (`start` takes it). Requests start
+        // in the order they arrived.
+        let start_now = self.held.is_empty() && self.permits.available_permits() > 0;
+        let size = args.len();
         let call = Call {
             id,
-            args,
+            args: if start_now { args } else { HeldBack::own(args) },
             max_frame: self.reply_limit,
         };
         let Some((method, handler)) = self.shared.router.route(head.method_id, call) else {
@@ -454,15 +485,13 @@ impl Driver {
             handler,
             deadline: deadline::after(received, budget),
             budget,
+            grant,
         };
-        // Only the driver takes permits, so one seen here is still there
-        // after the handler's first poll (`start` takes it).
-        if self.permits.available_permits() > 0 {
+        if start_now {
             self.start(request, None, received, waker)
         } else {
-            // Backpressure: stop reading until a handler finishes. (Nothing is
-            // read meanwhile, so its id is checked for duplicates when it starts.)
-            self.parked = Some(request);
+            // Its id is checked for duplicates when it starts.
+            self.held.push(request, size);
             None
         }
     }
@@ -474,6 +503,7 @@ async fn own_waker() -> Waker {
 }
 
 mod handler;
+mod held;
 #[cfg(test)]
 mod tests;
 mod timers;

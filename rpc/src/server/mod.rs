@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Error;
+use crate::transport::budget::FrameBudget;
 use crate::transport::memory::MemoryListener;
 use crate::transport::unix::UnixListener;
 use crate::transport::{Address, Listener};
@@ -33,6 +34,7 @@ use dispatch::{Router, Service};
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) max_frame: usize,
+    pub(crate) frame_memory_budget: usize,
     pub(crate) max_handlers_per_connection: usize,
     pub(crate) max_connections: usize,
     pub(crate) handshake_timeout: Duration,
@@ -51,6 +53,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_frame: 16 << 20,
+            frame_memory_budget: 256 << 20,
             max_handlers_per_connection: 256,
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(10),
@@ -125,8 +128,28 @@ impl Builder {
         self
     }
 
+    /// Bytes the server holds for frames still arriving and for requests
+    /// waiting for a handler slot, all connections together (default 256
+    /// MiB; raised to fit one frame of [`max_frame`](Self::max_frame)).
+    ///
+    /// A connection buffers up to 64 KiB of frames on its own; a longer
+    /// frame is read only once this budget has room for all of it, and
+    /// meanwhile nothing more is read from that peer. So what frames cost
+    /// the server is at most this budget plus 64 KiB per connection, however
+    /// many peers send large frames and stall. A frame that waits longer
+    /// than the [`frame_timeout`](Self::frame_timeout) closes its connection
+    /// with a message saying so.
+    pub fn frame_memory_budget(mut self, bytes: usize) -> Self {
+        self.config.frame_memory_budget = bytes;
+        self
+    }
+
     /// Handlers running at once per connection (default 256). At the cap the
-    /// server stops reading that connection until one finishes.
+    /// server holds up to 1,024 further requests back for a slot (within
+    /// the [`frame_memory_budget`](Self::frame_memory_budget)) while it keeps
+    /// reading Cancels (a cancelled request never starts), Pings and
+    /// GoAways; past that it stops reading the connection until a handler
+    /// finishes.
     pub fn max_handlers_per_connection(mut self, n: usize) -> Self {
         self.config.max_handlers_per_connection = n.max(1);
         self
@@ -266,6 +289,7 @@ fn start<L: Listener>(router: Router, config: Config, listener: L) -> ServerHand
     let address = listener.address();
     let shared = Arc::new(Shared {
         router,
+        frame_budget: FrameBudget::new(config.frame_memory_budget, config.max_frame),
         config,
         drain: CancellationToken::new(),
         kill: CancellationToken::new(),
@@ -283,6 +307,8 @@ fn start<L: Listener>(router: Router, config: Config, listener: L) -> ServerHand
 pub(crate) struct Shared {
     pub(crate) router: Router,
     pub(crate) config: Config,
+    /// Bytes of frames arriving or waiting for a handler, all connections.
+    pub(crate) frame_budget: FrameBudget,
     /// Cancelled by a graceful shutdown: stop accepting, GoAway, drain.
     pub(crate) drain: CancellationToken,
     /// Cancelled when the grace period ends (or on abort): drop everything.

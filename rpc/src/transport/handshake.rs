@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::FrameReader;
 use crate::Error;
-use crate::protocol::{Hello, Kind, MIN_MAX_FRAME, VERSION};
+use crate::protocol::{HANDSHAKE_MAX_FRAME, Hello, Kind, MIN_MAX_FRAME, VERSION};
 
 /// Sends our Hello, then reads and checks the peer's, within `timeout`.
 /// The server calls it with `server = true` and answers only after the
@@ -24,6 +24,9 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // Until the peer has shown it speaks the protocol, a frame may be only
+    // as long as a Hello can be: a stranger's length prefix allocates little.
+    reader.set_max_frame(HANDSHAKE_MAX_FRAME);
     let exchange = async {
         if !server {
             send_hello(writer, max_frame).await?;
@@ -68,9 +71,13 @@ where
         }
         Ok(theirs)
     };
-    tokio::time::timeout(timeout, exchange).await.map_err(|_| {
-        Error::Protocol(format!("the handshake did not complete within {timeout:?}"))
-    })?
+    let theirs = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| {
+            Error::Protocol(format!("the handshake did not complete within {timeout:?}"))
+        })??;
+    reader.set_max_frame(max_frame);
+    Ok(theirs)
 }
 
 async fn send_hello<W: AsyncWrite + Unpin>(writer: &mut W, max_frame: usize) -> Result<(), Error> {

@@ -3,6 +3,7 @@
 //! what every connection runs over whichever transport: the handshake, the
 //! frame reader and the batching frame writer.
 
+pub(crate) mod budget;
 mod handshake;
 mod link;
 pub(crate) mod memory;

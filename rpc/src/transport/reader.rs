@@ -15,6 +15,7 @@ use futures::Stream;
 use tokio::io::AsyncRead;
 use tokio_util::codec::Decoder;
 
+use super::budget::{FREE_BYTES, Grant, ReadBudget};
 use crate::protocol::{
     Frame, FrameCodec, FrameError, HEADER_LEN, INLINE_PAYLOAD, Kind, LEN_PREFIX, Payload,
 };
@@ -41,12 +42,25 @@ pub(crate) struct FrameReader<R> {
     eof: bool,
     /// A read failed: reported with the next frame asked for.
     failed: Option<std::io::Error>,
+    /// The server's budget for frames still arriving (none on a client).
+    budget: Option<ReadBudget>,
 }
 
 impl<R> FrameReader<R> {
     /// Bytes read and not yet handed out as frames.
     pub(crate) fn read_buffer(&self) -> &BytesMut {
         &self.buf
+    }
+
+    /// The frame being read waits for the server's budget.
+    pub(crate) fn waiting_for_budget(&self) -> bool {
+        self.budget.as_ref().is_some_and(ReadBudget::waiting)
+    }
+
+    /// The budget's grant for the frame handed out last, if it needed one:
+    /// held by its request until a handler starts.
+    pub(crate) fn take_grant(&mut self) -> Option<Grant> {
+        self.budget.as_mut()?.take_grant()
     }
 }
 
@@ -58,7 +72,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             codec,
             eof: false,
             failed: None,
+            budget: None,
         }
+    }
+
+    /// Reads frames longer than [`FREE_BYTES`] only as `budget` grants
+    /// them (see [`super::budget`]).
+    pub(crate) fn with_budget(mut self, budget: ReadBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Changes the frame limit (after the handshake, which has its own).
+    pub(crate) fn set_max_frame(&mut self, max_frame: usize) {
+        self.codec = FrameCodec::new(max_frame);
     }
 
     /// One read of at most `room` bytes.
@@ -119,6 +146,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     ) -> Poll<Option<Result<T, FrameError>>> {
         loop {
             if let Some(frame) = take(self) {
+                if let Some(budget) = &mut self.budget {
+                    budget.frame_taken();
+                }
                 return Poll::Ready(Some(frame));
             }
             if let Some(e) = self.failed.take() {
@@ -138,7 +168,24 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     .into()))
                 });
             }
-            if let Err(e) = ready!(self.poll_read_upto(cx, usize::MAX)) {
+            let room = match &mut self.budget {
+                None => usize::MAX,
+                Some(budget) => {
+                    let frame = self.buf.get(..LEN_PREFIX).map(|prefix| {
+                        LEN_PREFIX
+                            + u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]])
+                                as usize
+                    });
+                    let room = ready!(budget.poll_room(cx, self.buf.len(), frame));
+                    if frame.is_some_and(|len| len > FREE_BYTES) {
+                        // Granted: one allocation for the whole frame.
+                        self.buf.reserve(room);
+                    }
+                    // Never 0: a read of nothing would look like the end.
+                    room.max(1)
+                }
+            };
+            if let Err(e) = ready!(self.poll_read_upto(cx, room)) {
                 return Poll::Ready(Some(Err(e.into())));
             }
         }

@@ -36,7 +36,11 @@ impl Driver {
             handler,
             deadline,
             budget,
+            grant,
         } = request;
+        // Started (or answered below), the request no longer waits on the
+        // frame budget: its bytes are the handler's now.
+        drop(grant);
         let duplicate = || Some(End::Protocol(format!("call id {id} is already in flight")));
         if deadline <= now {
             let message = format!("the {budget:?} budget ran out before a handler was free");

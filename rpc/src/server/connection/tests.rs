@@ -21,6 +21,7 @@ use crate::protocol::{
 };
 use crate::server::dispatch::{Call, Handler, MethodDesc, Reply, Router, Service};
 use crate::server::{Config, Shared};
+use crate::transport::budget::FrameBudget;
 
 /// How many `Wait.forever` handlers run right now, per test (each test has
 /// its own service instance).
@@ -74,6 +75,7 @@ impl Peer {
         let running = wait.running.clone();
         let shared = Arc::new(Shared {
             router: Router::new(vec![Arc::new(wait)]).unwrap(),
+            frame_budget: FrameBudget::new(256 << 20, 16 << 20),
             config: Config::default(),
             drain: CancellationToken::new(),
             kill: CancellationToken::new(),
@@ -203,14 +205,15 @@ async fn keepalive_pings_after_30_s_and_gives_up_20_s_later() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_connection_runs_at_most_256_handlers_and_then_stops_reading() {
+async fn a_connection_runs_at_most_256_handlers_holds_1024_back_and_then_stops_reading() {
     let mut peer = Peer::connect(true).await;
-    for id in 1..=300 {
+    for id in 1..=256 + 1024 + 20 {
         peer.request(id).await;
     }
     peer.send(&FrameBuf::new(Kind::Ping, 7, 0).finish()).await;
-    // The 257th request waits for a slot, and the Ping behind it is never
-    // read: for a minute no reply and no Pong comes, only the server's own
+    // 256 run, 1,024 wait for a slot, and the requests behind them are not
+    // read, nor the Ping behind those: for a minute no reply and no Pong
+    // comes, only the server's own
     // Pings (every half keepalive interval), which tell the client that the
     // server is alive though it does not read.
     let until = tokio::time::Instant::now() + Duration::from_secs(60);

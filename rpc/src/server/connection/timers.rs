@@ -69,8 +69,17 @@ impl Driver {
         } else {
             let since = *clock.partial_since.get_or_insert(now);
             if now - since >= config.frame_timeout {
-                return Some(End::FrameTimeout(config.frame_timeout));
+                // Waiting for the budget is no fault of the peer's, but it
+                // is bounded the same way, with its own reason.
+                return Some(if reader.waiting_for_budget() {
+                    End::BudgetTimeout(config.frame_timeout)
+                } else {
+                    End::FrameTimeout(config.frame_timeout)
+                });
             }
+        }
+        if !self.held.is_empty() {
+            self.held.expire(now, &self.outbox);
         }
         // A peer that takes none of the replies waiting for it, for as long as
         // keepalive allows an unanswered peer, is as dead as one that does not
@@ -93,15 +102,14 @@ impl Driver {
             // Pings either; a Ping of ours every half interval tells it we
             // are alive (any frame counts for its keepalive), so its calls
             // are not failed while our handlers are all busy.
-            // (Only when parked: a peer that does not read its replies would
-            // not read these either.)
-            if self.parked.is_some() && now - clock.paused_ping_at >= config.keepalive_interval / 2
-            {
+            // (Only when the hold is full: a peer that does not read its
+            // replies would not read these either.)
+            if self.held.is_full() && now - clock.paused_ping_at >= config.keepalive_interval / 2 {
                 clock.paused_ping_at = now;
                 let _ = self.outbox.send(FrameBuf::new(Kind::Ping, 0, 0));
             }
         }
-        let busy = !self.calls.is_empty() || self.parked.is_some();
+        let busy = !self.calls.is_empty() || !self.held.is_empty();
         if busy {
             clock.active_at = now;
         } else if self.drain.is_none() && now - clock.active_at >= config.idle_timeout {
