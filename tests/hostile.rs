@@ -461,3 +461,21 @@ async fn a_duplicate_id_of_a_quick_call_is_caught_before_it_runs() {
     }
     server.shutdown().await;
 }
+
+/// Before the handshake, a frame may be only as long as a Hello can be: a
+/// stranger's claim of a large frame is refused at once, not buffered while
+/// the handshake timeout runs.
+#[tokio::test]
+async fn a_large_frame_before_the_handshake_is_refused_at_once() {
+    let (server, _probe) = start_probe(rpc::Server::builder()).await;
+    let mut conn = RawConn::connect(server.local_addr()).await;
+    let hello_claiming_a_mib = raw::frame(raw::kind::HELLO, 0, 0, &vec![0u8; 1 << 20]);
+    conn.send(&hello_claiming_a_mib[..64 * 1024]).await;
+    // Refused: the server closes without reading the rest (10 s before the
+    // handshake timeout would close it).
+    match conn.next_frame(Duration::from_secs(5)).await {
+        Err(_) => {}
+        Ok(frame) => panic!("the server answered {frame:?}"),
+    }
+    server.shutdown().await;
+}

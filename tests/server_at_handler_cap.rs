@@ -1,16 +1,20 @@
-//! A server connection paused at its handler cap
-//! (`max_handlers_per_connection`), over real TCP against a peer written by
-//! hand. Paused, the server takes no new requests, but it keeps reading
-//! ahead so that it can tell when the peer has gone: a peer that leaves with
-//! a large backlog queued still has its handlers dropped promptly, what was
-//! read ahead is all served once a slot frees, and a shutdown's GoAway still
-//! goes out at once.
+//! A server connection at its handler cap (`max_handlers_per_connection`),
+//! over real TCP. At the cap the server holds requests back for a slot and
+//! keeps reading: a client that drops its calls there has them cancelled
+//! (held ones never start) and is served again at once; a held request's
+//! budget counts from its arrival. Past the hold it takes no new requests
+//! but reads ahead so that it can tell when the peer has gone: a peer that
+//! leaves with a large backlog queued still has its handlers dropped
+//! promptly, what was read is all served once a slot frees, and a
+//! shutdown's GoAway still goes out at once.
 
 // Each test file uses a different part of `support`.
 #[allow(unused_imports)]
 mod support;
 
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use support::hand::PROMPTLY;
 use support::probe::*;
@@ -146,4 +150,78 @@ async fn a_current_thread_server_paused_at_its_cap_still_sends_goaway_on_shutdow
         .await
         .unwrap()
         .unwrap();
+}
+
+/// 256 handlers that never return fill the connection, 200 more calls wait
+/// behind them, and the client drops every one. The server reads the
+/// Cancels though it is at its cap: the waiting requests never start, the
+/// running handlers are dropped, and the next call on the same connection
+/// is served at once (not after the 30 s deadlines of all of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_drops_its_calls_at_the_cap_is_served_again_at_once() {
+    const CAP: usize = 256;
+    const WAITING: usize = 200;
+    let (server, probe) = start_probe(rpc::Server::builder()).await;
+    let client = probe_client(server.local_addr()).await;
+    type Call = Pin<Box<dyn Future<Output = Result<u32, rpc::Error>> + Send>>;
+    let mut calls: Vec<Call> = (0..(CAP + WAITING) as u32)
+        .map(|i| Box::pin(client.hold(u64::MAX, i)) as Call)
+        .collect();
+    // One poll each sends the request.
+    for call in &mut calls {
+        assert!(futures::poll!(call.as_mut()).is_pending());
+    }
+    probe
+        .wait_for("the cap to fill", PROMPTLY, |p| p.started() == CAP)
+        .await;
+    // Let the waiting requests arrive (they are held, not started).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Dropped last-first, so the Cancels of the waiting calls come first:
+    // none of them may start, even though slots free up right after.
+    while let Some(call) = calls.pop() {
+        drop(call);
+    }
+    let dropped_at = Instant::now();
+    let served = tokio::time::timeout(Duration::from_secs(1), client.text("next".into())).await;
+    assert_eq!(
+        served
+            .expect("the next call was not served within 1 s")
+            .unwrap(),
+        4
+    );
+    assert!(dropped_at.elapsed() < Duration::from_secs(1));
+    probe
+        .wait_for("every handler to be dropped", PROMPTLY, |p| {
+            p.dropped() == CAP
+        })
+        .await;
+    assert_eq!(probe.started(), CAP, "a cancelled waiting request started");
+}
+
+/// A request waiting for a slot has its budget counted from when it
+/// arrived: one that has waited past its budget is answered
+/// DeadlineExceeded and never runs, though a slot frees up later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_s_budget_counts_from_its_arrival() {
+    let (server, probe) = start_probe(rpc::Server::builder().max_handlers_per_connection(1)).await;
+    let mut peer = RawConn::handshake(server.local_addr()).await;
+    // One runs for a second; two wait behind it, the second with a budget
+    // of 300 ms.
+    let mut burst = raw::hold(1, Duration::from_secs(60), 1_000u64, 1u32);
+    burst.extend(raw::hold(2, Duration::from_secs(60), 0u64, 2u32));
+    burst.extend(raw::hold(3, Duration::from_millis(300), 0u64, 3u32));
+    peer.send(&burst).await;
+    let mut replies = Vec::new();
+    while replies.len() < 3 {
+        let f = peer.next_reply(Duration::from_secs(10)).await.unwrap();
+        replies.push((f.call_id, f.status()));
+    }
+    replies.sort();
+    let expected = vec![
+        (1, raw::status::OK),
+        (2, raw::status::OK),
+        (3, raw::status::DEADLINE_EXCEEDED),
+    ];
+    assert_eq!(replies, expected);
+    assert_eq!(probe.started(), 2, "the expired request ran");
 }
