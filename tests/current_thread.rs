@@ -300,13 +300,13 @@ async fn a_peer_that_never_reads_is_held_back_while_other_connections_are_served
 }
 
 #[tokio::test]
-async fn at_the_handler_cap_a_current_thread_server_stops_reading_that_connection() {
+async fn at_the_handler_cap_a_current_thread_server_holds_requests_back_and_answers_pings() {
     const CAP: usize = 4;
     let server = CtServer::on_own_thread(|b| b.max_handlers_per_connection(CAP));
     let probe = server.probe.clone();
     let mut greedy = RawConn::handshake(server.addr).await;
     // Handlers that never finish, then quick calls (done in their first poll,
-    // inline) and a Ping, all of which wait behind the cap unread.
+    // inline), which wait behind the cap, and a Ping, answered at once.
     let mut burst = Vec::new();
     for id in 1..=100u64 {
         burst.extend(raw::hold(id, BUDGET, u64::MAX, id as u32));
@@ -324,9 +324,11 @@ async fn at_the_handler_cap_a_current_thread_server_stops_reading_that_connectio
     probe
         .wait_for("the cap to fill", PROMPTLY, |p| p.started() == CAP)
         .await;
+    let pong = greedy.next_frame(Duration::from_secs(5)).await.unwrap();
+    assert_eq!((pong.kind, pong.call_id), (raw::kind::PONG, 7), "{pong:?}");
     assert!(
         greedy.is_silent_for(Duration::from_millis(300)).await,
-        "the server answered something it should not have read yet"
+        "the server answered a request that waits for a slot"
     );
     assert_eq!(probe.started(), CAP, "a handler started beyond the cap");
     assert_eq!(probe.high_water(), CAP);
