@@ -52,11 +52,11 @@
 //! # Cancel safety
 //!
 //! Dropping a call's future cancels the call: the server is told and drops the
-//! handler's future. The call may or may not have run by then. (A server
-//! running its maximum of handlers on the connection stops reading it, so it
-//! sees the Cancel once a handler finishes; the handler's deadline bounds the
-//! wait.) A call future borrows nothing (its arguments are encoded when the
-//! method is called), so it can be spawned.
+//! handler's future. The call may or may not have run by then. A server
+//! running its maximum of handlers on the connection still reads Cancels: a
+//! request waiting there for a slot is dropped before it starts. A call
+//! future borrows nothing (its arguments are encoded when the method is
+//! called), so it can be spawned.
 //!
 //! # Deadlines
 //!
