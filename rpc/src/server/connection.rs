@@ -29,6 +29,7 @@ use crate::deadline;
 use crate::protocol::{
     DRAIN_PING, FrameBuf, FrameCodec, FrameError, GoAwayReason, Kind, Payload, RequestHead, Status,
 };
+use end::End;
 use held::HeldBack;
 use timers::{Clock, Drain};
 
@@ -108,47 +109,6 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
         _ = &mut writer => {}
         _ = tokio::time::sleep(Duration::from_secs(5)) => writer.abort(),
         _ = shared.kill.cancelled() => writer.abort(),
-    }
-}
-
-/// Why a connection ended.
-#[derive(Debug)]
-enum End {
-    /// A drain (shutdown, idleness, or the peer's GoAway) finished.
-    Drained,
-    /// The server is stopping now.
-    Killed,
-    /// The peer closed the connection (or it failed).
-    PeerClosed,
-    Protocol(String),
-    Abuse(String),
-    FrameTimeout(Duration),
-    /// A frame waited this long for room in the server's frame budget.
-    BudgetTimeout(Duration),
-    /// Keepalive found the peer unresponsive.
-    KeepaliveDead,
-}
-
-impl End {
-    /// The GoAway to send the peer, if it deserves one.
-    fn goaway(&self) -> Option<(GoAwayReason, String)> {
-        match self {
-            End::Protocol(m) => Some((GoAwayReason::Protocol, m.clone())),
-            End::Abuse(m) => Some((GoAwayReason::Abuse, m.clone())),
-            End::FrameTimeout(d) => Some((
-                GoAwayReason::Protocol,
-                format!("a frame took longer than {d:?} to arrive"),
-            )),
-            End::BudgetTimeout(d) => Some((
-                GoAwayReason::Protocol,
-                format!(
-                    "a frame waited {d:?} for room in the server's memory budget for \
-                     arriving frames (other connections hold it); send smaller frames \
-                     or raise the server's frame_memory_budget"
-                ),
-            )),
-            _ => None,
-        }
     }
 }
 
@@ -502,6 +462,7 @@ async fn own_waker() -> Waker {
     std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await
 }
 
+mod end;
 mod handler;
 mod held;
 #[cfg(test)]
