@@ -2,7 +2,8 @@
 //! over real TCP. At the cap the server holds requests back for a slot and
 //! keeps reading: a client that drops its calls there has them cancelled
 //! (held ones never start) and is served again at once; a held request's
-//! budget counts from its arrival. Past the hold it takes no new requests
+//! budget counts from its arrival, and it keeps its share of the frame
+//! memory budget while it waits. Past the hold it takes no new requests
 //! but reads ahead so that it can tell when the peer has gone: a peer that
 //! leaves with a large backlog queued still has its handlers dropped
 //! promptly, what was read is all served once a slot frees, and a
@@ -224,4 +225,50 @@ async fn a_held_request_s_budget_counts_from_its_arrival() {
     ];
     assert_eq!(replies, expected);
     assert_eq!(probe.started(), 2, "the expired request ran");
+}
+
+/// The budget is held (here by a 1 MiB request waiting behind a handler that
+/// never ends, which keeps its grant while it waits): another client's
+/// large call waits for it no longer than the frame timeout, and then fails
+/// with a message that says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_that_waits_too_long_for_the_budget_is_refused_with_the_reason() {
+    let (server, probe) = start_probe(
+        rpc::Server::builder()
+            .max_frame((1 << 20) + 1024)
+            .frame_memory_budget(1 << 20)
+            .frame_timeout(Duration::from_millis(500))
+            .max_handlers_per_connection(1),
+    )
+    .await;
+    let addr = server.local_addr();
+    let mut holder = RawConn::handshake(addr).await;
+    holder
+        .send(&raw::hold(1, Duration::from_secs(60), u64::MAX, 1))
+        .await;
+    let big = raw::args(&("h".repeat(1 << 20),));
+    holder
+        .send(&raw::request(
+            2,
+            "Probe.text",
+            Duration::from_secs(60),
+            &big,
+        ))
+        .await;
+    probe
+        .wait_for("the holder's handler to start", PROMPTLY, |p| {
+            p.started() == 1
+        })
+        .await;
+    let other = probe_client(addr).await;
+    let refused = tokio::time::timeout(Duration::from_secs(10), other.text("o".repeat(512 * 1024)))
+        .await
+        .expect("the waiting frame was never refused")
+        .unwrap_err();
+    let message = refused.to_string();
+    assert!(message.contains("memory budget"), "{message}");
+    // The holder's connection is unharmed: its Ping is answered.
+    holder.send(&raw::ping(5)).await;
+    let pong = holder.next_frame(Duration::from_secs(5)).await.unwrap();
+    assert_eq!((pong.kind, pong.call_id), (raw::kind::PONG, 5));
 }

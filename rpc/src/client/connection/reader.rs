@@ -53,6 +53,8 @@ pub(super) async fn read_loop(
     let timer_moved = shared.timer_moved.notified();
     tokio::pin!(timer, timer_moved);
     let mut armed = false;
+    // What the server's GoAway said, to say why when it then closes.
+    let mut goaway: Option<String> = None;
     closing.reason = loop {
         // Frames already buffered are taken without a trip through `select!`
         // (polled with this task's own waker: see the server's driver).
@@ -118,7 +120,12 @@ pub(super) async fn read_loop(
         let frame = match frame {
             Some(Ok(f)) => f,
             Some(Err(e)) => break format!("protocol error from the server: {e}"),
-            None => break "the server closed the connection".into(),
+            None => {
+                break match goaway.take() {
+                    Some(said) => format!("the server closed the connection: {said}"),
+                    None => "the server closed the connection".into(),
+                };
+            }
         };
         let frame = match frame {
             Incoming::Of(call_id, payload) => {
@@ -153,6 +160,7 @@ pub(super) async fn read_loop(
                 // flight and to answer the drain Ping. The server closes.
                 let (why, message) = GoAwayReason::parse(&frame.payload);
                 tracing::debug!(?why, %message, "the server sent GoAway");
+                goaway = Some(message);
                 let in_line = shared.lock().drain(why);
                 // Callers waiting for a slot here go elsewhere.
                 in_line.into_iter().for_each(Waker::wake);
