@@ -64,6 +64,10 @@
 //! [`with_timeout`](Channel::with_timeout) says otherwise). The remaining budget
 //! travels with the request; the server drops the handler when it runs out, and
 //! calls made from inside a handler inherit what is left (see [`context`]).
+//! A task the handler spawns with a bare `tokio::spawn` does not: there the
+//! handler's context is gone, and a call gets the full 30 s again. Spawn it
+//! with [`context::spawn`] (or wrap its future with
+//! [`current().scope(..)`](context::Context::scope)) to carry the context.
 //! On the client, one timer per connection enforces the deadlines of all its
 //! calls, in the connection's reader task: that task (and its writer) run on
 //! the runtime that made the connection, so keep that runtime running while
