@@ -106,7 +106,11 @@ async fn spawn_and_spawn_blocking_carry_the_current_context() {
                 current().call_id()
             });
             let blocking = spawn_blocking(|| current().call_id());
-            (bare.await.unwrap(), task.await.unwrap(), blocking.await.unwrap())
+            (
+                bare.await.unwrap(),
+                task.await.unwrap(),
+                blocking.await.unwrap(),
+            )
         })
         .await;
     assert_eq!(seen, (None, 9, 9));
