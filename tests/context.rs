@@ -156,7 +156,10 @@ async fn budgets_in_spawned_tasks() {
     // What the docs warn about: a bare `tokio::spawn` starts without the
     // context, and a call made there has the client's default 30 s.
     let seen = fan_out(How::Bare).await;
-    assert_eq!(seen.task_call, None, "a bare tokio::spawn carried the context");
+    assert_eq!(
+        seen.task_call, None,
+        "a bare tokio::spawn carried the context"
+    );
     assert!(seen.nested_budget_ms > 20_000, "{seen:?}");
 
     front.shutdown().await;
