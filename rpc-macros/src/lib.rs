@@ -62,7 +62,7 @@ use proc_macro::TokenStream;
 ///   `fn m(&self, ..) -> impl Future<Output = T> + Send`; an `impl` still
 ///   writes `async fn`, and a handler whose future is not `Send` is reported
 ///   at that method in the impl. A default body becomes an `async move` block
-///   and gains `where Self: Sync`.
+///   and gains `where Self: Sync`. A `#[rpc(blocking)]` `fn` stays as written.
 /// - **`{Trait}Client`**, `Clone + Debug + Send + Sync`; clones share one
 ///   multiplexed connection.
 ///   - `async fn connect(addr: impl ToSocketAddrs) -> Result<Self, rpc::Error>`
