@@ -7,6 +7,10 @@ use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident, Item, ItemTrait, LitStr, TraitItem, TraitItemFn, Type};
 
+mod options;
+
+pub(crate) use options::MethodOptions;
+
 /// The service: one annotated trait.
 pub(crate) struct Service<'a> {
     pub(crate) item: &'a ItemTrait,
@@ -33,6 +37,8 @@ pub(crate) struct Method<'a> {
     pub(crate) output: Output<'a>,
     /// `#[doc]`, `#[cfg]`, `#[allow]`... carried to the generated items.
     pub(crate) attrs: Vec<&'a Attribute>,
+    /// What its `#[rpc(..)]` attributes say.
+    pub(crate) options: MethodOptions,
 }
 
 /// One argument after the receiver.
@@ -146,30 +152,8 @@ impl<'a> Service<'a> {
 impl<'a> Method<'a> {
     fn parse(service: &str, item: &'a TraitItemFn, errors: &mut Errors) -> Self {
         let ident = &item.sig.ident;
-        let mut pinned: Option<LitStr> = None;
-        for attr in item.attrs.iter().filter(|a| a.path().is_ident("rpc")) {
-            let parsed = attr.parse_nested_meta(|meta| {
-                if !meta.path.is_ident("name") {
-                    return Err(meta.error(
-                        "unknown #[rpc] option: the only option is `name = \"...\"` \
-                         (the method's name on the wire)",
-                    ));
-                }
-                let lit = meta.value()?.parse::<LitStr>()?;
-                if pinned.is_some() {
-                    return Err(syn::Error::new(
-                        lit.span(),
-                        "the wire name is already given: write `name = \"...\"` once",
-                    ));
-                }
-                pinned = Some(lit);
-                Ok(())
-            });
-            if let Err(e) = parsed {
-                errors.push(e);
-            }
-        }
-        let (wire_name, name_span) = match &pinned {
+        let options = MethodOptions::parse(&item.attrs, errors);
+        let (wire_name, name_span) = match &options.name {
             Some(lit) => (lit.value(), lit.span()),
             None => (ident.unraw_string(), ident.span()),
         };
@@ -200,6 +184,7 @@ impl<'a> Method<'a> {
             args,
             output: Output::of(&item.sig.output),
             attrs,
+            options,
         }
     }
 

@@ -62,7 +62,7 @@ use proc_macro::TokenStream;
 ///   `fn m(&self, ..) -> impl Future<Output = T> + Send`; an `impl` still
 ///   writes `async fn`, and a handler whose future is not `Send` is reported
 ///   at that method in the impl. A default body becomes an `async move` block
-///   and gains `where Self: Sync`.
+///   and gains `where Self: Sync`. A `#[rpc(blocking)]` `fn` stays as written.
 /// - **`{Trait}Client`**, `Clone + Debug + Send + Sync`; clones share one
 ///   multiplexed connection.
 ///   - `async fn connect(addr: impl ToSocketAddrs) -> Result<Self, rpc::Error>`
@@ -89,6 +89,18 @@ use proc_macro::TokenStream;
 ///   the wire (by default the trait's name).
 /// - `#[rpc(name = "wire")]` on a method pins the method's name on the wire
 ///   (by default its Rust name, without `r#`).
+/// - `#[rpc(blocking)]` on a method declared as a plain `fn` (not `async`)
+///   runs it on tokio's blocking thread pool (`spawn_blocking`), for
+///   CPU-bound work or blocking calls that would otherwise hold up an async
+///   worker thread and every connection it serves:
+///   `#[rpc(blocking)] fn hash(&self, data: Vec<u8>) -> u64;`. The trait
+///   keeps the plain `fn` (implemented and called in-process as one); the
+///   client's method is `async` like every other. Inside it,
+///   `rpc::context::current()` works and a panic is a `Panicked` reply. The
+///   reply is dropped at the deadline or on Cancel, but a thread cannot be
+///   interrupted: a function already running runs to its end.
+///
+/// Options combine, in one attribute or several: `#[rpc(blocking, name = "h")]`.
 ///
 /// A method is identified on the wire by a hash of `"Service.method"`, so
 /// methods may be reordered or added freely, and pinned names keep old peers
@@ -99,7 +111,8 @@ use proc_macro::TokenStream;
 ///
 /// - `async fn` taking `&self` (or `&'a self`, `self: &Self`), with named
 ///   arguments of any concrete type that is `Serialize + DeserializeOwned`,
-///   nested generics included (`HashMap<String, Vec<Option<u32>>>`);
+///   nested generics included (`HashMap<String, Vec<Option<u32>>>`), and
+///   plain `fn`s of the same shapes marked `#[rpc(blocking)]`;
 /// - borrowed arguments `&str`, `&[T]` and `&T`: the client method takes the
 ///   borrow; the server decodes owned data and lends it to the handler;
 /// - any owned return type that is `Serialize + DeserializeOwned`, including
@@ -116,7 +129,9 @@ use proc_macro::TokenStream;
 ///
 /// # Refused, each with an error under the offending tokens
 ///
-/// - methods that are not `async fn`, or are `unsafe`, `const` or `extern`;
+/// - methods that are not `async fn` (unless `#[rpc(blocking)]`), are
+///   `async fn` with `#[rpc(blocking)]` (to block inside an `async fn`, use
+///   `rpc::context::spawn_blocking`), or are `unsafe`, `const` or `extern`;
 /// - receivers other than `&self` (`&mut self`, `self`, `self: Box<Self>`) and
 ///   methods without one: the server shares one instance across concurrent
 ///   calls (use interior mutability);
@@ -132,7 +147,8 @@ use proc_macro::TokenStream;
 /// - methods named `connect`, `new`, `with_timeout`, `channel` or `clone`,
 ///   which the client has already (rename the method and keep the wire name
 ///   with `#[rpc(name = "connect")]`);
-/// - unknown options, empty wire names or wire names with `.`, and two
+/// - unknown options, an option given twice, a value given to a flag
+///   (`blocking = true`), empty wire names or wire names with `.`, and two
 ///   methods with one wire id.
 ///
 /// Independent mistakes are reported together. A refused trait is still

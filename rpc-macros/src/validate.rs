@@ -24,6 +24,7 @@ pub(crate) fn service(service: &Service, errors: &mut Errors) {
     wire_name_is_valid(&service.wire_name, service.name_span, errors);
     for method in &service.methods {
         is_async(method, errors);
+        blocking_is_sync(method, errors);
         is_plain_fn(method, errors);
         takes_shared_self(method, errors);
         not_generic(method, errors);
@@ -127,19 +128,38 @@ fn wire_name_is_valid(name: &str, span: Span, errors: &mut Errors) {
     }
 }
 
-/// A remote call is asynchronous; a blocking signature would hide the network.
+/// A handler runs on the server's async runtime: a plain `fn` there would
+/// block a worker thread, and every connection served by it, while it runs.
+/// A plain `fn` is fine where it is said to block: it then runs on the
+/// blocking pool (the client's method is `async` either way).
 fn is_async(method: &Method, errors: &mut Errors) {
     let sig = &method.item.sig;
-    if sig.asyncness.is_some() {
+    if sig.asyncness.is_some() || method.options.blocking.is_some() {
         return;
     }
     let message = if returns_impl_trait(&sig.output) {
         "rpc methods must be `async fn`: write `async fn name(..) -> T` instead of returning \
          `impl Future` (the macro makes the future `Send` itself)"
     } else {
-        "rpc methods must be `async fn`: a remote call waits on the network"
+        "rpc methods must be `async fn`: a remote call waits on the network; for blocking or \
+         CPU-bound work, mark a plain `fn` with #[rpc(blocking)] to run it on tokio's blocking \
+         thread pool"
     };
     errors.error(sig.fn_token.span(), message);
+}
+
+/// `blocking` moves a synchronous body off the async workers. An `async fn`
+/// has no such body: it would hold a blocking thread while it awaits, and
+/// whatever in it blocks belongs in `rpc::context::spawn_blocking` instead.
+fn blocking_is_sync(method: &Method, errors: &mut Errors) {
+    if let (Some(_), Some(a)) = (method.options.blocking, &method.item.sig.asyncness) {
+        errors.error(
+            a.span(),
+            "#[rpc(blocking)] runs a plain `fn` on tokio's blocking thread pool: remove `async` \
+             (or keep an `async fn` without #[rpc(blocking)], and move what blocks in it into \
+             `rpc::context::spawn_blocking`)",
+        );
+    }
 }
 
 /// `unsafe`, `const`, `extern` and variadic functions cannot be called remotely.
@@ -288,9 +308,8 @@ fn no_trait_types(method: &Method, errors: &mut Errors) {
         find.visit_type(arg.ty);
     }
     // A non-async method returning `impl Future` is already told to be async.
-    if method.item.sig.asyncness.is_some()
-        && let Some(output) = method.output.ty()
-    {
+    let told = method.item.sig.asyncness.is_none() && method.options.blocking.is_none();
+    if !told && let Some(output) = method.output.ty() {
         find.visit_type(output);
     }
 }

@@ -61,6 +61,9 @@ mod hygiene {
         async fn with_default(&self) -> ::core::primitive::u8 {
             7
         }
+        /// A plain `fn` on the blocking pool, with a borrow.
+        #[rpc(blocking)]
+        fn count(&self, text: &::core::primitive::str) -> ::core::primitive::usize;
     }
 
     pub(crate) struct Impl;
@@ -87,6 +90,9 @@ mod hygiene {
             ::core::option::Option::ok_or(x, ::std::string::ToString::to_string("none"))
         }
         async fn unit(&self) {}
+        fn count(&self, text: &::core::primitive::str) -> ::core::primitive::usize {
+            ::core::primitive::str::len(text)
+        }
     }
 }
 
@@ -108,6 +114,7 @@ async fn the_expansion_compiles_without_the_prelude_and_round_trips() {
     assert_eq!(client.maybe(None).await.unwrap(), Err("none".to_string()));
     client.unit().await.unwrap();
     assert_eq!(client.with_default().await.unwrap(), 7);
+    assert_eq!(client.count("four").await.unwrap(), 4);
 
     server.shutdown().await;
 }

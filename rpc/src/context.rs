@@ -13,12 +13,51 @@
 //!
 //! A call made from inside a handler inherits the remaining budget: its
 //! deadline is the earlier of its own timeout and this context's deadline.
+//!
+//! # Tasks a handler spawns
+//!
+//! The context belongs to the handler's own future: the server lends it to
+//! the thread for each poll of that future, and takes it back after. **A bare
+//! `tokio::spawn` (or `tokio::task::spawn_blocking`) does not carry it**: the
+//! new task is polled on its own, so in it [`try_current`] is `None`, and a
+//! call made there gets the client's own timeout (30 s by default) instead
+//! of what is left of the caller's budget. Carry it explicitly:
+//!
+//! - [`spawn`] spawns a task that runs with the current context (if any);
+//! - [`Context::scope`] wraps a future so that it runs with a context, for a
+//!   `JoinSet`, `join_all` or a spawn function of your own;
+//! - [`spawn_blocking`] and [`Context::enter`] do the same for a closure, on
+//!   tokio's blocking pool or wherever you run it.
+//!
+//! ```no_run
+//! # #[rpc::service] trait Store { async fn get(&self, key: String) -> Option<String>; }
+//! # async fn handler(store: StoreClient, keys: Vec<String>) -> Result<(), rpc::Error> {
+//! // Fan out: each task's call has what is left of this call's deadline.
+//! let mut tasks = tokio::task::JoinSet::new();
+//! for key in keys {
+//!     let store = store.clone();
+//!     tasks.spawn(rpc::context::current().scope(async move { store.get(key).await }));
+//! }
+//! // The same for one task, in one step:
+//! let one = rpc::context::spawn(async move { store.get("k".into()).await });
+//! // CPU-bound work on the blocking pool, with the context at hand:
+//! let left = rpc::context::spawn_blocking(|| rpc::context::current().remaining()).await;
+//! # Ok(()) }
+//! ```
+//!
+//! A call future made in the handler and spawned afterwards needs none of
+//! this: a call takes the inherited deadline when its method is called, not
+//! when it first runs.
 
 use std::cell::RefCell;
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::transport::{Credentials, Peer};
@@ -70,6 +109,45 @@ impl Context {
     pub fn method(&self) -> &'static str {
         self.method
     }
+
+    /// Wraps `fut` so that it runs with this context: [`current`] gives it
+    /// on every poll of `fut` (and while `fut` is dropped), and calls made
+    /// in it inherit this deadline, wherever the wrapper is polled. Spawn
+    /// the wrapper to carry a handler's context into a task:
+    ///
+    /// ```no_run
+    /// # async fn handler() {
+    /// let task = tokio::spawn(rpc::context::current().scope(async {
+    ///     rpc::context::current().remaining()
+    /// }));
+    /// # }
+    /// ```
+    ///
+    /// The context moves into the wrapper and is lent to the thread for each
+    /// poll, never cloned. The wrapper is `Send` and `Unpin` when `fut` is.
+    pub fn scope<F: Future>(self, fut: F) -> Scoped<F> {
+        Scoped {
+            ctx: Some(self),
+            fut: Some(fut),
+        }
+    }
+
+    /// Runs `f` with this context as the current one, on this thread: for
+    /// synchronous code that runs outside the handler's future, such as a
+    /// closure on another thread. The context is taken back when `f`
+    /// returns or panics. (Clone the context to enter it more than once.)
+    ///
+    /// ```no_run
+    /// # async fn handler() {
+    /// let ctx = rpc::context::current();
+    /// std::thread::spawn(move || ctx.enter(|| rpc::context::current().call_id()));
+    /// # }
+    /// ```
+    pub fn enter<R>(self, f: impl FnOnce() -> R) -> R {
+        let mut home = Some(self);
+        let _entered = Entered::new(&mut home);
+        f()
+    }
 }
 
 thread_local! {
@@ -103,6 +181,43 @@ pub(crate) fn current_deadline() -> Option<Instant> {
     CURRENT.with(|c| c.borrow().as_ref().map(|c| c.deadline))
 }
 
+/// Spawns `fut` as a tokio task that runs with the current call's context
+/// (see [`Context::scope`]); outside a handler, a plain `tokio::spawn`.
+///
+/// # Panics
+///
+/// Outside a tokio runtime, as `tokio::spawn` does.
+pub fn spawn<F>(fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(Scoped {
+        ctx: try_current(),
+        fut: Some(fut),
+    })
+}
+
+/// Runs `f` on tokio's blocking pool with the current call's context (see
+/// [`Context::enter`]); outside a handler, a plain
+/// `tokio::task::spawn_blocking`. As with any blocking task, dropping the
+/// handle does not stop `f`.
+///
+/// # Panics
+///
+/// Outside a tokio runtime, as `tokio::task::spawn_blocking` does.
+pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let ctx = try_current();
+    tokio::task::spawn_blocking(move || match ctx {
+        Some(ctx) => ctx.enter(f),
+        None => f(),
+    })
+}
+
 /// Lends a call's context to the thread until dropped, then takes it back
 /// and puts back what was there (also when a handler panics: the thread goes
 /// on to poll others). Lent, not cloned: a handler is entered on every poll.
@@ -127,147 +242,63 @@ impl Drop for Entered<'_> {
     }
 }
 
-/// Runs `f` with `ctx` as the current context on every poll, and when it is
-/// dropped (a cancelled handler's destructors still see their call). Unlike
-/// `LocalKey::scope`, the result is `Unpin` when `f` is, so the server can
-/// poll a handler once in its connection's driver and then move it into a
-/// task of its own.
-pub(crate) fn scope<F: Future + Unpin>(ctx: Context, f: F) -> Scoped<F> {
-    Scoped {
-        ctx: Some(ctx),
-        fut: Some(f),
+pin_project_lite::pin_project! {
+    /// A future that runs with a call's context: made by [`Context::scope`]
+    /// (and [`spawn`]). The server runs every handler in one.
+    ///
+    /// Unlike tokio's `LocalKey::scope`, it is `Unpin` when the inner future
+    /// is, so the server can poll a handler once in its connection's driver
+    /// and then move it into a task of its own; and it sets the context
+    /// while the inner future is dropped too, so a cancelled handler's
+    /// destructors still see their call.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct Scoped<F> {
+        // The call's context: here between polls, lent to the thread during
+        // one. `None` only for `spawn` outside a handler.
+        ctx: Option<Context>,
+        // `None` once finished or dropped (see the drop below).
+        #[pin]
+        fut: Option<F>,
+    }
+
+    impl<F> PinnedDrop for Scoped<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.fut.is_some() {
+                let _entered = Entered::new(this.ctx);
+                this.fut.set(None);
+            }
+        }
     }
 }
 
-/// A future that runs with a call's context set: see [`scope`].
-#[derive(Debug)]
-pub(crate) struct Scoped<F> {
-    /// The call's context: here between polls, lent to the thread during one.
-    ctx: Option<Context>,
-    /// `None` once finished or dropped (see `Drop`).
-    fut: Option<F>,
-}
-
-impl<F: Future + Unpin> Future for Scoped<F> {
+impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let this = self.get_mut();
-        let Scoped { ctx, fut } = this;
-        let _entered = Entered::new(ctx);
-        let Some(f) = fut.as_mut() else {
-            unreachable!("polled after completion");
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        let _entered = Entered::new(this.ctx);
+        let Some(fut) = this.fut.as_mut().as_pin_mut() else {
+            panic!("`rpc::context::Scoped` polled after completion");
         };
-        let poll = std::pin::Pin::new(f).poll(cx);
+        let poll = fut.poll(cx);
         if poll.is_ready() {
-            // Done: dropped now, while the context is still set, so `Drop`
-            // need not set it again.
-            *fut = None;
+            // Done: dropped now, while the context is still set, so the
+            // drop of `Scoped` need not set it again.
+            this.fut.set(None);
         }
         poll
     }
 }
 
-impl<F> Drop for Scoped<F> {
-    fn drop(&mut self) {
-        if let Some(fut) = self.fut.take() {
-            let _entered = Entered::new(&mut self.ctx);
-            drop(fut);
-        }
+impl<F> fmt::Debug for Scoped<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scoped")
+            .field("ctx", &self.ctx)
+            .field("done", &self.fut.is_none())
+            .finish_non_exhaustive()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn current_is_set_inside_a_scope_only() {
-        assert!(try_current().is_none());
-        let ctx = Context {
-            deadline: Instant::now() + Duration::from_secs(5),
-            peer: Peer::Memory,
-            call_id: 42,
-            method: "Svc.m",
-        };
-        let (id, left) = scope(
-            ctx,
-            Box::pin(async { (current().call_id(), current().remaining()) }),
-        )
-        .await;
-        assert_eq!(id, 42);
-        assert!(left <= Duration::from_secs(5) && left > Duration::from_secs(4));
-        assert!(current_deadline().is_none());
-    }
-
-    fn ctx(call_id: u64) -> Context {
-        Context {
-            deadline: Instant::now() + Duration::from_secs(5),
-            peer: Peer::Memory,
-            call_id,
-            method: "Svc.m",
-        }
-    }
-
-    /// A handler polled inside another's poll sees its own context, and the
-    /// outer one's comes back after; a handler that panics leaves nothing
-    /// behind for the next one polled on the thread.
-    #[tokio::test]
-    async fn scopes_nest_and_a_panic_restores_the_context() {
-        let inner = scope(ctx(2), Box::pin(async { current().call_id() }));
-        let outer = scope(
-            ctx(1),
-            Box::pin(async move {
-                let before = current().call_id();
-                let inside = inner.await;
-                (before, inside, current().call_id())
-            }),
-        );
-        assert_eq!(outer.await, (1, 2, 1));
-        assert!(try_current().is_none());
-
-        let panicking = scope(
-            ctx(3),
-            Box::pin(async {
-                assert_eq!(current().call_id(), 3);
-                panic!("the handler failed");
-            }),
-        );
-        let caught =
-            futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(panicking)).await;
-        assert!(caught.is_err());
-        assert!(
-            try_current().is_none(),
-            "the panicked handler's context leaked"
-        );
-        assert!(current_deadline().is_none());
-    }
-
-    /// A handler dropped before it finished runs its destructors with its
-    /// context set.
-    #[tokio::test]
-    async fn a_dropped_handler_sees_its_context_in_destructors() {
-        struct Probe(std::sync::Arc<std::sync::Mutex<Option<u64>>>);
-        impl Drop for Probe {
-            fn drop(&mut self) {
-                *self.0.lock().unwrap() = try_current().map(|c| c.call_id());
-            }
-        }
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let probe = Probe(seen.clone());
-        let mut handler = scope(
-            ctx(7),
-            Box::pin(async move {
-                let _probe = probe;
-                std::future::pending::<()>().await;
-            }),
-        );
-        assert!(futures::poll!(&mut handler).is_pending());
-        drop(handler);
-        assert_eq!(*seen.lock().unwrap(), Some(7));
-        assert!(try_current().is_none());
-    }
-}
+mod tests;

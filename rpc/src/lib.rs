@@ -64,6 +64,10 @@
 //! [`with_timeout`](Channel::with_timeout) says otherwise). The remaining budget
 //! travels with the request; the server drops the handler when it runs out, and
 //! calls made from inside a handler inherit what is left (see [`context`]).
+//! A task the handler spawns with a bare `tokio::spawn` does not: there the
+//! handler's context is gone, and a call gets the full 30 s again. Spawn it
+//! with [`context::spawn`] (or wrap its future with
+//! [`current().scope(..)`](context::Context::scope)) to carry the context.
 //! On the client, one timer per connection enforces the deadlines of all its
 //! calls, in the connection's reader task: that task (and its writer) run on
 //! the runtime that made the connection, so keep that runtime running while
@@ -77,9 +81,45 @@
 //! server polls each handler once in the connection's own task: one that
 //! finishes in that poll (most do: they compute and return) is answered
 //! without a task, and one that has to wait moves to a task of its own; the
-//! same task also writes the connection's replies. Either
-//! way, do long blocking work in `tokio::task::spawn_blocking`, as in any
-//! async code.
+//! same task also writes the connection's replies.
+//!
+//! Either way a handler runs on the runtime's worker threads, between its
+//! awaits. **A handler that blocks its thread** (`std::thread::sleep`, a
+//! blocking file or database call, long CPU work) holds up every handler and
+//! connection on that thread meanwhile, and once as many handlers block as
+//! there are worker threads, the whole server stops answering. Declare such a
+//! method as a plain `fn` marked `#[rpc(blocking)]`:
+//!
+//! ```
+//! #[rpc::service]
+//! pub trait Hasher {
+//!     /// CPU-bound: runs on tokio's blocking thread pool.
+//!     #[rpc(blocking)]
+//!     fn hash(&self, data: Vec<u8>) -> u64;
+//! }
+//!
+//! struct Fnv;
+//! impl Hasher for Fnv {
+//!     fn hash(&self, data: Vec<u8>) -> u64 {
+//!         data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+//!             (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+//!         })
+//!     }
+//! }
+//! # async fn client(hasher: HasherClient) -> Result<(), rpc::Error> {
+//! // The client's method is `async`, like every other:
+//! let h: u64 = hasher.hash(vec![1, 2, 3]).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The server runs it with `spawn_blocking`, with the call's context set
+//! ([`context::current`] works), and a panic in it is a `Panicked` reply. At
+//! the deadline or on Cancel its caller is answered and its reply dropped,
+//! but a thread cannot be interrupted: a function already running runs to
+//! its end (one still waiting for a thread of the pool never starts). The
+//! pool is bounded (512 threads unless the runtime's builder says otherwise;
+//! calls beyond wait for a thread). In an `async fn`, move the part that
+//! blocks into [`context::spawn_blocking`] instead.
 
 #[cfg(feature = "hooks")]
 #[doc(hidden)]

@@ -1,5 +1,6 @@
 //! `{Trait}Server<S>`: wraps an implementation and dispatches calls to it by
-//! method id, each handler in its own task.
+//! method id, each handler in its own task; a `#[rpc(blocking)]` method's
+//! on tokio's blocking pool.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -85,7 +86,6 @@ pub(super) fn expand(service: &Service) -> TokenStream {
 
 fn arm(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     let cfgs = method.cfgs();
-    let ident = method.ident;
     let id = wire::id_literal(method);
     let (args_items, flat) = args::decode_args(method);
     let decode = if flat {
@@ -93,24 +93,45 @@ fn arm(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     } else {
         quote!(args)
     };
+    let ident = method.ident;
     let pass = args::handler_values(method);
     let reply = output::encode_output(method);
     let reply_items = &reply.items;
     let reply_expr = &reply.expr;
+    // Decode, call the implementation, encode the reply: the same steps for
+    // both kinds of handler; `__rpc_call` is the `Call` or a borrow of it.
+    let run = |call: TokenStream| {
+        quote! {
+            let __rpc_args: __RpcArgs = match __rpc_call.#decode() {
+                ::core::result::Result::Ok(__rpc_args) => __rpc_args,
+                ::core::result::Result::Err(__rpc_reply) => return __rpc_reply,
+            };
+            let __rpc_out = #call;
+            #reply_expr
+        }
+    };
+    let handler = if method.options.blocking.is_some() {
+        // All three steps on the blocking pool: decoding and encoding are
+        // CPU work too, and so nothing but the `Call` crosses threads (the
+        // user's types need not be `Send`).
+        let steps = run(quote!(<__RpcS as #trait_ident>::#ident(&*__rpc_inner, #(#pass),*)));
+        quote! {
+            ::rpc::__private::Call::blocking(
+                __rpc_call,
+                move |__rpc_call: &::rpc::__private::Call| { #steps },
+            )
+        }
+    } else {
+        let steps = run(quote!(<__RpcS as #trait_ident>::#ident(&*__rpc_inner, #(#pass),*).await));
+        quote!(::rpc::__private::Box::pin(async move { #steps }))
+    };
     quote! {
         #(#cfgs)*
         #id => {
             #args_items
             #reply_items
             let __rpc_inner = <::rpc::__private::Arc<_> as ::core::clone::Clone>::clone(&self.inner);
-            ::core::option::Option::Some(::rpc::__private::Box::pin(async move {
-                let __rpc_args: __RpcArgs = match __rpc_call.#decode() {
-                    ::core::result::Result::Ok(__rpc_args) => __rpc_args,
-                    ::core::result::Result::Err(__rpc_reply) => return __rpc_reply,
-                };
-                let __rpc_out = <__RpcS as #trait_ident>::#ident(&*__rpc_inner, #(#pass),*).await;
-                #reply_expr
-            }))
+            ::core::option::Option::Some(#handler)
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The trait itself, rewritten so that every handler future is `Send`: an
 //! `async fn` becomes `fn .. -> impl Future<Output = T> + Send`, which an impl
 //! may still write as `async fn`, and a non-`Send` body is then reported at
-//! the user's method in their impl.
+//! the user's method in their impl. A `#[rpc(blocking)]` method is a plain
+//! `fn` and stays one: it has no future, and runs on a thread of its own.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};

@@ -6,8 +6,10 @@
 //! (`connection.rs`), starts each handler (`connection/handler.rs`), and
 //! checks its timers and drains (`connection/timers.rs`); the handlers
 //! running on a connection are kept by call id (`calls.rs`); the router
-//! finds a method's service (`dispatch.rs`).
+//! finds a method's service (`dispatch.rs`); a `#[rpc(blocking)]` handler
+//! runs on tokio's blocking pool (`blocking.rs`).
 
+mod blocking;
 mod calls;
 mod connection;
 pub(crate) mod dispatch;

@@ -10,7 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::{Driver, End, Parked};
-use crate::context::{self, Context};
+use crate::context::Context;
 use crate::deadline;
 use crate::protocol::Status;
 use crate::server::calls::Finish;
@@ -55,7 +55,7 @@ impl Driver {
             call_id: id,
             method,
         };
-        let mut run = AssertUnwindSafe(context::scope(ctx, handler)).catch_unwind();
+        let mut run = AssertUnwindSafe(ctx.scope(handler)).catch_unwind();
         // On a current-thread runtime, polled once with the driver's waker:
         // whatever the handler waits on registers it, and the handler's own
         // task re-registers its waker on its first poll (a future wakes the
