@@ -83,6 +83,11 @@ pub(crate) const MIN_MAX_FRAME: usize = 4096;
 /// The protocol version this crate speaks.
 pub(crate) const VERSION: u16 = 1;
 
+/// How the message of a Decode reply begins when the handler ran but its
+/// value did not serialize, so that the client can tell this from a request
+/// the server could not decode (which never ran).
+pub(crate) const SERVER_COULD_NOT_ENCODE: &str = "the server could not encode the response: ";
+
 /// The nonce of the Ping a server sends right after a draining GoAway.
 pub(crate) const DRAIN_PING: u64 = u64::MAX;
 /// How long a draining server waits for the Pong to [`DRAIN_PING`] before it
