@@ -84,7 +84,7 @@ async fn requests_that_arrive_after_goaway_are_refused_with_shutting_down_and_ne
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_made_during_a_drain_fail_with_shutting_down_and_never_run() {
+async fn calls_made_during_a_drain_never_run_and_are_told_so() {
     let (server, probe) = start_probe(rpc::Server::builder()).await;
     let client = probe_client(server.local_addr()).await;
     let in_flight = tokio::spawn(client.hold(1_000, 1));
@@ -97,12 +97,18 @@ async fn calls_made_during_a_drain_fail_with_shutting_down_and_never_run() {
     let shutdown = tokio::spawn(server.shutdown());
     let goaway = observer.next_reply(PROMPTLY).await.unwrap();
     assert_eq!(goaway.goaway_reason(), raw::goaway::SHUTDOWN);
-    // Whether a call crosses the GoAway on the wire or is made after the
-    // client saw it, it is not run, and the caller is told it can retry.
+    // A call that crosses the GoAway on the wire is refused (ShuttingDown);
+    // one made after the client saw it finds no new connection (the server
+    // accepts none now) and says why. Neither runs, and either way the
+    // caller is told that it did not run and that a retry can help.
     let mut refused = 0;
     while !in_flight.is_finished() && refused < 20 {
         let err = client.hold(1, 2).await.unwrap_err();
-        assert!(matches!(err, rpc::Error::ShuttingDown { .. }), "{err}");
+        assert!(
+            matches!(err, rpc::Error::ShuttingDown { .. } | rpc::Error::Io { .. }),
+            "{err}"
+        );
+        assert!(!err.may_have_run() && err.is_retryable(), "{err:?}");
         refused += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -116,30 +122,47 @@ async fn calls_made_during_a_drain_fail_with_shutting_down_and_never_run() {
 }
 
 over_all_transports!(
-    a_call_after_the_server_finished_shutting_down_is_told_so_not_disconnected,
+    calls_after_the_server_shut_down_and_left_report_the_refused_connection,
     flavor = "multi_thread",
     worker_threads = 2
 );
-async fn a_call_after_the_server_finished_shutting_down_is_told_so_not_disconnected(
+async fn calls_after_the_server_shut_down_and_left_report_the_refused_connection(
     transport: Transport,
 ) {
-    // The last in-flight call ends the drain and the server closes the
-    // connection: a call made just after finds the connection closed and no
-    // server to reconnect to. It never ran, and the server said it was
-    // shutting down, so the caller hears ShuttingDown (retry-safe), not
-    // Disconnected ("may have run").
+    // The server drains, closes the connection and is gone. Calls made in
+    // the next two seconds find the connection closed and try to reconnect;
+    // no server refused them, so they report why they found none (a refused
+    // connection, or no socket file), not that a server is shutting down.
+    // Either way they did not run, and another server could take them.
     let (server, probe) = start_probe_over(transport, rpc::Server::builder()).await;
-    let client = probe_client_at(server.address()).await;
-    let in_flight = tokio::spawn(client.hold(200, 1));
-    probe
-        .wait_for("the call to start", PROMPTLY, |p| p.started() == 1)
-        .await;
+    let address = server.address().clone();
+    let client = probe_client_at(&address).await;
+    assert_eq!(client.hold(0, 1).await.unwrap(), 1);
     tokio::time::timeout(Duration::from_secs(10), server.shutdown())
         .await
         .expect("shutdown did not finish");
-    assert_eq!(in_flight.await.unwrap().unwrap(), 1);
-    let err = client.hold(1, 2).await.unwrap_err();
-    assert!(matches!(err, rpc::Error::ShuttingDown { .. }), "{err}");
+    let started = Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        let err = client.hold(1, 2).await.unwrap_err();
+        let rpc::Error::Io {
+            method: Some("Probe.hold"),
+            source,
+            ..
+        } = &err
+        else {
+            panic!("after {calls} calls: {err:?}")
+        };
+        let expected = match transport {
+            Transport::Unix => std::io::ErrorKind::NotFound,
+            Transport::Tcp | Transport::Memory => std::io::ErrorKind::ConnectionRefused,
+        };
+        assert_eq!(source.kind(), expected, "{err}");
+        assert!(err.to_string().contains(&address.to_string()), "{err}");
+        assert!(!err.may_have_run() && err.is_retryable(), "{err:?}");
+        calls += 1;
+    }
+    assert!(calls >= 2, "{calls} calls in 2 s");
     assert_eq!(probe.started(), 1);
 }
 
@@ -209,8 +232,14 @@ async fn a_killed_and_restarted_server_is_reached_again_by_the_same_client(trans
     assert_eq!(client.add(1, 1).await.unwrap(), 2);
 
     server.abort().await;
+    // Lost on the old connection, or no new one to be had: either way a
+    // retry can help.
     let err = client.add(1, 2).await.unwrap_err();
-    assert!(matches!(err, rpc::Error::Disconnected { .. }), "{err}");
+    assert!(
+        matches!(err, rpc::Error::Disconnected { .. } | rpc::Error::Io { .. }),
+        "{err}"
+    );
+    assert!(err.is_retryable(), "{err:?}");
 
     let restarted = rebind(&address).await;
     // The next call waits out the reconnect backoff (well under its 30 s
@@ -237,11 +266,15 @@ async fn reconnect_attempts_back_off() {
     let started = Instant::now();
     let mut calls = 0;
     while started.elapsed() < Duration::from_secs(1) {
+        // The attempt's own failure (the peer hung up during the handshake),
+        // or, while the backoff waits, the last one's.
         let err = quick.add(1, 1).await.unwrap_err();
         assert!(
             matches!(
                 err,
-                rpc::Error::Disconnected { .. } | rpc::Error::DeadlineExceeded { .. }
+                rpc::Error::Disconnected { .. }
+                    | rpc::Error::Io { .. }
+                    | rpc::Error::DeadlineExceeded { .. }
             ),
             "{err}"
         );

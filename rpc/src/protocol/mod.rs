@@ -32,6 +32,9 @@
 //! **Handshake.** On connect both sides send Hello before anything else; the
 //! server waits for the client's first. Wrong magic closes the connection; a
 //! different version makes both sides fail with an error naming both versions.
+//! A peer whose first bytes cannot begin a Hello (an HTTP server's answer,
+//! say) is reported as not speaking this protocol, with those bytes shown as
+//! escaped text (at most 64 of them), whichever way reading its Hello failed.
 //! Each Hello also says the largest frame its sender accepts, and each side
 //! sends the other nothing larger: a request or reply over the peer's limit
 //! fails that one call with `FrameTooLarge` instead of breaking the
