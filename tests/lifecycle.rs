@@ -122,51 +122,6 @@ async fn calls_made_during_a_drain_never_run_and_are_told_so() {
 }
 
 over_all_transports!(
-    calls_after_the_server_shut_down_and_left_report_the_refused_connection,
-    flavor = "multi_thread",
-    worker_threads = 2
-);
-async fn calls_after_the_server_shut_down_and_left_report_the_refused_connection(
-    transport: Transport,
-) {
-    // The server drains, closes the connection and is gone. Calls made in
-    // the next two seconds find the connection closed and try to reconnect;
-    // no server refused them, so they report why they found none (a refused
-    // connection, or no socket file), not that a server is shutting down.
-    // Either way they did not run, and another server could take them.
-    let (server, probe) = start_probe_over(transport, rpc::Server::builder()).await;
-    let address = server.address().clone();
-    let client = probe_client_at(&address).await;
-    assert_eq!(client.hold(0, 1).await.unwrap(), 1);
-    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
-        .await
-        .expect("shutdown did not finish");
-    let started = Instant::now();
-    let mut calls = 0;
-    while started.elapsed() < Duration::from_secs(2) {
-        let err = client.hold(1, 2).await.unwrap_err();
-        let rpc::Error::Io {
-            method: Some("Probe.hold"),
-            source,
-            ..
-        } = &err
-        else {
-            panic!("after {calls} calls: {err:?}")
-        };
-        let expected = match transport {
-            Transport::Unix => std::io::ErrorKind::NotFound,
-            Transport::Tcp | Transport::Memory => std::io::ErrorKind::ConnectionRefused,
-        };
-        assert_eq!(source.kind(), expected, "{err}");
-        assert!(err.to_string().contains(&address.to_string()), "{err}");
-        assert!(!err.may_have_run() && err.is_retryable(), "{err:?}");
-        calls += 1;
-    }
-    assert!(calls >= 2, "{calls} calls in 2 s");
-    assert_eq!(probe.started(), 1);
-}
-
-over_all_transports!(
     handlers_still_running_when_the_grace_period_ends_are_dropped,
     flavor = "multi_thread",
     worker_threads = 2
