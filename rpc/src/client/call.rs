@@ -29,7 +29,7 @@ use crate::protocol::FrameBuf;
 
 /// Times a call moves to another connection, at most, because one refused
 /// it or stopped taking calls before it went out. Past that it fails:
-/// `ShuttingDown` if a server refused it, else `Disconnected`.
+/// `ShuttingDown` if a server refused it, else `Disconnected` (not sent).
 const MAX_MOVES: u8 = 3;
 
 /// A call on a [`Channel`](super::Channel): resolves to the method's return
@@ -52,7 +52,9 @@ pub struct Call<R, T> {
     request: Encoded,
     /// Times the call moved to another connection.
     moves: u8,
-    /// A server refused the call while shutting down: it did not run.
+    /// A server refused the call (a ShuttingDown reply): it did not run
+    /// there. Only such a reply sets it: a call that merely found its
+    /// connection drained was refused by no one.
     refused: bool,
     step: Step,
     /// Decodes the reply's value (see [`crate::codec::decode_flat`]).
@@ -81,8 +83,8 @@ enum Waited {
     Slot(Arc<Connection>),
     /// A connection that takes calls.
     Connection(Arc<Connection>),
-    /// This connection stopped taking calls while the call waited in line.
-    Gone(Arc<Connection>),
+    /// The connection stopped taking calls while the call waited in line.
+    Gone,
     Failed(Error),
 }
 
@@ -160,14 +162,14 @@ impl<R, T> Call<R, T> {
             Tried::Full(conn) => Ok(Step::Waiting(Box::pin(async move {
                 match conn.wait_for_slot(deadline).await {
                     Ok(()) => Waited::Slot(conn),
-                    Err(NoSlot::Closed) => Waited::Gone(conn),
+                    Err(NoSlot::Closed) => Waited::Gone,
                     Err(NoSlot::Deadline) => Waited::Failed(Error::DeadlineExceeded {
                         method,
                         budget: Duration::ZERO,
                     }),
                 }
             }))),
-            Tried::NotSent(conn) => self.elsewhere(&conn),
+            Tried::NotSent => self.elsewhere(),
             Tried::Late => Err(Error::DeadlineExceeded {
                 method,
                 budget: Duration::ZERO,
@@ -181,19 +183,21 @@ impl<R, T> Call<R, T> {
         }
     }
 
-    /// `conn` took the request but will not run it (the server refused it
-    /// while shutting down), or stopped taking calls before it went out: the
-    /// call did not run, so it goes to another connection, while moves and
-    /// time are left.
-    fn elsewhere(&mut self, conn: &Connection) -> Result<Step, Error> {
+    /// The call's connection took the request but will not run it (the
+    /// server refused it while shutting down), or stopped taking calls
+    /// before it went out: the call did not run, so it goes to another
+    /// connection, while moves and time are left. If none is to be had, a
+    /// call a server refused fails with `ShuttingDown`; any other reports
+    /// why there was none (a refused connection, say), never a refusal that
+    /// did not happen.
+    fn elsewhere(&mut self) -> Result<Step, Error> {
         let method = self.method;
-        self.refused |= conn.is_draining_for_shutdown();
         if self.moves == MAX_MOVES {
             return Err(if self.refused {
                 Error::ShuttingDown { method }
             } else {
                 let why = "every connection tried stopped taking calls before the request went out";
-                Error::disconnected(method, why)
+                Error::disconnected(method, why, false)
             });
         }
         self.moves += 1;
@@ -202,12 +206,10 @@ impl<R, T> Call<R, T> {
         Ok(Step::Waiting(Box::pin(async move {
             match connecting.await {
                 Ok(conn) => Waited::Connection(conn),
-                // Refused, and no other connection to be had: it did not
-                // run (`ShuttingDown`, safe to retry) rather than
-                // `Disconnected` (may have run).
-                Err(Error::Disconnected { .. }) if refused => {
-                    Waited::Failed(Error::ShuttingDown { method })
-                }
+                Err(e @ Error::DeadlineExceeded { .. }) => Waited::Failed(e),
+                // Refused, and no other connection to be had: what the
+                // caller needs to hear is that it did not run.
+                Err(_) if refused => Waited::Failed(Error::ShuttingDown { method }),
                 Err(e) => Waited::Failed(e),
             }
         })))
@@ -263,8 +265,7 @@ impl<R, T> Future for Call<R, T> {
                         if is_shutting_down(&payload) && !call.connection().takes_calls() =>
                     {
                         this.refused = true;
-                        let conn = call.connection().clone();
-                        this.elsewhere(&conn)
+                        this.elsewhere()
                     }
                     Ok(payload) => {
                         this.step = Step::Done;
@@ -272,7 +273,9 @@ impl<R, T> Future for Call<R, T> {
                             decode_response(this.method, this.budget, payload, this.decode);
                         return Poll::Ready(decoded.map(this.map));
                     }
-                    Err(Failure::Closed(reason)) => Err(Error::disconnected(this.method, reason)),
+                    Err(Failure::Closed(reason)) => {
+                        Err(Error::disconnected(this.method, reason, true))
+                    }
                     Err(Failure::Deadline) => Err(Error::DeadlineExceeded {
                         method: this.method,
                         budget: this.budget,
@@ -281,7 +284,7 @@ impl<R, T> Future for Call<R, T> {
                 Step::Waiting(waiting) => match ready!(waiting.as_mut().poll(cx)) {
                     Waited::Slot(conn) => this.send(conn, this.remaining(), true, cx),
                     Waited::Connection(conn) => this.send(conn, this.remaining(), false, cx),
-                    Waited::Gone(conn) => this.elsewhere(&conn),
+                    Waited::Gone => this.elsewhere(),
                     Waited::Failed(e) => Err(e),
                 },
                 Step::Done => panic!("a call polled after it finished"),

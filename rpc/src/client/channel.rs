@@ -192,10 +192,10 @@ impl Channel {
         .write(&mut frame);
         let limit = self.endpoint.config.max_frame + LEN_PREFIX;
         codec::encode_into(args, &mut frame, limit).map_err(|e| match e {
-            codec::EncodeError::TooLarge { limit } => Error::FrameTooLarge {
+            codec::EncodeError::TooLarge { size, limit } => Error::FrameTooLarge {
                 method,
                 what: "request",
-                size: limit - LEN_PREFIX + 1,
+                size: size - LEN_PREFIX,
                 limit: limit - LEN_PREFIX,
             },
             codec::EncodeError::Serde(message) => Error::Encode { method, message },

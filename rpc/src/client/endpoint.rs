@@ -56,7 +56,17 @@ impl Reconnect {
 /// A connection attempt running as its own task: callers wait for it as long
 /// as their deadlines allow, and it runs to its end (connect and handshake
 /// timeouts) whoever still waits, so its outcome always reaches the backoff.
-type Attempt = Shared<BoxFuture<'static, Result<Arc<Connection>, Arc<str>>>>;
+type Attempt = Shared<BoxFuture<'static, Result<Arc<Connection>, AttemptFailed>>>;
+
+/// Why a connection attempt gave no connection. Shared by every caller that
+/// waited for it: each reports its own copy, naming its method.
+#[derive(Clone)]
+enum AttemptFailed {
+    /// Opening the connection failed.
+    Open(Arc<Error>),
+    /// The attempt's task panicked or was cancelled.
+    Aborted,
+}
 
 impl Endpoint {
     /// Connects for the first time: an error here is the caller's, with no
@@ -167,7 +177,7 @@ impl Endpoint {
                 match reconnect.backoff.retry_at() {
                     Some(wait_until) if wait_until > deadline => {
                         let why = reconnect.backoff.describe(wait_until);
-                        return Err(Error::disconnected(method, why));
+                        return Err(Error::disconnected(method, why, false));
                     }
                     Some(wait_until) => wait_until,
                     None => {
@@ -181,10 +191,11 @@ impl Endpoint {
         };
         match tokio::time::timeout_at(deadline, attempt).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(Error::disconnected(
-                method,
-                format!("reconnecting failed: {e}"),
-            )),
+            Ok(Err(AttemptFailed::Open(e))) => Err(e.for_call(method)),
+            Ok(Err(AttemptFailed::Aborted)) => {
+                let why = "the connection attempt panicked or was cancelled";
+                Err(Error::disconnected(method, why, false))
+            }
             Err(_) => Err(Error::DeadlineExceeded {
                 method,
                 budget: Duration::ZERO,
@@ -212,16 +223,13 @@ impl Endpoint {
                 }
                 Err(e) => {
                     reconnect.backoff.failed(e.to_string());
-                    Err(Arc::from(e.to_string()))
+                    Err(AttemptFailed::Open(Arc::new(e)))
                 }
             }
         });
-        async move {
-            task.await
-                .unwrap_or_else(|_| Err(Arc::from("the connection attempt was aborted")))
-        }
-        .boxed()
-        .shared()
+        async move { task.await.unwrap_or(Err(AttemptFailed::Aborted)) }
+            .boxed()
+            .shared()
     }
 }
 
@@ -265,5 +273,21 @@ async fn open(connector: &dyn Connector, config: &Config) -> Result<Arc<Connecti
             return Err(Error::io(format!("connecting to {address}"), timed_out));
         }
     };
-    Connection::start(link, config).await
+    // The handshake's errors name the server only as "the peer".
+    Connection::start(link, config).await.map_err(|e| match e {
+        Error::Protocol { method, message } => Error::Protocol {
+            method,
+            message: format!("the handshake with {address}: {message}"),
+        },
+        Error::Io {
+            method,
+            context,
+            source,
+        } => Error::Io {
+            method,
+            context: format!("{context} with {address}"),
+            source,
+        },
+        e => e,
+    })
 }

@@ -31,8 +31,9 @@ fn config() -> bincode::config::Configuration {
 /// Why a value could not be encoded.
 #[derive(Debug)]
 pub(crate) enum EncodeError {
-    /// The encoding passed `limit` bytes; it was stopped there.
-    TooLarge { limit: usize },
+    /// The encoding would have made the buffer `size` bytes long in all,
+    /// more than `limit`.
+    TooLarge { size: usize, limit: usize },
     /// serde refused the value (for example a sequence of unknown length).
     Serde(String),
 }
@@ -67,18 +68,24 @@ impl Sink for crate::protocol::FrameBuf {
     }
 }
 
+/// Writes into a buffer up to a limit. Past it, bytes are counted and not
+/// stored, so that a value too large is reported with its real size (a user
+/// raising the limit needs to know by how much) without holding it.
 struct LimitedWriter<'a, S: ?Sized> {
     buf: &'a mut S,
     limit: usize,
-    overflowed: bool,
+    /// Bytes that did not fit.
+    skipped: usize,
 }
 
 impl<S: Sink + ?Sized> bincode::enc::write::Writer for LimitedWriter<'_, S> {
     #[inline]
     fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
         if self.buf.len() + bytes.len() > self.limit {
-            self.overflowed = true;
-            return Err(bincode::error::EncodeError::Other("frame limit"));
+            // Later, smaller pieces may still fit and be stored: the buffer
+            // is garbage once anything was skipped, but the count is exact.
+            self.skipped += bytes.len();
+            return Ok(());
         }
         // bincode writes a value a primitive at a time, most of them one
         // byte (small varints, tags): a copy of known length is one store,
@@ -91,8 +98,8 @@ impl<S: Sink + ?Sized> bincode::enc::write::Writer for LimitedWriter<'_, S> {
     }
 }
 
-/// Appends `value` to `buf`, failing (without growing `buf` past it) if `buf`
-/// would exceed `limit` bytes in all.
+/// Appends `value` to `buf`, failing if `buf` would exceed `limit` bytes in
+/// all. Past the limit `buf` does not grow, and its contents are garbage.
 pub(crate) fn encode_into<T: Serialize + ?Sized, S: Sink + ?Sized>(
     value: &T,
     buf: &mut S,
@@ -101,11 +108,14 @@ pub(crate) fn encode_into<T: Serialize + ?Sized, S: Sink + ?Sized>(
     let mut w = LimitedWriter {
         buf,
         limit,
-        overflowed: false,
+        skipped: 0,
     };
     match bincode::serde::encode_into_writer(value, &mut w, config()) {
-        Ok(()) => Ok(()),
-        Err(_) if w.overflowed => Err(EncodeError::TooLarge { limit }),
+        Ok(()) if w.skipped == 0 => Ok(()),
+        Ok(()) => Err(EncodeError::TooLarge {
+            size: w.buf.len() + w.skipped,
+            limit,
+        }),
         Err(e) => Err(EncodeError::Serde(e.to_string())),
     }
 }
@@ -283,14 +293,24 @@ mod tests {
         both((7u32,));
     }
 
+    /// A value over the limit is not stored past it, and is reported with
+    /// the size it would have had.
     #[test]
-    fn encode_stops_at_the_limit() {
+    fn encode_stops_storing_at_the_limit_and_counts_the_real_size() {
+        let mut exact = BytesMut::new();
+        let big = (vec![7u8; 1000], "tail".to_string(), 1u8);
+        encode_into(&big, &mut exact, usize::MAX).unwrap();
+        let mut buf = BytesMut::from(&b"head"[..]);
+        let err = encode_into(&big, &mut buf, 100).unwrap_err();
+        assert!(buf.len() <= 100, "{} bytes stored", buf.len());
+        let EncodeError::TooLarge { size, limit } = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!((size, limit), (4 + exact.len(), 100));
+        // One byte over is over; the limit itself fits.
         let mut buf = BytesMut::new();
-        let big = vec![7u8; 1000];
-        assert!(matches!(
-            encode_into(&big, &mut buf, 100),
-            Err(EncodeError::TooLarge { limit: 100 })
-        ));
-        assert!(buf.len() <= 100);
+        let err = encode_into(&big, &mut buf, exact.len() - 1).unwrap_err();
+        assert!(matches!(err, EncodeError::TooLarge { size, .. } if size == exact.len()));
+        encode_into(&big, &mut BytesMut::new(), exact.len()).unwrap();
     }
 }

@@ -32,6 +32,9 @@
 //! **Handshake.** On connect both sides send Hello before anything else; the
 //! server waits for the client's first. Wrong magic closes the connection; a
 //! different version makes both sides fail with an error naming both versions.
+//! A peer whose first bytes cannot begin a Hello (an HTTP server's answer,
+//! say) is reported as not speaking this protocol, with those bytes shown as
+//! escaped text (at most 64 of them), whichever way reading its Hello failed.
 //! Each Hello also says the largest frame its sender accepts, and each side
 //! sends the other nothing larger: a request or reply over the peer's limit
 //! fails that one call with `FrameTooLarge` instead of breaking the
@@ -87,6 +90,11 @@ pub(crate) const MIN_MAX_FRAME: usize = 4096;
 pub(crate) const HANDSHAKE_MAX_FRAME: usize = 4096;
 /// The protocol version this crate speaks.
 pub(crate) const VERSION: u16 = 1;
+
+/// How the message of a Decode reply begins when the handler ran but its
+/// value did not serialize, so that the client can tell this from a request
+/// the server could not decode (which never ran).
+pub(crate) const SERVER_COULD_NOT_ENCODE: &str = "the server could not encode the response: ";
 
 /// The nonce of the Ping a server sends right after a draining GoAway.
 pub(crate) const DRAIN_PING: u64 = u64::MAX;

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use super::id_map::IdMap;
 use crate::Error;
 use crate::codec;
-use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Payload, Status};
+use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Payload, SERVER_COULD_NOT_ENCODE, Status};
 use crate::transport::Outgoing;
 
 /// A running handler: resolves to the encoded Response frame.
@@ -98,20 +98,16 @@ impl Call {
         let limit = self.max_frame + LEN_PREFIX;
         let frame = match codec::encode_into(value, &mut frame, limit) {
             Ok(()) => frame,
-            Err(codec::EncodeError::TooLarge { .. }) => {
+            Err(codec::EncodeError::TooLarge { size, .. }) => {
                 let mut f = FrameBuf::new(Kind::Response, self.id, 17);
                 f.payload_mut().put_u8(Status::FrameTooLarge as u8);
-                f.payload_mut().put_u64((self.max_frame + 1) as u64);
+                f.payload_mut().put_u64((size - LEN_PREFIX) as u64);
                 f.payload_mut().put_u64(self.max_frame as u64);
                 f
             }
             Err(codec::EncodeError::Serde(message)) => {
-                return Status::Decode
-                    .reply(
-                        self.id,
-                        &format!("the server could not encode the response: {message}"),
-                    )
-                    .into();
+                let message = format!("{SERVER_COULD_NOT_ENCODE}{message}");
+                return Status::Decode.reply(self.id, &message).into();
             }
         };
         Reply(Outgoing::Buf(frame))

@@ -1,6 +1,7 @@
 //! The handshake: magic bytes, protocol version and frame limit, both ways,
 //! before anything else crosses a new connection.
 
+use std::io::{self, ErrorKind::TimedOut, ErrorKind::UnexpectedEof};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -8,7 +9,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::FrameReader;
 use crate::Error;
-use crate::protocol::{HANDSHAKE_MAX_FRAME, Hello, Kind, MIN_MAX_FRAME, VERSION};
+use crate::protocol::{
+    FrameError, HANDSHAKE_MAX_FRAME, HEADER_LEN, Hello, Kind, LEN_PREFIX, MAGIC, MIN_MAX_FRAME,
+    VERSION,
+};
 
 /// Sends our Hello, then reads and checks the peer's, within `timeout`.
 /// The server calls it with `server = true` and answers only after the
@@ -27,25 +31,31 @@ where
     // Until the peer has shown it speaks the protocol, a frame may be only
     // as long as a Hello can be: a stranger's length prefix allocates little.
     reader.set_max_frame(HANDSHAKE_MAX_FRAME);
+    // Set once the peer's first frame is read: from then on, what is
+    // buffered is what it sent next, not how it began.
+    let mut first_read = false;
     let exchange = async {
         if !server {
             send_hello(writer, max_frame).await?;
         }
-        let theirs = match reader.next().await {
+        let first = reader.next().await;
+        if let Some(Err(e)) = first {
+            return Err(first_frame_failed(e, reader.read_buffer()));
+        }
+        first_read = true;
+        let theirs = match first {
             Some(Ok(f)) if f.kind == Kind::Hello => {
-                Hello::parse(f.payload).map_err(Error::Protocol)?
+                Hello::parse(f.payload).map_err(Error::protocol)?
             }
             Some(Ok(f)) => {
-                return Err(Error::Protocol(format!(
+                return Err(Error::protocol(format!(
                     "expected a Hello frame first, got {:?}",
                     f.kind
                 )));
             }
-            Some(Err(e)) => return Err(Error::Protocol(format!("bad handshake: {e}"))),
-            None => {
-                return Err(Error::Protocol(
-                    "the peer closed the connection during the handshake".into(),
-                ));
+            _ => {
+                let closed = "the peer closed the connection before sending its Hello";
+                return Err(Error::io(CONTEXT, io::Error::new(UnexpectedEof, closed)));
             }
         };
         if server {
@@ -58,33 +68,101 @@ where
             } else {
                 (VERSION, theirs.version)
             };
-            return Err(Error::Protocol(format!(
+            return Err(Error::protocol(format!(
                 "protocol version mismatch: the client speaks v{client}, the server speaks v{srv}"
             )));
         }
         if let Some(m) = theirs.max_frame
             && (m as usize) < MIN_MAX_FRAME
         {
-            return Err(Error::Protocol(format!(
+            return Err(Error::protocol(format!(
                 "the peer accepts frames of at most {m} bytes, below the minimum of {MIN_MAX_FRAME}"
             )));
         }
         Ok(theirs)
     };
-    let theirs = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| {
-            Error::Protocol(format!("the handshake did not complete within {timeout:?}"))
-        })??;
-    reader.set_max_frame(max_frame);
-    Ok(theirs)
+    let outcome = tokio::time::timeout(timeout, exchange).await;
+    match outcome {
+        Ok(outcome) => {
+            if outcome.is_ok() {
+                reader.set_max_frame(max_frame);
+            }
+            outcome
+        }
+        // A peer that sent something else and waits for an answer (an HTTP
+        // client whose request fits under the frame limit, say).
+        Err(_) if !first_read && !could_begin_a_hello(reader.read_buffer()) => {
+            Err(not_this_protocol(reader.read_buffer()))
+        }
+        // Slow, not foreign: a server at its connection cap answers late.
+        Err(_) => {
+            let late = format!("not completed within {timeout:?}");
+            Err(Error::io(CONTEXT, io::Error::new(TimedOut, late)))
+        }
+    }
+}
+
+/// What an I/O error of the handshake says was being done. (A client adds
+/// the server's address: "the handshake with 127.0.0.1:7878".)
+const CONTEXT: &str = "the handshake";
+
+/// Why reading the peer's first frame failed. Bytes that cannot begin a
+/// Hello say more than the failure does (a length no Hello has, a close
+/// part-way): whoever sent them does not speak this protocol, and the bytes
+/// often say what it does speak.
+fn first_frame_failed(e: FrameError, buffered: &[u8]) -> Error {
+    if !could_begin_a_hello(buffered) {
+        return not_this_protocol(buffered);
+    }
+    match e {
+        FrameError::Io(e) => Error::io(CONTEXT, e),
+        e => Error::protocol(format!("bad handshake: {e}")),
+    }
+}
+
+/// The first bytes of any Hello frame, with `None` where they vary: the
+/// length (a later version may send a longer Hello), kind Hello, no flags,
+/// call id 0, then the magic.
+const HELLO_START: [Option<u8>; LEN_PREFIX + HEADER_LEN + MAGIC.len()] = {
+    let mut start = [Some(0); LEN_PREFIX + HEADER_LEN + MAGIC.len()];
+    start[LEN_PREFIX - 1] = None;
+    start[LEN_PREFIX] = Some(Kind::Hello as u8);
+    let mut i = 0;
+    while i < MAGIC.len() {
+        start[LEN_PREFIX + HEADER_LEN + i] = Some(MAGIC[i]);
+        i += 1;
+    }
+    start
+};
+
+/// Whether `bytes` (what has arrived of the peer's first frame) could be
+/// the start of a Hello. No bytes could.
+fn could_begin_a_hello(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .zip(HELLO_START)
+        .all(|(&b, expected)| expected.is_none_or(|e| e == b))
+}
+
+/// How many of a foreign peer's first bytes an error shows.
+const SHOWN: usize = 64;
+
+/// The error for a peer whose first bytes are `first`, which no peer of ours
+/// sends: the bytes shown as text (escaped, and cut to [`SHOWN`]).
+fn not_this_protocol(first: &[u8]) -> Error {
+    let shown = &first[..first.len().min(SHOWN)];
+    let more = if first.len() > SHOWN { "..." } else { "" };
+    Error::protocol(format!(
+        "the peer does not speak this RPC protocol; its first bytes were \"{}\"{more}",
+        shown.escape_ascii()
+    ))
 }
 
 async fn send_hello<W: AsyncWrite + Unpin>(writer: &mut W, max_frame: usize) -> Result<(), Error> {
     writer
         .write_all(&Hello::ours(max_frame).encode())
         .await
-        .map_err(|e| Error::io("sending the handshake", e))
+        .map_err(|e| Error::io(CONTEXT, e))
 }
 
 #[cfg(test)]
@@ -113,5 +191,89 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("below the minimum"), "{err}");
         drop(peer.await.unwrap());
+    }
+
+    /// Runs our side of the handshake (the server's if `server`) against a
+    /// peer that sends `sent` and then waits for up to `hold` before closing.
+    async fn against(sent: impl Into<Vec<u8>>, server: bool, hold: Duration) -> Error {
+        let sent = sent.into();
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        let (r, mut w) = tokio::io::split(ours);
+        let mut reader = FrameReader::new(r, FrameCodec::new(16 << 20));
+        let peer = tokio::spawn(async move {
+            theirs.write_all(&sent).await.unwrap();
+            let _ = tokio::time::timeout(hold, theirs.read_to_end(&mut Vec::new())).await;
+        });
+        let timeout = Duration::from_secs(10);
+        let err = handshake(&mut reader, &mut w, server, timeout, 16 << 20)
+            .await
+            .unwrap_err();
+        drop((reader, w));
+        peer.await.unwrap();
+        err
+    }
+
+    /// A client that is not ours (an HTTP client, say) is named as such in
+    /// the server's error (which it logs), with what it sent as text.
+    #[tokio::test(start_paused = true)]
+    async fn a_server_names_a_client_that_does_not_speak_the_protocol_and_shows_its_bytes() {
+        let get = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
+        let err = against(&get[..], true, Duration::from_secs(60)).await;
+        assert!(
+            matches!(err, Error::Protocol { method: None, .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "protocol error: the peer does not speak this RPC protocol; \
+             its first bytes were \"GET / HTTP/1.1\\r\\nHost: example.com\\r\\n\\r\\n\""
+        );
+    }
+
+    /// What is shown is bounded, and bytes that are not printable are
+    /// escaped.
+    #[tokio::test(start_paused = true)]
+    async fn the_bytes_shown_are_escaped_and_cut() {
+        let long = [&b"\x16\x03\x01\x02\x00\x01"[..], &[b'x'; 300]].concat();
+        let text = against(long, false, Duration::from_secs(60))
+            .await
+            .to_string();
+        assert!(
+            text.contains(r#"its first bytes were "\x16\x03\x01\x02\x00\x01xxx"#),
+            "{text}"
+        );
+        assert!(text.ends_with("xxx\"..."), "{text}");
+        assert!(text.len() < 200, "{text}");
+    }
+
+    /// A peer that sends a few foreign bytes and waits (fewer than a length
+    /// prefix, so no frame error comes): named at the handshake timeout.
+    /// One that sent the start of a real Hello and stalls only timed out.
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stalls_is_named_by_what_it_sent_before() {
+        let err = against(b"hi\n", true, Duration::from_secs(60)).await;
+        assert!(
+            err.to_string()
+                .contains(r#"does not speak this RPC protocol; its first bytes were "hi\n""#),
+            "{err}"
+        );
+        let hello = Hello::ours(MIN_MAX_FRAME).encode();
+        let err = against(&hello[..20], true, Duration::from_secs(60)).await;
+        let Error::Io { source, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(source.kind(), TimedOut, "{err}");
+    }
+
+    /// A peer that closes before its Hello, having sent nothing, is an I/O
+    /// failure (it may come back), not a foreign peer.
+    #[tokio::test]
+    async fn a_peer_that_closes_at_once_is_an_io_error() {
+        let err = against(b"", false, Duration::ZERO).await;
+        let Error::Io { source, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(source.kind(), UnexpectedEof, "{err}");
+        assert!(err.to_string().starts_with("the handshake: "), "{err}");
     }
 }

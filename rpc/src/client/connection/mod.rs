@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use super::Config;
 use crate::Error;
-use crate::protocol::{FrameBuf, FrameCodec, GoAwayReason, Kind, LEN_PREFIX, RequestHead};
+use crate::protocol::{FrameBuf, FrameCodec, Kind, LEN_PREFIX, RequestHead};
 use crate::transport::{self, DIRECT_WRITE, FrameReader, Link, Outbox, Peer};
 use state::{Entry, Outcome, Shared, StateLane, wake};
 pub(crate) use state::{Failure, Reply};
@@ -53,7 +53,7 @@ pub(crate) enum Tried {
     Full(Arc<Connection>),
     /// The connection takes no more calls (closed, or the server is
     /// draining it); the request was not sent.
-    NotSent(Arc<Connection>),
+    NotSent,
     /// The call is out of time (it may have waited for a slot).
     Late,
     /// The request is larger than the server accepts.
@@ -131,7 +131,7 @@ impl Connection {
             tried
         };
         if !st.takes_calls() {
-            return refuse(st, Tried::NotSent(self.clone()));
+            return refuse(st, Tried::NotSent);
         }
         if budget.is_zero() {
             return refuse(st, Tried::Late);
@@ -169,7 +169,7 @@ impl Connection {
             let next = st.admission.release();
             drop(st);
             wake(next);
-            return Tried::NotSent(self);
+            return Tried::NotSent;
         }
         let wake_reader = st.note_deadline(deadline);
         drop(st);
@@ -215,13 +215,6 @@ impl Connection {
     /// Whether new calls may use this connection.
     pub(crate) fn takes_calls(&self) -> bool {
         self.shared.lock().takes_calls()
-    }
-
-    /// True once the server said (GoAway) that it is shutting down, and still
-    /// after it closed the connection: a call that was not sent here and finds
-    /// no other connection was refused, not lost.
-    pub(crate) fn is_draining_for_shutdown(&self) -> bool {
-        self.shared.lock().goaway == Some(GoAwayReason::Shutdown)
     }
 
     /// Who is at the other end.

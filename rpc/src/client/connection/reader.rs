@@ -161,7 +161,7 @@ pub(super) async fn read_loop(
                 let (why, message) = GoAwayReason::parse(&frame.payload);
                 tracing::debug!(?why, %message, "the server sent GoAway");
                 goaway = Some(message);
-                let in_line = shared.lock().drain(why);
+                let in_line = shared.lock().drain();
                 // Callers waiting for a slot here go elsewhere.
                 in_line.into_iter().for_each(Waker::wake);
             }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::admission::Admission;
 use super::slots::Slots;
-use crate::protocol::{GoAwayReason, Payload};
+use crate::protocol::Payload;
 use crate::transport::{Lane, Pending};
 
 /// What a waiting caller receives: the Response payload, or why it never came.
@@ -83,7 +83,6 @@ impl Shared {
                 timer: None,
                 closed: None,
                 draining: false,
-                goaway: None,
                 out: Pending::default(),
             }),
             timer_moved: Notify::new(),
@@ -109,8 +108,6 @@ pub(super) struct State {
     pub(super) closed: Option<Arc<str>>,
     /// Set by GoAway: calls in flight finish, new calls go elsewhere.
     pub(super) draining: bool,
-    /// Why the server sent GoAway, if it did.
-    pub(super) goaway: Option<GoAwayReason>,
     /// The frames waiting for the writer: under this lock (see
     /// [`StateLane`]).
     pub(super) out: Pending,
@@ -132,9 +129,8 @@ impl State {
 
     /// The server sent GoAway: no new calls here. Returns the callers in
     /// line for a slot, to wake: they go elsewhere.
-    pub(super) fn drain(&mut self, why: Option<GoAwayReason>) -> Vec<Waker> {
+    pub(super) fn drain(&mut self) -> Vec<Waker> {
         self.draining = true;
-        self.goaway = why;
         self.admission.everyone_in_line()
     }
 
