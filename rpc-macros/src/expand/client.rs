@@ -31,8 +31,10 @@ pub(super) fn expand(service: &Service) -> TokenStream {
             ///
             /// # Errors
             ///
-            /// `rpc::Error::Io` if the connection is refused or the address does not
-            /// resolve, `rpc::Error::Protocol` if the handshake fails.
+            /// `rpc::Error::Io` if the address does not resolve, refuses the
+            /// connection, or does not complete the handshake in time;
+            /// `rpc::Error::Protocol` if the peer does not speak this protocol (or
+            /// this version of it).
             #vis async fn connect(
                 addr: impl ::rpc::__private::ToSocketAddrs,
             ) -> ::core::result::Result<Self, ::rpc::Error> {
