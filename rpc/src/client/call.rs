@@ -25,7 +25,7 @@ use super::endpoint::Endpoint;
 use super::reply::{decode_response, is_shutting_down};
 use crate::Error;
 use crate::deadline;
-use crate::protocol::FrameBuf;
+use crate::protocol::{FrameBuf, Payload};
 
 /// Times a call moves to another connection, at most, because one refused
 /// it or stopped taking calls before it went out. Past that it fails:
@@ -38,6 +38,29 @@ const MAX_MOVES: u8 = 3;
 #[doc(hidden)]
 #[must_use = "a call does nothing unless awaited"]
 pub struct Call<R, T> {
+    route: Route,
+    /// Decodes the reply's value (see [`crate::codec::decode_flat`]).
+    decode: fn(&[u8]) -> Result<R, String>,
+    map: fn(R) -> T,
+    _out: PhantomData<fn() -> R>,
+}
+
+/// How the call reaches a server.
+enum Route {
+    /// The one server of a channel: the common case, in place.
+    One(Attempt),
+    /// Attempts on the servers of a balanced channel, chosen and retried
+    /// by `balance::run`; resolves to the reply and the budget the call
+    /// started with.
+    Balanced {
+        run: Pin<Box<dyn Future<Output = (Result<Payload, Error>, Duration)> + Send + Sync>>,
+        method: &'static str,
+    },
+}
+
+/// One attempt of a call on one server (see the module docs): the whole
+/// call on a channel of one server, one of several on a balanced one.
+pub(super) struct Attempt {
     endpoint: Arc<Endpoint>,
     /// The connection to try first, if the handle knew it without a lock.
     first: Option<Arc<Connection>>,
@@ -52,15 +75,14 @@ pub struct Call<R, T> {
     request: Encoded,
     /// Times the call moved to another connection.
     moves: u8,
+    /// Times it may move: on a balanced channel another endpoint is the
+    /// better place for a refused call, so its attempts do not move.
+    max_moves: u8,
     /// A server refused the call (a ShuttingDown reply): it did not run
     /// there. Only such a reply sets it: a call that merely found its
     /// connection drained was refused by no one.
     refused: bool,
     step: Step,
-    /// Decodes the reply's value (see [`crate::codec::decode_flat`]).
-    decode: fn(&[u8]) -> Result<R, String>,
-    map: fn(R) -> T,
-    _out: PhantomData<fn() -> R>,
 }
 
 type Waiting = Pin<Box<dyn Future<Output = Waited> + Send + Sync>>;
@@ -90,6 +112,69 @@ enum Waited {
 
 impl<R, T> std::fmt::Debug for Call<R, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.route {
+            Route::One(attempt) => attempt.fmt(f),
+            Route::Balanced { method, .. } => write!(f, "Call({method}, balanced)"),
+        }
+    }
+}
+
+impl<R, T> Call<R, T> {
+    /// A call of one attempt on `endpoint`.
+    pub(super) fn one(
+        attempt: Attempt,
+        decode: fn(&[u8]) -> Result<R, String>,
+        map: fn(R) -> T,
+    ) -> Self {
+        Call {
+            route: Route::One(attempt),
+            decode,
+            map,
+            _out: PhantomData,
+        }
+    }
+
+    /// A call whose attempts `run` makes.
+    pub(super) fn balanced(
+        method: &'static str,
+        run: Pin<Box<dyn Future<Output = (Result<Payload, Error>, Duration)> + Send + Sync>>,
+        decode: fn(&[u8]) -> Result<R, String>,
+        map: fn(R) -> T,
+    ) -> Self {
+        Call {
+            route: Route::Balanced { run, method },
+            decode,
+            map,
+            _out: PhantomData,
+        }
+    }
+}
+
+impl<R, T> Future for Call<R, T> {
+    type Output = Result<T, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let (reply, method, budget) = match &mut this.route {
+            Route::One(attempt) => {
+                let reply = ready!(Pin::new(&mut *attempt).poll(cx));
+                (reply, attempt.method, attempt.budget)
+            }
+            Route::Balanced { run, method } => {
+                let (reply, budget) = ready!(run.as_mut().poll(cx));
+                (reply, *method, budget)
+            }
+        };
+        Poll::Ready(
+            reply
+                .and_then(|payload| decode_response(method, budget, payload, this.decode))
+                .map(this.map),
+        )
+    }
+}
+
+impl std::fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let step = match self.step {
             Step::Unsent(_) => "unsent",
             Step::InFlight(_) => "in flight",
@@ -103,7 +188,7 @@ impl<R, T> std::fmt::Debug for Call<R, T> {
     }
 }
 
-impl<R, T> Call<R, T> {
+impl Attempt {
     /// A call with the handle's `timeout`; made inside a handler, it gets
     /// the handler's deadline if that is earlier.
     pub(super) fn new(
@@ -112,14 +197,12 @@ impl<R, T> Call<R, T> {
         method: &'static str,
         timeout: Duration,
         frame: Result<FrameBuf, Error>,
-        decode: fn(&[u8]) -> Result<R, String>,
-        map: fn(R) -> T,
     ) -> Self {
         let (request, unsent) = match frame {
             Ok(frame) => (Encoded::Buf(frame), None),
             Err(e) => (Encoded::Shared(Bytes::new()), Some(Box::new(e))),
         };
-        Call {
+        Attempt {
             endpoint,
             first,
             method,
@@ -127,12 +210,40 @@ impl<R, T> Call<R, T> {
             budget: timeout,
             request,
             moves: 0,
+            max_moves: MAX_MOVES,
             refused: false,
             step: Step::Unsent(unsent),
-            decode,
-            map,
-            _out: PhantomData,
         }
+    }
+
+    /// One attempt of a balanced call on `endpoint`, by `deadline`, with
+    /// `request` (shared by every attempt): it does not move to another
+    /// connection, but waits once for `endpoint` to connect if it must.
+    pub(super) fn on(
+        endpoint: Arc<Endpoint>,
+        method: &'static str,
+        deadline: Instant,
+        request: Bytes,
+    ) -> Self {
+        let connected = endpoint.usable().is_some();
+        Attempt {
+            endpoint,
+            first: None,
+            method,
+            // Fixed at the first poll as this deadline (see `start`).
+            deadline: Some(deadline),
+            budget: deadline.saturating_duration_since(Instant::now()),
+            request: Encoded::Shared(request),
+            moves: 0,
+            max_moves: u8::from(!connected),
+            refused: false,
+            step: Step::Unsent(None),
+        }
+    }
+
+    /// The endpoint it goes to.
+    pub(super) fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
     }
 
     /// Starts the call (like any `async fn`'s work, at its first poll): fixes
@@ -192,7 +303,7 @@ impl<R, T> Call<R, T> {
     /// did not happen.
     fn elsewhere(&mut self) -> Result<Step, Error> {
         let method = self.method;
-        if self.moves == MAX_MOVES {
+        if self.moves == self.max_moves {
             return Err(if self.refused {
                 Error::ShuttingDown { method }
             } else {
@@ -233,8 +344,9 @@ impl<R, T> Call<R, T> {
     }
 }
 
-impl<R, T> Future for Call<R, T> {
-    type Output = Result<T, Error>;
+impl Future for Attempt {
+    /// The reply, whatever its status, or why none came.
+    type Output = Result<Payload, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
@@ -252,11 +364,12 @@ impl<R, T> Future for Call<R, T> {
                                 budget: Duration::ZERO,
                             })
                         } else {
-                            let conn = match this.first.take() {
-                                Some(conn) => conn,
-                                None => this.endpoint.current(),
-                            };
-                            this.send(conn, this.budget, false, cx)
+                            match this.first.take().or_else(|| this.endpoint.current()) {
+                                Some(conn) => this.send(conn, this.budget, false, cx),
+                                // Never connected yet: connecting is the one
+                                // way on.
+                                None => this.elsewhere(),
+                            }
                         }
                     }
                 },
@@ -269,9 +382,7 @@ impl<R, T> Future for Call<R, T> {
                     }
                     Ok(payload) => {
                         this.step = Step::Done;
-                        let decoded =
-                            decode_response(this.method, this.budget, payload, this.decode);
-                        return Poll::Ready(decoded.map(this.map));
+                        return Poll::Ready(Ok(payload));
                     }
                     Err(Failure::Closed(reason)) => {
                         Err(Error::disconnected(this.method, reason, true))

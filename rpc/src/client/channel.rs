@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::builder::Builder;
-use super::call::Call;
+use super::call::{Attempt, Call};
 use super::endpoint::{Endpoint, Known};
 use super::options::CallOptions;
 use crate::Error;
@@ -118,12 +118,14 @@ impl Channel {
 
     /// The server currently connected, as its transport names it.
     pub fn peer(&self) -> Peer {
-        self.endpoint.current().peer().clone()
+        self.endpoint
+            .current()
+            .map_or_else(|| Peer::Other("not connected".into()), |c| c.peer().clone())
     }
 
     /// The address of the server currently connected, for TCP.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.endpoint.current().peer().addr()
+        self.endpoint.current()?.peer().addr()
     }
 
     /// A call of `method` with `args`, its reply decoded as an `R` and
@@ -166,15 +168,14 @@ impl Channel {
         decode: fn(&[u8]) -> Result<R, String>,
         map: fn(R) -> T,
     ) -> Call<R, T> {
-        Call::new(
+        let attempt = Attempt::new(
             self.endpoint.clone(),
             self.endpoint.still(&self.known),
             method,
             self.options.timeout(),
             self.encode_request(method, method_id, args),
-            decode,
-            map,
-        )
+        );
+        Call::one(attempt, decode, map)
     }
 
     fn encode_request<A: Serialize + ?Sized>(

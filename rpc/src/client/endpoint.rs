@@ -21,8 +21,10 @@ use crate::transport::{Address, Connector};
 pub(crate) struct Endpoint {
     connector: Box<dyn Connector>,
     pub(super) config: Config,
-    /// The connection calls go to; replaced by a reconnect.
-    current: Mutex<Arc<Connection>>,
+    /// The connection calls go to; replaced by a reconnect. None until the
+    /// first connection of an endpoint made without one (a balanced
+    /// channel's: its servers may be down when it learns of them).
+    current: Mutex<Option<Arc<Connection>>>,
     /// How many times `current` was replaced (see [`Known`]).
     generation: AtomicU64,
     /// One connection attempt at a time, spaced by the backoff.
@@ -76,19 +78,27 @@ impl Endpoint {
         config: Config,
     ) -> Result<Arc<Endpoint>, Error> {
         let conn = open(connector.as_ref(), &config).await?;
+        let endpoint = Endpoint::unconnected(connector, config);
+        *endpoint.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+        Ok(endpoint)
+    }
+
+    /// An endpoint with no connection yet: the first call (or
+    /// [`warm`](Self::warm)) connects.
+    pub(super) fn unconnected(connector: Box<dyn Connector>, config: Config) -> Arc<Endpoint> {
         let backoff = Backoff::new(config.backoff_initial, config.backoff_max);
-        Ok(Arc::new(Endpoint {
+        Arc::new(Endpoint {
             connector,
             config,
-            current: Mutex::new(conn),
+            current: Mutex::new(None),
             generation: AtomicU64::new(0),
             reconnect: Mutex::new(Reconnect::new(backoff)),
-        }))
+        })
     }
 
     /// The connection in use, whatever its state: a call tries it first.
     #[inline]
-    pub(super) fn current(&self) -> Arc<Connection> {
+    pub(super) fn current(&self) -> Option<Arc<Connection>> {
         self.current
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -96,16 +106,36 @@ impl Endpoint {
     }
 
     /// The connection in use, if it takes calls.
-    fn usable(&self) -> Option<Arc<Connection>> {
-        Some(self.current()).filter(|c| c.takes_calls())
+    pub(super) fn usable(&self) -> Option<Arc<Connection>> {
+        self.current().filter(|c| c.takes_calls())
+    }
+
+    /// Starts connecting unless a connection is in use or being made (or the
+    /// backoff says not yet); the outcome reaches the backoff as for a
+    /// call's attempt. Returns the attempt to wait for, if one runs.
+    pub(super) fn warm(self: &Arc<Self>) -> Option<impl Future<Output = bool> + use<>> {
+        if self.usable().is_some() {
+            return None;
+        }
+        let mut reconnect = self.reconnect.lock().unwrap_or_else(|e| e.into_inner());
+        let attempt = match &reconnect.attempt {
+            Some(attempt) => attempt.clone(),
+            None if reconnect.backoff.retry_at().is_some() => return None,
+            None => {
+                let attempt = self.start_attempt();
+                reconnect.attempt = Some(attempt.clone());
+                attempt
+            }
+        };
+        Some(async move { attempt.await.is_ok() })
     }
 
     /// Makes `conn` the connection in use; returns the one it replaces, to
     /// drop once no lock is held (dropping it stops its tasks).
     #[must_use]
-    fn replace(&self, conn: Arc<Connection>) -> Arc<Connection> {
+    fn replace(&self, conn: Arc<Connection>) -> Option<Arc<Connection>> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        let old = std::mem::replace(&mut *current, conn);
+        let old = current.replace(conn);
         self.generation.fetch_add(1, Ordering::Relaxed);
         old
     }
@@ -114,7 +144,7 @@ impl Endpoint {
     pub(super) fn known(&self) -> Known {
         let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         Known {
-            conn: Arc::downgrade(&current),
+            conn: current.as_ref().map_or_else(Weak::new, Arc::downgrade),
             // Read under the lock that `replace` bumps it under.
             generation: self.generation.load(Ordering::Relaxed),
         }
