@@ -18,11 +18,15 @@ pub(crate) struct MethodOptions {
     /// `blocking`: the method is a plain `fn` that runs on tokio's blocking
     /// thread pool. The word's span, for errors about it.
     pub(crate) blocking: Option<Span>,
+    /// `idempotent`: running the method twice is harmless, so a balanced
+    /// channel may retry it after it may have run, and hedge it.
+    pub(crate) idempotent: Option<Span>,
 }
 
 /// What may go in a method's `#[rpc(..)]`, for the error on anything else.
-const METHOD_OPTIONS: &str = "the options are `name = \"...\"` (the method's name on the wire) \
-     and `blocking` (a plain `fn` run on tokio's blocking thread pool)";
+const METHOD_OPTIONS: &str = "the options are `name = \"...\"` (the method's name on the wire), \
+     `blocking` (a plain `fn` run on tokio's blocking thread pool) and `idempotent` (safe to \
+     run twice: may be retried and hedged)";
 
 impl MethodOptions {
     /// Reads every `#[rpc(..)]` in `attrs`; mistakes go to `errors` and the
@@ -34,6 +38,8 @@ impl MethodOptions {
                 string(meta, &mut options.name, "the wire name")
             } else if meta.path.is_ident("blocking") {
                 flag(meta, &mut options.blocking)
+            } else if meta.path.is_ident("idempotent") {
+                flag(meta, &mut options.idempotent)
             } else {
                 Err(meta.error(format!("unknown #[rpc] option: {METHOD_OPTIONS}")))
             }
@@ -128,14 +134,14 @@ mod tests {
             fn f(&self);
         });
         assert_eq!(
-            errors,
+            errors[..2],
             [
                 "`blocking` takes no value: write `#[rpc(blocking)]`",
                 "`blocking` is already given: write it once",
-                "unknown #[rpc] option: the options are `name = \"...\"` (the method's name on \
-                 the wire) and `blocking` (a plain `fn` run on tokio's blocking thread pool)",
             ]
         );
+        assert!(errors[2].starts_with("unknown #[rpc] option: the options are"));
+        assert_eq!(errors.len(), 3);
         assert!(options.blocking.is_some());
         assert_eq!(options.name.unwrap().value(), "a");
     }

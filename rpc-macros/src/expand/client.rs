@@ -83,7 +83,15 @@ fn method(vis: &syn::Visibility, trait_ident: &syn::Ident, method: &Method) -> T
     let args = args::encode_args(method);
     let args_items = &args.items;
     let args_expr = &args.expr;
-    let decode = output::decode_output(method, quote!(#full_name, #id, #args_expr));
+    let idempotent = method.options.idempotent.is_some();
+    let spec = quote! {
+        ::rpc::__private::Method {
+            name: #full_name,
+            id: #id,
+            idempotent: #idempotent,
+        }
+    };
+    let decode = output::decode_output(method, quote!(#spec, #args_expr));
     let decode_items = &decode.items;
     let call = &decode.expr;
     quote! {

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use super::builder::Builder;
 use super::call::{Attempt, Call};
 use super::endpoint::{Endpoint, Known};
+use super::method::Method;
 use super::options::CallOptions;
 use crate::Error;
 use crate::codec;
@@ -138,12 +139,11 @@ impl Channel {
     #[doc(hidden)]
     pub fn call<A: Serialize + ?Sized, R: DeserializeOwned, T>(
         &self,
-        method: &'static str,
-        method_id: u64,
+        method: Method,
         args: &A,
         map: fn(R) -> T,
     ) -> Call<R, T> {
-        self.start_call(method, method_id, args, codec::decode::<R>, map)
+        self.start_call(method, args, codec::decode::<R>, map)
     }
 
     /// As [`call`](Self::call), for a reply of primitive scalars (a `()` or
@@ -152,18 +152,16 @@ impl Channel {
     #[doc(hidden)]
     pub fn call_flat<A: Serialize + ?Sized, R: codec::FlatArgs, T>(
         &self,
-        method: &'static str,
-        method_id: u64,
+        method: Method,
         args: &A,
         map: fn(R) -> T,
     ) -> Call<R, T> {
-        self.start_call(method, method_id, args, codec::decode_flat::<R>, map)
+        self.start_call(method, args, codec::decode_flat::<R>, map)
     }
 
     fn start_call<A: Serialize + ?Sized, R, T>(
         &self,
-        method: &'static str,
-        method_id: u64,
+        method: Method,
         args: &A,
         decode: fn(&[u8]) -> Result<R, String>,
         map: fn(R) -> T,
@@ -171,9 +169,9 @@ impl Channel {
         let attempt = Attempt::new(
             self.endpoint.clone(),
             self.endpoint.still(&self.known),
-            method,
+            method.name,
             self.options.timeout(),
-            self.encode_request(method, method_id, args),
+            self.encode_request(method.name, method.id, args),
         );
         Call::one(attempt, decode, map)
     }

@@ -48,6 +48,7 @@ mod channel;
 mod config;
 mod connection;
 mod endpoint;
+mod method;
 mod options;
 mod reply;
 
@@ -55,4 +56,6 @@ pub use builder::Builder;
 pub use call::Call;
 pub use channel::Channel;
 pub(crate) use config::Config;
+#[doc(hidden)]
+pub use method::Method;
 pub use options::CallOptions;
