@@ -21,13 +21,15 @@
 
 // Wired by the balanced channel; the integrator removes this, and the public
 // items here become reachable as `rpc::balance::*`.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub(crate) mod load;
+pub(crate) mod policy;
 pub(crate) mod rng;
 
 use std::time::Duration;
 
+pub use policy::Policy;
 
 /// When an endpoint that keeps failing is taken out of the rotation, and for
 /// how long.
