@@ -23,6 +23,7 @@
 // items here become reachable as `rpc::balance::*`.
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
+pub(crate) mod eject;
 pub(crate) mod load;
 pub(crate) mod policy;
 pub(crate) mod rng;
@@ -48,6 +49,7 @@ pub use policy::Policy;
 pub struct Ejection {
     /// Failed calls in a row that eject an endpoint. Default 5, as Envoy's
     /// outlier detection (`consecutive_5xx`) and Finagle's failure accrual.
+    /// 0 turns ejection off.
     pub consecutive_failures: u32,
     /// The first ejection time. Default 1 s, as Linkerd's failure accrual:
     /// the sets behind one client are small, so a restarted server is worth
