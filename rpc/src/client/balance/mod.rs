@@ -26,6 +26,7 @@
 pub(crate) mod eject;
 pub(crate) mod load;
 pub(crate) mod policy;
+pub(crate) mod retry_budget;
 pub(crate) mod rng;
 
 use std::time::Duration;
@@ -79,11 +80,12 @@ impl Default for Ejection {
 /// How many retries and hedges a channel may send, so that retrying cannot
 /// multiply the load on servers that are already failing.
 ///
-/// Over any `window`, retries (and hedges) may reach `ratio` of the calls
-/// made plus `min_per_sec` per second of the window. This is Finagle's
-/// `RetryBudget`; gRPC's retry throttling (A6) has the same aim with a token
-/// bucket. The floor lets a channel with few calls still retry an occasional
-/// failure.
+/// Each call earns `ratio` of a retry, for `window`; on top of that,
+/// `min_per_sec` retries per second are always allowed (at most one second's
+/// worth saved up), so a channel with few calls can still retry an occasional
+/// failure. Over any stretch of time, retries stay below `ratio × calls +
+/// min_per_sec × seconds`. This is Finagle's `RetryBudget`; gRPC's retry
+/// throttling (A6) has the same aim.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryBudget {
     /// Retries allowed per call. Default 0.2, as Finagle: at worst a failing
@@ -92,7 +94,8 @@ pub struct RetryBudget {
     /// Retries allowed per second regardless of traffic. Default 10, as
     /// Finagle.
     pub min_per_sec: u32,
-    /// How long a call's deposit counts. Default 10 s, as Finagle.
+    /// How long the retry a call earns can be spent. Default 10 s, as
+    /// Finagle.
     pub window: Duration,
 }
 
