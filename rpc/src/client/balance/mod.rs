@@ -24,6 +24,7 @@
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub(crate) mod eject;
+pub(crate) mod hedge;
 pub(crate) mod load;
 pub(crate) mod policy;
 pub(crate) mod retry_budget;
@@ -31,6 +32,7 @@ pub(crate) mod rng;
 
 use std::time::Duration;
 
+pub use hedge::Hedge;
 pub use policy::Policy;
 
 /// When an endpoint that keeps failing is taken out of the rotation, and for
