@@ -110,3 +110,51 @@ impl Default for RetryBudget {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::load::Load;
+    use super::policy::{Candidate, Picker};
+    use super::rng::Rng;
+    use super::*;
+
+    /// The default path end to end: loads fed by simulated calls, picked by
+    /// power of two choices. A call starts every 100 µs; endpoint 1 takes
+    /// 10 ms where the others take 1 ms.
+    #[test]
+    fn power_of_two_on_the_load_avoids_a_slow_endpoint() {
+        let t0 = Instant::now();
+        let rtts = [1, 10, 1].map(Duration::from_millis);
+        let loads: Vec<Load> = rtts.iter().map(|_| Load::new(t0)).collect();
+        let picker = Picker::with_rng(Policy::default(), Rng::with_seed(5));
+        let mut pending: Vec<(Instant, usize)> = Vec::new();
+        let mut picks = [0u32; 3];
+        for i in 0..10_000 {
+            let now = t0 + Duration::from_micros(100) * i;
+            pending.retain(|&(done, e)| {
+                if done <= now {
+                    loads[e].success(rtts[e], done);
+                }
+                done > now
+            });
+            let candidates: Vec<Candidate> = (0..3)
+                .map(|e| Candidate {
+                    cost: loads[e].cost(now),
+                    in_flight: loads[e].in_flight(),
+                    weight: 1,
+                    id: e as u64,
+                })
+                .collect();
+            let e = picker.pick(&candidates, None).unwrap();
+            loads[e].start();
+            pending.push((now + rtts[e], e));
+            picks[e] += 1;
+        }
+        assert!(picks[1] < 1_000, "{picks:?}");
+        assert!(picks[0] > 4_000 && picks[2] > 4_000, "{picks:?}");
+    }
+}
