@@ -42,6 +42,7 @@
 //! may not have run on the server by then.
 
 mod backoff;
+pub(crate) mod balance;
 mod builder;
 mod call;
 mod channel;
