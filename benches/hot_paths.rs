@@ -8,8 +8,8 @@
 //!   loopback TCP, each on its own single-threaded runtime and OS thread.
 //!
 //! ```text
-//! cargo bench --bench hot_paths               # full
-//! cargo bench --bench hot_paths -- --quick    # a quick look
+//! cargo bench -p rpc-bench --bench hot_paths               # full
+//! cargo bench -p rpc-bench --bench hot_paths -- --quick    # a quick look
 //! ```
 
 use std::hint::black_box;

@@ -2,8 +2,8 @@
 //! protocol, over loopback TCP. Writes `BENCHMARKS.md` and `BENCHMARKS.svg`.
 //!
 //! ```text
-//! cargo bench --bench compare --features compare                 # full run
-//! BENCH_QUICK=1 cargo bench --bench compare --features compare   # a quick look
+//! cargo bench -p rpc-bench --bench compare --features compare                 # full run
+//! BENCH_QUICK=1 cargo bench -p rpc-bench --bench compare --features compare   # a quick look
 //! ```
 //!
 //! Workloads: A: sequential `add(i32, i32) -> i32`, 1 connection, 1 in flight
@@ -52,9 +52,11 @@
 //!
 //! ```text
 //! git worktree add /tmp/before <commit> && (cd /tmp/before && \
-//!   CARGO_TARGET_DIR=/tmp/before-target cargo bench --bench compare --features compare --no-run)
+//!   CARGO_TARGET_DIR=/tmp/before-target cargo bench -p rpc-bench --bench compare --features compare --no-run)
 //! ```
 //!
+//! (without `-p rpc-bench` for a commit from before the benches became the
+//! `rpc-bench` package, when the root package owned them)
 //! and pass the executable path it prints (`/tmp/before-target/release/deps/compare-...`).
 //!
 //! Files: `impls/` (one per implementation, and the `LoadClient` trait the
@@ -70,11 +72,21 @@ mod workloads;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use impls::Impl;
 use lineup::{Contender, Lineup};
 use workloads::Workload;
+
+/// The workspace root, where the report goes unless `BENCH_OUT` says
+/// otherwise, and whose commit it names. This bench's package is the root's
+/// `benches/` folder.
+pub(crate) fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the rpc-bench package sits in the workspace's benches/")
+}
 
 /// The settings every process reads from the environment (a child inherits
 /// its parent's).

@@ -6,7 +6,7 @@ mod machine;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub(crate) use machine::load_average;
@@ -122,7 +122,7 @@ fn command_line() -> String {
         })
         .collect();
     vars.sort();
-    vars.push("cargo bench --bench compare --features compare".into());
+    vars.push("cargo bench -p rpc-bench --bench compare --features compare".into());
     vars.join(" ")
 }
 
@@ -162,9 +162,10 @@ pub(crate) fn write(o: &Outcome<'_>) {
             if s.quick { "QUICK RUN" } else { "full run" }
         ),
     );
-    let out_dir = std::env::var("BENCH_OUT").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
-    let md_path = Path::new(&out_dir).join("BENCHMARKS.md");
-    let svg_path = Path::new(&out_dir).join("BENCHMARKS.svg");
+    let out_dir =
+        std::env::var_os("BENCH_OUT").map_or_else(|| crate::workspace_root().into(), PathBuf::from);
+    let md_path = out_dir.join("BENCHMARKS.md");
+    let svg_path = out_dir.join("BENCHMARKS.svg");
     std::fs::write(&md_path, &md).expect("write BENCHMARKS.md");
     std::fs::write(&svg_path, svg).expect("write BENCHMARKS.svg");
     println!("{md}");
@@ -411,6 +412,6 @@ fn method(md: &mut String, clk_tck: f64) {
     let _ = writeln!(
         md,
         "Criterion micro-benchmarks of the hot paths (frame encode/decode, an in-process \
-         round trip) are separate: `cargo bench --bench hot_paths`."
+         round trip) are separate: `cargo bench -p rpc-bench --bench hot_paths`."
     );
 }

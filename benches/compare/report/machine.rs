@@ -45,7 +45,8 @@ pub(super) fn cpu_model() -> String {
 /// tree had uncommitted changes.
 fn commit() -> String {
     let git = |args: &[&str]| {
-        let mut all = vec!["-C", env!("CARGO_MANIFEST_DIR")];
+        let root = crate::workspace_root().to_string_lossy();
+        let mut all = vec!["-C", &*root];
         all.extend_from_slice(args);
         command_output("git", &all)
     };

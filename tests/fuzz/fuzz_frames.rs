@@ -5,8 +5,11 @@
 //! at the end no thread of the process may have panicked. The decoder alone
 //! gets many more cases in-process.
 
-// Each test file uses a different part of `support`.
+// Each test file uses a different part of `support`. This one is a package
+// of its own (so that only it builds proptest) but shares the root package's
+// test support, one folder up.
 #[allow(unused_imports)]
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::net::SocketAddr;
