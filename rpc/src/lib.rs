@@ -129,6 +129,7 @@ pub mod client;
 mod codec;
 pub mod context;
 mod deadline;
+pub mod discover;
 mod error;
 pub mod protocol;
 pub mod server;
