@@ -32,6 +32,10 @@ pub struct Builder {
 }
 
 impl Builder {
+    pub(super) fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The deadline of a call that sets none (default 30 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.config.timeout = timeout;

@@ -241,11 +241,6 @@ impl Attempt {
         }
     }
 
-    /// The endpoint it goes to.
-    pub(super) fn endpoint(&self) -> &Arc<Endpoint> {
-        &self.endpoint
-    }
-
     /// Starts the call (like any `async fn`'s work, at its first poll): fixes
     /// its deadline and budget (see [`deadline::for_call`]).
     fn start(&mut self) {

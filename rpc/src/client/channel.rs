@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::balanced::{self, Balancer, EndpointSnapshot};
 use super::builder::Builder;
 use super::call::{Attempt, Call};
 use super::endpoint::{Endpoint, Known};
@@ -19,12 +20,24 @@ use crate::codec;
 use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, RequestHead};
 use crate::transport::{Address, Peer};
 
-/// A handle to a server that generated clients call through. Cheap to clone:
-/// clones share one multiplexed connection.
+/// A handle to a server (or, [`balanced`](Channel::balanced), to a set of
+/// them) that generated clients call through. Cheap to clone: clones share
+/// one multiplexed connection (per server).
 pub struct Channel {
-    endpoint: Arc<Endpoint>,
+    route: Route,
     options: CallOptions,
-    known: Known,
+}
+
+/// The servers behind a channel.
+#[derive(Clone)]
+enum Route {
+    /// One server, and the connection to it the handle knows.
+    One {
+        endpoint: Arc<Endpoint>,
+        known: Known,
+    },
+    /// The servers discovery found, balanced.
+    Balanced(Arc<Balancer>),
 }
 
 impl Clone for Channel {
@@ -38,10 +51,12 @@ impl Clone for Channel {
 
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Channel")
-            .field("address", &self.endpoint.address())
-            .field("options", &self.options)
-            .finish_non_exhaustive()
+        let mut f = f.debug_struct("Channel");
+        match &self.route {
+            Route::One { endpoint, .. } => f.field("address", &endpoint.address()),
+            Route::Balanced(balancer) => f.field("balanced", balancer),
+        };
+        f.field("options", &self.options).finish_non_exhaustive()
     }
 }
 
@@ -82,9 +97,16 @@ impl Channel {
         let options = CallOptions::default().with_timeout(endpoint.config.timeout);
         let known = endpoint.known();
         Channel {
-            endpoint,
+            route: Route::One { endpoint, known },
             options,
-            known,
+        }
+    }
+
+    pub(super) fn over_balancer(balancer: Arc<Balancer>) -> Channel {
+        let options = CallOptions::default().with_timeout(balancer.config.timeout);
+        Channel {
+            route: Route::Balanced(balancer),
+            options,
         }
     }
 
@@ -95,11 +117,14 @@ impl Channel {
 
     /// A handle on the same connection whose calls have these options.
     pub fn with_options(&self, options: CallOptions) -> Channel {
-        Channel {
-            endpoint: self.endpoint.clone(),
-            options,
-            known: self.endpoint.refresh(&self.known),
-        }
+        let route = match &self.route {
+            Route::One { endpoint, known } => Route::One {
+                endpoint: endpoint.clone(),
+                known: endpoint.refresh(known),
+            },
+            Route::Balanced(balancer) => Route::Balanced(balancer.clone()),
+        };
+        Channel { route, options }
     }
 
     /// The options of calls made through this handle.
@@ -112,21 +137,45 @@ impl Channel {
         self.options.timeout()
     }
 
-    /// Where the server is.
+    /// Where the server is (a balanced channel's: where the first of its
+    /// servers is, see [`endpoints`](Self::endpoints)).
     pub fn address(&self) -> Address {
-        self.endpoint.address()
+        match &self.route {
+            Route::One { endpoint, .. } => endpoint.address(),
+            Route::Balanced(balancer) => balancer.members().first().map_or_else(
+                || Address::Other("no servers".into()),
+                |m| m.target.address.clone(),
+            ),
+        }
     }
 
-    /// The server currently connected, as its transport names it.
+    /// The server currently connected, as its transport names it (for a
+    /// balanced channel, which has many: `Peer::Other("balanced")`).
     pub fn peer(&self) -> Peer {
-        self.endpoint
-            .current()
-            .map_or_else(|| Peer::Other("not connected".into()), |c| c.peer().clone())
+        match &self.route {
+            Route::One { endpoint, .. } => endpoint
+                .current()
+                .map_or_else(|| Peer::Other("not connected".into()), |c| c.peer().clone()),
+            Route::Balanced(_) => Peer::Other("balanced".into()),
+        }
     }
 
     /// The address of the server currently connected, for TCP.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.endpoint.current()?.peer().addr()
+        match &self.route {
+            Route::One { endpoint, .. } => endpoint.current()?.peer().addr(),
+            Route::Balanced(_) => None,
+        }
+    }
+
+    /// Each server behind the channel, as it is now: address, connection,
+    /// calls in flight, latency estimate, ejected or not. For dashboards
+    /// and tests.
+    pub fn endpoints(&self) -> Vec<EndpointSnapshot> {
+        match &self.route {
+            Route::One { endpoint, .. } => vec![EndpointSnapshot::of(endpoint, 1, None)],
+            Route::Balanced(balancer) => balancer.snapshot(),
+        }
     }
 
     /// A call of `method` with `args`, its reply decoded as an `R` and
@@ -166,14 +215,32 @@ impl Channel {
         decode: fn(&[u8]) -> Result<R, String>,
         map: fn(R) -> T,
     ) -> Call<R, T> {
-        let attempt = Attempt::new(
-            self.endpoint.clone(),
-            self.endpoint.still(&self.known),
-            method.name,
-            self.options.timeout(),
-            self.encode_request(method.name, method.id, args),
-        );
-        Call::one(attempt, decode, map)
+        match &self.route {
+            Route::One { endpoint, known } => {
+                let attempt = Attempt::new(
+                    endpoint.clone(),
+                    endpoint.still(known),
+                    method.name,
+                    self.options.timeout(),
+                    self.encode_request(method.name, method.id, args),
+                );
+                Call::one(attempt, decode, map)
+            }
+            Route::Balanced(balancer) => {
+                let request = self
+                    .encode_request(method.name, method.id, args)
+                    .map(FrameBuf::finish);
+                let run = balanced::run(
+                    balancer.clone(),
+                    method,
+                    None,
+                    request,
+                    self.options.timeout(),
+                    crate::context::current_deadline(),
+                );
+                Call::balanced(method.name, Box::pin(run), decode, map)
+            }
+        }
     }
 
     fn encode_request<A: Serialize + ?Sized>(
@@ -189,7 +256,11 @@ impl Channel {
             budget: Duration::ZERO,
         }
         .write(&mut frame);
-        let limit = self.endpoint.config.max_frame + LEN_PREFIX;
+        let max_frame = match &self.route {
+            Route::One { endpoint, .. } => endpoint.config.max_frame,
+            Route::Balanced(balancer) => balancer.config.max_frame,
+        };
+        let limit = max_frame + LEN_PREFIX;
         codec::encode_into(args, &mut frame, limit).map_err(|e| match e {
             codec::EncodeError::TooLarge { size, limit } => Error::FrameTooLarge {
                 method,

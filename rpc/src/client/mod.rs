@@ -43,6 +43,7 @@
 
 mod backoff;
 pub(crate) mod balance;
+mod balanced;
 mod builder;
 mod call;
 mod channel;
@@ -53,6 +54,8 @@ mod method;
 mod options;
 mod reply;
 
+pub use balance::{Ejection, Hedge, Policy, RetryBudget};
+pub use balanced::{Balanced, EndpointSnapshot, EndpointState};
 pub use builder::Builder;
 pub use call::Call;
 pub use channel::Channel;

@@ -1,0 +1,206 @@
+//! One call on a balanced channel: its attempts, and whether it may make
+//! another.
+//!
+//! All attempts share the call's one deadline. A call goes again, to another
+//! endpoint, when its attempt failed in a way another server may not (see
+//! [`Error::is_retryable`]), if it did not run (any method), or if it may
+//! have run and the method is `#[rpc(idempotent)]`; each retry, and each
+//! hedge, is paid from the channel's retry budget. A hedge (idempotent
+//! methods, when the channel hedges) is a second attempt sent while the
+//! first is still out, once it has taken longer than the hedging delay: the
+//! first reply wins and the other attempt is cancelled (dropped).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::{Either, select};
+use tokio::time::Instant;
+
+use super::{Balancer, Chosen};
+use crate::Error;
+use crate::client::call::Attempt;
+use crate::client::method::Method;
+use crate::deadline;
+use crate::protocol::{Payload, Status};
+
+/// Runs a call of `method` with the encoded `request` and the handle's
+/// `timeout` (or the inherited `inherited` deadline, if earlier). Returns the
+/// reply (whatever its status) and the budget the call started with.
+pub(in crate::client) async fn run(
+    balancer: Arc<Balancer>,
+    method: Method,
+    key: Option<u64>,
+    request: Result<Bytes, Error>,
+    timeout: Duration,
+    inherited: Option<Instant>,
+) -> (Result<Payload, Error>, Duration) {
+    let now = Instant::now();
+    let (deadline, budget) = deadline::for_call(now, timeout, inherited);
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return (Err(e), budget),
+    };
+    if budget.is_zero() {
+        let late = Error::DeadlineExceeded {
+            method: method.name,
+            budget,
+        };
+        return (Err(late), budget);
+    }
+    balancer.budget.deposit(now);
+    let mut call = Running {
+        balancer,
+        method,
+        key,
+        deadline,
+        request,
+        tried: Vec::new(),
+    };
+    (call.run().await, budget)
+}
+
+struct Running {
+    balancer: Arc<Balancer>,
+    method: Method,
+    key: Option<u64>,
+    deadline: Instant,
+    request: Bytes,
+    /// Members tried, by id: a retry or hedge goes elsewhere if it can.
+    tried: Vec<u64>,
+}
+
+/// How one attempt ended.
+enum Ended {
+    /// The server answered (the caller decodes the answer).
+    Answered(Payload),
+    /// It did not, and may or may not have run the call.
+    Failed(Error),
+}
+
+impl Running {
+    async fn run(&mut self) -> Result<Payload, Error> {
+        let hedge = if self.method.idempotent {
+            self.balancer.hedge
+        } else {
+            None
+        };
+        loop {
+            let Some(chosen) = self.balancer.choose(self.key, &self.tried) else {
+                let why = "the balanced channel has no endpoints (discovery found none yet)";
+                return Err(Error::disconnected(self.method.name, why, false));
+            };
+            let first = self.attempt(chosen);
+            let delay = hedge.and_then(|h| h.delay(&self.balancer.latencies, Instant::now()));
+            let ended = match delay {
+                None => first.await,
+                Some(delay) => self.hedged(first, delay).await,
+            };
+            let e = match ended {
+                Ended::Answered(payload) => return Ok(payload),
+                Ended::Failed(e) => e,
+            };
+            let again = e.is_retryable() && (!e.may_have_run() || self.method.idempotent);
+            let now = Instant::now();
+            if !again || now >= self.deadline || !self.balancer.budget.try_withdraw(now) {
+                return Err(e);
+            }
+            tracing::debug!(method = self.method.name, error = %e, "retrying on another endpoint");
+        }
+    }
+
+    /// `first`, and once it has taken `delay`, a second attempt elsewhere
+    /// (if the budget allows): the first answer wins, and a failure waits
+    /// for the other attempt's outcome.
+    async fn hedged(&mut self, first: impl Future<Output = Ended>, delay: Duration) -> Ended {
+        let first = std::pin::pin!(first);
+        let timer = std::pin::pin!(tokio::time::sleep(delay));
+        let first = match select(first, timer).await {
+            Either::Left((ended, _)) => return ended,
+            Either::Right(((), first)) => first,
+        };
+        let now = Instant::now();
+        let second = match self.balancer.choose(self.key, &self.tried) {
+            Some(chosen) if self.balancer.budget.try_withdraw(now) => self.attempt(chosen),
+            _ => return first.await,
+        };
+        let second = std::pin::pin!(second);
+        match select(first, second).await {
+            Either::Left((Ended::Answered(p), _)) | Either::Right((Ended::Answered(p), _)) => {
+                Ended::Answered(p)
+            }
+            Either::Left((Ended::Failed(_), other)) => other.await,
+            Either::Right((Ended::Failed(_), other)) => other.await,
+        }
+    }
+
+    /// One attempt on `chosen`, reported to the balancer however it ends
+    /// (dropped unfinished: abandoned).
+    fn attempt(&mut self, chosen: Chosen) -> impl Future<Output = Ended> + Send + Sync + use<> {
+        let Chosen { member, probe } = chosen;
+        self.tried.push(member.id);
+        let attempt = Attempt::on(
+            member.endpoint.clone(),
+            self.method.name,
+            self.deadline,
+            self.request.clone(),
+        );
+        let balancer = self.balancer.clone();
+        let method = self.method.name;
+        member.load.start();
+        let started = Instant::now();
+        let mut guard = Report {
+            balancer,
+            member,
+            probe,
+            done: false,
+        };
+        async move {
+            let result = attempt.await;
+            let rtt = started.elapsed();
+            guard.done = true;
+            let ended = match result {
+                Ok(payload) if payload.first() == Some(&(Status::Overloaded as u8)) => {
+                    // Refused for load: the server is fine, the call did not
+                    // run, and another server may take it.
+                    guard.balancer.report(&guard.member, rtt, true);
+                    let reason = String::from_utf8_lossy(&payload[1..]).into_owned();
+                    return Ended::Failed(Error::Overloaded { method, reason });
+                }
+                Ok(payload) => {
+                    guard.balancer.latencies.record(rtt, Instant::now());
+                    guard.balancer.report(&guard.member, rtt, true);
+                    Ended::Answered(payload)
+                }
+                Err(e) => {
+                    // Its own deadline, not the server's fault.
+                    let server_failed = !matches!(e, Error::DeadlineExceeded { .. });
+                    if server_failed {
+                        guard.balancer.report(&guard.member, rtt, false);
+                    } else {
+                        guard.balancer.abandoned(&guard.member, guard.probe);
+                    }
+                    Ended::Failed(e)
+                }
+            };
+            ended
+        }
+    }
+}
+
+/// Reports an attempt dropped before it ended (its call was cancelled, or
+/// the other attempt of a hedge won) as abandoned.
+struct Report {
+    balancer: Arc<Balancer>,
+    member: Arc<super::Member>,
+    probe: bool,
+    done: bool,
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if !self.done {
+            self.balancer.abandoned(&self.member, self.probe);
+        }
+    }
+}
