@@ -43,7 +43,7 @@ fn start_server(imp: Impl, max_handlers: usize) -> SocketAddr {
         .spawn(move || {
             runtime().block_on(async move {
                 let addr = match imp.family() {
-                    Family::Rpc { batching } => impls::rpc::serve(max_handlers, batching).await,
+                    Family::Rpc { batching, .. } => impls::rpc::serve(max_handlers, batching).await,
                     Family::Tarpc => impls::tarpc::serve().await,
                     Family::Baseline(writes) => impls::baseline::serve(writes).await,
                 };
@@ -182,7 +182,13 @@ pub(crate) fn cell(imp: Impl, w: Workload, s: &Settings) -> String {
     let addr = start_server(imp, 256);
     let window = runtime().block_on(async {
         match imp.family() {
-            Family::Rpc { batching } => drive(w, s, || impls::rpc::connect(addr, batching)).await,
+            Family::Rpc {
+                batching,
+                balanced: false,
+            } => drive(w, s, || impls::rpc::connect(addr, batching)).await,
+            Family::Rpc { balanced: true, .. } => {
+                drive(w, s, || impls::rpc::connect_balanced(addr)).await
+            }
             Family::Tarpc => drive(w, s, || impls::tarpc::connect(addr)).await,
             Family::Baseline(writes) => {
                 drive(w, s, || impls::baseline::connect(addr, writes)).await

@@ -66,6 +66,7 @@ impl Contender {
         match (self.imp, self.build) {
             (Impl::Rpc, Build::This) => "#1f6fb4",
             (Impl::RpcUnbatched, Build::This) => "#8fbce6",
+            (Impl::RpcBalanced, _) => "#6a3d9a",
             (Impl::Tarpc, _) => "#9a9a9a",
             (Impl::Baseline, _) => "#2c9a2c",
             (Impl::BaselineYield, _) => "#176117",

@@ -17,20 +17,24 @@ pub(crate) enum Impl {
     BaselineYield,
     BaselineUnbatched,
     RpcUnbatched,
+    /// This library through a balanced channel of one endpoint: what the
+    /// balancer costs a call.
+    RpcBalanced,
 }
 
 /// What an [`Impl`] is built from: the code that serves and connects it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Family {
-    Rpc { batching: bool },
+    Rpc { batching: bool, balanced: bool },
     Tarpc,
     Baseline(baseline::Writes),
 }
 
 impl Impl {
     /// The report's order: tables, bars and the rotation of every repeat.
-    pub(crate) const ALL: [Impl; 6] = [
+    pub(crate) const ALL: [Impl; 7] = [
         Impl::Rpc,
+        Impl::RpcBalanced,
         Impl::Tarpc,
         Impl::Baseline,
         Impl::BaselineYield,
@@ -46,6 +50,7 @@ impl Impl {
             Impl::BaselineYield => "baseline-yield",
             Impl::BaselineUnbatched => "baseline-unbatched",
             Impl::RpcUnbatched => "rpc-unbatched",
+            Impl::RpcBalanced => "rpc-balanced",
         }
     }
 
@@ -55,8 +60,18 @@ impl Impl {
 
     pub(crate) fn family(self) -> Family {
         match self {
-            Impl::Rpc => Family::Rpc { batching: true },
-            Impl::RpcUnbatched => Family::Rpc { batching: false },
+            Impl::Rpc => Family::Rpc {
+                batching: true,
+                balanced: false,
+            },
+            Impl::RpcUnbatched => Family::Rpc {
+                batching: false,
+                balanced: false,
+            },
+            Impl::RpcBalanced => Family::Rpc {
+                batching: true,
+                balanced: true,
+            },
             Impl::Tarpc => Family::Tarpc,
             Impl::Baseline => Family::Baseline(baseline::Writes::Batched),
             Impl::BaselineYield => Family::Baseline(baseline::Writes::BatchedAfterYield),

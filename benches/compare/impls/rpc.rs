@@ -60,6 +60,16 @@ pub(crate) async fn connect(addr: SocketAddr, batching: bool) -> BenchClient {
     )
 }
 
+/// A balanced channel whose discovery finds the one server at `addr`.
+pub(crate) async fn connect_balanced(addr: SocketAddr) -> BenchClient {
+    BenchClient::new(
+        rpc::Channel::balanced(rpc::discover::Static::new([addr]))
+            .connect()
+            .await
+            .expect("rpc: connect balanced"),
+    )
+}
+
 impl LoadClient for BenchClient {
     async fn add(&self, a: i32, b: i32) -> i32 {
         BenchClient::add(self, a, b).await.expect("rpc: add")

@@ -248,12 +248,7 @@ impl EndpointSnapshot {
             state,
             in_flight: member.map_or(0, |m| m.load.in_flight()),
             latency: member.and_then(|m| m.load.latency(now)),
-            ejected: member.is_some_and(|m| {
-                m.breaker
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .is_ejected(now)
-            }),
+            ejected: member.is_some_and(|m| m.is_ejected(now)),
         }
     }
 }

@@ -17,6 +17,7 @@ mod builder;
 mod discovery;
 mod run;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -46,6 +47,10 @@ pub(super) struct Member {
     pub(super) endpoint: Arc<Endpoint>,
     pub(super) load: Load,
     pub(super) breaker: Mutex<Breaker>,
+    /// The breaker has seen a failure since it was last back to none: until
+    /// then it admits every call and a success changes nothing, so the
+    /// common call takes no lock for it.
+    troubled: AtomicBool,
     /// Stable across set changes: what affinity hashes keys against.
     pub(super) id: u64,
 }
@@ -130,6 +135,7 @@ impl Balancer {
                         endpoint,
                         load: Load::new(now),
                         breaker: Mutex::new(Breaker::new(self.ejection)),
+                        troubled: AtomicBool::new(false),
                     })
                 }
             };
@@ -143,17 +149,20 @@ impl Balancer {
     /// of the rest, those with a connection come first, so a call does not
     /// wait for a server that may be down while another is up.
     pub(super) fn choose(&self, key: Option<u64>, tried: &[u64]) -> Option<Chosen> {
-        let now = Instant::now();
         let members = self.members();
-        let admits: Vec<Admit> = members
-            .iter()
-            .map(|m| {
-                m.breaker
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .admits(now)
-            })
-            .collect();
+        if let [only] = members.as_slice() {
+            // One server: every call goes to it, ejected or not (a channel
+            // whose servers are all ejected still calls them).
+            if only.endpoint.usable().is_none() {
+                let _ = only.endpoint.warm();
+            }
+            return Some(Chosen {
+                member: only.clone(),
+                probe: false,
+            });
+        }
+        let now = Instant::now();
+        let admits: Vec<Admit> = members.iter().map(|m| m.admits(now)).collect();
         let connected: Vec<bool> = members
             .iter()
             .zip(&admits)
@@ -223,24 +232,22 @@ impl Balancer {
         let now = Instant::now();
         if ok {
             member.load.success(rtt, now);
-            member
-                .breaker
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .on_success(now);
+            if member.troubled.load(Ordering::Relaxed) {
+                let mut breaker = member.breaker.lock().unwrap_or_else(|e| e.into_inner());
+                breaker.on_success(now);
+                if breaker.consecutive_failures() == 0 && !breaker.is_ejected(now) {
+                    member.troubled.store(false, Ordering::Relaxed);
+                }
+            }
             return;
         }
         member.load.failure(rtt, now);
+        member.troubled.store(true, Ordering::Relaxed);
         let members = self.members();
         let ejected = members
             .iter()
             .filter(|m| !std::ptr::eq(m.as_ref(), member))
-            .filter(|m| {
-                m.breaker
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .is_ejected(now)
-            })
+            .filter(|m| m.is_ejected(now))
             .count();
         let allowed = may_eject(ejected, members.len());
         let mut breaker = member.breaker.lock().unwrap_or_else(|e| e.into_inner());
@@ -261,6 +268,27 @@ impl Balancer {
                 .unwrap_or_else(|e| e.into_inner())
                 .probe_abandoned(now);
         }
+    }
+}
+
+impl Member {
+    fn admits(&self, now: Instant) -> Admit {
+        if !self.troubled.load(Ordering::Relaxed) {
+            return Admit::Yes;
+        }
+        self.breaker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admits(now)
+    }
+
+    pub(super) fn is_ejected(&self, now: Instant) -> bool {
+        self.troubled.load(Ordering::Relaxed)
+            && self
+                .breaker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_ejected(now)
     }
 }
 

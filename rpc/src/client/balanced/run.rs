@@ -168,7 +168,9 @@ impl Running {
                     return Ended::Failed(Error::Overloaded { method, reason });
                 }
                 Ok(payload) => {
-                    guard.balancer.latencies.record(rtt, Instant::now());
+                    if guard.balancer.hedge.is_some() {
+                        guard.balancer.latencies.record(rtt, Instant::now());
+                    }
                     guard.balancer.report(&guard.member, rtt, true);
                     Ended::Answered(payload)
                 }
