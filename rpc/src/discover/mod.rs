@@ -12,7 +12,7 @@
 //! | [`Static`] | a list given once (addresses, or names resolved once) | never |
 //! | [`Manual`] | a [`ManualHandle`] the program keeps | at each [`ManualHandle::set`] |
 //! | [`Dns`] | one name, re-resolved on an interval | when the answer changes |
-//! | `Etcd` (feature `etcd`) | the keys under a prefix, read then watched | at each put or delete |
+//! | `Etcd` (feature `etcd`; see the `etcd` module) | the keys under a prefix, read then watched | at each put or delete |
 //!
 //! Any stream of `Result<Vec<Target>, rpc::Error>` that is `Send + Unpin +
 //! 'static` is a source too, so a registry of your own needs no adapter
@@ -50,6 +50,8 @@
 
 mod backoff;
 mod dns;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod manual;
 mod resolve;
 mod static_set;
@@ -58,6 +60,8 @@ use crate::transport::Address;
 use std::net::SocketAddr;
 
 pub use dns::Dns;
+#[cfg(feature = "etcd")]
+pub use etcd::Etcd;
 pub use manual::{Manual, ManualHandle};
 pub use resolve::AddrSpec;
 pub use static_set::Static;
