@@ -130,6 +130,7 @@ mod codec;
 pub mod context;
 mod deadline;
 mod error;
+pub mod fault;
 pub mod protocol;
 pub mod server;
 pub mod transport;
