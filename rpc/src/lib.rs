@@ -121,6 +121,10 @@
 //! calls beyond wait for a thread). In an `async fn`, move the part that
 //! blocks into [`context::spawn_blocking`] instead.
 
+// The code `#[rpc::service]` generates names this crate `::rpc`: so does
+// the crate's own service (`health`).
+extern crate self as rpc;
+
 #[cfg(feature = "hooks")]
 #[doc(hidden)]
 pub mod bench_api;
@@ -131,6 +135,8 @@ pub mod context;
 mod deadline;
 pub mod discover;
 mod error;
+pub mod fault;
+pub mod health;
 pub mod protocol;
 pub mod server;
 pub mod transport;

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Error;
+use crate::health::{self, Reporter};
 use crate::transport::budget::FrameBudget;
 use crate::transport::memory::MemoryListener;
 use crate::transport::unix::UnixListener;
@@ -46,6 +47,7 @@ pub(crate) struct Config {
     pub(crate) keepalive_timeout: Duration,
     pub(crate) max_budget: Duration,
     pub(crate) grace: Duration,
+    pub(crate) shutdown_delay: Duration,
     pub(crate) abuse_limit: u32,
     pub(crate) abuse_window: Duration,
     pub(crate) write_batching: bool,
@@ -65,6 +67,7 @@ impl Default for Config {
             keepalive_timeout: Duration::from_secs(20),
             max_budget: Duration::from_secs(600),
             grace: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             abuse_limit: 1_000,
             abuse_window: Duration::from_secs(10),
             write_batching: true,
@@ -217,6 +220,16 @@ impl Builder {
         self
     }
 
+    /// How long a graceful [`shutdown`](ServerHandle::shutdown) keeps
+    /// serving after its health service starts answering `NotServing`,
+    /// before it drains (default none). Set it to about a prober's interval
+    /// so balancers stop sending calls here before connections are drained;
+    /// without it, probers only see checks fail once draining starts.
+    pub fn shutdown_delay(mut self, d: Duration) -> Self {
+        self.config.shutdown_delay = d;
+        self
+    }
+
     /// Cancels of unknown calls and protocol errors tolerated per `window` on
     /// one connection before it is sent GoAway and closed (default 1,000 per 10 s).
     pub fn abuse_limit(mut self, events: u32, window: Duration) -> Self {
@@ -232,11 +245,11 @@ impl Builder {
     /// [`Error::Config`] if two services define the same method id;
     /// [`Error::Io`] if the address cannot be bound.
     pub async fn bind(self, addr: impl tokio::net::ToSocketAddrs) -> Result<ServerHandle, Error> {
-        let router = Router::new(self.services)?;
+        let serving = self.finish()?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| Error::io("binding the server address", e))?;
-        Ok(start(router, self.config, listener))
+        Ok(serving.start(listener))
     }
 
     /// Binds a Unix domain socket at `path` and starts serving. Handlers
@@ -249,11 +262,11 @@ impl Builder {
     ///
     /// As [`bind`](Self::bind).
     pub async fn bind_unix(self, path: impl Into<PathBuf>) -> Result<ServerHandle, Error> {
-        let router = Router::new(self.services)?;
+        let serving = self.finish()?;
         let path = path.into();
         let listener = UnixListener::bind(path.clone())
             .map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
-        Ok(start(router, self.config, listener))
+        Ok(serving.start(listener))
     }
 
     /// Serves in memory under `name`, in this process, with no socket:
@@ -267,11 +280,11 @@ impl Builder {
     /// [`Error::Config`] as for [`bind`](Self::bind); [`Error::Io`] if
     /// another server of this process serves `name`.
     pub fn serve_memory(self, name: impl Into<String>) -> Result<ServerHandle, Error> {
-        let router = Router::new(self.services)?;
+        let serving = self.finish()?;
         let name = name.into();
         let listener = MemoryListener::bind(name.clone())
             .map_err(|e| Error::io(format!("serving {name:?} in memory"), e))?;
-        Ok(start(router, self.config, listener))
+        Ok(serving.start(listener))
     }
 
     /// Serves the links `listener` accepts: a transport of your own (TLS,
@@ -281,27 +294,60 @@ impl Builder {
     ///
     /// As [`bind`](Self::bind).
     pub fn serve<L: Listener>(self, listener: L) -> Result<ServerHandle, Error> {
-        let router = Router::new(self.services)?;
-        Ok(start(router, self.config, listener))
+        Ok(self.finish()?.start(listener))
+    }
+
+    /// The services with the built-in health service added (unless one was
+    /// added already), routed.
+    fn finish(mut self) -> Result<Serving, Error> {
+        let names: Vec<_> = self.services.iter().map(|s| s.name()).collect();
+        let health = Reporter::new(names.iter().copied().chain([health::SERVICE_NAME]));
+        if !names.contains(&health::SERVICE_NAME) {
+            let checker = health::Checker {
+                reporter: health.clone(),
+            };
+            self.services
+                .push(Arc::new(health::HealthServer::new(checker)));
+        }
+        Ok(Serving {
+            router: Router::new(self.services)?,
+            health,
+            config: self.config,
+        })
     }
 }
 
-/// Starts the accept loop over `listener`.
-fn start<L: Listener>(router: Router, config: Config, listener: L) -> ServerHandle {
-    let address = listener.address();
-    let shared = Arc::new(Shared {
-        router,
-        frame_budget: FrameBudget::new(config.frame_memory_budget, config.max_frame),
-        config,
-        drain: CancellationToken::new(),
-        kill: CancellationToken::new(),
-        connections: TaskTracker::new(),
-    });
-    let accept = tokio::spawn(listener::run(listener, shared.clone()));
-    ServerHandle {
-        address,
-        shared,
-        accept,
+/// A server ready to start: what [`Builder`] made of its settings.
+struct Serving {
+    router: Router,
+    health: Reporter,
+    config: Config,
+}
+
+impl Serving {
+    /// Starts the accept loop over `listener`.
+    fn start<L: Listener>(self, listener: L) -> ServerHandle {
+        let Serving {
+            router,
+            health,
+            config,
+        } = self;
+        let address = listener.address();
+        let shared = Arc::new(Shared {
+            router,
+            frame_budget: FrameBudget::new(config.frame_memory_budget, config.max_frame),
+            config,
+            drain: CancellationToken::new(),
+            kill: CancellationToken::new(),
+            connections: TaskTracker::new(),
+        });
+        let accept = tokio::spawn(listener::run(listener, shared.clone()));
+        ServerHandle {
+            address,
+            shared,
+            health,
+            accept,
+        }
     }
 }
 
@@ -334,6 +380,7 @@ impl std::fmt::Debug for Shared {
 pub struct ServerHandle {
     address: Address,
     shared: Arc<Shared>,
+    health: Reporter,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -366,15 +413,32 @@ impl ServerHandle {
         self.shared.connections.len()
     }
 
-    /// Graceful shutdown: stops accepting, sends GoAway on every connection,
-    /// lets in-flight calls finish within the grace period (then drops the
-    /// rest), and returns once every connection is closed. Calls that arrive
-    /// after GoAway are refused with [`Error::ShuttingDown`] and never run.
+    /// The statuses the server's built-in health service reports (see
+    /// [`rpc::health`](crate::health)): set them to tell probers and
+    /// balancers whether to send calls here.
+    pub fn health(&self) -> Reporter {
+        self.health.clone()
+    }
+
+    /// Graceful shutdown: reports `NotServing` from the health service,
+    /// waits the [`shutdown_delay`](Builder::shutdown_delay) (none by
+    /// default) still serving, then stops accepting, sends GoAway on every
+    /// connection, lets in-flight calls finish within the grace period (then
+    /// drops the rest), and returns once every connection is closed. Calls
+    /// that arrive after GoAway are refused with [`Error::ShuttingDown`] and
+    /// never run.
     ///
     /// To stop on ctrl-c or SIGTERM, await the signal first:
     /// `tokio::signal::ctrl_c().await?; server.shutdown().await;`
     /// (see `examples/server.rs`).
     pub async fn shutdown(self) {
+        self.health.shut_down();
+        // Probers see NotServing while every call is still served, so
+        // balancers can move away before connections drain.
+        let delay = self.shared.config.shutdown_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         self.shared.drain.cancel();
         let _ = self.accept.await;
         self.shared.connections.close();
@@ -390,6 +454,7 @@ impl ServerHandle {
     /// Stops at once: closes the listener and every connection without waiting
     /// for in-flight calls (their callers get [`Error::Disconnected`]).
     pub async fn abort(self) {
+        self.health.shut_down();
         self.shared.kill.cancel();
         self.shared.drain.cancel();
         let _ = self.accept.await;
