@@ -18,6 +18,7 @@ use support::raw::{self, RawConn};
 #[allow(unused_imports)]
 mod support;
 
+/// The test servers' service.
 #[rpc::service]
 pub trait Work {
     /// Sleeps the server's delay, then answers with the server's id.

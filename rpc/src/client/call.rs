@@ -20,6 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::balance::load::Load;
 use super::connection::{Connection, Encoded, Failure, InFlight, NoSlot, Tried};
 use super::endpoint::Endpoint;
 use super::reply::{decode_response, is_shutting_down};
@@ -49,6 +50,10 @@ pub struct Call<R, T> {
 enum Route {
     /// The one server of a channel: the common case, in place.
     One(Attempt),
+    /// The only server of a balanced channel: a call as on a plain channel,
+    /// its outcome fed to the server's load signal (a choice among one needs
+    /// no more).
+    Sole(Attempt, Sole),
     /// Attempts on the servers of a balanced channel, chosen and retried
     /// by `balance::run`; resolves to the reply and the budget the call
     /// started with.
@@ -113,7 +118,7 @@ enum Waited {
 impl<R, T> std::fmt::Debug for Call<R, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.route {
-            Route::One(attempt) => attempt.fmt(f),
+            Route::One(attempt) | Route::Sole(attempt, _) => attempt.fmt(f),
             Route::Balanced { method, .. } => write!(f, "Call({method}, balanced)"),
         }
     }
@@ -128,6 +133,26 @@ impl<R, T> Call<R, T> {
     ) -> Self {
         Call {
             route: Route::One(attempt),
+            decode,
+            map,
+            _out: PhantomData,
+        }
+    }
+
+    /// A call on the only server of a balanced channel, whose `load` it
+    /// keeps up to date.
+    pub(super) fn sole(
+        attempt: Attempt,
+        load: Arc<Load>,
+        decode: fn(&[u8]) -> Result<R, String>,
+        map: fn(R) -> T,
+    ) -> Self {
+        let sole = Sole {
+            load,
+            started: None,
+        };
+        Call {
+            route: Route::Sole(attempt, sole),
             decode,
             map,
             _out: PhantomData,
@@ -160,6 +185,20 @@ impl<R, T> Future for Call<R, T> {
                 let reply = ready!(Pin::new(&mut *attempt).poll(cx));
                 (reply, attempt.method, attempt.budget)
             }
+            Route::Sole(attempt, sole) => {
+                let started = *sole.started.get_or_insert_with(|| {
+                    sole.load.start();
+                    Instant::now()
+                });
+                let reply = ready!(Pin::new(&mut *attempt).poll(cx));
+                sole.started = None;
+                let now = Instant::now();
+                match &reply {
+                    Ok(_) => sole.load.success(now - started, now),
+                    Err(_) => sole.load.failure(now - started, now),
+                }
+                (reply, attempt.method, attempt.budget)
+            }
             Route::Balanced { run, method } => {
                 let (reply, budget) = ready!(run.as_mut().poll(cx));
                 (reply, *method, budget)
@@ -170,6 +209,22 @@ impl<R, T> Future for Call<R, T> {
                 .and_then(|payload| decode_response(method, budget, payload, this.decode))
                 .map(this.map),
         )
+    }
+}
+
+/// What a call on the only server of a balanced channel reports.
+pub(super) struct Sole {
+    load: Arc<Load>,
+    /// Set while the call is out (it counts in the server's calls in flight).
+    started: Option<Instant>,
+}
+
+impl Drop for Sole {
+    /// A call dropped while out was cancelled: it tells nothing of the server.
+    fn drop(&mut self) {
+        if self.started.is_some() {
+            self.load.abandon();
+        }
     }
 }
 

@@ -227,6 +227,16 @@ impl Channel {
                 Call::one(attempt, decode, map)
             }
             Route::Balanced(balancer) => {
+                if let Some((endpoint, load)) = balancer.sole() {
+                    let attempt = Attempt::new(
+                        endpoint,
+                        None,
+                        method.name,
+                        self.options.timeout(),
+                        self.encode_request(method.name, method.id, args),
+                    );
+                    return Call::sole(attempt, load, decode, map);
+                }
                 let request = self
                     .encode_request(method.name, method.id, args)
                     .map(FrameBuf::finish);

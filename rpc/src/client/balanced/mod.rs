@@ -45,7 +45,7 @@ pub(super) type ConnectVia = Arc<dyn Fn(&Address) -> Option<Box<dyn Connector>> 
 pub(super) struct Member {
     pub(super) target: Target,
     pub(super) endpoint: Arc<Endpoint>,
-    pub(super) load: Load,
+    pub(super) load: Arc<Load>,
     pub(super) breaker: Mutex<Breaker>,
     /// The breaker has seen a failure since it was last back to none: until
     /// then it admits every call and a success changes nothing, so the
@@ -92,6 +92,15 @@ pub(super) struct Chosen {
 
 impl Balancer {
     /// The members now: a snapshot, so a choice never holds the lock.
+    /// The only member, if there is exactly one: its calls need no choice.
+    pub(in crate::client) fn sole(&self) -> Option<(Arc<Endpoint>, Arc<Load>)> {
+        let members = self.members.read().unwrap_or_else(|e| e.into_inner());
+        match members.as_slice() {
+            [only] => Some((only.endpoint.clone(), only.load.clone())),
+            _ => None,
+        }
+    }
+
     pub(super) fn members(&self) -> Arc<Vec<Arc<Member>>> {
         self.members
             .read()
@@ -133,7 +142,7 @@ impl Balancer {
                         id: stable_id(&target.address),
                         target: target.clone(),
                         endpoint,
-                        load: Load::new(now),
+                        load: Arc::new(Load::new(now)),
                         breaker: Mutex::new(Breaker::new(self.ejection)),
                         troubled: AtomicBool::new(false),
                     })
