@@ -293,8 +293,24 @@ async fn discovery_changes_are_followed() {
     }
     assert_eq!(channel.endpoints().len(), 3);
 
+    // Calls in flight on server 0 when it leaves the set complete.
+    fleet.delays[0].store(300, SeqCst);
+    let in_flight: Vec<_> = (0..12)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.read().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let on_zero = fleet.started(0);
     handle.set([Target::from(fleet.addrs[1]), Target::from(fleet.addrs[2])]);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut on_removed = 0;
+    for call in in_flight {
+        let served_by = call.await.unwrap().expect("a call in flight failed");
+        on_removed += usize::from(served_by == 0);
+    }
+    assert!(on_removed > 0, "no call was in flight on server 0");
+    assert_eq!(fleet.started(0) - on_zero, 0, "server 0 took a call after removal");
     let before = fleet.started(0);
     let results = reads(&client, 4, 200).await;
     assert!(results.iter().all(Result::is_ok));
