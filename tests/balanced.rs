@@ -460,3 +460,26 @@ async fn hedging_halves_the_p99_within_the_budget() {
         "{extra} hedges for {CALLS} calls"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_reports_not_serving_gets_no_calls_until_it_serves_again() {
+    let fleet = Fleet::start(&[1, 1, 1]).await;
+    let channel = rpc::Channel::balanced(Static::new(fleet.addrs.clone()))
+        .health_checks(Some(Duration::from_millis(50)))
+        .connect()
+        .await
+        .unwrap();
+    let client = WorkClient::new(channel);
+    let reporter = fleet.servers[1].as_ref().unwrap().health();
+    reporter.set_all(rpc::health::ServingStatus::NotServing);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = fleet.started(1);
+    let results = reads(&client, 4, 200).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(fleet.started(1), before, "a server not serving got calls");
+
+    reporter.set_all(rpc::health::ServingStatus::Serving);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let results = reads(&client, 4, 300).await;
+    assert!(share(&results, 1) > 0.1, "it got no calls back");
+}

@@ -43,6 +43,7 @@ pub struct Balanced {
     budget: RetryBudget,
     hedge: Hedge,
     connect_via: ConnectVia,
+    health_every: Option<Duration>,
 }
 
 impl std::fmt::Debug for Balanced {
@@ -71,6 +72,7 @@ impl Channel {
             budget: RetryBudget::default(),
             hedge: Hedge::default(),
             connect_via: Arc::new(default_connector),
+            health_every: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -111,6 +113,14 @@ impl Balanced {
     /// Hedging of `#[rpc(idempotent)]` methods (default off; see [`Hedge`]).
     pub fn hedge(mut self, hedge: Hedge) -> Self {
         self.hedge = hedge;
+        self
+    }
+
+    /// How often each server is asked for its health (default every 5 s;
+    /// `None` turns checks off). One that answers `NotServing` gets no
+    /// calls until it answers `Serving` (see [`crate::health`]).
+    pub fn health_checks(mut self, every: Option<Duration>) -> Self {
+        self.health_every = every.filter(|d| !d.is_zero());
         self
     }
 
@@ -159,10 +169,14 @@ impl Balanced {
                 hedge => Some(hedge),
             },
             connect_via: self.connect_via,
+            health_every: self.health_every,
         }));
         let closed = balancer.closed.clone();
         let (sets, mut seen) = watch::channel(0u64);
-        (self.start)(Arc::downgrade(&balancer), closed, sets);
+        (self.start)(Arc::downgrade(&balancer), closed.clone(), sets);
+        if let Some(every) = balancer.health_every {
+            tokio::spawn(super::probe::probe(Arc::downgrade(&balancer), every, closed));
+        }
         let until = Instant::now() + wait;
         let found = tokio::time::timeout_at(until, seen.wait_for(|&n| n > 0)).await;
         if !matches!(found, Ok(Ok(_))) {

@@ -15,6 +15,7 @@
 
 mod builder;
 mod discovery;
+mod probe;
 mod run;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +52,8 @@ pub(super) struct Member {
     /// then it admits every call and a success changes nothing, so the
     /// common call takes no lock for it.
     troubled: AtomicBool,
+    /// The server's last health check did not say `NotServing`.
+    pub(super) serving: AtomicBool,
     /// Stable across set changes: what affinity hashes keys against.
     pub(super) id: u64,
 }
@@ -65,6 +68,7 @@ pub(super) struct Balancer {
     pub(super) hedge: Option<Hedge>,
     pub(super) latencies: Latencies,
     connect_via: ConnectVia,
+    health_every: Option<Duration>,
     /// Cancelled when the channel is dropped: the discovery task ends.
     closed: CancellationToken,
 }
@@ -145,6 +149,7 @@ impl Balancer {
                         load: Arc::new(Load::new(now)),
                         breaker: Mutex::new(Breaker::new(self.ejection)),
                         troubled: AtomicBool::new(false),
+                        serving: AtomicBool::new(true),
                     })
                 }
             };
@@ -282,6 +287,9 @@ impl Balancer {
 
 impl Member {
     fn admits(&self, now: Instant) -> Admit {
+        if !self.serving.load(Ordering::Relaxed) {
+            return Admit::No;
+        }
         if !self.troubled.load(Ordering::Relaxed) {
             return Admit::Yes;
         }
@@ -321,6 +329,8 @@ pub(super) struct Settings {
     pub(super) budget: super::balance::RetryBudget,
     pub(super) hedge: Option<Hedge>,
     pub(super) connect_via: ConnectVia,
+    /// How often each server's health is checked (`None`: never).
+    pub(super) health_every: Option<Duration>,
 }
 
 impl Balancer {
@@ -335,6 +345,7 @@ impl Balancer {
             hedge: settings.hedge,
             latencies: Latencies::new(now),
             connect_via: settings.connect_via,
+            health_every: settings.health_every,
             closed: CancellationToken::new(),
         }
     }

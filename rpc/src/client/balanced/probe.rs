@@ -1,0 +1,49 @@
+//! Health checks of a balanced channel's servers: every interval, each
+//! connected server is asked for its whole-server status on its own
+//! connection; one that answers `NotServing` (an application marking itself
+//! out, say) gets no calls until it answers `Serving` again. A server that
+//! does not answer at all is left to keepalive and to the breaker, which see
+//! the failures of real calls.
+
+use std::sync::Weak;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Balancer;
+use crate::client::Channel;
+use crate::health::{HealthClient, ServingStatus};
+
+/// Runs until the channel is dropped (`closed` is cancelled then).
+pub(super) async fn probe(balancer: Weak<Balancer>, every: Duration, closed: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = closed.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(members) = balancer.upgrade().map(|b| b.members()) else {
+            return;
+        };
+        // One check at a time: a few per interval, never a burst.
+        for member in members.iter() {
+            if member.endpoint.usable().is_none() {
+                continue;
+            }
+            let health = HealthClient::new(Channel::over(member.endpoint.clone()))
+                .with_timeout(every.min(Duration::from_secs(1)));
+            let serving = match health.check(String::new()).await {
+                Ok(ServingStatus::NotServing) => false,
+                Ok(_) => true,
+                // A server without the check (an older one), or one that did
+                // not answer in time: the breaker judges it by real calls.
+                Err(_) => continue,
+            };
+            if member.serving.swap(serving, Ordering::Relaxed) != serving {
+                tracing::debug!(address = %member.target.address, serving, "health changed");
+            }
+        }
+    }
+}
