@@ -26,6 +26,9 @@ pub trait Work {
     async fn read(&self) -> u32;
     /// Records `op` as run on this server; then as `read`.
     async fn write(&self, op: u64) -> u32;
+    /// As `read`; calls with the same key go to the same server.
+    #[rpc(idempotent)]
+    async fn get(&self, #[rpc(key)] key: String) -> u32;
 }
 
 /// What every test server shares: how often each op ran, and how many calls
@@ -51,6 +54,10 @@ impl Work for Worker {
 
     async fn write(&self, op: u64) -> u32 {
         *self.ledger.ran.lock().unwrap().entry(op).or_default() += 1;
+        self.read().await
+    }
+
+    async fn get(&self, _key: String) -> u32 {
         self.read().await
     }
 }
@@ -310,7 +317,11 @@ async fn discovery_changes_are_followed() {
         on_removed += usize::from(served_by == 0);
     }
     assert!(on_removed > 0, "no call was in flight on server 0");
-    assert_eq!(fleet.started(0) - on_zero, 0, "server 0 took a call after removal");
+    assert_eq!(
+        fleet.started(0) - on_zero,
+        0,
+        "server 0 took a call after removal"
+    );
     let before = fleet.started(0);
     let results = reads(&client, 4, 200).await;
     assert!(results.iter().all(Result::is_ok));
@@ -393,6 +404,10 @@ impl Work for Spiky {
     }
 
     async fn write(&self, _op: u64) -> u32 {
+        self.read().await
+    }
+
+    async fn get(&self, _key: String) -> u32 {
         self.read().await
     }
 }
@@ -482,4 +497,38 @@ async fn a_server_that_reports_not_serving_gets_no_calls_until_it_serves_again()
     tokio::time::sleep(Duration::from_millis(200)).await;
     let results = reads(&client, 4, 300).await;
     assert!(share(&results, 1) > 0.1, "it got no calls back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn affinity_sends_a_key_to_one_server_and_moves_only_a_removed_server_s_keys() {
+    let fleet = Fleet::start(&[0, 0, 0]).await;
+    let (source, handle) = Manual::new(fleet.addrs.iter().map(|&a| Target::from(a)));
+    let channel = rpc::Channel::balanced(source)
+        .policy(Policy::Affinity)
+        .connect()
+        .await
+        .unwrap();
+    let client = WorkClient::new(channel);
+    let keys: Vec<String> = (0..60).map(|i| format!("user-{i}")).collect();
+    let mut home = HashMap::new();
+    for key in &keys {
+        let first = client.get(key.clone()).await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(client.get(key.clone()).await.unwrap(), first, "{key} moved");
+        }
+        home.insert(key.clone(), first);
+    }
+    let used: std::collections::HashSet<_> = home.values().collect();
+    assert_eq!(used.len(), 3, "keys all went to {used:?}");
+
+    handle.set([Target::from(fleet.addrs[0]), Target::from(fleet.addrs[2])]);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for key in &keys {
+        let now = client.get(key.clone()).await.unwrap();
+        if home[key] != 1 {
+            assert_eq!(now, home[key], "{key} moved though its server stayed");
+        } else {
+            assert_ne!(now, 1, "{key} still went to the removed server");
+        }
+    }
 }

@@ -46,6 +46,8 @@ pub(crate) struct Arg<'a> {
     pub(crate) pat: &'a syn::Pat,
     pub(crate) ty: &'a Type,
     pub(crate) kind: ArgKind<'a>,
+    /// `#[rpc(key)]`: the call's affinity key. The word's span.
+    pub(crate) key: Option<proc_macro2::Span>,
 }
 
 /// How an argument travels: the client may lend it; the server always decodes
@@ -166,6 +168,7 @@ impl<'a> Method<'a> {
                     pat: &t.pat,
                     ty: &t.ty,
                     kind: ArgKind::of(&t.ty),
+                    key: options::parse_arg(&t.attrs, errors),
                 }),
                 syn::FnArg::Receiver(_) => None,
             })

@@ -25,6 +25,7 @@ pub(crate) fn service(service: &Service, errors: &mut Errors) {
     for method in &service.methods {
         is_async(method, errors);
         blocking_is_sync(method, errors);
+        one_key(method, errors);
         is_plain_fn(method, errors);
         takes_shared_self(method, errors);
         not_generic(method, errors);
@@ -146,6 +147,17 @@ fn is_async(method: &Method, errors: &mut Errors) {
          thread pool"
     };
     errors.error(sig.fn_token.span(), message);
+}
+
+/// A call has one affinity key: with two, which one decides the server
+/// would be a guess.
+fn one_key(method: &Method, errors: &mut Errors) {
+    for span in method.args.iter().filter_map(|a| a.key).skip(1) {
+        errors.push(syn::Error::new(
+            span,
+            "only one argument can be `#[rpc(key)]`: it decides the server the call goes to",
+        ));
+    }
 }
 
 /// `blocking` moves a synchronous body off the async workers. An `async fn`

@@ -151,7 +151,7 @@ pub use server::{Server, ServerHandle};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bytes::{ByteBuf, BytesRef};
-    pub use crate::client::Method;
+    pub use crate::client::{Method, key_of};
     pub use crate::codec::{FlatArgs, Scalar};
     pub use crate::server::dispatch::{Call, Handler, MethodDesc, Reply, Service};
     /// Generated code implements `Serialize`/`Deserialize` for each method's

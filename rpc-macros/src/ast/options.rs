@@ -48,6 +48,24 @@ impl MethodOptions {
     }
 }
 
+/// Reads an argument's `#[rpc(..)]`: `key` (the call's affinity key, for
+/// a balanced channel's `Affinity` policy) is the one option there. The
+/// word's span, if given.
+pub(crate) fn parse_arg(attrs: &[Attribute], errors: &mut Errors) -> Option<Span> {
+    let mut key = None;
+    each_option(attrs, errors, |meta| {
+        if meta.path.is_ident("key") {
+            flag(meta, &mut key)
+        } else {
+            Err(meta.error(
+                "unknown #[rpc] option on an argument: the option is `key` (calls with the same \
+                 key go to the same server of a balanced channel)",
+            ))
+        }
+    });
+    key
+}
+
 /// Calls `option` for each option of each `#[rpc(..)]` attribute in `attrs`.
 /// An error ends that attribute only: the next one is still read.
 fn each_option(

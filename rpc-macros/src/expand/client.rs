@@ -84,11 +84,19 @@ fn method(vis: &syn::Visibility, trait_ident: &syn::Ident, method: &Method) -> T
     let args_items = &args.items;
     let args_expr = &args.expr;
     let idempotent = method.options.idempotent.is_some();
+    let key = match method.args.iter().find(|a| a.key.is_some()) {
+        Some(arg) => {
+            let name = wire::arg_ident(arg);
+            quote!(::core::option::Option::Some(::rpc::__private::key_of(&#name)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let spec = quote! {
         ::rpc::__private::Method {
             name: #full_name,
             id: #id,
             idempotent: #idempotent,
+            key: #key,
         }
     };
     let decode = output::decode_output(method, quote!(#spec, #args_expr));

@@ -16,6 +16,11 @@ pub(super) fn expand(service: &Service) -> TokenStream {
     for trait_item in &mut item.items {
         if let TraitItem::Fn(f) = trait_item {
             f.attrs.retain(|a| !a.path().is_ident("rpc"));
+            for input in &mut f.sig.inputs {
+                if let FnArg::Typed(t) = input {
+                    t.attrs.retain(|a| !a.path().is_ident("rpc"));
+                }
+            }
             quiet_patterns(f);
             make_send(f);
         }

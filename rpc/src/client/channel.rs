@@ -243,7 +243,7 @@ impl Channel {
                 let run = balanced::run(
                     balancer.clone(),
                     method,
-                    None,
+                    method.key,
                     request,
                     self.options.timeout(),
                     crate::context::current_deadline(),

@@ -13,4 +13,31 @@ pub struct Method {
     /// `#[rpc(idempotent)]`: a balanced channel may send it again after it
     /// may have run (a retry on another server, or a hedge).
     pub idempotent: bool,
+    /// `#[rpc(key)]`: the hash of the call's key argument, which a balanced
+    /// channel's `Affinity` policy maps to a server.
+    pub key: Option<u64>,
+}
+
+/// The hash of an affinity key: FNV-1a over what `Hash` feeds it, the same
+/// in every process and every build (std's default hasher promises neither),
+/// so every client sends a key to the same server.
+#[doc(hidden)]
+pub fn key_of<K: std::hash::Hash + ?Sized>(key: &K) -> u64 {
+    let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
+    key.hash(&mut hasher);
+    std::hash::Hasher::finish(&hasher)
+}
+
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
 }

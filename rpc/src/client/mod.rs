@@ -61,5 +61,5 @@ pub use call::Call;
 pub use channel::Channel;
 pub(crate) use config::Config;
 #[doc(hidden)]
-pub use method::Method;
+pub use method::{Method, key_of};
 pub use options::CallOptions;

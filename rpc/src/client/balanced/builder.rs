@@ -175,7 +175,11 @@ impl Balanced {
         let (sets, mut seen) = watch::channel(0u64);
         (self.start)(Arc::downgrade(&balancer), closed.clone(), sets);
         if let Some(every) = balancer.health_every {
-            tokio::spawn(super::probe::probe(Arc::downgrade(&balancer), every, closed));
+            tokio::spawn(super::probe::probe(
+                Arc::downgrade(&balancer),
+                every,
+                closed,
+            ));
         }
         let until = Instant::now() + wait;
         let found = tokio::time::timeout_at(until, seen.wait_for(|&n| n > 0)).await;

@@ -192,9 +192,12 @@ impl Balancer {
             })
             .collect();
         // The first filter that leaves anyone: admitted and connected (or
-        // due a probe, which may connect), admitted, anyone.
+        // due a probe, which may connect), admitted, anyone. A keyed call
+        // skips the first: a key's server must not change as connections
+        // come and go, only as the set or the servers' health does.
+        let keyed = key.is_some() && self.picker.policy() == Policy::Affinity;
         let filters: [&dyn Fn(usize) -> bool; 3] = [
-            &|i| admits[i] == Admit::Probe || (admits[i] == Admit::Yes && connected[i]),
+            &|i| !keyed && (admits[i] == Admit::Probe || (admits[i] == Admit::Yes && connected[i])),
             &|i| admits[i] != Admit::No,
             &|_| true,
         ];

@@ -1,0 +1,6 @@
+#[rpc::service]
+pub trait Svc {
+    async fn get(&self, #[rpc(shard)] a: String) -> u64;
+}
+
+fn main() {}
