@@ -46,6 +46,11 @@ pub struct Call<R, T> {
     _out: PhantomData<fn() -> R>,
 }
 
+/// A balanced call's attempts, as `balanced::run` makes them: the reply and
+/// the budget the call started with.
+pub(super) type Run =
+    Pin<Box<dyn Future<Output = (Result<Payload, Error>, Duration)> + Send + Sync>>;
+
 /// How the call reaches a server.
 enum Route {
     /// The one server of a channel: the common case, in place.
@@ -57,10 +62,7 @@ enum Route {
     /// Attempts on the servers of a balanced channel, chosen and retried
     /// by `balance::run`; resolves to the reply and the budget the call
     /// started with.
-    Balanced {
-        run: Pin<Box<dyn Future<Output = (Result<Payload, Error>, Duration)> + Send + Sync>>,
-        method: &'static str,
-    },
+    Balanced { run: Run, method: &'static str },
 }
 
 /// One attempt of a call on one server (see the module docs): the whole
@@ -162,7 +164,7 @@ impl<R, T> Call<R, T> {
     /// A call whose attempts `run` makes.
     pub(super) fn balanced(
         method: &'static str,
-        run: Pin<Box<dyn Future<Output = (Result<Payload, Error>, Duration)> + Send + Sync>>,
+        run: Run,
         decode: fn(&[u8]) -> Result<R, String>,
         map: fn(R) -> T,
     ) -> Self {

@@ -91,6 +91,7 @@ impl Breaker {
     }
 
     /// When an ejected endpoint becomes half-open.
+    #[cfg(test)]
     pub(crate) fn next_retry_at(&self) -> Option<Instant> {
         match self.state {
             State::Out { until } => Some(until),

@@ -19,10 +19,6 @@
 //! The outcome of each attempt goes back into the endpoint's `Load` and
 //! `Breaker`, and a new call into the `Budget`.
 
-// Wired by the balanced channel; the integrator removes this, and the public
-// items here become reachable as `rpc::balance::*`.
-#![allow(dead_code, unreachable_pub, unused_imports)]
-
 pub(crate) mod eject;
 pub(crate) mod hedge;
 pub(crate) mod load;

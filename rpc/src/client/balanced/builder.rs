@@ -36,7 +36,7 @@ use crate::transport::{Address, Connector};
 /// # Ok(()) }
 /// ```
 pub struct Balanced {
-    start: Box<dyn FnOnce(std::sync::Weak<Balancer>, CancellationToken, watch::Sender<u64>) + Send>,
+    start: Start,
     settings: Builder,
     policy: Policy,
     ejection: Ejection,
@@ -45,6 +45,11 @@ pub struct Balanced {
     connect_via: ConnectVia,
     health_every: Option<Duration>,
 }
+
+/// Starts following the discovery source (its type is gone once the builder
+/// is made).
+type Start =
+    Box<dyn FnOnce(std::sync::Weak<Balancer>, CancellationToken, watch::Sender<u64>) + Send>;
 
 impl std::fmt::Debug for Balanced {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -251,7 +251,13 @@ impl Balancer {
             member.load.success(rtt, now);
             if member.troubled.load(Ordering::Relaxed) {
                 let mut breaker = member.breaker.lock().unwrap_or_else(|e| e.into_inner());
+                let was_out = breaker.is_ejected(now);
                 breaker.on_success(now);
+                if was_out && !breaker.is_ejected(now) {
+                    // Readmitted by its probe: the failures that ejected it
+                    // must not keep it from its share.
+                    member.load.reset(now);
+                }
                 if breaker.consecutive_failures() == 0 && !breaker.is_ejected(now) {
                     member.troubled.store(false, Ordering::Relaxed);
                 }

@@ -159,13 +159,13 @@ impl Running {
             let result = attempt.await;
             let rtt = started.elapsed();
             guard.done = true;
-            let ended = match result {
+            match result {
                 Ok(payload) if payload.first() == Some(&(Status::Overloaded as u8)) => {
                     // Refused for load: the server is fine, the call did not
                     // run, and another server may take it.
                     guard.balancer.report(&guard.member, rtt, true);
                     let reason = String::from_utf8_lossy(&payload[1..]).into_owned();
-                    return Ended::Failed(Error::Overloaded { method, reason });
+                    Ended::Failed(Error::Overloaded { method, reason })
                 }
                 Ok(payload) => {
                     if guard.balancer.hedge.is_some() {
@@ -184,8 +184,7 @@ impl Running {
                     }
                     Ended::Failed(e)
                 }
-            };
-            ended
+            }
         }
     }
 }
