@@ -153,6 +153,10 @@ async fn the_default_policy_sends_a_ten_times_slower_server_under_a_tenth_of_cal
     let results = reads(&client, 8, 600).await;
     assert!(results.iter().all(Result::is_ok));
     let slow = share(&results, 1);
+    eprintln!(
+        "power of two choices: the slow server took {:.1}%",
+        slow * 100.0
+    );
     assert!(
         slow < 0.10,
         "the slow server took {:.1}% of calls",
@@ -167,6 +171,7 @@ async fn the_default_policy_sends_a_ten_times_slower_server_under_a_tenth_of_cal
         .unwrap();
     let results = reads(&WorkClient::new(channel), 8, 300).await;
     let slow = share(&results, 1);
+    eprintln!("round robin: the slow server took {:.1}%", slow * 100.0);
     assert!(
         (0.25..0.42).contains(&slow),
         "round robin gave it {:.1}%",
@@ -211,6 +216,13 @@ async fn killing_one_of_three_servers_fails_no_idempotent_call_and_runs_no_call_
     }
     // One caller of writes: at most its one call in flight at the kill.
     assert!(writes.iter().filter(|r| r.is_err()).count() <= 1);
+    let failed_writes = writes.iter().filter(|r| r.is_err()).count();
+    eprintln!(
+        "killed 1 of 3: {} reads, {} failed; {} writes, {failed_writes} failed",
+        reads.len(),
+        failed.len(),
+        writes.len(),
+    );
     let ran = fleet.ledger.ran.lock().unwrap();
     assert!(ran.values().all(|&n| n == 1), "a write ran twice");
 }
@@ -242,6 +254,7 @@ async fn a_restarted_server_gets_traffic_again_within_twice_its_ejection_backoff
     loop {
         let _ = reads(&client, 4, 40).await;
         if fleet.started(2) > before {
+            eprintln!("the restarted server got calls after {:?}", since.elapsed());
             break;
         }
         assert!(
@@ -265,6 +278,7 @@ async fn with_every_server_silent_one_deadline_covers_every_attempt() {
     let started = tokio::time::Instant::now();
     let e = client.read().await.unwrap_err();
     let took = started.elapsed();
+    eprintln!("every server silent: failed after {took:?} with a 100 ms deadline");
     assert!(matches!(e, rpc::Error::DeadlineExceeded { .. }), "{e}");
     assert!(took < Duration::from_millis(190), "took {took:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -291,6 +305,10 @@ async fn discovery_changes_are_followed() {
         let results = reads(&client, 4, 300).await;
         let shares: Vec<f64> = (0..3).map(|i| share(&results, i)).collect();
         if shares.iter().all(|&s| s > 0.2) {
+            eprintln!(
+                "added servers' shares after {:?}: {shares:?}",
+                since.elapsed()
+            );
             break;
         }
         assert!(
@@ -373,6 +391,7 @@ async fn with_every_server_failing_the_retry_budget_holds_and_calls_are_still_at
     }
     let secs = started.elapsed().as_secs_f64().ceil();
     let total = attempts.load(SeqCst) as f64;
+    eprintln!("every server failing: {total} attempts for {CALLS} calls in {secs} s");
     // Default budget: 20% of calls, plus 10 a second (one second's worth
     // may be saved up).
     let bound = 1.2 * CALLS as f64 + 10.0 * (secs + 1.0);
@@ -465,6 +484,9 @@ async fn hedging_halves_the_p99_within_the_budget() {
         .map(|i| ledger.started[i].load(SeqCst))
         .sum::<usize>()
         - before;
+    eprintln!(
+        "hedging: p99 {unhedged:?} without, {with_hedges:?} with; {attempts} attempts for {CALLS} calls"
+    );
     assert!(
         with_hedges * 2 <= unhedged,
         "p99 {with_hedges:?} hedged, {unhedged:?} not"
