@@ -129,15 +129,7 @@ struct Lease {
 impl Lease {
     /// Grants a new lease and puts the key under it.
     async fn grant_and_put(&mut self) -> Result<(), Error> {
-        let client = match &mut self.client {
-            Some((client, _)) => client,
-            None => {
-                &mut self
-                    .client
-                    .insert((connect(&self.endpoints).await?, None))
-                    .0
-            }
-        };
+        let client = connected(&mut self.client, &self.endpoints).await?;
         let granted = within(
             "granting a lease",
             &self.endpoints,
@@ -236,15 +228,7 @@ impl Lease {
 
     /// Revokes the lease, which deletes the key.
     async fn revoke(&mut self) -> Result<(), Error> {
-        let client = match &mut self.client {
-            Some((client, _)) => client,
-            None => {
-                &mut self
-                    .client
-                    .insert((connect(&self.endpoints).await?, None))
-                    .0
-            }
-        };
+        let client = connected(&mut self.client, &self.endpoints).await?;
         within(
             "revoking the lease",
             &self.endpoints,
@@ -253,4 +237,15 @@ impl Lease {
         .await
         .map(drop)
     }
+}
+
+/// The connection to etcd in `slot`, made if there is none.
+async fn connected<'a>(
+    slot: &'a mut Option<(Client, Option<(LeaseKeeper, LeaseKeepAliveStream)>)>,
+    endpoints: &[String],
+) -> Result<&'a mut Client, Error> {
+    Ok(match slot {
+        Some((client, _)) => client,
+        None => &mut slot.insert((connect(endpoints).await?, None)).0,
+    })
 }
