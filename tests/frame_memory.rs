@@ -82,6 +82,11 @@ async fn many_stalled_near_limit_frames_stay_within_the_budget_and_others_are_se
     }
     let grown = peak.saturating_sub(before);
     let bound = BUDGET + ATTACKERS * PER_CONNECTION + SLACK;
+    eprintln!(
+        "resident memory grew by {} KiB under the attack (bound {} KiB)",
+        grown / 1024,
+        bound / 1024
+    );
     assert!(
         grown <= bound,
         "resident memory grew by {} MiB under the attack; the bound is {} MiB",
