@@ -4,16 +4,17 @@
 //! while etcd restarts and follows changes again afterwards.
 #![cfg(feature = "etcd")]
 
+use etcd_server::EtcdServer;
 use futures::StreamExt;
 use rpc::discover::Target;
 use rpc::discover::etcd::{Etcd, Registration};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use support::etcd::EtcdServer;
 
-// Each test file uses a different part of `support`.
-#[allow(unused_imports)]
-mod support;
+// Not in `support`: that is shared with packages that have no `etcd`
+// feature (tests/fuzz), and this needs the `etcd-register` binary.
+#[path = "support/etcd.rs"]
+mod etcd_server;
 
 fn tcp(port: u16) -> Target {
     Target::from(SocketAddr::from(([127, 0, 0, 1], port)))
@@ -48,7 +49,7 @@ async fn register_in_child(
     ttl_secs: u64,
 ) -> tokio::process::Child {
     let ttl = ttl_secs.to_string();
-    support::etcd::register_in_child(&[&etcd.endpoint(), key, value, &ttl]).await
+    etcd_server::register_in_child(&[&etcd.endpoint(), key, value, &ttl]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

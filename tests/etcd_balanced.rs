@@ -11,14 +11,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use etcd_server::{EtcdServer, register_in_child};
 use rpc::discover::etcd::{Etcd, Registration};
 use rpc::transport::Address;
 use rpc_suite::replica::{Named, ReplicaClient, ReplicaServer};
-use support::etcd::{EtcdServer, register_in_child};
 
-// Each test file uses a different part of `support`.
-#[allow(unused_imports)]
-mod support;
+// Not in `support`: that is shared with packages that have no `etcd`
+// feature (tests/fuzz), and this needs the `etcd-register` binary.
+#[path = "support/etcd.rs"]
+mod etcd_server;
 
 const PREFIX: &str = "/services/replica/";
 

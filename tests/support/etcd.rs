@@ -1,6 +1,7 @@
 //! A real etcd for the etcd tests: one member on loopback ports, started
 //! from Debian's `etcd-server` binary, which a test can stop (as a crash
 //! would) and start again on the same data.
+#![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

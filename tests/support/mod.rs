@@ -163,8 +163,6 @@ impl Slow for SlowImpl {
     }
 }
 
-#[cfg(feature = "etcd")]
-pub mod etcd;
 pub mod hand;
 pub mod probe;
 pub mod raw;
