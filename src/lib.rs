@@ -2,3 +2,4 @@
 //! "api" crate would be shared by their client and server.
 
 pub mod calculator;
+pub mod replica;
