@@ -238,7 +238,7 @@ impl Driver {
                         return end;
                     }
                 }
-                _ = self.outbox.wait_for_room(BACKLOG_LIMIT), if backed_up && !holding => {
+                _ = self.outbox.wait_for_room(BACKLOG_LIMIT), if backed_up => {
                     if self.outbox.is_closed() {
                         return End::PeerClosed;
                     }

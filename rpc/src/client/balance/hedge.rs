@@ -29,8 +29,9 @@ pub enum Hedge {
     Off,
     /// After this long without an answer.
     Fixed(Duration),
-    /// After the given quantile (0.95 for p95) of the method's recent
-    /// latency. No hedge until enough calls have been seen to know it: at
+    /// After the given quantile (0.95 for p95) of the channel's recent
+    /// latency (its idempotent calls' together: a channel whose methods
+    /// differ much in latency is better served by `Fixed`). No hedge until enough calls have been seen to know it: at
     /// least five beyond the quantile (100 for p95). Clamped to 0.999.
     Percentile(f64),
 }

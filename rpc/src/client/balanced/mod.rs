@@ -191,13 +191,16 @@ impl Balancer {
                 up
             })
             .collect();
-        // The first filter that leaves anyone: admitted and connected (or
-        // due a probe, which may connect), admitted, anyone. A keyed call
+        // The first filter that leaves anyone: admitted (a probe due
+        // counts) and connected, admitted, anyone. A keyed call
         // skips the first: a key's server must not change as connections
         // come and go, only as the set or the servers' health does.
         let keyed = key.is_some() && self.picker.policy() == Policy::Affinity;
+        // A probe goes only to a connected server (an unconnected one is
+        // being reconnected in the background): a call must not wait out a
+        // reconnect backoff for the sake of a probe.
         let filters: [&dyn Fn(usize) -> bool; 3] = [
-            &|i| !keyed && (admits[i] == Admit::Probe || (admits[i] == Admit::Yes && connected[i])),
+            &|i| !keyed && admits[i] != Admit::No && connected[i],
             &|i| admits[i] != Admit::No,
             &|_| true,
         ];
@@ -276,6 +279,21 @@ impl Balancer {
         let mut breaker = member.breaker.lock().unwrap_or_else(|e| e.into_inner());
         if breaker.on_failure(now, allowed) {
             tracing::debug!(address = %member.target.address, "endpoint ejected");
+        }
+    }
+
+    /// An attempt on `member` ran out of its call's deadline after `rtt`:
+    /// the server was at least that slow, which its latency takes in, but
+    /// that is no failure of the server's.
+    pub(super) fn timed_out(&self, member: &Member, rtt: Duration, probe: bool) {
+        let now = Instant::now();
+        member.load.success(rtt, now);
+        if probe {
+            member
+                .breaker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .probe_abandoned(now);
         }
     }
 

@@ -29,7 +29,15 @@ pub(super) async fn probe(balancer: Weak<Balancer>, every: Duration, closed: Can
         };
         // One check at a time: a few per interval, never a burst.
         for member in members.iter() {
+            if closed.is_cancelled() {
+                return;
+            }
             if member.endpoint.usable().is_none() {
+                // A server marked not serving gets no calls, so no call
+                // would reconnect it: reconnect here, and check next time.
+                if !member.serving.load(Ordering::Relaxed) {
+                    let _ = member.endpoint.warm();
+                }
                 continue;
             }
             let health = HealthClient::new(Channel::over(member.endpoint.clone()))

@@ -100,7 +100,13 @@ impl Running {
                 Ended::Answered(payload) => return Ok(payload),
                 Ended::Failed(e) => e,
             };
-            let again = e.is_retryable() && (!e.may_have_run() || self.method.idempotent);
+            let again = if e.may_have_run() {
+                self.method.idempotent && e.is_retryable()
+            } else {
+                // It did not run: another server may take it, unless it fails
+                // the same everywhere (or is the caller's own to fix).
+                !fails_everywhere(&e)
+            };
             let now = Instant::now();
             if !again || now >= self.deadline || !self.balancer.budget.try_withdraw(now) {
                 return Err(e);
@@ -119,10 +125,14 @@ impl Running {
             Either::Left((ended, _)) => return ended,
             Either::Right(((), first)) => first,
         };
-        let now = Instant::now();
+        // Paid for before a server is chosen: a choice begins a half-open
+        // server's probe, which must then be sent.
+        if !self.balancer.budget.try_withdraw(Instant::now()) {
+            return first.await;
+        }
         let second = match self.balancer.choose(self.key, &self.tried) {
-            Some(chosen) if self.balancer.budget.try_withdraw(now) => self.attempt(chosen),
-            _ => return first.await,
+            Some(chosen) => self.attempt(chosen),
+            None => return first.await,
         };
         let second = std::pin::pin!(second);
         match select(first, second).await {
@@ -175,17 +185,36 @@ impl Running {
                     Ended::Answered(payload)
                 }
                 Err(e) => {
-                    // Its own deadline, not the server's fault.
-                    let server_failed = !matches!(e, Error::DeadlineExceeded { .. });
-                    if server_failed {
-                        guard.balancer.report(&guard.member, rtt, false);
-                    } else {
-                        guard.balancer.abandoned(&guard.member, guard.probe);
+                    match &e {
+                        // The call's own deadline: the server was at least
+                        // this slow, which its latency should show, but not
+                        // a failure (a caller's short deadline is no fault
+                        // of the server's).
+                        Error::DeadlineExceeded { .. } => {
+                            guard.balancer.timed_out(&guard.member, rtt, guard.probe);
+                        }
+                        // The caller's own mistakes say nothing of the server.
+                        e if fails_everywhere(e) => {
+                            guard.balancer.abandoned(&guard.member, guard.probe);
+                        }
+                        _ => guard.balancer.report(&guard.member, rtt, false),
                     }
                     Ended::Failed(e)
                 }
             }
         }
+    }
+}
+
+/// Errors that another server would give too: the request itself is at
+/// fault (it cannot be encoded, is too large, or cannot be decoded by a
+/// server of this version), or the setup is.
+fn fails_everywhere(e: &Error) -> bool {
+    match e {
+        Error::Encode { .. } | Error::Config(_) => true,
+        Error::FrameTooLarge { what, .. } => *what == "request",
+        Error::Decode { side, .. } => *side == "request on the server",
+        _ => false,
     }
 }
 

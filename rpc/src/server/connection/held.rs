@@ -29,8 +29,10 @@ const HELD_OVERHEAD: usize = 512;
 pub(super) struct HeldBack {
     queue: VecDeque<Parked>,
     budget: FrameBudget,
-    /// The budget had no room for the last request held.
-    out_of_budget: bool,
+    /// Held requests the budget had no room for: while there is one, the
+    /// driver reads no more (what they hold is outside the budget, so
+    /// there is at most one per connection).
+    ungranted: usize,
 }
 
 impl HeldBack {
@@ -38,7 +40,7 @@ impl HeldBack {
         HeldBack {
             queue: VecDeque::new(),
             budget,
-            out_of_budget: false,
+            ungranted: 0,
         }
     }
 
@@ -48,7 +50,7 @@ impl HeldBack {
 
     /// No more requests may be read until one starts.
     pub(super) fn is_full(&self) -> bool {
-        self.out_of_budget || self.queue.len() >= HOLD_MAX
+        self.ungranted > 0 || self.queue.len() >= HOLD_MAX
     }
 
     /// A copy of `payload` that owns its bytes: a payload sliced out of
@@ -70,15 +72,22 @@ impl HeldBack {
     pub(super) fn push(&mut self, mut request: Parked, size: usize) {
         if request.grant.is_none() {
             request.grant = self.budget.try_grant(size + HELD_OVERHEAD);
-            self.out_of_budget = request.grant.is_none();
+            self.ungranted += usize::from(request.grant.is_none());
         }
         self.queue.push_back(request);
     }
 
     pub(super) fn pop(&mut self) -> Option<Parked> {
-        let request = self.queue.pop_front();
-        self.out_of_budget = false;
-        request
+        let request = self.queue.pop_front()?;
+        self.forget(&request);
+        Some(request)
+    }
+
+    /// `request` leaves the hold.
+    fn forget(&mut self, request: &Parked) {
+        if request.grant.is_none() {
+            self.ungranted -= 1;
+        }
     }
 
     /// Drops the held request `id` (its caller cancelled it). True if one
@@ -86,8 +95,9 @@ impl HeldBack {
     pub(super) fn cancel(&mut self, id: u64) -> bool {
         match self.queue.iter().position(|r| r.id == id) {
             Some(at) => {
-                self.queue.remove(at);
-                self.out_of_budget = false;
+                if let Some(request) = self.queue.remove(at) {
+                    self.forget(&request);
+                }
                 true
             }
             None => false,
@@ -98,10 +108,13 @@ impl HeldBack {
     /// callers stopped waiting, and a slot freeing up later would only find
     /// them expired.
     pub(super) fn expire(&mut self, now: Instant, outbox: &Outbox) {
-        let before = self.queue.len();
+        let ungranted = &mut self.ungranted;
         self.queue.retain(|r| {
             let live = r.deadline > now;
             if !live {
+                if r.grant.is_none() {
+                    *ungranted -= 1;
+                }
                 let message = format!(
                     "the {:?} budget ran out before a handler was free",
                     r.budget
@@ -110,8 +123,5 @@ impl HeldBack {
             }
             live
         });
-        if self.queue.len() < before {
-            self.out_of_budget = false;
-        }
     }
 }
