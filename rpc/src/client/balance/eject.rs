@@ -107,12 +107,15 @@ impl Breaker {
         }
     }
 
-    /// The probe was sent. Only meaningful when [`admits`](Self::admits)
-    /// says `Probe`.
-    pub(crate) fn begin_probe(&mut self, now: Instant) {
-        if self.admits(now) == Admit::Probe {
+    /// The probe is being sent: true if this call is it, false if another
+    /// call took the probe since [`admits`](Self::admits) said `Probe`
+    /// (then this call goes as any other to this endpoint).
+    pub(crate) fn begin_probe(&mut self, now: Instant) -> bool {
+        let due = self.admits(now) == Admit::Probe;
+        if due {
             self.state = State::Probing;
         }
+        due
     }
 
     /// The probe ended without an answer either way (the caller gave up on
@@ -229,7 +232,8 @@ mod tests {
         let mut b = breaker();
         fail(&mut b, now, 5);
         now = b.next_retry_at().unwrap();
-        b.begin_probe(now);
+        assert!(b.begin_probe(now));
+        assert!(!b.begin_probe(now), "two calls took the one probe");
         assert!(b.on_failure(now, true)); // ejected again, for ~2 s
         now = b.next_retry_at().unwrap();
         b.begin_probe(now);

@@ -233,14 +233,13 @@ impl Balancer {
             let j = self.picker.pick_excluding(&candidates, key, &exclude)?;
             let i = eligible[j];
             let member = members[i].clone();
-            let probe = admits[i] == Admit::Probe;
-            if probe {
-                member
+            // Two calls may both have seen the probe due: one sends it.
+            let probe = admits[i] == Admit::Probe
+                && member
                     .breaker
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .begin_probe(now);
-            }
             return Some(Chosen { member, probe });
         }
         None
