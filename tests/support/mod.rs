@@ -163,6 +163,7 @@ impl Slow for SlowImpl {
     }
 }
 
+pub mod fleet;
 pub mod hand;
 pub mod probe;
 pub mod raw;
