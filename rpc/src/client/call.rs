@@ -400,6 +400,8 @@ impl Future for Attempt {
     /// The reply, whatever its status, or why none came.
     type Output = Result<Payload, Error>;
 
+    // Inlined into the generic call future, as when the two were one.
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         loop {

@@ -401,7 +401,7 @@ impl Driver {
         waker: &Waker,
     ) -> Option<End> {
         self.cancel_credits = self.cancel_credits.saturating_add(1);
-        let Some((head, args)) = RequestHead::split(payload) else {
+        let Some((head, mut args)) = RequestHead::split(payload) else {
             let _ = self
                 .outbox
                 .send(Status::Decode.reply(id, "request shorter than its 16-byte head"));
@@ -422,9 +422,12 @@ impl Driver {
         // in the order they arrived.
         let start_now = self.held.is_empty() && self.permits.available_permits() > 0;
         let size = args.len();
+        if !start_now {
+            HeldBack::own(&mut args);
+        }
         let call = Call {
             id,
-            args: if start_now { args } else { HeldBack::own(args) },
+            args,
             max_frame: self.reply_limit,
         };
         let Some((method, handler)) = self.shared.router.route(head.method_id, call) else {

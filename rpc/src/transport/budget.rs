@@ -99,6 +99,7 @@ impl ReadBudget {
     /// How many more bytes the reader may buffer, given that `buffered`
     /// bytes hold the start of a frame of `frame` bytes in all (if its length
     /// prefix has arrived). Pending while the budget has no room for it.
+    #[inline]
     pub(crate) fn poll_room(
         &mut self,
         cx: &mut Context<'_>,
@@ -133,11 +134,13 @@ impl ReadBudget {
     }
 
     /// Waiting for the budget to grant the frame being read.
+    #[inline]
     pub(crate) fn waiting(&self) -> bool {
         self.acquiring.is_some()
     }
 
     /// The frame being read was handed out: its grant goes with it.
+    #[inline]
     pub(crate) fn frame_taken(&mut self) {
         if let Some((_, grant)) = self.granted.take() {
             self.handed_out = Some(grant);
@@ -145,6 +148,7 @@ impl ReadBudget {
     }
 
     /// The grant of the frame handed out last, if it needed one.
+    #[inline]
     pub(crate) fn take_grant(&mut self) -> Option<Grant> {
         self.handed_out.take()
     }

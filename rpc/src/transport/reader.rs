@@ -53,12 +53,14 @@ impl<R> FrameReader<R> {
     }
 
     /// The frame being read waits for the server's budget.
+    #[inline]
     pub(crate) fn waiting_for_budget(&self) -> bool {
         self.budget.as_ref().is_some_and(ReadBudget::waiting)
     }
 
     /// The budget's grant for the frame handed out last, if it needed one:
     /// held by its request until a handler starts.
+    #[inline]
     pub(crate) fn take_grant(&mut self) -> Option<Grant> {
         self.budget.as_mut()?.take_grant()
     }

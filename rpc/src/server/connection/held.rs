@@ -56,12 +56,11 @@ impl HeldBack {
     /// A copy of `payload` that owns its bytes: a payload sliced out of
     /// the read buffer would keep that whole buffer alive while it waits.
     /// (A large frame was read into a buffer of its own, so it stays.)
-    pub(super) fn own(payload: Payload) -> Payload {
-        match payload {
-            Payload::Shared(b) if b.len() <= FREE_BYTES => {
-                Payload::Shared(Bytes::copy_from_slice(&b))
-            }
-            other => other,
+    pub(super) fn own(payload: &mut Payload) {
+        if let Payload::Shared(b) = payload
+            && b.len() <= FREE_BYTES
+        {
+            *b = Bytes::copy_from_slice(b);
         }
     }
 
