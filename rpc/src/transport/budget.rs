@@ -8,8 +8,9 @@
 //! while it waits nothing more is read from that peer (its writes wait, as
 //! for any backpressure). The grant is held until the frame's request starts
 //! a handler (or is refused), so requests held back at a full connection
-//! count too. What the server holds for frames is then at most the budget
-//! plus [`FREE_BYTES`] per connection.
+//! count too. Past a granted frame a reader buffers up to [`FREE_BYTES`] of
+//! what follows, as for small frames. What the server holds for frames is
+//! then at most the budget plus [`FREE_BYTES`] per connection.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -114,7 +115,9 @@ impl ReadBudget {
             let grant = std::task::ready!(self.poll_acquire(cx, need));
             self.granted = Some((need, grant));
         }
-        Poll::Ready(need.saturating_sub(buffered))
+        // The granted frame, and what may follow it as for any frame: reads
+        // of pipelined large frames are not cut at each frame's end.
+        Poll::Ready((need + FREE_BYTES).saturating_sub(buffered))
     }
 
     fn poll_acquire(&mut self, cx: &mut Context<'_>, bytes: usize) -> Poll<Grant> {
@@ -182,14 +185,20 @@ mod tests {
         let mut first = ReadBudget::new(shared.clone());
         let mut second = ReadBudget::new(shared.clone());
         let frame = 200 * 1024;
-        assert_eq!(poll(&mut first, 10, Some(frame)), Poll::Ready(frame - 10));
+        assert_eq!(
+            poll(&mut first, 10, Some(frame)),
+            Poll::Ready(frame + FREE_BYTES - 10)
+        );
         assert_eq!(poll(&mut second, 10, Some(frame)), Poll::Pending);
         assert!(second.waiting());
         // Handed out, the frame keeps its bytes until the driver lets go.
         first.frame_taken();
         assert_eq!(poll(&mut second, 10, Some(frame)), Poll::Pending);
         drop(first.take_grant());
-        assert_eq!(poll(&mut second, 10, Some(frame)), Poll::Ready(frame - 10));
+        assert_eq!(
+            poll(&mut second, 10, Some(frame)),
+            Poll::Ready(frame + FREE_BYTES - 10)
+        );
         assert!(!second.waiting());
         drop(second);
         assert_eq!(shared.available(), 300 * 1024);
@@ -200,6 +209,9 @@ mod tests {
         let shared = FrameBudget::new(0, 1 << 20);
         let mut reader = ReadBudget::new(shared);
         let whole = (1 << 20) + crate::protocol::LEN_PREFIX;
-        assert_eq!(poll(&mut reader, 0, Some(whole)), Poll::Ready(whole));
+        assert_eq!(
+            poll(&mut reader, 0, Some(whole)),
+            Poll::Ready(whole + FREE_BYTES)
+        );
     }
 }

@@ -180,7 +180,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     });
                     let room = ready!(budget.poll_room(cx, self.buf.len(), frame));
                     if frame.is_some_and(|len| len > FREE_BYTES) {
-                        // Granted: one allocation for the whole frame.
+                        // Granted: one allocation for the whole frame (and
+                        // the start of the next).
                         self.buf.reserve(room);
                     }
                     // Never 0: a read of nothing would look like the end.
