@@ -184,10 +184,10 @@ pub(crate) fn cell(imp: Impl, w: Workload, s: &Settings) -> String {
         match imp.family() {
             Family::Rpc {
                 batching,
-                balanced: false,
+                balanced: 0,
             } => drive(w, s, || impls::rpc::connect(addr, batching)).await,
-            Family::Rpc { balanced: true, .. } => {
-                drive(w, s, || impls::rpc::connect_balanced(addr)).await
+            Family::Rpc { balanced, .. } => {
+                drive(w, s, || impls::rpc::connect_balanced(addr, balanced)).await
             }
             Family::Tarpc => drive(w, s, || impls::tarpc::connect(addr)).await,
             Family::Baseline(writes) => {

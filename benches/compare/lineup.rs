@@ -67,6 +67,7 @@ impl Contender {
             (Impl::Rpc, Build::This) => "#1f6fb4",
             (Impl::RpcUnbatched, Build::This) => "#8fbce6",
             (Impl::RpcBalanced, _) => "#6a3d9a",
+            (Impl::RpcBalanced2, _) => "#b294c7",
             (Impl::Tarpc, _) => "#9a9a9a",
             (Impl::Baseline, _) => "#2c9a2c",
             (Impl::BaselineYield, _) => "#176117",

@@ -20,21 +20,29 @@ pub(crate) enum Impl {
     /// This library through a balanced channel of one endpoint: what the
     /// balancer costs a call.
     RpcBalanced,
+    /// A balanced channel of two endpoints, both the one server (over IPv4
+    /// and as an IPv4-mapped IPv6 address): what choosing costs a call.
+    RpcBalanced2,
 }
 
 /// What an [`Impl`] is built from: the code that serves and connects it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Family {
-    Rpc { batching: bool, balanced: bool },
+    /// `balanced`: the endpoints of a balanced channel (0: a plain one).
+    Rpc {
+        batching: bool,
+        balanced: u8,
+    },
     Tarpc,
     Baseline(baseline::Writes),
 }
 
 impl Impl {
     /// The report's order: tables, bars and the rotation of every repeat.
-    pub(crate) const ALL: [Impl; 7] = [
+    pub(crate) const ALL: [Impl; 8] = [
         Impl::Rpc,
         Impl::RpcBalanced,
+        Impl::RpcBalanced2,
         Impl::Tarpc,
         Impl::Baseline,
         Impl::BaselineYield,
@@ -51,6 +59,7 @@ impl Impl {
             Impl::BaselineUnbatched => "baseline-unbatched",
             Impl::RpcUnbatched => "rpc-unbatched",
             Impl::RpcBalanced => "rpc-balanced",
+            Impl::RpcBalanced2 => "rpc-balanced-2",
         }
     }
 
@@ -62,15 +71,19 @@ impl Impl {
         match self {
             Impl::Rpc => Family::Rpc {
                 batching: true,
-                balanced: false,
+                balanced: 0,
             },
             Impl::RpcUnbatched => Family::Rpc {
                 batching: false,
-                balanced: false,
+                balanced: 0,
             },
             Impl::RpcBalanced => Family::Rpc {
                 batching: true,
-                balanced: true,
+                balanced: 1,
+            },
+            Impl::RpcBalanced2 => Family::Rpc {
+                batching: true,
+                balanced: 2,
             },
             Impl::Tarpc => Family::Tarpc,
             Impl::Baseline => Family::Baseline(baseline::Writes::Batched),

@@ -60,10 +60,16 @@ pub(crate) async fn connect(addr: SocketAddr, batching: bool) -> BenchClient {
     )
 }
 
-/// A balanced channel whose discovery finds the one server at `addr`.
-pub(crate) async fn connect_balanced(addr: SocketAddr) -> BenchClient {
+/// A balanced channel of `endpoints` (1 or 2) whose discovery finds the one
+/// server at `addr`: the second is the same server by its IPv4-mapped IPv6
+/// address, so the channel chooses between two endpoints for every call.
+pub(crate) async fn connect_balanced(addr: SocketAddr, endpoints: u8) -> BenchClient {
+    let mut addrs = vec![addr];
+    if let (2, std::net::IpAddr::V4(v4)) = (endpoints, addr.ip()) {
+        addrs.push(SocketAddr::new(v4.to_ipv6_mapped().into(), addr.port()));
+    }
     BenchClient::new(
-        rpc::Channel::balanced(rpc::discover::Static::new([addr]))
+        rpc::Channel::balanced(rpc::discover::Static::new(addrs))
             .connect()
             .await
             .expect("rpc: connect balanced"),
