@@ -18,6 +18,7 @@ mod discovery;
 mod probe;
 mod run;
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -175,66 +176,80 @@ impl Balancer {
                 probe: false,
             });
         }
+        SCRATCH.with_borrow_mut(|scratch| self.choose_among(&members, key, tried, scratch))
+    }
+
+    /// [`choose`](Self::choose) among two or more members, with `scratch`
+    /// for its lists.
+    fn choose_among(
+        &self,
+        members: &[Arc<Member>],
+        key: Option<u64>,
+        tried: &[u64],
+        scratch: &mut Scratch,
+    ) -> Option<Chosen> {
         let now = Instant::now();
-        let admits: Vec<Admit> = members.iter().map(|m| m.admits(now)).collect();
-        let connected: Vec<bool> = members
-            .iter()
-            .zip(&admits)
-            .map(|(m, admit)| {
-                let up = m.endpoint.usable().is_some();
-                if !up && *admit != Admit::No {
-                    // Reconnect in the background (as the backoff allows), so
-                    // a server that comes back is found without a call
-                    // waiting on it.
-                    let _ = m.endpoint.warm();
-                }
-                up
-            })
-            .collect();
-        // The first filter that leaves anyone: admitted (a probe due
-        // counts) and connected, admitted, anyone. A keyed call
-        // skips the first: a key's server must not change as connections
-        // come and go, only as the set or the servers' health does.
+        let Scratch {
+            views,
+            eligible,
+            candidates,
+            exclude,
+        } = scratch;
+        views.clear();
+        views.extend(members.iter().map(|m| {
+            let admit = m.admits(now);
+            let up = m.endpoint.usable().is_some();
+            if !up && admit != Admit::No {
+                // Reconnect in the background (as the backoff allows), so a
+                // server that comes back is found without a call waiting on
+                // it.
+                let _ = m.endpoint.warm();
+            }
+            (admit, up)
+        }));
+        // The first filter that leaves anyone: admitted (a probe due counts)
+        // and connected, admitted, anyone. A keyed call skips the first: a
+        // key's server must not change as connections come and go, only as
+        // the set or the servers' health does. A probe goes only to a
+        // connected server (an unconnected one is being reconnected in the
+        // background): a call must not wait out a reconnect backoff for the
+        // sake of a probe.
         let keyed = key.is_some() && self.picker.policy() == Policy::Affinity;
-        // A probe goes only to a connected server (an unconnected one is
-        // being reconnected in the background): a call must not wait out a
-        // reconnect backoff for the sake of a probe.
-        let filters: [&dyn Fn(usize) -> bool; 3] = [
-            &|i| !keyed && admits[i] != Admit::No && connected[i],
-            &|i| admits[i] != Admit::No,
-            &|_| true,
+        let filters: [&dyn Fn(Admit, bool) -> bool; 3] = [
+            &|admit, up| !keyed && admit != Admit::No && up,
+            &|admit, _| admit != Admit::No,
+            &|_, _| true,
         ];
         for filter in filters {
-            let eligible: Vec<usize> = (0..members.len()).filter(|&i| filter(i)).collect();
+            eligible.clear();
+            eligible.extend((0..members.len()).filter(|&i| filter(views[i].0, views[i].1)));
             if eligible.is_empty() {
                 continue;
             }
-            let candidates: Vec<Candidate> = eligible
-                .iter()
-                .map(|&i| {
-                    let m = &members[i];
-                    Candidate {
-                        // A half-open endpoint's load still holds the
-                        // failures that ejected it: its probe goes first.
-                        cost: if admits[i] == Admit::Probe {
-                            0.0
-                        } else {
-                            m.load.cost(now)
-                        },
-                        in_flight: m.load.in_flight(),
-                        weight: m.target.weight,
-                        id: m.id,
-                    }
-                })
-                .collect();
-            let exclude: Vec<usize> = (0..eligible.len())
-                .filter(|&j| tried.contains(&members[eligible[j]].id))
-                .collect();
-            let j = self.picker.pick_excluding(&candidates, key, &exclude)?;
+            candidates.clear();
+            candidates.extend(eligible.iter().map(|&i| {
+                let m = &members[i];
+                Candidate {
+                    // A half-open endpoint's load still holds the failures
+                    // that ejected it: its probe goes first.
+                    cost: if views[i].0 == Admit::Probe {
+                        0.0
+                    } else {
+                        m.load.cost(now)
+                    },
+                    in_flight: m.load.in_flight(),
+                    weight: m.target.weight,
+                    id: m.id,
+                }
+            }));
+            exclude.clear();
+            exclude
+                .extend((0..eligible.len()).filter(|&j| tried.contains(&members[eligible[j]].id)));
+            let j = self.picker.pick_excluding(candidates, key, exclude)?;
             let i = eligible[j];
             let member = members[i].clone();
             // Two calls may both have seen the probe due: one sends it.
-            let probe = admits[i] == Admit::Probe
+            let probe = views[i].0 == Admit::Probe
                 && member
                     .breaker
                     .lock()
@@ -333,6 +348,21 @@ impl Member {
                 .unwrap_or_else(|e| e.into_inner())
                 .is_ejected(now)
     }
+}
+
+/// The lists a choice fills, kept per thread so that a choice allocates
+/// nothing once they have grown to the set's size.
+#[derive(Default)]
+struct Scratch {
+    /// Per member: whether its breaker admits a call, whether it is connected.
+    views: Vec<(Admit, bool)>,
+    eligible: Vec<usize>,
+    candidates: Vec<Candidate>,
+    exclude: Vec<usize>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 /// A hash of an address that is the same in every process of the same
