@@ -264,11 +264,7 @@ impl Listener for FaultListener {
     type SetUp = Ready<io::Result<Link>>;
 
     async fn accept(&mut self) -> io::Result<Self::SetUp> {
-        match self.links.recv().await {
-            Some(link) => Ok(std::future::ready(Ok(link))),
-            // Never: we hold a sender ourselves.
-            None => std::future::pending().await,
-        }
+        crate::transport::memory::next_link(&mut self.links).await
     }
 
     fn address(&self) -> Address {

@@ -101,15 +101,22 @@ impl Drop for MemoryListener {
     }
 }
 
+/// The next link handed to an in-process listener, set up already. Never
+/// ends: the listener holds a sender of its channel itself.
+pub(crate) async fn next_link(
+    links: &mut mpsc::Receiver<Link>,
+) -> io::Result<Ready<io::Result<Link>>> {
+    match links.recv().await {
+        Some(link) => Ok(std::future::ready(Ok(link))),
+        None => std::future::pending().await,
+    }
+}
+
 impl Listener for MemoryListener {
     type SetUp = Ready<io::Result<Link>>;
 
     async fn accept(&mut self) -> io::Result<Self::SetUp> {
-        match self.links.recv().await {
-            Some(link) => Ok(std::future::ready(Ok(link))),
-            // Never: we hold a sender ourselves.
-            None => std::future::pending().await,
-        }
+        next_link(&mut self.links).await
     }
 
     fn address(&self) -> Address {
