@@ -379,7 +379,14 @@ impl Attempt {
         let deadline = self.deadline();
         let method = self.method;
         let stream = self.stream.as_ref().map(|s| s.returns_stream);
-        match conn.try_send(&mut self.request, deadline, budget, granted, stream, cx.waker()) {
+        match conn.try_send(
+            &mut self.request,
+            deadline,
+            budget,
+            granted,
+            stream,
+            cx.waker(),
+        ) {
             Tried::Sent(call) => {
                 if let Some(stream) = &mut self.stream {
                     stream.start_pump(&call);

@@ -43,8 +43,8 @@ impl Driver {
         let flow = &open.flow;
         match frame.kind {
             Kind::StreamItem => {
-                let item = Payload::copy_small(&frame.payload)
-                    .unwrap_or(Payload::Shared(frame.payload));
+                let item =
+                    Payload::copy_small(&frame.payload).unwrap_or(Payload::Shared(frame.payload));
                 if let Err(overrun) = flow.push(item) {
                     return Some(End::Protocol(format!(
                         "the client sent past the {}-byte window of stream {}",
