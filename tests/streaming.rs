@@ -98,6 +98,13 @@ async fn every_shape_round_trips(transport: Transport) {
     assert_eq!(feed.produced().await.unwrap(), 2_000);
 }
 
+// The same on a current-thread runtime, where the server's driver also
+// writes its replies and streams.
+over_all_transports!(every_shape_round_trips_on_one_thread);
+async fn every_shape_round_trips_on_one_thread(transport: Transport) {
+    every_shape_round_trips(transport).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_streaming_100_mib_in_chunks_is_counted_by_the_server() {
     let (_server, feed, counters) = feed_over(Transport::Tcp, rpc::Server::builder()).await;
