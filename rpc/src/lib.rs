@@ -49,6 +49,13 @@
 //! method's return type exactly: an application error stays typed inside `R`,
 //! and [`Error`] holds only the RPC machinery's failures.
 //!
+//! # Streams
+//!
+//! A method that returns or takes [`rpc::Stream<T>`](Stream) streams items
+//! over the same connection, flow-controlled per stream (a slow consumer
+//! holds its producer back), cancelled when either side drops its end: see
+//! [`stream`].
+//!
 //! # Cancel safety
 //!
 //! Dropping a call's future cancels the call: the server is told and drops the
