@@ -1,0 +1,462 @@
+//! Hostile peers against streaming, over real TCP, on both sides: a client
+//! played by hand against a real server of the feed, and a server played by
+//! hand against a real client. Bad stream frames get a clear error (a
+//! GoAway and a closed connection, or a stream that ends with an error),
+//! frames for calls that are not open are dropped, and nothing a peer says
+//! makes this side panic, buffer without bound, leave a task or a stream
+//! behind, or harm another connection.
+
+// Each test file uses a different part of `support`.
+#[allow(unused_imports)]
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rpc::Error;
+use rpc_suite::feed::{FeedClient, FeedImpl, FeedServer, Item};
+use support::hand::{self, PROMPTLY, listen, ok, sync, watchdog, within};
+use support::raw::{self, RawConn, RawFrame};
+use support::{Calc, CalculatorClient, CalculatorServer};
+use tokio::net::TcpListener;
+
+const BUDGET: Duration = Duration::from_secs(30);
+/// The smallest stream window either side may set: 4 KiB.
+const SMALL_WINDOW: usize = 4096;
+
+/// Reports how each stream it is given went, for tests to read.
+#[rpc::service]
+pub trait Sink {
+    /// Every item of `items` as it came ("item N", or "error: ..."), then
+    /// "end".
+    async fn collect(&self, items: rpc::Stream<u32>) -> Vec<String>;
+    /// Holds `items` unread until the call is dropped.
+    async fn stall(&self, items: rpc::Stream<Vec<u8>>) -> u32;
+}
+
+struct SinkImpl;
+
+impl Sink for SinkImpl {
+    async fn collect(&self, mut items: rpc::Stream<u32>) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some(item) = items.next().await {
+            seen.push(match item {
+                Ok(n) => format!("item {n}"),
+                Err(e) => format!("error: {e}"),
+            });
+        }
+        seen.push("end".into());
+        seen
+    }
+
+    async fn stall(&self, items: rpc::Stream<Vec<u8>>) -> u32 {
+        let _unread = items;
+        std::future::pending().await
+    }
+}
+
+/// A server of the feed, the sink and the calculator on 127.0.0.1:0, and
+/// the feed's counters.
+async fn serve(builder: rpc::server::Builder) -> (rpc::ServerHandle, FeedImpl) {
+    let feed = FeedImpl::default();
+    let server = builder
+        .add_service(FeedServer::new(feed.clone()))
+        .add_service(SinkServer::new(SinkImpl))
+        .add_service(CalculatorServer::new(Calc))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    (server, feed)
+}
+
+/// The next frame for call `id` that is not a StreamCredit (Pings are
+/// answered; frames of other calls are skipped).
+async fn answer_to(peer: &mut RawConn, id: u64) -> RawFrame {
+    loop {
+        let f = peer
+            .next_reply(PROMPTLY)
+            .await
+            .expect("the connection closed");
+        if f.call_id == id && f.kind != raw::kind::STREAM_CREDIT {
+            return f;
+        }
+    }
+}
+
+/// The connection still serves calls: `Calculator.add` as call `id`.
+async fn still_serves(peer: &mut RawConn, id: u64) {
+    let args = raw::args(&(20i64, 22i64));
+    peer.send(&raw::request(id, "Calculator.add", BUDGET, &args))
+        .await;
+    let reply = answer_to(peer, id).await;
+    assert_eq!(reply.value::<i64>(), 42, "the connection serves");
+}
+
+/// Reads until the server closes; its last frame must be a protocol
+/// GoAway whose message contains `words`.
+async fn closed_with_protocol_goaway(peer: &mut RawConn, words: &str) {
+    let (frames, _) = peer.frames_until_closed(PROMPTLY).await;
+    let last = frames.last().expect("closed without a GoAway");
+    assert_eq!(last.goaway_reason(), raw::goaway::PROTOCOL, "{frames:?}");
+    assert!(
+        last.message().contains(words),
+        "{:?} lacks {words:?}",
+        last.message()
+    );
+}
+
+/// A stream read by another connection of the same server: it reads all
+/// of it, while the test does its worst elsewhere.
+fn bystander(server: &rpc::ServerHandle) -> tokio::task::JoinHandle<(u64, i64)> {
+    let addr = server.local_addr();
+    tokio::spawn(async move {
+        let channel = rpc::Channel::connect(addr).await.unwrap();
+        let feed = FeedClient::new(channel.clone());
+        let mut items = feed.watch(2_000, 512).await.unwrap();
+        let mut n = 0;
+        while let Some(item) = items.next().await {
+            assert_eq!(item.unwrap().seq, n);
+            n += 1;
+            // Slowly, so that the stream is open while the attack runs.
+            if n % 200 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let sum = CalculatorClient::new(channel).add(40, 2).await.unwrap();
+        (n, sum)
+    })
+}
+
+async fn bystander_done(bystander: tokio::task::JoinHandle<(u64, i64)>) {
+    let done = tokio::time::timeout(Duration::from_secs(30), bystander)
+        .await
+        .expect("the other connection's stream was held up")
+        .unwrap();
+    assert_eq!(done, (2_000, 42), "the other connection was unaffected");
+}
+
+/// An encoded `Vec<u8>` of `len` bytes, as a stream item.
+fn chunk(len: usize) -> Vec<u8> {
+    raw::args(&vec![0u8; len])
+}
+
+// ---- a hostile client against a real server ----
+
+/// A client sending past the window it was granted: its connection closes
+/// with a GoAway naming the window, and another connection's stream and
+/// calls go on. Up to the window (the last item starting below it), the
+/// same items are fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sending_past_the_window_gets_a_goaway_naming_it() {
+    let _watchdog = watchdog();
+    let (server, _) = serve(rpc::Server::builder().stream_window(SMALL_WINDOW)).await;
+    let addr = server.local_addr();
+    let other = bystander(&server);
+    // Items of 1,017 bytes a frame: four end at 4,068, under the window, so
+    // a fifth may go; a sixth may not.
+    let item = chunk(1000);
+    assert_eq!(item.len() + raw::HEADER, 1017);
+
+    let mut fine = RawConn::handshake(addr).await;
+    fine.send(&raw::request(1, "Sink.stall", BUDGET, &[])).await;
+    for _ in 0..5 {
+        fine.send(&raw::stream_item(1, &item)).await;
+    }
+    still_serves(&mut fine, 2).await;
+
+    let mut over = RawConn::handshake(addr).await;
+    over.send(&raw::request(1, "Sink.stall", BUDGET, &[])).await;
+    for _ in 0..6 {
+        let _ = over.try_send(&raw::stream_item(1, &item)).await;
+    }
+    closed_with_protocol_goaway(&mut over, "4096-byte window").await;
+
+    still_serves(&mut fine, 3).await;
+    bystander_done(other).await;
+}
+
+/// Items, ends and credits for calls that are not open (never opened, a
+/// unary call that is over, a stream that is over) are dropped: the
+/// connection stays up, and megabytes of them are not kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_frames_for_calls_that_are_not_open_are_dropped() {
+    let _watchdog = watchdog();
+    let (server, _) = serve(rpc::Server::builder().stream_window(SMALL_WINDOW)).await;
+    let mut peer = RawConn::handshake(server.local_addr()).await;
+    // Call 1: a unary call, over.
+    still_serves(&mut peer, 1).await;
+    // Call 2: a stream, over.
+    peer.send(&raw::request(2, "Sink.collect", BUDGET, &[]))
+        .await;
+    peer.send(&raw::stream_item(2, &raw::args(&7u32))).await;
+    peer.send(&raw::clean_end(2)).await;
+    let reply = answer_to(&mut peer, 2).await;
+    assert_eq!(reply.value::<Vec<String>>(), ["item 7", "end"]);
+
+    let item = chunk(1000);
+    for id in [1u64, 2, 99, u64::MAX] {
+        // Far past any window: none of it may count.
+        for _ in 0..64 {
+            peer.send(&raw::stream_item(id, &item)).await;
+        }
+        peer.send(&raw::clean_end(id)).await;
+        peer.send(&raw::stream_end(id, &[])).await;
+        peer.send(&raw::stream_end(id, &[200, b'x'])).await;
+        peer.send(&raw::credit(id, u32::MAX)).await;
+        // Even of the wrong length: there is no call to judge it for.
+        peer.send(&raw::frame(raw::kind::STREAM_CREDIT, 0, id, &[1, 2, 3]))
+            .await;
+    }
+    still_serves(&mut peer, 3).await;
+    // Reusing id 2 for a new stream after all that: a fresh window.
+    peer.send(&raw::request(2, "Sink.collect", BUDGET, &[]))
+        .await;
+    for n in 0..3u32 {
+        peer.send(&raw::stream_item(2, &raw::args(&n))).await;
+    }
+    peer.send(&raw::clean_end(2)).await;
+    let reply = answer_to(&mut peer, 2).await;
+    assert_eq!(
+        reply.value::<Vec<String>>(),
+        ["item 0", "item 1", "item 2", "end"]
+    );
+}
+
+/// A StreamCredit for an open stream must be 4 bytes: any other length
+/// closes the connection with a GoAway that says so; nothing else is hurt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credit_of_the_wrong_length_closes_the_connection() {
+    let _watchdog = watchdog();
+    let (server, _) = serve(rpc::Server::builder()).await;
+    let addr = server.local_addr();
+    let other = bystander(&server);
+    for bad in [&[][..], &[0, 0, 1][..], &[0, 0, 0, 1, 0][..]] {
+        let mut peer = RawConn::handshake(addr).await;
+        peer.send(&raw::request(
+            1,
+            "Feed.endless",
+            BUDGET,
+            &raw::args(&(5u64,)),
+        ))
+        .await;
+        assert_eq!(answer_to(&mut peer, 1).await.status(), raw::status::OK);
+        peer.send(&raw::frame(raw::kind::STREAM_CREDIT, 0, 1, bad))
+            .await;
+        closed_with_protocol_goaway(&mut peer, &format!("StreamCredit of {} bytes", bad.len()))
+            .await;
+    }
+    bystander_done(other).await;
+}
+
+/// A client that vanishes mid-stream, whether its stream was flowing or
+/// waiting for credit: the server drops the producer promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_vanishing_mid_stream_drops_the_producer() {
+    let _watchdog = watchdog();
+    let (server, feed) = serve(rpc::Server::builder()).await;
+    let addr = server.local_addr();
+    let counters = feed.counters.clone();
+    let requests = [
+        raw::request(1, "Feed.endless", BUDGET, &raw::args(&(1u64,))),
+        raw::request(
+            1,
+            "Feed.watch",
+            BUDGET,
+            &raw::args(&(1_000_000u64, 1024u32)),
+        ),
+    ];
+    for (i, request) in requests.iter().enumerate() {
+        let mut peer = RawConn::handshake(addr).await;
+        peer.send(request).await;
+        assert_eq!(answer_to(&mut peer, 1).await.status(), raw::status::OK);
+        for _ in 0..3 {
+            assert_eq!(answer_to(&mut peer, 1).await.kind, raw::kind::STREAM_ITEM);
+        }
+        drop(peer);
+        within("the producer's drop", async {
+            while counters.dropped.load(Ordering::SeqCst) <= i as u64 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await;
+    }
+}
+
+// ---- a hostile server against a real client ----
+
+/// A client of the feed, with `builder`'s settings, on a server played by
+/// hand that sends `hello`; the listener, for reconnects.
+async fn client_on_raw_server(
+    builder: rpc::client::Builder,
+    hello: &[u8],
+) -> (FeedClient, RawConn, TcpListener) {
+    let (listener, addr) = listen().await;
+    let accept = async {
+        let (stream, _) = listener.accept().await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawConn::accept_handshake_with(stream, hello).await
+    };
+    let (channel, peer) = tokio::join!(builder.connect(addr), accept);
+    (FeedClient::new(channel.unwrap()), peer, listener)
+}
+
+/// The next Request, skipping the client's stream frames.
+async fn next_call(peer: &mut RawConn) -> hand::Req {
+    loop {
+        let f = peer
+            .next_reply(PROMPTLY)
+            .await
+            .expect("the connection closed");
+        if f.kind == raw::kind::REQUEST {
+            return hand::parse_request(&f);
+        }
+    }
+}
+
+/// An encoded feed item, as the server's stream carries it.
+fn feed_item(seq: u64, len: usize) -> Vec<u8> {
+    raw::args(&Item {
+        seq,
+        data: vec![0x5A; len],
+    })
+}
+
+/// The Ok Response that opens a stream.
+fn opens(id: u64) -> Vec<u8> {
+    ok(id, &())
+}
+
+fn disconnected_naming(e: &Error, words: &str) {
+    match e {
+        Error::Disconnected { reason, .. } => {
+            assert!(reason.contains(words), "{reason:?} lacks {words:?}")
+        }
+        other => panic!("not Disconnected: {other:?}"),
+    }
+}
+
+/// A server sending past the client's window: the connection fails with a
+/// protocol error naming the window, and every stream on it (the one
+/// overrun, another one, and an upload) ends with that error, not
+/// silently; the client closes the connection and the next call
+/// reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sending_past_the_window_fails_every_stream_on_the_connection() {
+    let _watchdog = watchdog();
+    let builder = rpc::Channel::builder().stream_window(SMALL_WINDOW);
+    let (feed, mut peer, listener) = client_on_raw_server(builder, &raw::hello()).await;
+    let a = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.watch(100, 1000).await }
+    });
+    let a_req = next_call(&mut peer).await;
+    let b = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.watch(100, 1000).await }
+    });
+    let b_req = next_call(&mut peer).await;
+    let (tx, chunks) = rpc::stream::channel::<Vec<u8>>();
+    let upload = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.upload(chunks).await }
+    });
+    next_call(&mut peer).await;
+    tx.send(vec![1; 10]).await.unwrap();
+    peer.send(&[opens(a_req.id), opens(b_req.id)].concat())
+        .await;
+    let mut a = within("a", a).await.unwrap().unwrap();
+    let mut b = within("b", b).await.unwrap().unwrap();
+    // Six items of 1,000 bytes (and more) on `a`, which reads none: the
+    // sixth starts past the 4 KiB window.
+    let items: Vec<u8> = (0..8)
+        .flat_map(|seq| raw::stream_item(a_req.id, &feed_item(seq, 1000)))
+        .collect();
+    let _ = peer.try_send(&items).await;
+
+    let mut a_seen = 0;
+    let a_end = loop {
+        match within("a's end", a.next()).await {
+            Some(Ok(item)) => {
+                assert_eq!(item.seq, a_seen);
+                a_seen += 1;
+            }
+            Some(Err(e)) => break e,
+            None => panic!("a ended silently"),
+        }
+    };
+    assert!(a_seen <= 5, "{a_seen} items read past the window");
+    disconnected_naming(&a_end, "window");
+    assert!(within("a after its end", a.next()).await.is_none());
+    let b_end = within("b's end", b.next()).await;
+    disconnected_naming(&b_end.expect("b ended silently").unwrap_err(), "window");
+    let uploaded = within("the upload", upload).await.unwrap();
+    disconnected_naming(&uploaded.unwrap_err(), "window");
+    assert!(
+        tx.send(vec![2]).await.is_err(),
+        "the upload's producer was dropped"
+    );
+
+    // The client gave that connection up, and the next call reconnects.
+    let (_, closed) = peer.frames_until_closed(PROMPTLY).await;
+    assert!(matches!(closed, raw::Closed::Eof), "{closed:?}");
+    let call = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.produced().await }
+    });
+    let mut fresh = hand::accept(&listener).await;
+    let req = next_call(&mut fresh).await;
+    fresh.send(&ok(req.id, &1u64)).await;
+    assert_eq!(within("the next call", call).await.unwrap().unwrap(), 1);
+}
+
+/// The task that sends a client's stream ends with the call, even while
+/// the application's stream yields nothing: when the Response comes (after
+/// a credit), when the deadline passes, and when the connection is lost.
+/// Its stream is dropped, which a `Sender` sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_stream_task_ends_with_the_call_though_its_stream_never_yields() {
+    let _watchdog = watchdog();
+    let (feed, mut peer, listener) =
+        client_on_raw_server(rpc::Channel::builder(), &raw::hello()).await;
+
+    // The Response comes, after a credit.
+    let (tx, chunks) = rpc::stream::channel::<Vec<u8>>();
+    let upload = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.upload(chunks).await }
+    });
+    let req = next_call(&mut peer).await;
+    peer.send(&raw::credit(req.id, 1000)).await;
+    sync(&mut peer, 1).await;
+    peer.send(&ok(req.id, &0u64)).await;
+    assert_eq!(within("the upload", upload).await.unwrap().unwrap(), 0);
+    within("the stream's drop after the Response", tx.closed()).await;
+
+    // The deadline passes.
+    let (tx, chunks) = rpc::stream::channel::<Vec<u8>>();
+    let upload = tokio::spawn({
+        let feed = feed.with_timeout(Duration::from_millis(200));
+        async move { feed.upload(chunks).await }
+    });
+    next_call(&mut peer).await;
+    let late = within("the upload", upload).await.unwrap();
+    assert!(
+        matches!(late, Err(Error::DeadlineExceeded { .. })),
+        "{late:?}"
+    );
+    within("the stream's drop at the deadline", tx.closed()).await;
+
+    // The connection is lost.
+    let (tx, chunks) = rpc::stream::channel::<Vec<u8>>();
+    let upload = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.upload(chunks).await }
+    });
+    next_call(&mut peer).await;
+    drop(peer);
+    let lost = within("the upload", upload).await.unwrap();
+    assert!(matches!(lost, Err(Error::Disconnected { .. })), "{lost:?}");
+    within("the stream's drop with the connection", tx.closed()).await;
+    drop(listener);
+}
