@@ -249,6 +249,47 @@ async fn a_credit_of_the_wrong_length_closes_the_connection() {
     bystander_done(other).await;
 }
 
+/// A StreamEnd with a status this version does not know, an empty one, or
+/// a failure whose body is malformed: the handler's stream ends with an
+/// error that says so, after the items before it (never a clean end it
+/// did not get, nor a panic), and the connection serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_stream_end_ends_the_handlers_stream_with_an_error() {
+    let _watchdog = watchdog();
+    let (server, _) = serve(rpc::Server::builder()).await;
+    let mut peer = RawConn::handshake(server.local_addr()).await;
+    let cases: [(&[u8], &str); 4] = [
+        (&[200, b'x'], "unknown status 200"),
+        (&[], "status"),
+        (&[raw::status::FRAME_TOO_LARGE, 1, 2, 3], "FrameTooLarge"),
+        (&[raw::status::ABORTED, 0xFF, b'!'], "aborted: \u{FFFD}!"),
+    ];
+    for (id, (end, words)) in (1u64..).zip(cases) {
+        peer.send(&raw::request(id, "Sink.collect", BUDGET, &[]))
+            .await;
+        peer.send(&raw::stream_item(id, &raw::args(&1u32))).await;
+        peer.send(&raw::stream_end(id, end)).await;
+        let seen: Vec<String> = answer_to(&mut peer, id).await.value();
+        assert_eq!(seen.len(), 3, "{end:?}: {seen:?}");
+        assert_eq!(seen[0], "item 1");
+        assert!(
+            seen[1].starts_with("error: ") && seen[1].contains(words),
+            "{end:?}: {seen:?} lacks {words:?}"
+        );
+        assert_eq!(seen[2], "end");
+    }
+    // A second end, and items after the end, change nothing.
+    peer.send(&raw::request(9, "Sink.collect", BUDGET, &[]))
+        .await;
+    peer.send(&raw::stream_item(9, &raw::args(&1u32))).await;
+    peer.send(&raw::clean_end(9)).await;
+    peer.send(&raw::stream_item(9, &raw::args(&2u32))).await;
+    peer.send(&raw::stream_end(9, &[200])).await;
+    let seen: Vec<String> = answer_to(&mut peer, 9).await.value();
+    assert_eq!(seen, ["item 1", "end"]);
+    still_serves(&mut peer, 10).await;
+}
+
 /// A client that vanishes mid-stream, whether its stream was flowing or
 /// waiting for credit: the server drops the producer promptly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,6 +366,18 @@ fn feed_item(seq: u64, len: usize) -> Vec<u8> {
 /// The Ok Response that opens a stream.
 fn opens(id: u64) -> Vec<u8> {
     ok(id, &())
+}
+
+/// The client's connection still works: a unary call on it is answered.
+async fn client_still_served(feed: &FeedClient, peer: &mut RawConn) {
+    let call = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.produced().await }
+    });
+    let req = next_call(peer).await;
+    peer.send(&ok(req.id, &77u64)).await;
+    let answer = within("a unary call on the same connection", call).await;
+    assert_eq!(answer.unwrap().unwrap(), 77);
 }
 
 fn disconnected_naming(e: &Error, words: &str) {
@@ -458,5 +511,53 @@ async fn the_clients_stream_task_ends_with_the_call_though_its_stream_never_yiel
     let lost = within("the upload", upload).await.unwrap();
     assert!(matches!(lost, Err(Error::Disconnected { .. })), "{lost:?}");
     within("the stream's drop with the connection", tx.closed()).await;
+    drop(listener);
+}
+
+/// Bad stream frames from the server on an open stream: a credit of the
+/// wrong length breaks the connection (the stream ends with a protocol
+/// error); a StreamEnd with an unknown status or none ends that stream with
+/// an error, after its items, and the connection serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_end_or_credit_from_the_server_ends_the_stream_with_an_error() {
+    let _watchdog = watchdog();
+    let (feed, mut peer, listener) =
+        client_on_raw_server(rpc::Channel::builder(), &raw::hello()).await;
+    for (end, words) in [
+        (&[200u8, b'x'][..], "unknown status 200"),
+        (&[][..], "status"),
+    ] {
+        let watch = tokio::spawn({
+            let feed = feed.clone();
+            async move { feed.watch(1, 10).await.unwrap().collect::<Vec<_>>().await }
+        });
+        let req = next_call(&mut peer).await;
+        let mut answer = opens(req.id);
+        answer.extend(raw::stream_item(req.id, &feed_item(0, 10)));
+        answer.extend(raw::stream_end(req.id, end));
+        peer.send(&answer).await;
+        let items = within("the stream", watch).await.unwrap();
+        assert_eq!(items.len(), 2, "{end:?}: {items:?}");
+        assert_eq!(items[0].as_ref().unwrap().seq, 0);
+        let e = items[1].as_ref().unwrap_err();
+        assert!(
+            matches!(e, Error::Decode { .. }) && e.to_string().contains(words),
+            "{end:?}: {e:?}"
+        );
+        client_still_served(&feed, &mut peer).await;
+    }
+
+    // A three-byte credit for the upload in flight.
+    let (tx, chunks) = rpc::stream::channel::<Vec<u8>>();
+    let upload = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.upload(chunks).await }
+    });
+    let req = next_call(&mut peer).await;
+    peer.send(&raw::frame(raw::kind::STREAM_CREDIT, 0, req.id, &[0, 1, 0]))
+        .await;
+    let broken = within("the upload", upload).await.unwrap();
+    disconnected_naming(&broken.unwrap_err(), "StreamCredit of 3 bytes");
+    within("the upload's stream dropped", tx.closed()).await;
     drop(listener);
 }
