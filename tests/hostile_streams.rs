@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rpc::Error;
-use rpc_suite::feed::{FeedClient, FeedImpl, FeedServer, Item};
+use rpc_suite::feed::{FeedClient, FeedError, FeedImpl, FeedServer, Item};
 use support::hand::{self, PROMPTLY, listen, ok, sync, watchdog, within};
 use support::raw::{self, RawConn, RawFrame};
 use support::{Calc, CalculatorClient, CalculatorServer};
@@ -461,6 +461,73 @@ async fn a_server_sending_past_the_window_fails_every_stream_on_the_connection()
     let req = next_call(&mut fresh).await;
     fresh.send(&ok(req.id, &1u64)).await;
     assert_eq!(within("the next call", call).await.unwrap().unwrap(), 1);
+}
+
+/// A server that answers a stream call and then neither sends more nor
+/// ends it: the client dropping its stream sends a Cancel. A stream that
+/// ended (cleanly, or with an application error in place of the stream)
+/// sends none: the server ended the call itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_an_open_stream_cancels_it_and_an_ended_one_does_not() {
+    let _watchdog = watchdog();
+    let (feed, mut peer, _listener) =
+        client_on_raw_server(rpc::Channel::builder(), &raw::hello()).await;
+    let cancels = |frames: &[RawFrame]| {
+        frames
+            .iter()
+            .filter(|f| f.kind == raw::kind::CANCEL)
+            .map(|f| f.call_id)
+            .collect::<Vec<_>>()
+    };
+
+    let watch = tokio::spawn({
+        let feed = feed.clone();
+        async move {
+            let mut items = feed.watch(10, 10).await.unwrap();
+            let first = items.next().await;
+            drop(items);
+            first
+        }
+    });
+    let req = next_call(&mut peer).await;
+    let mut answer = opens(req.id);
+    answer.extend(raw::stream_item(req.id, &feed_item(0, 10)));
+    peer.send(&answer).await;
+    let first = within("the first item", watch).await.unwrap();
+    assert_eq!(first.unwrap().unwrap().seq, 0);
+    assert_eq!(cancels(&sync(&mut peer, 1).await), [req.id]);
+
+    // Ended cleanly, every item read.
+    let watch = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.watch(1, 10).await.unwrap().collect::<Vec<_>>().await }
+    });
+    let req = next_call(&mut peer).await;
+    let mut answer = opens(req.id);
+    answer.extend(raw::stream_item(req.id, &feed_item(0, 10)));
+    answer.extend(raw::clean_end(req.id));
+    peer.send(&answer).await;
+    assert_eq!(within("the stream", watch).await.unwrap().len(), 1);
+    assert_eq!(cancels(&sync(&mut peer, 2).await), Vec::<u64>::new());
+
+    // An application error in place of the stream: the call is over.
+    let lookup = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.lookup(String::new()).await.map(|r| r.map(drop)) }
+    });
+    let req = next_call(&mut peer).await;
+    peer.send(&ok(req.id, &Err::<(), _>(FeedError::EmptyPrefix)))
+        .await;
+    let looked_up = within("the lookup", lookup).await.unwrap();
+    assert!(
+        matches!(looked_up, Ok(Err(FeedError::EmptyPrefix))),
+        "{looked_up:?}"
+    );
+    assert_eq!(
+        cancels(&sync(&mut peer, 3).await),
+        Vec::<u64>::new(),
+        "a Cancel for a call the server had ended"
+    );
 }
 
 /// The task that sends a client's stream ends with the call, even while

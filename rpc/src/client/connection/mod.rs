@@ -305,6 +305,17 @@ impl InFlight {
         Poll::Ready(taken.reply)
     }
 
+    /// The server ended the call itself (its Response said no stream
+    /// follows): the call goes, and no Cancel is sent.
+    pub(crate) fn ended_by_server(mut self) {
+        self.done = true;
+        let (_, next, flow) = self.conn.shared.lock().abandon(self.id);
+        wake(next);
+        if let Some(flow) = flow {
+            flow.close();
+        }
+    }
+
     pub(crate) fn connection(&self) -> &Arc<Connection> {
         &self.conn
     }
