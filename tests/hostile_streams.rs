@@ -223,6 +223,43 @@ async fn stream_frames_for_calls_that_are_not_open_are_dropped() {
     );
 }
 
+/// Items from a client for a call whose method takes no stream (one that
+/// only returns a stream) are dropped as they come, however many: no
+/// window fills up, and the call and the connection go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_for_a_call_that_takes_no_stream_are_dropped() {
+    let _watchdog = watchdog();
+    let (server, _) = serve(rpc::Server::builder().stream_window(SMALL_WINDOW)).await;
+    let mut peer = RawConn::handshake(server.local_addr()).await;
+    peer.send(&raw::request(
+        1,
+        "Feed.watch",
+        BUDGET,
+        &raw::args(&(3u64, 8u32)),
+    ))
+    .await;
+    // Sixteen times the window, and an end.
+    let item = chunk(4000);
+    for _ in 0..16 {
+        peer.send(&raw::stream_item(1, &item)).await;
+    }
+    peer.send(&raw::clean_end(1)).await;
+    assert_eq!(answer_to(&mut peer, 1).await.status(), raw::status::OK);
+    for seq in 0..3u64 {
+        let f = answer_to(&mut peer, 1).await;
+        assert_eq!(f.kind, raw::kind::STREAM_ITEM);
+        let (item, _): (Item, usize) =
+            bincode::serde::decode_from_slice(&f.payload, bincode::config::standard()).unwrap();
+        assert_eq!(item.seq, seq);
+    }
+    let end = answer_to(&mut peer, 1).await;
+    assert_eq!(
+        (end.kind, &end.payload[..]),
+        (raw::kind::STREAM_END, &[0][..])
+    );
+    still_serves(&mut peer, 2).await;
+}
+
 /// A StreamCredit for an open stream must be 4 bytes: any other length
 /// closes the connection with a GoAway that says so; nothing else is hurt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,6 +498,83 @@ async fn a_server_sending_past_the_window_fails_every_stream_on_the_connection()
     let req = next_call(&mut fresh).await;
     fresh.send(&ok(req.id, &1u64)).await;
     assert_eq!(within("the next call", call).await.unwrap().unwrap(), 1);
+}
+
+/// Stream frames from a server for calls that do not stream back: a unary
+/// call in flight, an upload that is over (whose credits the client had
+/// just read), a stream that ended, and a stream refused with an error.
+/// Each is dropped however much of it comes, and the connection serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sending_items_for_calls_that_take_none_is_ignored() {
+    let _watchdog = watchdog();
+    let builder = rpc::Channel::builder().stream_window(SMALL_WINDOW);
+    let (feed, mut peer, _listener) = client_on_raw_server(builder, &raw::hello()).await;
+    // Far past the client's 4 KiB window, if any of it counted.
+    let flood = |id: u64| -> Vec<u8> {
+        let mut f: Vec<u8> = (0..16)
+            .flat_map(|seq| raw::stream_item(id, &feed_item(seq, 1000)))
+            .collect();
+        f.extend(raw::clean_end(id));
+        f.extend(raw::credit(id, u32::MAX));
+        f
+    };
+
+    // A unary call in flight.
+    let call = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.produced().await }
+    });
+    let req = next_call(&mut peer).await;
+    peer.send(&flood(req.id)).await;
+    peer.send(&ok(req.id, &5u64)).await;
+    assert_eq!(within("the unary call", call).await.unwrap().unwrap(), 5);
+    client_still_served(&feed, &mut peer).await;
+
+    // An upload, over: its credit came just before its Response.
+    let upload = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.upload(rpc::Stream::iter([vec![1u8, 2, 3]])).await }
+    });
+    let req = next_call(&mut peer).await;
+    peer.send(&raw::credit(req.id, 100)).await;
+    peer.send(&ok(req.id, &3u64)).await;
+    assert_eq!(within("the upload", upload).await.unwrap().unwrap(), 3);
+    peer.send(&flood(req.id)).await;
+    client_still_served(&feed, &mut peer).await;
+
+    // A stream that ended.
+    let watch = tokio::spawn({
+        let feed = feed.clone();
+        async move {
+            let items = feed.watch(1, 10).await?;
+            Ok::<_, Error>(items.collect::<Vec<_>>().await)
+        }
+    });
+    let req = next_call(&mut peer).await;
+    let mut answer = opens(req.id);
+    answer.extend(raw::stream_item(req.id, &feed_item(0, 10)));
+    answer.extend(raw::clean_end(req.id));
+    peer.send(&answer).await;
+    let items = within("the stream", watch).await.unwrap().unwrap();
+    assert_eq!(items.len(), 1);
+    peer.send(&flood(req.id)).await;
+    client_still_served(&feed, &mut peer).await;
+
+    // A stream refused: its Response was an error.
+    let refused = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.watch(1, 10).await.map(drop) }
+    });
+    let req = next_call(&mut peer).await;
+    peer.send(&raw::refusal(req.id, raw::status::PANICKED, "no"))
+        .await;
+    let refused = within("the refused stream", refused).await.unwrap();
+    assert!(
+        matches!(refused, Err(Error::Panicked { .. })),
+        "{refused:?}"
+    );
+    peer.send(&flood(req.id)).await;
+    client_still_served(&feed, &mut peer).await;
 }
 
 /// A server that answers a stream call and then neither sends more nor

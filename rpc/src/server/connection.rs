@@ -461,7 +461,7 @@ impl Driver {
             head.budget.min(config.max_budget)
         };
         let stream = if desc.streams() {
-            match self.open_stream(id, desc.name, budget) {
+            match self.open_stream(id, desc.name, budget, desc.request_stream) {
                 Some(stream) => Some(stream),
                 None => return None,
             }

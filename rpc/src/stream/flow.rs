@@ -112,6 +112,16 @@ impl Flow {
         }
     }
 
+    /// This flow as one of a call that receives no stream: whatever items
+    /// the peer sends are dropped as they come, never counted or kept.
+    pub(crate) fn not_receiving(mut self) -> Self {
+        self.state
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .discard = true;
+        self
+    }
+
     /// Whether the stream this side receives has ended (cleanly or not).
     pub(crate) fn ended(&self) -> bool {
         self.ended.load(Ordering::Acquire)
@@ -280,6 +290,13 @@ impl Flow {
         let producer = st.producer.take();
         drop(st);
         wake(producer);
+    }
+
+    /// The call is over and nothing will read what it received: no more
+    /// items go out, and items, buffered or still to come, are dropped.
+    pub(crate) fn forget(&self) {
+        self.close();
+        self.stop_receiving();
     }
 
     /// The connection or the call failed: the consumer sees `end` after the

@@ -162,7 +162,10 @@ impl Connection {
             stream: None,
         });
         let flow = stream.map(|back| {
-            let flow = Arc::new(self.flow(id));
+            // A call the server answers with a value takes no items: any
+            // the server sends are dropped.
+            let flow = self.flow(id);
+            let flow = Arc::new(if back { flow } else { flow.not_receiving() });
             if let Some(entry) = st.calls.get_mut(id) {
                 entry.stream = Some((flow.clone(), back));
             }
@@ -299,8 +302,9 @@ impl InFlight {
         self.done = !taken.kept;
         wake(taken.next);
         if let Some(flow) = taken.flow {
-            // The call is over: a producer still sending stops.
-            flow.close();
+            // The call is over: a producer still sending stops, and items
+            // the server still sends for it are dropped.
+            flow.forget();
         }
         Poll::Ready(taken.reply)
     }
@@ -312,7 +316,7 @@ impl InFlight {
         let (_, next, flow) = self.conn.shared.lock().abandon(self.id);
         wake(next);
         if let Some(flow) = flow {
-            flow.close();
+            flow.forget();
         }
     }
 
@@ -333,7 +337,7 @@ impl Drop for InFlight {
         let (running, next, flow) = self.conn.shared.lock().abandon(self.id);
         wake(next);
         if let Some(flow) = flow {
-            flow.close();
+            flow.forget();
         }
         // Still waiting (or its stream still open): the server may be
         // running it. (An expired call was cancelled by the reader already.)

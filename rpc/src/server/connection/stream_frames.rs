@@ -11,12 +11,15 @@ use crate::stream::{End as StreamEnd, Flow, SendFrame};
 
 impl Driver {
     /// Registers streaming call `id`, or refuses it (`None`, the client
-    /// answered) when the connection has as many open as it may.
+    /// answered) when the connection has as many open as it may. The
+    /// client's items are dropped as they come unless the method
+    /// `receives` a stream.
     pub(super) fn open_stream(
         &self,
         id: u64,
         method: &'static str,
         budget: Duration,
+        receives: bool,
     ) -> Option<Arc<Registration>> {
         let config = &self.shared.config;
         if self.streams.len() >= config.max_streams_per_connection {
@@ -30,6 +33,7 @@ impl Driver {
         let outbox = self.outbox.clone();
         let send: SendFrame = Box::new(move |frame| outbox.send(frame));
         let flow = Flow::new(id, config.stream_window, self.send_window, send);
+        let flow = if receives { flow } else { flow.not_receiving() };
         Some(self.streams.register(flow, method, budget))
     }
 
