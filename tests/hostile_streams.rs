@@ -10,13 +10,14 @@
 #[allow(unused_imports)]
 mod support;
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rpc::Error;
 use rpc_suite::feed::{FeedClient, FeedError, FeedImpl, FeedServer, Item};
-use support::hand::{self, PROMPTLY, listen, ok, sync, watchdog, within};
+use support::hand::{self, PROMPTLY, listen, next_request, ok, sync, watchdog, within};
 use support::raw::{self, RawConn, RawFrame};
 use support::{Calc, CalculatorClient, CalculatorServer};
 use tokio::net::TcpListener;
@@ -284,6 +285,98 @@ async fn a_credit_of_the_wrong_length_closes_the_connection() {
             .await;
     }
     bystander_done(other).await;
+}
+
+/// Sends call `id` a credit of `u32::MAX` every millisecond (while the
+/// peer takes them), reading nothing, until `count` stops moving for a
+/// second or reaches `all`; returns where it stopped.
+async fn credit_until_settled(
+    peer: &mut RawConn,
+    id: u64,
+    count: impl Fn() -> u64,
+    all: u64,
+) -> u64 {
+    let start = Instant::now();
+    let (mut last, mut still_since) = (count(), Instant::now());
+    let mut crediting = true;
+    loop {
+        if crediting {
+            let credit = raw::credit(id, u32::MAX);
+            let sent = tokio::time::timeout(Duration::from_millis(100), peer.try_send(&credit));
+            // A write cut short by the timeout leaves half a frame: stop.
+            crediting = matches!(sent.await, Ok(Ok(())));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let now = count();
+        if now != last {
+            (last, still_since) = (now, Instant::now());
+        }
+        if now >= all || still_since.elapsed() >= Duration::from_secs(1) {
+            return now;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(25),
+            "still producing after 25 s"
+        );
+    }
+}
+
+/// Items of the feed's `watch` in a test that does not read them.
+const BIG_ITEM: u32 = 16 << 10;
+/// Items that `watch` would make: 128 MiB.
+const BIG_ITEMS: u64 = 8 << 10;
+/// What a producer may run ahead of a peer that reads nothing: the window,
+/// what the writer queues, and the sockets' buffers, with room to spare.
+/// Far less than the 128 MiB it would make if nothing held it back.
+const HELD_BACK: u64 = 32 << 20;
+
+/// A client that grants huge credits (`u32::MAX`, again and again) or a
+/// window of 4 GiB, and reads nothing: no counter overflows, the server
+/// stays up, and its producer is still held back: credit that the peer
+/// never consumes must not make the server queue without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_credits_or_windows_from_a_client_that_reads_nothing_do_not_unbound_the_server() {
+    let _watchdog = watchdog();
+    for huge_window in [false, true] {
+        let (server, feed) = serve(rpc::Server::builder()).await;
+        let addr = server.local_addr();
+        let hello = if huge_window {
+            raw::hello_granting(16 << 20, u32::MAX)
+        } else {
+            raw::hello()
+        };
+        let mut peer = RawConn::handshake_with(addr, &hello).await;
+        peer.send(&raw::request(
+            1,
+            "Feed.watch",
+            BUDGET,
+            &raw::args(&(BIG_ITEMS, BIG_ITEM)),
+        ))
+        .await;
+        let counters = feed.counters.clone();
+        let produced = credit_until_settled(
+            &mut peer,
+            1,
+            || counters.produced.load(Ordering::SeqCst),
+            BIG_ITEMS,
+        )
+        .await;
+        assert!(
+            produced * u64::from(BIG_ITEM) <= HELD_BACK,
+            "huge window {huge_window}: the server produced {produced} items of {BIG_ITEM} \
+             bytes for a peer that read none"
+        );
+        // The server is fine, and so are its other connections.
+        let calc = CalculatorClient::new(rpc::Channel::connect(addr).await.unwrap());
+        assert_eq!(calc.add(1, 2).await.unwrap(), 3);
+        drop(peer);
+        within("the producer's drop once the peer left", async {
+            while counters.dropped.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+    }
 }
 
 /// A StreamEnd with a status this version does not know, an empty one, or
@@ -693,6 +786,64 @@ async fn the_clients_stream_task_ends_with_the_call_though_its_stream_never_yiel
     assert!(matches!(lost, Err(Error::Disconnected { .. })), "{lost:?}");
     within("the stream's drop with the connection", tx.closed()).await;
     drop(listener);
+}
+
+/// A server that grants huge credits (`u32::MAX`, again and again) or a
+/// window of 4 GiB, and reads nothing: the client's producer is still held
+/// back, rather than queueing everything it makes for a peer that takes
+/// none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_credits_or_windows_from_a_server_that_reads_nothing_do_not_unbound_the_client() {
+    let _watchdog = watchdog();
+    for huge_window in [false, true] {
+        let hello = if huge_window {
+            raw::hello_granting(16 << 20, u32::MAX)
+        } else {
+            raw::hello()
+        };
+        let (feed, mut peer, _listener) =
+            client_on_raw_server(rpc::Channel::builder(), &hello).await;
+        let produced = Arc::new(AtomicU64::new(0));
+        let counted = produced.clone();
+        // Dropped with the stream.
+        let alive = Arc::new(());
+        let guard = alive.clone();
+        let chunks = rpc::Stream::new(
+            futures::stream::repeat_with(move || {
+                let _ = &guard;
+                counted.fetch_add(1, Ordering::SeqCst);
+                vec![0u8; BIG_ITEM as usize]
+            })
+            .take(BIG_ITEMS as usize),
+        );
+        let upload = tokio::spawn({
+            let feed = feed.clone();
+            async move { feed.upload(chunks).await }
+        });
+        let req = next_request(&mut peer).await;
+        let made = credit_until_settled(
+            &mut peer,
+            req.id,
+            || produced.load(Ordering::SeqCst),
+            BIG_ITEMS,
+        )
+        .await;
+        assert!(
+            made * u64::from(BIG_ITEM) <= HELD_BACK,
+            "huge window {huge_window}: the client produced {made} items of {BIG_ITEM} bytes \
+             for a server that read none"
+        );
+        // The call ends while its stream waits on the writer: the stream
+        // goes with it, though the writer is still backed up.
+        peer.send(&ok(req.id, &0u64)).await;
+        assert_eq!(within("the upload", upload).await.unwrap().unwrap(), 0);
+        within("the producer's drop", async {
+            while Arc::strong_count(&alive) > 1 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await;
+    }
 }
 
 /// Bad stream frames from the server on an open stream: a credit of the

@@ -59,6 +59,10 @@
 //! window still goes out, alone. Credit goes back as the application takes
 //! items, a quarter of the window at a time. Each stream has its own
 //! window, so a stalled stream holds up nothing else on its connection.
+//! Credit is not all a producer waits for: while its connection holds
+//! 512 KiB not yet written to the peer, it waits for the writer too, so a
+//! peer that grants a huge window or credit it never consumes, and reads
+//! nothing, holds the producer back all the same.
 //!
 //! # Lifetime
 //!
@@ -89,7 +93,7 @@ use std::task::{Context, Poll};
 use futures::StreamExt;
 
 use crate::Error;
-pub(crate) use flow::{End, Flow, SendFrame};
+pub(crate) use flow::{End, Flow};
 pub(crate) use inbound::Inbound;
 pub(crate) use pump::{Encoder, pump};
 

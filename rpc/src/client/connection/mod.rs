@@ -207,9 +207,7 @@ impl Connection {
     /// writer (without keeping it alive).
     fn flow(&self, id: u64) -> crate::stream::Flow {
         let outbox = self.outbox.downgrade();
-        let send: crate::stream::SendFrame =
-            Box::new(move |frame| outbox.upgrade().is_some_and(|out| out.send(frame)));
-        crate::stream::Flow::new(id, self.recv_window, self.send_window, send)
+        crate::stream::Flow::new(id, self.recv_window, self.send_window, outbox)
     }
 
     /// The largest frame the server accepts.

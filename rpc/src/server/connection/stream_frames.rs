@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{Driver, End};
 use crate::protocol::{Frame, Kind, Payload, Status};
 use crate::server::streams::Registration;
-use crate::stream::{End as StreamEnd, Flow, SendFrame};
+use crate::stream::{End as StreamEnd, Flow};
 
 impl Driver {
     /// Registers streaming call `id`, or refuses it (`None`, the client
@@ -30,9 +30,12 @@ impl Driver {
             let _ = self.outbox.send(Status::Overloaded.reply(id, &message));
             return None;
         }
-        let outbox = self.outbox.clone();
-        let send: SendFrame = Box::new(move |frame| outbox.send(frame));
-        let flow = Flow::new(id, config.stream_window, self.send_window, send);
+        let flow = Flow::new(
+            id,
+            config.stream_window,
+            self.send_window,
+            self.outbox.clone(),
+        );
         let flow = if receives { flow } else { flow.not_receiving() };
         Some(self.streams.register(flow, method, budget))
     }
