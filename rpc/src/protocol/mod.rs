@@ -204,6 +204,15 @@ impl Payload {
         })
     }
 
+    /// A copy of `src` in memory of its own (in place if it fits), for a
+    /// payload that may be held for long: a slice would keep the whole read
+    /// buffer it came in alive (up to a large frame's size, for a payload
+    /// of a few bytes), which a window counting the payload's bytes cannot
+    /// see.
+    pub(crate) fn copied(src: &[u8]) -> Payload {
+        Payload::copy_small(src).unwrap_or_else(|| Payload::Shared(Bytes::copy_from_slice(src)))
+    }
+
     /// Drops the first `n` bytes (at most all of them).
     pub(crate) fn advance(&mut self, n: usize) {
         match self {

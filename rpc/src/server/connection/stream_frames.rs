@@ -48,9 +48,9 @@ impl Driver {
         let flow = &open.flow;
         match frame.kind {
             Kind::StreamItem => {
-                let item =
-                    Payload::copy_small(&frame.payload).unwrap_or(Payload::Shared(frame.payload));
-                if let Err(overrun) = flow.push(item) {
+                // Held until the handler takes it: copied out of the read
+                // buffer (see `Payload::copied`).
+                if let Err(overrun) = flow.push(Payload::copied(&frame.payload)) {
                     return Some(End::Protocol(format!(
                         "the client sent past the {}-byte window of stream {}",
                         overrun.window, frame.call_id
