@@ -261,6 +261,27 @@ async fn items_for_a_call_that_takes_no_stream_are_dropped() {
     still_serves(&mut peer, 2).await;
 }
 
+/// A streaming request that reuses the id of a stream still open is a
+/// protocol error at once, even when it would wait for a handler slot
+/// (and could run out of time there): it never takes the open stream's
+/// place, which would cut that stream off from its credits and its end,
+/// and let it escape the connection's stream cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_reusing_an_open_streams_id_is_refused_at_once() {
+    let _watchdog = watchdog();
+    let (server, _) = serve(rpc::Server::builder().max_handlers_per_connection(1)).await;
+    let mut peer = RawConn::handshake(server.local_addr()).await;
+    // Call 1: a stream whose handler returned (its stream is being sent).
+    let endless = |budget| raw::request(1, "Feed.endless", budget, &raw::args(&(1_000u64,)));
+    peer.send(&endless(BUDGET)).await;
+    assert_eq!(answer_to(&mut peer, 1).await.status(), raw::status::OK);
+    // Call 2 takes the only handler slot, so that the next request waits.
+    peer.send(&raw::request(2, "Sink.stall", BUDGET, &[])).await;
+    // Id 1 again, with a budget that runs out while it waits.
+    peer.send(&endless(Duration::from_micros(1))).await;
+    closed_with_protocol_goaway(&mut peer, "call id 1 is already in flight").await;
+}
+
 /// A StreamCredit for an open stream must be 4 bytes: any other length
 /// closes the connection with a GoAway that says so; nothing else is hurt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
