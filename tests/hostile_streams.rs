@@ -357,6 +357,17 @@ const HELD_BACK: u64 = 32 << 20;
 /// never consumes must not make the server queue without bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_credits_or_windows_from_a_client_that_reads_nothing_do_not_unbound_the_server() {
+    huge_credits_or_windows_against_the_server().await;
+}
+
+/// The same on a current-thread runtime, where the server's driver writes
+/// its connection itself (the producer waits on that writer).
+#[tokio::test]
+async fn huge_credits_or_windows_do_not_unbound_a_current_thread_server() {
+    huge_credits_or_windows_against_the_server().await;
+}
+
+async fn huge_credits_or_windows_against_the_server() {
     let _watchdog = watchdog();
     for huge_window in [false, true] {
         let (server, feed) = serve(rpc::Server::builder()).await;
