@@ -817,6 +817,43 @@ async fn the_clients_stream_task_ends_with_the_call_though_its_stream_never_yiel
     drop(listener);
 }
 
+/// The server's StreamEnd ends a call both ways: a client still sending
+/// on it (and not reading the server's stream just now) finds its stream
+/// gone, rather than waiting for ever for credit the server will never
+/// send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_end_stops_the_clients_stream_though_it_is_not_read() {
+    let _watchdog = watchdog();
+    let (feed, mut peer, _listener) =
+        client_on_raw_server(rpc::Channel::builder(), &raw::hello()).await;
+    let (tx, inbox) = rpc::stream::channel::<String>();
+    let chat = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.chat(inbox).await }
+    });
+    let req = next_call(&mut peer).await;
+    let mut answer = opens(req.id);
+    answer.extend(raw::stream_item(req.id, &raw::args(&"bye".to_string())));
+    answer.extend(raw::clean_end(req.id));
+    peer.send(&answer).await;
+    let replies = within("the chat", chat).await.unwrap().unwrap();
+    // Far more than the window holds, with no credit from the server.
+    let word = "x".repeat(1000);
+    let sending = async {
+        for _ in 0..1_000 {
+            if tx.send(word.clone()).await.is_err() {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(
+        within("the sender's end", sending).await,
+        "every message was taken, for a call that is over"
+    );
+    drop(replies);
+}
+
 /// A server that grants huge credits (`u32::MAX`, again and again) or a
 /// window of 4 GiB, and reads nothing: the client's producer is still held
 /// back, rather than queueing everything it makes for a peer that takes

@@ -69,7 +69,9 @@
 //! - The client dropping a stream it receives cancels the call: the server
 //!   drops the handler's stream (and the future producing it) at once.
 //! - A handler's stream ending ends the call; its error (or panic) ends the
-//!   client's stream with that error, after the items before it.
+//!   client's stream with that error, after the items before it. A stream
+//!   the client is still sending stops there too (a [`Sender`] feeding it
+//!   gets [`Gone`]), whether or not the client has read that end yet.
 //! - A lost connection ends every stream on it with `Disconnected`: never a
 //!   silent end.
 //! - One deadline covers the whole call, streams included (both sides end

@@ -320,7 +320,12 @@ impl StreamFrames {
                 })
             }
             Kind::StreamEnd => {
+                // The server's end ends the call: a stream the client is
+                // still sending on it stops too, whether or not the
+                // application reads this end soon (the server takes no more
+                // of it, and would credit none).
                 flow.end(End::Peer(frame.payload.into()));
+                flow.close();
                 self.last = None;
                 Ok(())
             }
