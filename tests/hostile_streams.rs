@@ -854,6 +854,42 @@ async fn the_servers_end_stops_the_clients_stream_though_it_is_not_read() {
     drop(replies);
 }
 
+/// A server shutting down refuses an upload whose stream had started to go
+/// out: the call cannot move to another connection (its items are spent),
+/// and it fails with what the server said, ShuttingDown: it did not run,
+/// so making it again is safe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_refused_by_a_server_shutting_down_says_it_did_not_run() {
+    let _watchdog = watchdog();
+    let (feed, mut peer, _listener) =
+        client_on_raw_server(rpc::Channel::builder(), &raw::hello()).await;
+    let upload = tokio::spawn({
+        let feed = feed.clone();
+        async move { feed.upload(rpc::Stream::iter([vec![1u8; 10]])).await }
+    });
+    let req = next_call(&mut peer).await;
+    peer.send(&raw::goaway(raw::goaway::SHUTDOWN, "shutting down"))
+        .await;
+    peer.send(&raw::refusal(
+        req.id,
+        raw::status::SHUTTING_DOWN,
+        "the connection is draining",
+    ))
+    .await;
+    let refused = within("the upload", upload).await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::ShuttingDown {
+                mid_stream: false,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(!refused.may_have_run(), "{refused:?}");
+}
+
 /// A server that grants huge credits (`u32::MAX`, again and again) or a
 /// window of 4 GiB, and reads nothing: the client's producer is still held
 /// back, rather than queueing everything it makes for a peer that takes
