@@ -183,10 +183,6 @@ async fn unknown_kinds_flags_and_misplaced_frames_close_only_that_connection() {
     let bad_frames = [
         ("an unknown kind", raw::frame(99, 0, 0, &[])),
         (
-            "a reserved streaming kind",
-            raw::frame(raw::kind::STREAM_ITEM, 0, 1, &[]),
-        ),
-        (
             "a flag v1 does not allow",
             raw::frame(raw::kind::PING, 0b01, 1, &[]),
         ),

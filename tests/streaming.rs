@@ -2,8 +2,8 @@
 //! transport, how streams end (cleanly, with the producer's error or panic,
 //! at the deadline, at shutdown), cancellation by dropping, half-close, a
 //! stalled stream that holds up nothing else, and streams through a
-//! balanced channel. (Memory under a slow consumer, and a server process
-//! killed mid-stream, are in `streaming_process.rs`.)
+//! balanced channel. (Hostile peers, and what they can make either side
+//! hold, are in `hostile_streams.rs` and `stream_memory.rs`.)
 
 // Each test file uses a different part of `support`.
 #[allow(unused_imports)]

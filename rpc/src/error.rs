@@ -148,8 +148,10 @@ pub enum Error {
         /// The method called.
         method: &'static str,
         /// Which side failed: `"request on the server"` (the handler did
-        /// not run), `"response"`, or `"response, which the server could not
-        /// encode"` (the handler ran).
+        /// not run), `"response"`, `"response, which the server could not
+        /// encode"` (the handler ran), `"stream item"` (one item of a
+        /// stream, or a failure that ended it with an unreadable status),
+        /// or `"stream end"` (an end that carried no status at all).
         side: &'static str,
         /// What the decoder said.
         message: String,

@@ -24,6 +24,8 @@ pub mod kind {
     pub const PING: u8 = 6;
     pub const PONG: u8 = 7;
     pub const STREAM_ITEM: u8 = 8;
+    pub const STREAM_END: u8 = 9;
+    pub const STREAM_CREDIT: u8 = 10;
 }
 
 /// Response statuses (protocol v1).
@@ -34,6 +36,9 @@ pub mod status {
     pub const PANICKED: u8 = 3;
     pub const DEADLINE_EXCEEDED: u8 = 4;
     pub const SHUTTING_DOWN: u8 = 6;
+    pub const FRAME_TOO_LARGE: u8 = 7;
+    /// A stream's producer ended it with an error (in a StreamEnd only).
+    pub const ABORTED: u8 = 8;
 }
 
 /// GoAway reasons (protocol v1).
@@ -69,6 +74,38 @@ pub fn hello_with(magic: &[u8; 4], version: u16) -> Vec<u8> {
 /// Our own Hello: magic `ZRPC`, version 1.
 pub fn hello() -> Vec<u8> {
     hello_with(b"ZRPC", 1)
+}
+
+/// A whole Hello: version 1, accepting frames of up to `max_frame` bytes
+/// and granting each stream it receives a window of `window` bytes.
+pub fn hello_granting(max_frame: u32, window: u32) -> Vec<u8> {
+    let mut p = b"ZRPC".to_vec();
+    p.extend_from_slice(&1u16.to_be_bytes());
+    p.extend_from_slice(&0u32.to_be_bytes());
+    p.extend_from_slice(&max_frame.to_be_bytes());
+    p.extend_from_slice(&window.to_be_bytes());
+    frame(kind::HELLO, 0, 0, &p)
+}
+
+/// A StreamItem of call `call_id` carrying `payload` (an encoded item).
+pub fn stream_item(call_id: u64, payload: &[u8]) -> Vec<u8> {
+    frame(kind::STREAM_ITEM, 0, call_id, payload)
+}
+
+/// A StreamEnd of call `call_id` with this exact payload (a status byte,
+/// then what it carries; or anything else, for a hostile one).
+pub fn stream_end(call_id: u64, payload: &[u8]) -> Vec<u8> {
+    frame(kind::STREAM_END, 0, call_id, payload)
+}
+
+/// A clean StreamEnd (status 0) of call `call_id`.
+pub fn clean_end(call_id: u64) -> Vec<u8> {
+    stream_end(call_id, &[status::OK])
+}
+
+/// A StreamCredit of `bytes` for call `call_id`.
+pub fn credit(call_id: u64, bytes: u32) -> Vec<u8> {
+    frame(kind::STREAM_CREDIT, 0, call_id, &bytes.to_be_bytes())
 }
 
 /// A Request for `method` ("Service.method") with raw argument bytes.
@@ -199,15 +236,34 @@ impl RawConn {
         c
     }
 
+    /// Connects and completes the handshake as a client, sending `ours`
+    /// as its Hello (see [`hello_granting`]).
+    pub async fn handshake_with(addr: SocketAddr, ours: &[u8]) -> RawConn {
+        let mut c = RawConn::connect(addr).await;
+        c.send(ours).await;
+        let theirs = c
+            .next_frame(Duration::from_secs(10))
+            .await
+            .expect("no Hello from the server");
+        assert_eq!(theirs.kind, kind::HELLO);
+        c
+    }
+
     /// Plays the server's side of the handshake on an accepted stream.
     pub async fn accept_handshake(stream: TcpStream) -> RawConn {
+        RawConn::accept_handshake_with(stream, &hello()).await
+    }
+
+    /// As [`accept_handshake`](Self::accept_handshake), answering with
+    /// `ours` as the server's Hello.
+    pub async fn accept_handshake_with(stream: TcpStream, ours: &[u8]) -> RawConn {
         let mut c = RawConn::from_stream(stream);
         let theirs = c
             .next_frame(Duration::from_secs(10))
             .await
             .expect("no Hello from the client");
         assert_eq!(theirs.kind, kind::HELLO);
-        c.send(&hello()).await;
+        c.send(ours).await;
         c
     }
 

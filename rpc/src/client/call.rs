@@ -427,15 +427,18 @@ impl Attempt {
     fn elsewhere(&mut self) -> Result<Step, Error> {
         let method = self.method;
         if self.stream.as_ref().is_some_and(|s| s.pumped) {
-            // Items of its stream went out: they cannot be sent again.
-            if self.refused {
-                return Err(Error::ShuttingDown {
+            // Items of its stream went out: they cannot be sent again. A
+            // server that refused the call says it did not run.
+            return Err(if self.refused {
+                Error::ShuttingDown {
                     method,
                     mid_stream: false,
-                });
-            }
-            let why = "the connection stopped taking calls while the call's stream was being sent";
-            return Err(Error::disconnected(method, why, true));
+                }
+            } else {
+                let why =
+                    "the connection stopped taking calls while the call's stream was being sent";
+                Error::disconnected(method, why, true)
+            });
         }
         if self.moves == self.max_moves {
             return Err(if self.refused {

@@ -88,6 +88,13 @@ impl Opened {
         decode_response(self.method, self.budget, payload, decode)
     }
 
+    /// The server ended the call with its Response: nothing follows.
+    fn ended_by_server(&mut self) {
+        if let Some(call) = self.call.take() {
+            call.ended_by_server();
+        }
+    }
+
     /// The server's stream, read through the open call.
     fn into_stream<T>(mut self) -> Result<Stream<T>, Error>
     where
@@ -148,9 +155,12 @@ impl Channel {
             let mut opened = open.await?;
             match opened.head(codec::decode::<Result<(), E>>)? {
                 Ok(()) => opened.into_stream().map(Ok),
-                // No stream follows an `Err`: the call is over (dropping it
-                // sends no Cancel, as the server ended it).
-                Err(e) => Ok(Err(e)),
+                // No stream follows an `Err`: the call is over, ended by
+                // the server (so no Cancel goes out for it).
+                Err(e) => {
+                    opened.ended_by_server();
+                    Ok(Err(e))
+                }
             }
         }))
     }

@@ -75,7 +75,11 @@
 //! no stream). A StreamEnd of a failure carries the same status and body as
 //! a Response would, with one more status: 8, Aborted, the producer's own
 //! error. A Cancel from the client ends the call either way; items still
-//! in flight for a call that is over are dropped on arrival.
+//! in flight for a call that is over are dropped on arrival, and so are
+//! items for a call whose receiver takes no stream (a client's items for a
+//! method that only returns one, a server's for one that only takes one);
+//! a request that reuses the id of a stream still open is a protocol
+//! error, however soon it would start.
 //!
 //! Flow control: each Hello says how many bytes of each stream its sender
 //! holds unconsumed (0 or absent: 256 KiB). A side sends an item only while
@@ -83,7 +87,10 @@
 //! been credited for are fewer than the peer's window; the receiver sends a
 //! StreamCredit as its application takes items (a quarter of the window at
 //! a time). An item arriving while the receiver already holds a window's
-//! worth is a protocol error, and closes the connection.
+//! worth is a protocol error, and closes the connection. Credit is the most
+//! a side sends, not the least: a sender also waits while its connection's
+//! writer holds much that the peer has not read, so a peer cannot make it
+//! queue without bound by granting credit (or a window) it never uses.
 //!
 //! **Limits.** A frame longer than the receiver's limit is refused from its
 //! length field alone, before any allocation, and closes the connection; a frame
@@ -202,6 +209,15 @@ impl Payload {
             len: src.len() as u8,
             bytes,
         })
+    }
+
+    /// A copy of `src` in memory of its own (in place if it fits), for a
+    /// payload that may be held for long: a slice would keep the whole read
+    /// buffer it came in alive (up to a large frame's size, for a payload
+    /// of a few bytes), which a window counting the payload's bytes cannot
+    /// see.
+    pub(crate) fn copied(src: &[u8]) -> Payload {
+        Payload::copy_small(src).unwrap_or_else(|| Payload::Shared(Bytes::copy_from_slice(src)))
     }
 
     /// Drops the first `n` bytes (at most all of them).

@@ -461,7 +461,14 @@ impl Driver {
             head.budget.min(config.max_budget)
         };
         let stream = if desc.streams() {
-            match self.open_stream(id, desc.name, budget) {
+            // Checked now, not when a handler slot frees up as for other
+            // calls: registered under an open stream's id, it would take
+            // that stream's place (its credits, its end, its count toward
+            // the cap) even if it then ran out of time before it started.
+            if self.streams.get(id).is_some() || self.calls.contains(id) {
+                return Some(End::Protocol(format!("call id {id} is already in flight")));
+            }
+            match self.open_stream(id, desc.name, budget, desc.request_stream) {
                 Some(stream) => Some(stream),
                 None => return None,
             }

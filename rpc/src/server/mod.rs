@@ -174,9 +174,11 @@ impl Builder {
     }
 
     /// Streaming calls open at once per connection (default 100); one more
-    /// is refused with `Overloaded`. They count among the
+    /// is refused with `Overloaded`. While its handler runs, a streaming
+    /// call also takes one of the
     /// [`max_handlers_per_connection`](Self::max_handlers_per_connection)
-    /// too.
+    /// slots; the stream it returns, once the handler has returned, holds
+    /// none.
     pub fn max_streams_per_connection(mut self, n: usize) -> Self {
         self.config.max_streams_per_connection = n.max(1);
         self

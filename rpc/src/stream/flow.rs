@@ -19,15 +19,71 @@
 //! is taken under a flow's lock except the writer's, to queue a frame.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use crate::protocol::{FrameBuf, HEADER_LEN, Kind, LEN_PREFIX, Payload};
-use crate::transport::Outgoing;
+use crate::transport::{BACKLOG_LIMIT, Lane, Outbox, Outgoing, WeakOutbox};
 
-/// Queues a frame for the peer; false once the connection's writer ended.
-pub(crate) type SendFrame = Box<dyn Fn(Outgoing) -> bool + Send + Sync>;
+/// Bytes queued for the peer and not yet written past which a stream's
+/// producer waits, whatever credit the peer gave: a peer may grant a huge
+/// window or credit it never consumes, and only the writer's backlog then
+/// shows that it reads nothing. Half the backlog at which a server stops
+/// reading a connection, so that streams alone do not stop it from reading
+/// the peer's Cancels, credits and requests.
+pub(crate) const STREAM_BACKLOG: usize = BACKLOG_LIMIT / 2;
+
+/// Where a flow's frames go: its connection's writer.
+pub(crate) trait Wire: Send + Sync + 'static {
+    /// Queues a frame for the peer; false once the connection's writer ended.
+    fn send(&self, frame: Outgoing) -> bool;
+    /// Bytes queued for the peer and not yet written; 0 once the writer
+    /// has ended (nothing will drain them, and sending fails).
+    fn queued(&self) -> usize;
+    /// Waits until fewer than `limit` bytes are queued, or the writer ended.
+    fn room(&self, limit: usize) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The server's: an outbox of the connection's (kept alive by its calls).
+impl<L: Lane> Wire for Outbox<L> {
+    fn send(&self, frame: Outgoing) -> bool {
+        Outbox::send(self, frame)
+    }
+
+    fn queued(&self) -> usize {
+        if self.is_closed() {
+            0
+        } else {
+            Outbox::queued(self)
+        }
+    }
+
+    fn room(&self, limit: usize) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.wait_for_room(limit))
+    }
+}
+
+/// The client's: its connection's outbox, not kept alive by a stream.
+impl<L: Lane> Wire for WeakOutbox<L> {
+    fn send(&self, frame: Outgoing) -> bool {
+        self.upgrade().is_some_and(|out| out.send(frame))
+    }
+
+    fn queued(&self) -> usize {
+        if self.is_closed() {
+            0
+        } else {
+            WeakOutbox::queued(self)
+        }
+    }
+
+    fn room(&self, limit: usize) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.wait_for_room(limit))
+    }
+}
 
 /// Bytes an item counts for against the window: its whole frame, so that
 /// empty items are not free.
@@ -56,7 +112,7 @@ pub(crate) struct Overrun {
 pub(crate) struct Flow {
     id: u64,
     state: Mutex<State>,
-    send: SendFrame,
+    wire: Box<dyn Wire>,
     /// The peer's stream has ended (or failed): read without the lock, by
     /// code that holds the connection's state lock (see the lock order).
     ended: AtomicBool,
@@ -91,8 +147,8 @@ impl std::fmt::Debug for Flow {
 
 impl Flow {
     /// The flow of call `id`, receiving under `recv_window` (ours) and
-    /// sending under `send_window` (the peer's), queuing frames with `send`.
-    pub(crate) fn new(id: u64, recv_window: usize, send_window: usize, send: SendFrame) -> Self {
+    /// sending under `send_window` (the peer's), queuing frames on `wire`.
+    pub(crate) fn new(id: u64, recv_window: usize, send_window: usize, wire: impl Wire) -> Self {
         Flow {
             id,
             state: Mutex::new(State {
@@ -107,9 +163,19 @@ impl Flow {
                 send_closed: false,
                 producer: None,
             }),
-            send,
+            wire: Box::new(wire),
             ended: AtomicBool::new(false),
         }
+    }
+
+    /// This flow as one of a call that receives no stream: whatever items
+    /// the peer sends are dropped as they come, never counted or kept.
+    pub(crate) fn not_receiving(mut self) -> Self {
+        self.state
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .discard = true;
+        self
     }
 
     /// Whether the stream this side receives has ended (cleanly or not).
@@ -197,7 +263,7 @@ impl Flow {
         drop(st);
         let mut f = FrameBuf::new(Kind::StreamCredit, self.id, 4);
         f.extend_from_slice(&u32::try_from(bytes).unwrap_or(u32::MAX).to_be_bytes());
-        (self.send)(f.into());
+        self.wire.send(f.into());
     }
 
     /// The window of bytes granted per grant: credit goes back once this
@@ -236,6 +302,38 @@ impl Flow {
         }
     }
 
+    /// Whether the writer holds so much for the peer that the producer is
+    /// to wait ([`room`](Self::room)) before its next item, credit or not.
+    pub(crate) fn backed_up(&self) -> bool {
+        self.wire.queued() >= STREAM_BACKLOG
+    }
+
+    /// Waits until the writer has room for more items (see
+    /// [`STREAM_BACKLOG`]) or has ended, or until the peer takes no more
+    /// (the call ended meanwhile: the producer is to stop, not wait on).
+    pub(crate) async fn room(&self) {
+        if !self.backed_up() {
+            return;
+        }
+        let mut room = self.wire.room(STREAM_BACKLOG);
+        std::future::poll_fn(|cx| {
+            if room.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            let mut st = self.lock();
+            if st.send_closed {
+                return Poll::Ready(());
+            }
+            // `close` wakes it.
+            match &mut st.producer {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await;
+    }
+
     /// Queues one item's frame (its call id is set here); false if the peer
     /// takes no more.
     pub(crate) fn send_item(&self, mut frame: FrameBuf) -> bool {
@@ -247,7 +345,7 @@ impl Flow {
         st.sent += frame.len();
         // Queued under the flow's lock, so that nothing follows an end
         // sent by `finish`.
-        (self.send)(frame.into())
+        self.wire.send(frame.into())
     }
 
     /// Sends this side's StreamEnd (`payload`: a status byte and what it
@@ -260,7 +358,7 @@ impl Flow {
         }
         let mut f = FrameBuf::new(Kind::StreamEnd, self.id, payload.len());
         f.extend_from_slice(payload);
-        (self.send)(f.into());
+        self.wire.send(f.into());
         true
     }
 
@@ -280,6 +378,13 @@ impl Flow {
         let producer = st.producer.take();
         drop(st);
         wake(producer);
+    }
+
+    /// The call is over and nothing will read what it received: no more
+    /// items go out, and items, buffered or still to come, are dropped.
+    pub(crate) fn forget(&self) {
+        self.close();
+        self.stop_receiving();
     }
 
     /// The connection or the call failed: the consumer sees `end` after the
@@ -305,10 +410,27 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
+    /// A wire that hands each frame to a closure and never backs up.
+    struct Sink<F>(F);
+
+    impl<F: Fn(Outgoing) -> bool + Send + Sync + 'static> Wire for Sink<F> {
+        fn send(&self, frame: Outgoing) -> bool {
+            (self.0)(frame)
+        }
+
+        fn queued(&self) -> usize {
+            0
+        }
+
+        fn room(&self, _: usize) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            Box::pin(std::future::ready(()))
+        }
+    }
+
     fn flow(window: usize) -> (Flow, Arc<AtomicUsize>) {
         let frames = Arc::new(AtomicUsize::new(0));
         let counted = frames.clone();
-        let send: SendFrame = Box::new(move |_| {
+        let send = Sink(move |_| {
             counted.fetch_add(1, Ordering::Relaxed);
             true
         });
@@ -321,7 +443,7 @@ mod tests {
     fn golden_bytes_of_stream_frames() {
         let frames = Arc::new(Mutex::new(Vec::new()));
         let sink = frames.clone();
-        let send: SendFrame = Box::new(move |frame| {
+        let send = Sink(move |frame: Outgoing| {
             let bytes = match frame {
                 Outgoing::Bytes(b) => b.to_vec(),
                 Outgoing::Buf(f) => f.finish().to_vec(),

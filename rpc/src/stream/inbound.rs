@@ -90,7 +90,15 @@ impl Inbound {
         let method = self.method;
         match end {
             End::Peer(payload) => {
-                let (&status, body) = payload.split_first()?;
+                // Without a status byte the peer did not say it ended
+                // cleanly: not a silent end.
+                let Some((&status, body)) = payload.split_first() else {
+                    return Some(Error::Decode {
+                        method,
+                        side: "stream end",
+                        message: "the StreamEnd is empty: it has no status byte".into(),
+                    });
+                };
                 if status == Status::Ok as u8 {
                     return None;
                 }

@@ -59,13 +59,19 @@
 //! window still goes out, alone. Credit goes back as the application takes
 //! items, a quarter of the window at a time. Each stream has its own
 //! window, so a stalled stream holds up nothing else on its connection.
+//! Credit is not all a producer waits for: while its connection holds
+//! 512 KiB not yet written to the peer, it waits for the writer too, so a
+//! peer that grants a huge window or credit it never consumes, and reads
+//! nothing, holds the producer back all the same.
 //!
 //! # Lifetime
 //!
 //! - The client dropping a stream it receives cancels the call: the server
 //!   drops the handler's stream (and the future producing it) at once.
 //! - A handler's stream ending ends the call; its error (or panic) ends the
-//!   client's stream with that error, after the items before it.
+//!   client's stream with that error, after the items before it. A stream
+//!   the client is still sending stops there too (a [`Sender`] feeding it
+//!   gets [`Gone`]), whether or not the client has read that end yet.
 //! - A lost connection ends every stream on it with `Disconnected`: never a
 //!   silent end.
 //! - One deadline covers the whole call, streams included (both sides end
@@ -89,7 +95,7 @@ use std::task::{Context, Poll};
 use futures::StreamExt;
 
 use crate::Error;
-pub(crate) use flow::{End, Flow, SendFrame};
+pub(crate) use flow::{End, Flow};
 pub(crate) use inbound::Inbound;
 pub(crate) use pump::{Encoder, pump};
 

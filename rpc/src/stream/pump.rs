@@ -92,42 +92,70 @@ fn end_payload(error: &Error) -> Vec<u8> {
     }
 }
 
+/// What one run of the pump's loop came to.
+enum Step {
+    /// The stream is over: send this StreamEnd payload (none: the peer
+    /// takes no more, send nothing).
+    End(Option<Vec<u8>>),
+    /// The writer holds enough for the peer: wait for it to write some.
+    BackedUp,
+}
+
 /// Sends `items` through `flow` as the peer's credit allows, items of at
 /// most `limit` bytes, and then the StreamEnd; returns early, sending
-/// nothing more, once the peer takes no more.
+/// nothing more, once the peer takes no more. Credit alone does not let it
+/// run ahead of the connection's writer: while the writer holds
+/// [`STREAM_BACKLOG`](super::flow::STREAM_BACKLOG) bytes for the peer, it
+/// waits (a peer that grants credit it never consumes, or a huge window,
+/// and reads nothing, holds it back all the same).
 pub(crate) async fn pump(flow: &Flow, items: &mut Encoder, limit: usize) {
     let items = items.0.get_mut().unwrap_or_else(|e| e.into_inner());
-    let end = std::future::poll_fn(|cx| {
-        let mut sent = 0;
-        loop {
-            match flow.poll_send_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-            if sent == ITEMS_PER_POLL {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            let next = std::panic::catch_unwind(AssertUnwindSafe(|| items.poll_frame(cx, limit)));
-            match next {
-                Err(panic) => {
-                    let message = panic_message(&*panic);
-                    return Poll::Ready(Some(Status::Panicked.end_payload(&message)));
+    let end = loop {
+        flow.room().await;
+        let step = std::future::poll_fn(|cx| {
+            let mut sent = 0;
+            loop {
+                match flow.poll_send_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) => return Poll::Ready(Step::End(None)),
+                    Poll::Pending => return Poll::Pending,
                 }
-                Ok(Poll::Pending) => return Poll::Pending,
-                Ok(Poll::Ready(None)) => return Poll::Ready(Some(vec![Status::Ok as u8])),
-                Ok(Poll::Ready(Some(Err(end)))) => return Poll::Ready(Some(end)),
-                Ok(Poll::Ready(Some(Ok(frame)))) => {
-                    if !flow.send_item(frame) {
-                        return Poll::Ready(None);
+                if flow.backed_up() {
+                    return Poll::Ready(Step::BackedUp);
+                }
+                if sent == ITEMS_PER_POLL {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                let next =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| items.poll_frame(cx, limit)));
+                let end = match next {
+                    Err(panic) => {
+                        let message = panic_message(&*panic);
+                        Status::Panicked.end_payload(&message)
                     }
-                    sent += 1;
-                }
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(None)) => vec![Status::Ok as u8],
+                    Ok(Poll::Ready(Some(Err(end)))) => end,
+                    Ok(Poll::Ready(Some(Ok(frame)))) => {
+                        if !flow.send_item(frame) {
+                            return Poll::Ready(Step::End(None));
+                        }
+                        sent += 1;
+                        continue;
+                    }
+                };
+                return Poll::Ready(Step::End(Some(end)));
             }
+        })
+        .await;
+        match step {
+            Step::End(end) => break end,
+            // Counted against the task's budget, so that this loop yields
+            // (and can be aborted) even if the writer's room came at once.
+            Step::BackedUp => tokio::task::coop::consume_budget().await,
         }
-    })
-    .await;
+    };
     if let Some(end) = end {
         flow.finish(&end);
     }

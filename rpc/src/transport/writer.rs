@@ -140,10 +140,7 @@ impl<L: Lane> Outbox<L> {
 
     /// Bytes queued and not yet written.
     pub(crate) fn queued(&self) -> usize {
-        // `written` first: it never passes `pushed`, which only grows.
-        let written = self.queue.written.load(Ordering::Acquire);
-        let pushed = self.queue.pushed.load(Ordering::Acquire);
-        usize::try_from(pushed.saturating_sub(written)).unwrap_or(usize::MAX)
+        self.queue.queued()
     }
 
     /// Bytes written to the socket so far: it stops moving when the peer stops
@@ -154,20 +151,12 @@ impl<L: Lane> Outbox<L> {
 
     /// True once the writer has ended (the socket failed or was closed).
     pub(crate) fn is_closed(&self) -> bool {
-        self.queue.closed.load(Ordering::Relaxed)
+        self.queue.is_closed()
     }
 
     /// Waits until fewer than `limit` bytes are queued, or the writer ended.
     pub(crate) async fn wait_for_room(&self, limit: usize) {
-        loop {
-            let progress = self.queue.progress.notified();
-            tokio::pin!(progress);
-            progress.as_mut().enable();
-            if self.queued() < limit || self.is_closed() {
-                return;
-            }
-            progress.await;
-        }
+        self.queue.wait_for_room(limit).await;
     }
 
     /// Asks the writer to write what is queued, then shut the write side down,
@@ -248,6 +237,23 @@ impl<L: Lane> WeakOutbox<L> {
     }
 }
 
+impl<L: Lane> WeakOutbox<L> {
+    /// As [`Outbox::queued`].
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.queued()
+    }
+
+    /// As [`Outbox::is_closed`].
+    pub(crate) fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    /// As [`Outbox::wait_for_room`].
+    pub(crate) async fn wait_for_room(&self, limit: usize) {
+        self.queue.wait_for_room(limit).await;
+    }
+}
+
 impl<L: Lane> Clone for WeakOutbox<L> {
     fn clone(&self) -> Self {
         WeakOutbox {
@@ -312,6 +318,29 @@ struct Queue<L> {
 }
 
 impl<L> Queue<L> {
+    fn queued(&self) -> usize {
+        // `written` first: it never passes `pushed`, which only grows.
+        let written = self.written.load(Ordering::Acquire);
+        let pushed = self.pushed.load(Ordering::Acquire);
+        usize::try_from(pushed.saturating_sub(written)).unwrap_or(usize::MAX)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    async fn wait_for_room(&self, limit: usize) {
+        loop {
+            let progress = self.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            if self.queued() < limit || self.is_closed() {
+                return;
+            }
+            progress.await;
+        }
+    }
+
     fn new(pending: L, batching: bool) -> Self {
         Queue {
             pending,

@@ -162,7 +162,10 @@ impl Connection {
             stream: None,
         });
         let flow = stream.map(|back| {
-            let flow = Arc::new(self.flow(id));
+            // A call the server answers with a value takes no items: any
+            // the server sends are dropped.
+            let flow = self.flow(id);
+            let flow = Arc::new(if back { flow } else { flow.not_receiving() });
             if let Some(entry) = st.calls.get_mut(id) {
                 entry.stream = Some((flow.clone(), back));
             }
@@ -204,9 +207,7 @@ impl Connection {
     /// writer (without keeping it alive).
     fn flow(&self, id: u64) -> crate::stream::Flow {
         let outbox = self.outbox.downgrade();
-        let send: crate::stream::SendFrame =
-            Box::new(move |frame| outbox.upgrade().is_some_and(|out| out.send(frame)));
-        crate::stream::Flow::new(id, self.recv_window, self.send_window, send)
+        crate::stream::Flow::new(id, self.recv_window, self.send_window, outbox)
     }
 
     /// The largest frame the server accepts.
@@ -299,10 +300,22 @@ impl InFlight {
         self.done = !taken.kept;
         wake(taken.next);
         if let Some(flow) = taken.flow {
-            // The call is over: a producer still sending stops.
-            flow.close();
+            // The call is over: a producer still sending stops, and items
+            // the server still sends for it are dropped.
+            flow.forget();
         }
         Poll::Ready(taken.reply)
+    }
+
+    /// The server ended the call itself (its Response said no stream
+    /// follows): the call goes, and no Cancel is sent.
+    pub(crate) fn ended_by_server(mut self) {
+        self.done = true;
+        let (_, next, flow) = self.conn.shared.lock().abandon(self.id);
+        wake(next);
+        if let Some(flow) = flow {
+            flow.forget();
+        }
     }
 
     pub(crate) fn connection(&self) -> &Arc<Connection> {
@@ -322,7 +335,7 @@ impl Drop for InFlight {
         let (running, next, flow) = self.conn.shared.lock().abandon(self.id);
         wake(next);
         if let Some(flow) = flow {
-            flow.close();
+            flow.forget();
         }
         // Still waiting (or its stream still open): the server may be
         // running it. (An expired call was cancelled by the reader already.)

@@ -309,8 +309,9 @@ impl StreamFrames {
         };
         match frame.kind {
             Kind::StreamItem => {
-                let item = crate::protocol::Payload::copy_small(&frame.payload)
-                    .unwrap_or(crate::protocol::Payload::Shared(frame.payload));
+                // Held until the application takes it: copied out of the
+                // read buffer (see `Payload::copied`).
+                let item = crate::protocol::Payload::copied(&frame.payload);
                 flow.push(item).map_err(|overrun| {
                     format!(
                         "protocol error: the server sent past the {}-byte window of stream {id}",
@@ -319,7 +320,12 @@ impl StreamFrames {
                 })
             }
             Kind::StreamEnd => {
+                // The server's end ends the call: a stream the client is
+                // still sending on it stops too, whether or not the
+                // application reads this end soon (the server takes no more
+                // of it, and would credit none).
                 flow.end(End::Peer(frame.payload.into()));
+                flow.close();
                 self.last = None;
                 Ok(())
             }

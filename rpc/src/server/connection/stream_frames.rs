@@ -7,16 +7,19 @@ use std::time::Duration;
 use super::{Driver, End};
 use crate::protocol::{Frame, Kind, Payload, Status};
 use crate::server::streams::Registration;
-use crate::stream::{End as StreamEnd, Flow, SendFrame};
+use crate::stream::{End as StreamEnd, Flow};
 
 impl Driver {
     /// Registers streaming call `id`, or refuses it (`None`, the client
-    /// answered) when the connection has as many open as it may.
+    /// answered) when the connection has as many open as it may. The
+    /// client's items are dropped as they come unless the method
+    /// `receives` a stream.
     pub(super) fn open_stream(
         &self,
         id: u64,
         method: &'static str,
         budget: Duration,
+        receives: bool,
     ) -> Option<Arc<Registration>> {
         let config = &self.shared.config;
         if self.streams.len() >= config.max_streams_per_connection {
@@ -27,9 +30,13 @@ impl Driver {
             let _ = self.outbox.send(Status::Overloaded.reply(id, &message));
             return None;
         }
-        let outbox = self.outbox.clone();
-        let send: SendFrame = Box::new(move |frame| outbox.send(frame));
-        let flow = Flow::new(id, config.stream_window, self.send_window, send);
+        let flow = Flow::new(
+            id,
+            config.stream_window,
+            self.send_window,
+            self.outbox.clone(),
+        );
+        let flow = if receives { flow } else { flow.not_receiving() };
         Some(self.streams.register(flow, method, budget))
     }
 
@@ -41,9 +48,9 @@ impl Driver {
         let flow = &open.flow;
         match frame.kind {
             Kind::StreamItem => {
-                let item =
-                    Payload::copy_small(&frame.payload).unwrap_or(Payload::Shared(frame.payload));
-                if let Err(overrun) = flow.push(item) {
+                // Held until the handler takes it: copied out of the read
+                // buffer (see `Payload::copied`).
+                if let Err(overrun) = flow.push(Payload::copied(&frame.payload)) {
                     return Some(End::Protocol(format!(
                         "the client sent past the {}-byte window of stream {}",
                         overrun.window, frame.call_id
