@@ -367,7 +367,8 @@ async fn a_shutting_down_reply_without_goaway_is_the_callers_error() {
         matches!(
             outcome,
             Err(rpc::Error::ShuttingDown {
-                method: "Probe.hold"
+                method: "Probe.hold",
+                mid_stream: false,
             })
         ),
         "{outcome:?}"

@@ -52,6 +52,7 @@ pub fn response_frame<R: Serialize + ?Sized>(call_id: u64, value: &R) -> Bytes {
         id: call_id,
         args: Bytes::new().into(),
         max_frame: MAX_FRAME,
+        stream: None,
     }
     .reply(value)
     .into_bytes()
@@ -59,7 +60,7 @@ pub fn response_frame<R: Serialize + ?Sized>(call_id: u64, value: &R) -> Bytes {
 
 /// The Hello frame this crate sends (a client opens every connection with it).
 pub fn hello_frame() -> Bytes {
-    Hello::ours(MAX_FRAME).encode()
+    Hello::ours(MAX_FRAME, crate::stream::DEFAULT_WINDOW).encode()
 }
 
 /// Decodes one Request frame from the front of `buf` through the frame codec,

@@ -25,7 +25,8 @@ use std::time::Duration;
 /// | [`Disconnected`](Self::Disconnected) | if its request was `sent` | yes |
 /// | [`UnknownMethod`](Self::UnknownMethod) | no | no |
 /// | [`Overloaded`](Self::Overloaded) | no | yes |
-/// | [`ShuttingDown`](Self::ShuttingDown) | no | yes |
+/// | [`ShuttingDown`](Self::ShuttingDown) | only `mid_stream` | yes |
+/// | [`Aborted`](Self::Aborted) | yes | no |
 /// | [`Panicked`](Self::Panicked) | yes | no |
 /// | [`FrameTooLarge`](Self::FrameTooLarge) | for a response, yes; for a request, no | no |
 /// | [`Decode`](Self::Decode) | for a response, yes; for a request the server could not decode, no | no |
@@ -85,10 +86,31 @@ pub enum Error {
     /// this one once it is back, is safe. (A call that only found its
     /// connection drained, and then could not reconnect, reports why it could
     /// not: an [`Io`](Self::Io) or [`Disconnected`](Self::Disconnected) error.)
-    #[error("{method}: the server is shutting down; the call was not run")]
+    ///
+    /// With `mid_stream`, the call did run: a server shutting down ended its
+    /// stream at the end of its grace period, after the items before this
+    /// error.
+    #[error("{method}: {}", if *.mid_stream {
+        "the server shut down while the stream was open"
+    } else {
+        "the server is shutting down; the call was not run"
+    })]
     ShuttingDown {
         /// The method called.
         method: &'static str,
+        /// The server ended an open stream (the call ran), rather than
+        /// refusing the call.
+        mid_stream: bool,
+    },
+    /// The producer of a stream ended it with an error (a handler's stream
+    /// of `Result`s yielded an `Err`, say), after the items before it. The
+    /// connection is fine.
+    #[error("{method}: the stream was aborted: {message}")]
+    Aborted {
+        /// The method called.
+        method: &'static str,
+        /// What the producer's error said.
+        message: String,
     },
     /// The handler panicked. The server and the connection are fine; the panic
     /// message is carried over.
@@ -214,13 +236,15 @@ impl Error {
     /// record how far the call got, and no retry fits in its deadline anyway.
     pub fn may_have_run(&self) -> bool {
         match self {
-            Error::DeadlineExceeded { .. } | Error::Panicked { .. } => true,
+            Error::DeadlineExceeded { .. } | Error::Panicked { .. } | Error::Aborted { .. } => {
+                true
+            }
+            Error::ShuttingDown { mid_stream, .. } => *mid_stream,
             Error::Disconnected { sent, .. } => *sent,
             Error::FrameTooLarge { what, .. } => *what != "request",
             Error::Decode { side, .. } => *side != "request on the server",
             Error::UnknownMethod { .. }
             | Error::Overloaded { .. }
-            | Error::ShuttingDown { .. }
             | Error::Encode { .. }
             | Error::Protocol { .. }
             | Error::Io { .. }
@@ -258,6 +282,7 @@ impl Error {
             Error::DeadlineExceeded { .. }
             | Error::UnknownMethod { .. }
             | Error::Panicked { .. }
+            | Error::Aborted { .. }
             | Error::FrameTooLarge { .. }
             | Error::Decode { .. }
             | Error::Encode { .. }
@@ -316,5 +341,20 @@ impl Error {
     }
 }
 
+mod status;
+
+/// The message of a caught panic, if its payload was a string.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests;
+
+pub(crate) use status::from_status;

@@ -139,12 +139,14 @@ pub mod fault;
 pub mod health;
 pub mod protocol;
 pub mod server;
+pub mod stream;
 pub mod transport;
 
 pub use client::Channel;
 pub use error::Error;
 pub use rpc_macros::service;
 pub use server::{Server, ServerHandle};
+pub use stream::Stream;
 
 /// Items used by code that `#[rpc::service]` generates. Not a public API: it
 /// changes without notice.

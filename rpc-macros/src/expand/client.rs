@@ -97,6 +97,7 @@ fn method(vis: &syn::Visibility, trait_ident: &syn::Ident, method: &Method) -> T
             id: #id,
             idempotent: #idempotent,
             key: #key,
+            no_deadline: false,
         }
     };
     let decode = output::decode_output(method, quote!(#spec, #args_expr));

@@ -21,7 +21,7 @@ pub(super) fn expand(service: &Service) -> TokenStream {
         let cfgs = m.cfgs();
         let name = &m.full_name;
         let id = wire::id_literal(m);
-        quote!(#(#cfgs)* ::rpc::__private::MethodDesc { name: #name, id: #id },)
+        quote!(#(#cfgs)* ::rpc::__private::MethodDesc { name: #name, id: #id, request_stream: false, response_stream: false, no_deadline: false },)
     });
     let arms = service.methods.iter().map(|m| arm(trait_ident, m));
     quote! {

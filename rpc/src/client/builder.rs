@@ -49,6 +49,14 @@ impl Builder {
         self
     }
 
+    /// Bytes of a server's stream this client holds unconsumed, per stream
+    /// (default 256 KiB, at least 4 KiB): the server sends no more until the
+    /// application takes some (see [`crate::stream`]).
+    pub fn stream_window(mut self, bytes: usize) -> Self {
+        self.config.stream_window = bytes.clamp(crate::protocol::MIN_MAX_FRAME, u32::MAX as usize);
+        self
+    }
+
     /// Calls in flight on the connection at once; callers beyond it wait
     /// (default 10,000).
     pub fn max_in_flight(mut self, calls: usize) -> Self {

@@ -27,6 +27,7 @@ use super::reply::{decode_response, is_shutting_down};
 use crate::Error;
 use crate::deadline;
 use crate::protocol::{FrameBuf, Payload};
+use crate::stream::{self, Encoder};
 
 /// Times a call moves to another connection, at most, because one refused
 /// it or stopped taking calls before it went out. Past that it fails:
@@ -89,7 +90,20 @@ pub(super) struct Attempt {
     /// there. Only such a reply sets it: a call that merely found its
     /// connection drained was refused by no one.
     refused: bool,
+    /// What a streaming call adds (boxed: most calls stream nothing).
+    stream: Option<Box<Streaming>>,
     step: Step,
+}
+
+/// A streaming call's part in its attempt.
+pub(super) struct Streaming {
+    /// The server answers with a stream.
+    returns_stream: bool,
+    /// The stream the call sends, until it is handed to its pump.
+    outbound: Option<Encoder>,
+    /// The stream the call sends went out on a connection: the call can
+    /// no longer move to another one.
+    pumped: bool,
 }
 
 type Waiting = Pin<Box<dyn Future<Output = Waited> + Send + Sync>>;
@@ -101,6 +115,9 @@ enum Step {
     Unsent(Option<Box<Error>>),
     /// Queued on a connection; waiting for the outcome.
     InFlight(InFlight),
+    /// A streaming call's Response came, and its stream follows on this
+    /// call (see [`Attempt::take_open`]).
+    Open(InFlight),
     /// Waiting for a slot or a connection.
     Waiting(Waiting),
     Done,
@@ -214,6 +231,19 @@ impl<R, T> Future for Call<R, T> {
     }
 }
 
+impl Streaming {
+    /// The call's request is queued on `call`'s connection: its stream
+    /// follows, sent by a task of its own as the server's credit allows.
+    fn start_pump(&mut self, call: &InFlight) {
+        let (Some(mut items), Some(flow)) = (self.outbound.take(), call.flow().cloned()) else {
+            return;
+        };
+        self.pumped = true;
+        let limit = call.connection().send_limit();
+        tokio::spawn(async move { stream::pump(&flow, &mut items, limit).await });
+    }
+}
+
 /// What a call on the only server of a balanced channel reports.
 pub(super) struct Sole {
     load: Arc<Load>,
@@ -235,6 +265,7 @@ impl std::fmt::Debug for Attempt {
         let step = match self.step {
             Step::Unsent(_) => "unsent",
             Step::InFlight(_) => "in flight",
+            Step::Open(_) => "open",
             Step::Waiting(_) => "waiting",
             Step::Done => "done",
         };
@@ -269,8 +300,34 @@ impl Attempt {
             moves: 0,
             max_moves: MAX_MOVES,
             refused: false,
+            stream: None,
             step: Step::Unsent(unsent),
         }
+    }
+
+    /// This attempt as a streaming call's: the server answers with a
+    /// stream if `returns_stream`, and the call sends `outbound`, if any.
+    pub(super) fn streaming(mut self, returns_stream: bool, outbound: Option<Encoder>) -> Self {
+        self.stream = Some(Box::new(Streaming {
+            returns_stream,
+            outbound,
+            pumped: false,
+        }));
+        self
+    }
+
+    /// A streaming call's connection, once its Ok Response came: the call
+    /// stays open on it until this is dropped.
+    pub(super) fn take_open(&mut self) -> Option<InFlight> {
+        match std::mem::replace(&mut self.step, Step::Done) {
+            Step::Open(call) => Some(call),
+            _ => None,
+        }
+    }
+
+    /// The budget the call started with.
+    pub(super) fn budget(&self) -> Duration {
+        self.budget
     }
 
     /// One attempt of a balanced call on `endpoint`, by `deadline`, with
@@ -294,6 +351,7 @@ impl Attempt {
             moves: 0,
             max_moves: u8::from(!connected),
             refused: false,
+            stream: None,
             step: Step::Unsent(None),
         }
     }
@@ -320,8 +378,14 @@ impl Attempt {
     ) -> Result<Step, Error> {
         let deadline = self.deadline();
         let method = self.method;
-        match conn.try_send(&mut self.request, deadline, budget, granted, cx.waker()) {
-            Tried::Sent(call) => Ok(Step::InFlight(call)),
+        let stream = self.stream.as_ref().map(|s| s.returns_stream);
+        match conn.try_send(&mut self.request, deadline, budget, granted, stream, cx.waker()) {
+            Tried::Sent(call) => {
+                if let Some(stream) = &mut self.stream {
+                    stream.start_pump(&call);
+                }
+                Ok(Step::InFlight(call))
+            }
             Tried::Full(conn) => Ok(Step::Waiting(Box::pin(async move {
                 match conn.wait_for_slot(deadline).await {
                     Ok(()) => Waited::Slot(conn),
@@ -355,9 +419,17 @@ impl Attempt {
     /// did not happen.
     fn elsewhere(&mut self) -> Result<Step, Error> {
         let method = self.method;
+        if self.stream.as_ref().is_some_and(|s| s.pumped) {
+            // Items of its stream went out: they cannot be sent again.
+            let why = "the connection stopped taking calls while the call's stream was being sent";
+            return Err(Error::disconnected(method, why, true));
+        }
         if self.moves == self.max_moves {
             return Err(if self.refused {
-                Error::ShuttingDown { method }
+                Error::ShuttingDown {
+                    method,
+                    mid_stream: false,
+                }
             } else {
                 let why = "every connection tried stopped taking calls before the request went out";
                 Error::disconnected(method, why, false)
@@ -372,7 +444,10 @@ impl Attempt {
                 Err(e @ Error::DeadlineExceeded { .. }) => Waited::Failed(e),
                 // Refused, and no other connection to be had: what the
                 // caller needs to hear is that it did not run.
-                Err(_) if refused => Waited::Failed(Error::ShuttingDown { method }),
+                Err(_) if refused => Waited::Failed(Error::ShuttingDown {
+                    method,
+                    mid_stream: false,
+                }),
                 Err(e) => Waited::Failed(e),
             }
         })))
@@ -435,7 +510,11 @@ impl Future for Attempt {
                         this.elsewhere()
                     }
                     Ok(payload) => {
-                        this.step = Step::Done;
+                        let stays_open = this.stream.as_ref().is_some_and(|s| s.returns_stream);
+                        this.step = match std::mem::replace(&mut this.step, Step::Done) {
+                            Step::InFlight(call) if stays_open => Step::Open(call),
+                            _ => Step::Done,
+                        };
                         return Poll::Ready(Ok(payload));
                     }
                     Err(Failure::Closed(reason)) => {
@@ -452,7 +531,7 @@ impl Future for Attempt {
                     Waited::Gone => this.elsewhere(),
                     Waited::Failed(e) => Err(e),
                 },
-                Step::Done => panic!("a call polled after it finished"),
+                Step::Done | Step::Open(_) => panic!("a call polled after it finished"),
             };
             match next {
                 // The waker went with the request: nothing to look at until

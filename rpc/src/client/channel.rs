@@ -15,6 +15,8 @@ use super::call::{Attempt, Call};
 use super::endpoint::{Endpoint, Known};
 use super::method::Method;
 use super::options::CallOptions;
+use super::streaming::{Opened, Reporting};
+use crate::stream::Encoder;
 use crate::Error;
 use crate::codec;
 use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, RequestHead};
@@ -94,7 +96,7 @@ impl Channel {
     }
 
     pub(super) fn over(endpoint: Arc<Endpoint>) -> Channel {
-        let options = CallOptions::default().with_timeout(endpoint.config.timeout);
+        let options = CallOptions::default().with_default_timeout(endpoint.config.timeout);
         let known = endpoint.known();
         Channel {
             route: Route::One { endpoint, known },
@@ -103,7 +105,7 @@ impl Channel {
     }
 
     pub(super) fn over_balancer(balancer: Arc<Balancer>) -> Channel {
-        let options = CallOptions::default().with_timeout(balancer.config.timeout);
+        let options = CallOptions::default().with_default_timeout(balancer.config.timeout);
         Channel {
             route: Route::Balanced(balancer),
             options,
@@ -251,6 +253,36 @@ impl Channel {
                 Call::balanced(method.name, Box::pin(run), decode, map)
             }
         }
+    }
+
+    /// A streaming call of `method`, sent when the future is first polled;
+    /// it resolves once the server's Response came (see `streaming.rs`). On
+    /// a balanced channel the call stays on the one server chosen for it.
+    pub(super) fn open<A: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        args: &A,
+        returns_stream: bool,
+        outbound: Option<Encoder>,
+    ) -> impl Future<Output = Result<Opened, Error>> + Send + 'static {
+        let timeout = self.options.timeout_for(method.no_deadline);
+        let frame = self.encode_request(method.name, method.id, args);
+        let (endpoint, first, balanced) = match &self.route {
+            Route::One { endpoint, known } => (Some(endpoint.clone()), endpoint.still(known), None),
+            Route::Balanced(balancer) => match balancer.choose(method.key, &[]) {
+                Some(chosen) => (
+                    Some(chosen.member.endpoint.clone()),
+                    None,
+                    Some(Reporting::new(balancer.clone(), chosen)),
+                ),
+                None => (None, None, None),
+            },
+        };
+        let attempt = endpoint.map(|endpoint| {
+            Attempt::new(endpoint, first, method.name, timeout, frame)
+                .streaming(returns_stream, outbound)
+        });
+        Opened::open(method.name, attempt, balanced)
     }
 
     fn encode_request<A: Serialize + ?Sized>(

@@ -16,6 +16,7 @@ pub(crate) struct Config {
     pub(crate) backoff_initial: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) write_batching: bool,
+    pub(crate) stream_window: usize,
 }
 
 impl Default for Config {
@@ -31,6 +32,7 @@ impl Default for Config {
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             write_batching: true,
+            stream_window: crate::stream::DEFAULT_WINDOW,
         }
     }
 }

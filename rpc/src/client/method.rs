@@ -16,6 +16,9 @@ pub struct Method {
     /// `#[rpc(key)]`: the hash of the call's key argument, which a balanced
     /// channel's `Affinity` policy maps to a server.
     pub key: Option<u64>,
+    /// `#[rpc(no_deadline)]`: a call through a handle whose timeout was not
+    /// set with `with_timeout` has no deadline (a watch may live for hours).
+    pub no_deadline: bool,
 }
 
 /// The hash of an affinity key: FNV-1a over what `Hash` feeds it, the same

@@ -53,6 +53,7 @@ mod endpoint;
 mod method;
 mod options;
 mod reply;
+mod streaming;
 
 pub use balance::{Ejection, Hedge, Policy, RetryBudget};
 pub use balanced::{Balanced, EndpointSnapshot, EndpointState};

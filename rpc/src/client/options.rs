@@ -17,6 +17,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallOptions {
     timeout: Duration,
+    /// The timeout was set for these calls, not inherited from the
+    /// channel's default: it applies to `#[rpc(no_deadline)]` methods too.
+    timeout_set: bool,
 }
 
 /// The deadline of a call that sets none.
@@ -27,6 +30,7 @@ impl Default for CallOptions {
     fn default() -> Self {
         CallOptions {
             timeout: DEFAULT_TIMEOUT,
+            timeout_set: false,
         }
     }
 }
@@ -35,10 +39,31 @@ impl CallOptions {
     /// These options with calls' deadline `timeout` after they start (a
     /// call made inside a handler keeps the handler's deadline if that is
     /// earlier).
+    ///
+    /// Set this way, the timeout applies to methods marked
+    /// `#[rpc(no_deadline)]` too, which otherwise have no deadline.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self.timeout_set = true;
         self
+    }
+
+    /// These options with the channel's default timeout, which methods
+    /// marked `#[rpc(no_deadline)]` do not take.
+    pub(super) fn with_default_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self.timeout_set = false;
+        self
+    }
+
+    /// The timeout of a call of a method that may have no deadline.
+    pub(super) fn timeout_for(&self, no_deadline: bool) -> Duration {
+        if no_deadline && !self.timeout_set {
+            Duration::MAX
+        } else {
+            self.timeout
+        }
     }
 
     /// How long after it starts a call's deadline is.

@@ -101,7 +101,30 @@ fn each_variant_says_whether_it_may_have_run_and_whether_a_retry_can_help() {
             false,
             true,
         ),
-        (Error::ShuttingDown { method: m }, false, true),
+        (
+            Error::ShuttingDown {
+                method: m,
+                mid_stream: false,
+            },
+            false,
+            true,
+        ),
+        (
+            Error::ShuttingDown {
+                method: m,
+                mid_stream: true,
+            },
+            true,
+            true,
+        ),
+        (
+            Error::Aborted {
+                method: m,
+                message: "no".into(),
+            },
+            true,
+            false,
+        ),
         (
             Error::Panicked {
                 method: m,

@@ -15,22 +15,34 @@ pub(crate) struct Hello {
     /// The largest frame the sender accepts; `None` from a peer whose Hello
     /// stops after `features` (it is then assumed to accept the default).
     pub(crate) max_frame: Option<u32>,
+    /// The stream window the sender grants each stream it receives (see
+    /// [`crate::stream`]); `None` from a peer whose Hello stops before it.
+    pub(crate) stream_window: Option<u32>,
 }
 
 impl Hello {
-    /// Payload bytes of a Hello: magic, version, features, max frame.
-    pub(crate) const PAYLOAD_LEN: usize = 14;
+    /// Payload bytes of a Hello: magic, version, features, max frame,
+    /// stream window.
+    pub(crate) const PAYLOAD_LEN: usize = 18;
     /// The shortest Hello accepted: without the max frame.
     const SHORT_LEN: usize = 10;
     /// What a peer that does not say is assumed to accept (the default limit).
     const ASSUMED_MAX_FRAME: usize = 16 << 20;
 
-    pub(crate) fn ours(max_frame: usize) -> Self {
+    pub(crate) fn ours(max_frame: usize, stream_window: usize) -> Self {
         Hello {
             version: VERSION,
             features: 0,
             max_frame: Some(u32::try_from(max_frame).unwrap_or(u32::MAX)),
+            stream_window: Some(u32::try_from(stream_window).unwrap_or(u32::MAX)),
         }
+    }
+
+    /// The window of unconsumed stream bytes this peer grants each stream
+    /// we send it.
+    pub(crate) fn stream_window(&self) -> usize {
+        self.stream_window
+            .map_or(crate::stream::DEFAULT_WINDOW, |w| w as usize)
     }
 
     /// The largest frame we may send this peer.
@@ -46,6 +58,7 @@ impl Hello {
         p.put_u16(self.version);
         p.put_u32(self.features);
         p.put_u32(self.max_frame.unwrap_or(0));
+        p.put_u32(self.stream_window.unwrap_or(0));
         f.finish()
     }
 
@@ -64,6 +77,9 @@ impl Hello {
             max_frame: (payload.remaining() >= 4)
                 .then(|| payload.get_u32())
                 .filter(|&m| m != 0),
+            stream_window: (payload.remaining() >= 4)
+                .then(|| payload.get_u32())
+                .filter(|&w| w != 0),
         })
     }
 }
@@ -137,6 +153,8 @@ pub(crate) enum Status {
     Overloaded = 5,
     ShuttingDown = 6,
     FrameTooLarge = 7,
+    /// A stream's producer ended it with an error (in a StreamEnd only).
+    Aborted = 8,
 }
 
 impl Status {
@@ -150,8 +168,18 @@ impl Status {
             5 => Status::Overloaded,
             6 => Status::ShuttingDown,
             7 => Status::FrameTooLarge,
+            8 => Status::Aborted,
             _ => return None,
         })
+    }
+
+    /// A StreamEnd payload: this status and a message (cut as a reply's).
+    pub(crate) fn end_payload(self, message: &str) -> Vec<u8> {
+        let message = bounded(message);
+        let mut payload = Vec::with_capacity(1 + message.len());
+        payload.push(self as u8);
+        payload.extend_from_slice(message.as_bytes());
+        payload
     }
 
     /// A Response frame carrying this (non-Ok) status and a message.
@@ -228,10 +256,11 @@ mod tests {
     #[test]
     fn golden_bytes_of_hello() {
         assert_eq!(
-            &Hello::ours(16 << 20).encode()[..],
+            &Hello::ours(16 << 20, 256 << 10).encode()[..],
             &[
-                0, 0, 0, 24, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'Z', b'R', b'P', b'C', 0, 1, 0, 0, 0,
+                0, 0, 0, 28, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'Z', b'R', b'P', b'C', 0, 1, 0, 0, 0,
                 0, 1, 0, 0, 0, // max frame: 16 MiB
+                0, 4, 0, 0, // stream window: 256 KiB
             ]
         );
     }
@@ -242,13 +271,21 @@ mod tests {
             version: 7,
             features: 3,
             max_frame: Some(1 << 20),
+            stream_window: Some(1 << 16),
         };
         let payload = hello.encode().slice(14..);
         assert_eq!(Hello::parse(payload.clone()), Ok(hello));
         assert_eq!(hello.accepts(), 1 << 20);
+        assert_eq!(hello.stream_window(), 1 << 16);
         // A Hello without the max frame: the peer is taken to accept the default.
         let short = Hello::parse(payload.slice(..10)).unwrap();
         assert_eq!((short.max_frame, short.accepts()), (None, 16 << 20));
+        let no_window = Hello::parse(payload.slice(..14)).unwrap();
+        assert_eq!(
+            no_window.stream_window(),
+            crate::stream::DEFAULT_WINDOW,
+            "a Hello without the window means the default"
+        );
         let mut bad = payload.to_vec();
         bad[0] = b'X';
         assert!(Hello::parse(bad.into()).unwrap_err().contains("magic"));
@@ -269,13 +306,14 @@ mod tests {
 
     #[test]
     fn longer_hellos_are_accepted_and_a_zero_limit_means_the_default() {
-        let mut payload = Hello::ours(1 << 20).encode()[14..].to_vec();
+        let mut payload = Hello::ours(1 << 20, 1 << 20).encode()[14..].to_vec();
         payload.extend_from_slice(b"future fields");
         assert_eq!(Hello::parse(payload.into()).unwrap().accepts(), 1 << 20);
         let zero = Hello {
             version: 1,
             features: 0,
             max_frame: Some(0),
+            stream_window: Some(0),
         };
         let parsed = Hello::parse(zero.encode().slice(14..)).unwrap();
         assert_eq!((parsed.max_frame, parsed.accepts()), (None, 16 << 20));

@@ -24,10 +24,12 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::calls::{Abuse, Calls};
+use super::streams::Streams;
 use super::dispatch::{Call, Handler};
 use crate::deadline;
 use crate::protocol::{
-    DRAIN_PING, FrameBuf, FrameCodec, FrameError, GoAwayReason, Kind, Payload, RequestHead, Status,
+    DRAIN_PING, FrameBuf, FrameCodec, FrameError, GoAwayReason, Hello, Kind, Payload, RequestHead,
+    Status,
 };
 use end::End;
 use held::HeldBack;
@@ -57,7 +59,8 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
         .with_budget(ReadBudget::new(shared.frame_budget.clone()));
     let handshake = tokio::select! {
         result = transport::handshake(
-            &mut reader, &mut w, true, config.handshake_timeout, config.max_frame,
+            &mut reader, &mut w, true, config.handshake_timeout,
+            Hello::ours(config.max_frame, config.stream_window),
         ) => result,
         _ = shared.drain.cancelled() => return,
     };
@@ -82,6 +85,8 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
         reply_limit: config.max_frame.min(theirs.accepts()),
         abuse: Abuse::new(config.abuse_limit, config.abuse_window),
         held: HeldBack::new(shared.frame_budget.clone()),
+        streams: Arc::default(),
+        send_window: theirs.stream_window(),
         drain: None,
         outbox,
         peer,
@@ -98,6 +103,10 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
     tracing::debug!(peer = %driver.peer, ?end, "connection closing");
     if let Some((reason, message)) = end.goaway() {
         let _ = driver.outbox.send(reason.encode(&message));
+    }
+    if let End::Killed = end {
+        // The grace period is over: streams still open end with a reason.
+        driver.streams.shut_down();
     }
     driver.calls.abort_all();
     // Aborted handlers may hold clones of the outbox a little longer.
@@ -121,6 +130,8 @@ struct Parked {
     budget: Duration,
     /// Its bytes' share of the server's frame budget, while it waits.
     grant: Option<Grant>,
+    /// It opens a stream: never run in the driver, however quick.
+    streaming: bool,
 }
 
 struct Driver {
@@ -136,6 +147,10 @@ struct Driver {
     reply_limit: usize,
     abuse: Abuse,
     held: HeldBack,
+    /// The streaming calls open on this connection.
+    streams: Arc<Streams>,
+    /// The stream window the client grants each stream we send it.
+    send_window: usize,
     drain: Option<Drain>,
     outbox: Outbox,
     peer: Peer,
@@ -375,6 +390,9 @@ impl Driver {
                     drain.settled = true;
                 }
             }
+            Kind::StreamItem | Kind::StreamEnd | Kind::StreamCredit => {
+                return self.on_stream_frame(frame);
+            }
             Kind::GoAway => {
                 // The client is leaving: finish what runs, take nothing new.
                 let drain = self.drain.get_or_insert(Drain {
@@ -425,30 +443,45 @@ impl Driver {
         if !start_now {
             HeldBack::own(&mut args);
         }
+        let Some(found) = self.shared.router.find(head.method_id) else {
+            self.unknown_method(id, head.method_id);
+            return None;
+        };
+        let desc = found.1;
+        // The budget counts from when the request arrived, not from when a
+        // handler slot freed up for it. A method that may run without a
+        // deadline (a watch) is not capped.
+        let budget = if desc.no_deadline {
+            head.budget
+        } else {
+            head.budget.min(config.max_budget)
+        };
+        let stream = if desc.streams() {
+            match self.open_stream(id, desc.name, budget) {
+                Some(stream) => Some(stream),
+                None => return None,
+            }
+        } else {
+            None
+        };
         let call = Call {
             id,
             args,
             max_frame: self.reply_limit,
+            stream,
         };
-        let Some((method, handler)) = self.shared.router.route(head.method_id, call) else {
-            let services = self.shared.router.service_names().join(", ");
-            let message = format!(
-                "no method with id {:#018x} (this server serves: {services})",
-                head.method_id
-            );
-            let _ = self.outbox.send(Status::UnknownMethod.reply(id, &message));
+        let Some(handler) = self.shared.router.start(found, call) else {
+            self.unknown_method(id, head.method_id);
             return None;
         };
-        // The budget counts from when the request arrived, not from when a
-        // handler slot freed up for it.
-        let budget = head.budget.min(config.max_budget);
         let request = Parked {
             id,
-            method,
+            method: desc.name,
             handler,
             deadline: deadline::after(received, budget),
             budget,
             grant,
+            streaming: desc.streams(),
         };
         if start_now {
             self.start(request, None, received, waker)
@@ -460,6 +493,15 @@ impl Driver {
     }
 }
 
+impl Driver {
+    fn unknown_method(&self, id: u64, method_id: u64) {
+        let services = self.shared.router.service_names().join(", ");
+        let message =
+            format!("no method with id {method_id:#018x} (this server serves: {services})");
+        let _ = self.outbox.send(Status::UnknownMethod.reply(id, &message));
+    }
+}
+
 /// The waker of the task running this future.
 async fn own_waker() -> Waker {
     std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await
@@ -468,6 +510,7 @@ async fn own_waker() -> Waker {
 mod end;
 mod handler;
 mod held;
+mod stream_frames;
 #[cfg(test)]
 mod tests;
 mod timers;

@@ -11,23 +11,48 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::id_map::IdMap;
+use super::streams::Registration;
 use crate::Error;
 use crate::codec;
 use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Payload, SERVER_COULD_NOT_ENCODE, Status};
+use crate::stream::{Encoder, Inbound, Stream};
 use crate::transport::Outgoing;
 
 /// A running handler: resolves to the encoded Response frame.
 pub type Handler = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
 
-/// An encoded Response frame, as a handler returns it.
+/// An encoded Response frame, as a handler returns it, and for a method
+/// that returns a stream, the stream that follows it.
 #[derive(Debug)]
-pub struct Reply(Outgoing);
+pub struct Reply {
+    frame: Outgoing,
+    stream: Option<Box<Following>>,
+}
+
+/// A stream to send after a Response.
+#[derive(Debug)]
+pub(crate) struct Following {
+    pub(crate) items: Encoder,
+    pub(crate) call: Arc<Registration>,
+}
 
 impl Reply {
+    fn unary(frame: Outgoing) -> Self {
+        Reply {
+            frame,
+            stream: None,
+        }
+    }
+
+    /// The Response frame, and the stream to send after it, if any.
+    pub(crate) fn into_parts(self) -> (Outgoing, Option<Box<Following>>) {
+        (self.frame, self.stream)
+    }
+
     /// The frame's bytes (for the bench hooks).
     #[cfg(feature = "hooks")]
     pub(crate) fn into_bytes(self) -> Bytes {
-        match self.0 {
+        match self.frame {
             Outgoing::Bytes(b) => b,
             Outgoing::Buf(f) => f.finish(),
         }
@@ -36,23 +61,31 @@ impl Reply {
 
 impl From<Bytes> for Reply {
     fn from(frame: Bytes) -> Self {
-        Reply(Outgoing::Bytes(frame))
+        Reply::unary(Outgoing::Bytes(frame))
     }
 }
 
-impl From<Reply> for Outgoing {
-    fn from(reply: Reply) -> Self {
-        reply.0
-    }
-}
-
-/// A method as it is named on the wire.
+/// A method as it is named on the wire, and its shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MethodDesc {
     /// `"Service.method"`.
     pub name: &'static str,
     /// The FNV-1a hash of `name` (see the protocol docs).
     pub id: u64,
+    /// It takes a stream from the client.
+    pub request_stream: bool,
+    /// It returns a stream.
+    pub response_stream: bool,
+    /// `#[rpc(no_deadline)]`: a call may ask for no deadline (else the
+    /// server caps every budget at its `max_budget`).
+    pub no_deadline: bool,
+}
+
+impl MethodDesc {
+    /// Whether a call of it opens a stream either way.
+    pub(crate) fn streams(&self) -> bool {
+        self.request_stream || self.response_stream
+    }
 }
 
 /// What `#[rpc::service]` implements for `{Trait}Server`. Not meant to be
@@ -72,6 +105,8 @@ pub struct Call {
     pub(crate) id: u64,
     pub(crate) args: Payload,
     pub(crate) max_frame: usize,
+    /// A streaming call's place among the connection's open streams.
+    pub(crate) stream: Option<Arc<Registration>>,
 }
 
 impl Call {
@@ -110,13 +145,57 @@ impl Call {
                 return Status::Decode.reply(self.id, &message).into();
             }
         };
-        Reply(Outgoing::Buf(frame))
+        Reply::unary(Outgoing::Buf(frame))
+    }
+
+    /// The stream the client sends with this call (an empty one for a call
+    /// that has none).
+    pub fn stream_arg<T: DeserializeOwned + Send + 'static>(&self) -> Stream<T> {
+        match &self.stream {
+            Some(call) => {
+                let open = &call.open;
+                let inbound = Inbound::new(open.flow.clone(), open.method, open.budget, None);
+                Stream::remote(inbound, codec::decode::<T>)
+            }
+            None => Stream::empty(),
+        }
+    }
+
+    /// The reply of a method that returns `stream`: a Response, then the
+    /// stream.
+    pub fn reply_stream<T: Serialize + Send + 'static>(&self, stream: Stream<T>) -> Reply {
+        self.followed_by(self.reply(&()), stream)
+    }
+
+    /// The reply of a method that returns `Result<Stream<T>, E>`: a Response
+    /// of `Ok(())` and then the stream, or of `Err(e)` and nothing more.
+    pub fn reply_stream_result<T: Serialize + Send + 'static, E: Serialize>(
+        &self,
+        out: Result<Stream<T>, E>,
+    ) -> Reply {
+        match out {
+            Ok(stream) => self.followed_by(self.reply(&Ok::<(), &E>(())), stream),
+            Err(e) => self.reply(&Err::<(), &E>(&e)),
+        }
+    }
+
+    fn followed_by<T: Serialize + Send + 'static>(&self, head: Reply, stream: Stream<T>) -> Reply {
+        let Some(call) = &self.stream else {
+            return head;
+        };
+        Reply {
+            stream: Some(Box::new(Following {
+                items: Encoder::new(stream),
+                call: call.clone(),
+            })),
+            ..head
+        }
     }
 }
 
 /// Finds the service and method name for a method id.
 pub(crate) struct Router {
-    routes: IdMap<(usize, &'static str)>,
+    routes: IdMap<(usize, MethodDesc)>,
     services: Vec<Arc<dyn Service>>,
 }
 
@@ -127,7 +206,8 @@ impl Router {
         let mut routes = IdMap::default();
         for (index, service) in services.iter().enumerate() {
             for m in service.methods() {
-                if let Some((_, other)) = routes.insert(m.id, (index, m.name)) {
+                if let Some((_, other)) = routes.insert(m.id, (index, *m)) {
+                    let other = other.name;
                     return Err(Error::Config(format!(
                         "`{}` and `{other}` have the same method id {:#018x}: \
                          is a service added twice? Pin another wire name with #[rpc(name = \"...\")]",
@@ -139,10 +219,19 @@ impl Router {
         Ok(Router { routes, services })
     }
 
-    /// The method's name and its handler, or `None` for an unknown id.
-    pub(crate) fn route(&self, method_id: u64, call: Call) -> Option<(&'static str, Handler)> {
-        let &(index, name) = self.routes.get(&method_id)?;
-        Some((name, self.services[index].call(method_id, call)?))
+    /// The method `method_id` names, or `None` for an unknown id.
+    pub(crate) fn find(&self, method_id: u64) -> Option<(usize, MethodDesc)> {
+        self.routes.get(&method_id).copied()
+    }
+
+    /// The handler of method `found` (from [`find`](Self::find)).
+    pub(crate) fn start(
+        &self,
+        found: (usize, MethodDesc),
+        call: Call,
+    ) -> Option<Handler> {
+        let (index, desc) = found;
+        self.services[index].call(desc.id, call)
     }
 
     pub(crate) fn service_names(&self) -> Vec<&'static str> {

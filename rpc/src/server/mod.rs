@@ -15,6 +15,7 @@ mod connection;
 pub(crate) mod dispatch;
 mod id_map;
 mod listener;
+mod streams;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ pub(crate) struct Config {
     pub(crate) abuse_limit: u32,
     pub(crate) abuse_window: Duration,
     pub(crate) write_batching: bool,
+    pub(crate) stream_window: usize,
+    pub(crate) max_streams_per_connection: usize,
 }
 
 impl Default for Config {
@@ -71,6 +74,8 @@ impl Default for Config {
             abuse_limit: 1_000,
             abuse_window: Duration::from_secs(10),
             write_batching: true,
+            stream_window: crate::stream::DEFAULT_WINDOW,
+            max_streams_per_connection: crate::stream::DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -157,6 +162,23 @@ impl Builder {
     /// finishes.
     pub fn max_handlers_per_connection(mut self, n: usize) -> Self {
         self.config.max_handlers_per_connection = n.max(1);
+        self
+    }
+
+    /// Bytes of a client's stream this server holds unconsumed, per stream
+    /// (default 256 KiB, at least 4 KiB): a client sends no more until the
+    /// handler takes some (see [`crate::stream`]).
+    pub fn stream_window(mut self, bytes: usize) -> Self {
+        self.config.stream_window = bytes.clamp(crate::protocol::MIN_MAX_FRAME, u32::MAX as usize);
+        self
+    }
+
+    /// Streaming calls open at once per connection (default 100); one more
+    /// is refused with `Overloaded`. They count among the
+    /// [`max_handlers_per_connection`](Self::max_handlers_per_connection)
+    /// too.
+    pub fn max_streams_per_connection(mut self, n: usize) -> Self {
+        self.config.max_streams_per_connection = n.max(1);
         self
     }
 

@@ -22,7 +22,7 @@ pub(crate) async fn handshake<R, W>(
     writer: &mut W,
     server: bool,
     timeout: Duration,
-    max_frame: usize,
+    ours: Hello,
 ) -> Result<Hello, Error>
 where
     R: AsyncRead + Unpin,
@@ -36,7 +36,7 @@ where
     let mut first_read = false;
     let exchange = async {
         if !server {
-            send_hello(writer, max_frame).await?;
+            send_hello(writer, ours).await?;
         }
         let first = reader.next().await;
         if let Some(Err(e)) = first {
@@ -60,7 +60,7 @@ where
         };
         if server {
             // Answer even on a version mismatch, so the client can name both versions.
-            send_hello(writer, max_frame).await?;
+            send_hello(writer, ours).await?;
         }
         if theirs.version != VERSION {
             let (client, srv) = if server {
@@ -85,7 +85,7 @@ where
     match outcome {
         Ok(outcome) => {
             if outcome.is_ok() {
-                reader.set_max_frame(max_frame);
+                reader.set_max_frame(ours.accepts());
             }
             outcome
         }
@@ -158,9 +158,9 @@ fn not_this_protocol(first: &[u8]) -> Error {
     ))
 }
 
-async fn send_hello<W: AsyncWrite + Unpin>(writer: &mut W, max_frame: usize) -> Result<(), Error> {
+async fn send_hello<W: AsyncWrite + Unpin>(writer: &mut W, ours: Hello) -> Result<(), Error> {
     writer
-        .write_all(&Hello::ours(max_frame).encode())
+        .write_all(&ours.encode())
         .await
         .map_err(|e| Error::io(CONTEXT, e))
 }
@@ -177,16 +177,22 @@ mod tests {
         let (r, mut w) = tokio::io::split(ours);
         let mut reader = FrameReader::new(r, FrameCodec::new(1 << 20));
         let peer = tokio::spawn(async move {
-            let mut hello = [0u8; 28];
+            let mut hello = [0u8; 32];
             theirs.read_exact(&mut hello).await.unwrap();
             let tiny = Hello {
                 max_frame: Some(100),
-                ..Hello::ours(MIN_MAX_FRAME)
+                ..Hello::ours(MIN_MAX_FRAME, crate::stream::DEFAULT_WINDOW)
             };
             theirs.write_all(&tiny.encode()).await.unwrap();
             theirs
         });
-        let err = handshake(&mut reader, &mut w, false, Duration::from_secs(5), 1 << 20)
+        let err = handshake(
+            &mut reader,
+            &mut w,
+            false,
+            Duration::from_secs(5),
+            Hello::ours(1 << 20, crate::stream::DEFAULT_WINDOW),
+        )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("below the minimum"), "{err}");
@@ -205,7 +211,8 @@ mod tests {
             let _ = tokio::time::timeout(hold, theirs.read_to_end(&mut Vec::new())).await;
         });
         let timeout = Duration::from_secs(10);
-        let err = handshake(&mut reader, &mut w, server, timeout, 16 << 20)
+        let ours = Hello::ours(16 << 20, crate::stream::DEFAULT_WINDOW);
+        let err = handshake(&mut reader, &mut w, server, timeout, ours)
             .await
             .unwrap_err();
         drop((reader, w));
@@ -257,7 +264,7 @@ mod tests {
                 .contains(r#"does not speak this RPC protocol; its first bytes were "hi\n""#),
             "{err}"
         );
-        let hello = Hello::ours(MIN_MAX_FRAME).encode();
+        let hello = Hello::ours(MIN_MAX_FRAME, crate::stream::DEFAULT_WINDOW).encode();
         let err = against(&hello[..20], true, Duration::from_secs(60)).await;
         let Error::Io { source, .. } = &err else {
             panic!("{err:?}")

@@ -12,7 +12,18 @@ use std::task::Waker;
 
 use tokio::time::Instant;
 
-use super::state::{Failure, State};
+use std::sync::Arc;
+
+use super::state::{Failure, Outcome, State};
+use crate::stream::Flow;
+
+/// A call whose deadline passed.
+pub(super) enum Expired {
+    /// Its caller, waiting for the Response, to wake (it finds the failure).
+    Caller(Waker),
+    /// The flow of the stream it was reading, to fail.
+    Stream(Arc<Flow>),
+}
 
 impl State {
     /// A call with deadline `at` was recorded: true if the timer must move
@@ -27,31 +38,41 @@ impl State {
     }
 
     /// Fails the calls whose deadline is `now` or before; returns their ids
-    /// and callers' wakers, and points the timer at the earliest deadline
-    /// left.
-    pub(super) fn expire(&mut self, now: Instant) -> Vec<(u64, Waker)> {
+    /// and what to tell of it once the lock is released (a caller's waker,
+    /// or the flow of a stream being read), and points the timer at the
+    /// earliest deadline left.
+    pub(super) fn expire(&mut self, now: Instant) -> Vec<(u64, Expired)> {
         let mut expired = Vec::new();
         let mut earliest: Option<Instant> = None;
         for (id, entry) in self.calls.iter_mut() {
-            if !entry.is_waiting() {
+            let streaming = matches!(entry.outcome, Outcome::Streaming);
+            if !entry.is_waiting() && !(streaming && entry.stream.is_some()) {
                 continue;
             }
-            if entry.deadline <= now {
-                if let Some(caller) = entry.settle(Err(Failure::Deadline)) {
-                    expired.push((id, caller));
+            if entry.deadline > now {
+                if earliest.is_none_or(|e| entry.deadline < e) {
+                    earliest = Some(entry.deadline);
                 }
-            } else if earliest.is_none_or(|e| entry.deadline < e) {
-                earliest = Some(entry.deadline);
+            } else if streaming {
+                // Taken out, so that it expires once; the stream's reader
+                // learns of it through the flow.
+                if let Some((flow, _)) = entry.stream.take() {
+                    expired.push((id, Expired::Stream(flow)));
+                }
+            } else if let Some(caller) = entry.settle(Err(Failure::Deadline)) {
+                expired.push((id, Expired::Caller(caller)));
             }
         }
         self.timer = earliest;
         expired
     }
 
-    /// Whether any call still waits for its outcome (keepalive pings only
-    /// then).
+    /// Whether any call still waits for its outcome or reads its stream
+    /// (keepalive pings only then).
     pub(super) fn any_waiting(&self) -> bool {
-        self.calls.iter().any(|(_, e)| e.is_waiting())
+        self.calls
+            .iter()
+            .any(|(_, e)| e.is_waiting() || matches!(e.outcome, Outcome::Streaming))
     }
 }
 
@@ -73,6 +94,7 @@ mod tests {
             let id = st.calls.insert(Entry {
                 deadline: at(ms),
                 outcome: Outcome::Waiting(futures::task::noop_waker()),
+                stream: None,
             });
             (id, st.note_deadline(at(ms)))
         };

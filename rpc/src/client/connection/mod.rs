@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use super::Config;
 use crate::Error;
-use crate::protocol::{FrameBuf, FrameCodec, Kind, LEN_PREFIX, RequestHead};
+use crate::protocol::{FrameBuf, FrameCodec, Hello, Kind, LEN_PREFIX, RequestHead};
 use crate::transport::{self, DIRECT_WRITE, FrameReader, Link, Outbox, Peer};
 use state::{Entry, Outcome, Shared, StateLane, wake};
 pub(crate) use state::{Failure, Reply};
@@ -40,6 +40,10 @@ pub(crate) struct Connection {
     shared: Arc<Shared>,
     /// The largest frame the server accepts (and we would send).
     send_limit: usize,
+    /// The stream windows: ours for what we receive, the server's for what
+    /// we send.
+    recv_window: usize,
+    send_window: usize,
     reader: JoinHandle<()>,
     peer: Peer,
 }
@@ -81,7 +85,7 @@ impl Connection {
             &mut write,
             false,
             config.handshake_timeout,
-            config.max_frame,
+            Hello::ours(config.max_frame, config.stream_window),
         )
         .await?;
         let shared = Arc::new(Shared::new(config.max_in_flight));
@@ -100,6 +104,8 @@ impl Connection {
             outbox,
             shared,
             send_limit: config.max_frame.min(theirs.accepts()),
+            recv_window: config.stream_window,
+            send_window: theirs.stream_window(),
             reader,
             peer,
         }))
@@ -108,13 +114,15 @@ impl Connection {
     /// Queues `request` as a call with `deadline`, telling the server it has
     /// `budget` left, if the connection takes calls and a
     /// slot under the in-flight cap is free (or `granted` one already).
-    /// `waker` is woken with the outcome.
+    /// `waker` is woken with the outcome. A streaming call (`stream`: whether
+    /// the server answers with a stream) gets its flow.
     pub(crate) fn try_send(
         self: Arc<Self>,
         request: &mut Encoded,
         deadline: Instant,
         budget: Duration,
         granted: bool,
+        stream: Option<bool>,
         waker: &Waker,
     ) -> Tried {
         // Recorded and queued under one lock (see `StateLane`).
@@ -151,6 +159,14 @@ impl Connection {
         let id = st.calls.insert(Entry {
             deadline,
             outcome: Outcome::Waiting(waker.clone()),
+            stream: None,
+        });
+        let flow = stream.map(|back| {
+            let flow = Arc::new(self.flow(id));
+            if let Some(entry) = st.calls.get_mut(id) {
+                entry.stream = Some((flow.clone(), back));
+            }
+            flow
         });
         let frame = request.patch(id, budget);
         // A small request is copied into the writer's batch and stays with
@@ -180,7 +196,22 @@ impl Connection {
             conn: self,
             id,
             done: false,
+            flow,
         })
+    }
+
+    /// A flow for streaming call `id`, sending through this connection's
+    /// writer (without keeping it alive).
+    fn flow(&self, id: u64) -> crate::stream::Flow {
+        let outbox = self.outbox.downgrade();
+        let send: crate::stream::SendFrame =
+            Box::new(move |frame| outbox.upgrade().is_some_and(|out| out.send(frame)));
+        crate::stream::Flow::new(id, self.recv_window, self.send_window, send)
+    }
+
+    /// The largest frame the server accepts.
+    pub(crate) fn send_limit(&self) -> usize {
+        self.send_limit
     }
 
     /// Waits in line for a slot under the in-flight cap, until `deadline`.
@@ -253,21 +284,33 @@ pub(crate) struct InFlight {
     id: u64,
     /// The outcome was taken (and the entry with it).
     done: bool,
+    /// A streaming call's flow.
+    flow: Option<Arc<crate::stream::Flow>>,
 }
 
 impl InFlight {
-    /// The call's outcome, once the reader has handed it over.
+    /// The call's outcome, once the reader has handed it over. A call
+    /// whose server answers with a stream stays in flight after an Ok
+    /// Response, until this is dropped.
     #[inline]
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Reply> {
         let polled = self.conn.shared.lock().poll_outcome(self.id, cx);
-        let (reply, next) = ready!(polled);
-        self.done = true;
-        wake(next);
-        Poll::Ready(reply)
+        let taken = ready!(polled);
+        self.done = !taken.kept;
+        wake(taken.next);
+        if let Some(flow) = taken.flow {
+            // The call is over: a producer still sending stops.
+            flow.close();
+        }
+        Poll::Ready(taken.reply)
     }
 
     pub(crate) fn connection(&self) -> &Arc<Connection> {
         &self.conn
+    }
+
+    pub(crate) fn flow(&self) -> Option<&Arc<crate::stream::Flow>> {
+        self.flow.as_ref()
     }
 }
 
@@ -276,10 +319,13 @@ impl Drop for InFlight {
         if self.done {
             return;
         }
-        let (running, next) = self.conn.shared.lock().abandon(self.id);
+        let (running, next, flow) = self.conn.shared.lock().abandon(self.id);
         wake(next);
-        // Still waiting: the server may be running it. (An expired call was
-        // cancelled by the reader already.)
+        if let Some(flow) = flow {
+            flow.close();
+        }
+        // Still waiting (or its stream still open): the server may be
+        // running it. (An expired call was cancelled by the reader already.)
         if running {
             let _ = self
                 .conn

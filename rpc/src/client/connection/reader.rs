@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::deadlines::Expired;
 use super::state::{Shared, StateLane};
+use crate::stream::{End, Flow};
 use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, Kind};
 use crate::transport::{
     BACKLOG_LIMIT, CLIENT_ALONE, FrameReader, Incoming, ReadHalf, Turns, WeakOutbox, Writer,
@@ -55,6 +57,7 @@ pub(super) async fn read_loop(
     let mut armed = false;
     // What the server's GoAway said, to say why when it then closes.
     let mut goaway: Option<String> = None;
+    let mut streams = StreamFrames::default();
     closing.reason = loop {
         // Frames already buffered are taken without a trip through `select!`
         // (polled with this task's own waker: see the server's driver).
@@ -180,6 +183,11 @@ pub(super) async fn read_loop(
                 }
             }
             Kind::Pong => {}
+            Kind::StreamItem | Kind::StreamEnd | Kind::StreamCredit => {
+                if let Err(why) = streams.on_frame(&shared, frame) {
+                    break why;
+                }
+            }
             other => {
                 break format!("protocol error: the server sent an unexpected {other:?} frame");
             }
@@ -201,8 +209,12 @@ impl Drop for Closing<'_> {
     fn drop(&mut self) {
         let reason: Arc<str> = std::mem::take(&mut self.reason).into();
         // The calls in flight fail; those in line for a slot go elsewhere.
-        let callers = self.shared.lock().close(reason);
+        let (callers, flows) = self.shared.lock().close(reason.clone());
         callers.into_iter().for_each(Waker::wake);
+        // Every stream on the connection ends with why: never silently.
+        for flow in flows {
+            flow.fail(End::Lost(reason.clone()));
+        }
         if let Some(out) = self.outbox.upgrade() {
             out.close();
         }
@@ -227,13 +239,16 @@ fn rearm(shared: &Shared, timer: std::pin::Pin<&mut tokio::time::Sleep>) -> bool
 /// their handlers), and records the earliest deadline left.
 fn expire(shared: &Shared, outbox: &WeakOutbox<StateLane>) {
     let now = Instant::now();
-    let expired: Vec<(u64, Waker)> = shared.lock().expire(now);
+    let expired = shared.lock().expire(now);
     let out = outbox.upgrade();
-    for (id, caller) in expired {
+    for (id, expired) in expired {
         if let Some(out) = &out {
             let _ = out.send(FrameBuf::new(Kind::Cancel, id, 0));
         }
-        caller.wake();
+        match expired {
+            Expired::Caller(caller) => caller.wake(),
+            Expired::Stream(flow) => flow.fail(End::DeadlineExceeded),
+        }
     }
 }
 
@@ -265,4 +280,59 @@ fn keepalive_check(
         return Keepalive::SendPing;
     }
     Keepalive::Fine
+}
+
+/// Hands the server's stream frames to their calls' flows. The flow of the
+/// last stream seen is kept, so a run of one stream's items costs one
+/// lookup (a call's id is never reused while its flow could be kept: see
+/// `slots.rs`).
+#[derive(Default)]
+struct StreamFrames {
+    last: Option<Arc<Flow>>,
+}
+
+impl StreamFrames {
+    fn on_frame(&mut self, shared: &Shared, frame: crate::protocol::Frame) -> Result<(), String> {
+        let id = frame.call_id;
+        let flow = match &self.last {
+            Some(flow) if flow.id() == id => flow.clone(),
+            _ => {
+                let found = shared.lock().stream_flow(id);
+                // A frame for a call that is over (it crossed our Cancel on
+                // the wire) is dropped.
+                let Some(flow) = found else {
+                    return Ok(());
+                };
+                self.last = Some(flow.clone());
+                flow
+            }
+        };
+        match frame.kind {
+            Kind::StreamItem => {
+                let item = crate::protocol::Payload::copy_small(&frame.payload)
+                    .unwrap_or(crate::protocol::Payload::Shared(frame.payload));
+                flow.push(item).map_err(|overrun| {
+                    format!(
+                        "protocol error: the server sent past the {}-byte window of stream {id}",
+                        overrun.window
+                    )
+                })
+            }
+            Kind::StreamEnd => {
+                flow.end(End::Peer(frame.payload.into()));
+                self.last = None;
+                Ok(())
+            }
+            _ => {
+                let bytes = <[u8; 4]>::try_from(&frame.payload[..]).map_err(|_| {
+                    format!(
+                        "protocol error: a StreamCredit of {} bytes (expected 4)",
+                        frame.payload.len()
+                    )
+                })?;
+                flow.credit(u32::from_be_bytes(bytes) as usize);
+                Ok(())
+            }
+        }
+    }
 }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::admission::Admission;
 use super::slots::Slots;
 use crate::protocol::Payload;
+use crate::stream::Flow;
 use crate::transport::{Lane, Pending};
 
 /// What a waiting caller receives: the Response payload, or why it never came.
@@ -31,6 +32,10 @@ pub(crate) enum Failure {
 pub(super) struct Entry {
     pub(super) deadline: Instant,
     pub(super) outcome: Outcome,
+    /// A streaming call's flow, and whether the server answers with a
+    /// stream (then the entry stays after the Response, until the stream
+    /// ends or is dropped).
+    pub(super) stream: Option<(Arc<Flow>, bool)>,
 }
 
 pub(super) enum Outcome {
@@ -38,6 +43,8 @@ pub(super) enum Outcome {
     Waiting(Waker),
     /// The outcome, for the caller to take (and remove the entry).
     Done(Reply),
+    /// The Response was taken and the server's stream follows it.
+    Streaming,
 }
 
 impl Entry {
@@ -46,17 +53,29 @@ impl Entry {
     /// there (the first one stands).
     #[inline]
     pub(super) fn settle(&mut self, reply: Reply) -> Option<Waker> {
+        match &self.outcome {
+            Outcome::Waiting(_) => {}
+            Outcome::Done(_) | Outcome::Streaming => return None,
+        }
         match std::mem::replace(&mut self.outcome, Outcome::Done(reply)) {
             Outcome::Waiting(waker) => Some(waker),
-            first @ Outcome::Done(_) => {
-                self.outcome = first;
-                None
-            }
+            _ => unreachable!("checked above"),
         }
     }
 
     pub(super) fn is_waiting(&self) -> bool {
         matches!(self.outcome, Outcome::Waiting(_))
+    }
+
+    /// Whether the server may still be running the call: no Response yet,
+    /// or its stream has not ended. (The flow's end is read without its
+    /// lock: see the lock order in `stream/flow.rs`.)
+    pub(super) fn is_open(&self) -> bool {
+        match self.outcome {
+            Outcome::Waiting(_) => true,
+            Outcome::Done(_) => false,
+            Outcome::Streaming => self.stream.as_ref().is_some_and(|(f, _)| !f.ended()),
+        }
     }
 }
 
@@ -64,6 +83,28 @@ impl Entry {
 pub(super) fn wake(waker: Option<Waker>) {
     if let Some(waker) = waker {
         waker.wake();
+    }
+}
+
+/// A call's outcome, taken by its caller.
+pub(super) struct Taken {
+    pub(super) reply: Reply,
+    /// The next caller in line for a slot, to wake.
+    pub(super) next: Option<Waker>,
+    /// The entry stays: a stream follows.
+    pub(super) kept: bool,
+    /// The flow of a streaming call that is over, to close.
+    pub(super) flow: Option<Arc<Flow>>,
+}
+
+impl Taken {
+    fn gone(reply: Reply, next: Option<Waker>, flow: Option<Arc<Flow>>) -> Self {
+        Taken {
+            reply,
+            next,
+            kept: false,
+            flow,
+        }
     }
 }
 
@@ -127,6 +168,12 @@ impl State {
         self.calls.get_mut(id)?.settle(reply)
     }
 
+    /// The flow of streaming call `id`, if it is open.
+    pub(super) fn stream_flow(&mut self, id: u64) -> Option<Arc<Flow>> {
+        let (flow, _) = self.calls.get_mut(id)?.stream.as_ref()?;
+        Some(flow.clone())
+    }
+
     /// The server sent GoAway: no new calls here. Returns the callers in
     /// line for a slot, to wake: they go elsewhere.
     pub(super) fn drain(&mut self) -> Vec<Waker> {
@@ -135,55 +182,86 @@ impl State {
     }
 
     /// The connection is dead: fails every call still waiting for an
-    /// outcome. Returns their wakers and those of the callers in line.
-    pub(super) fn close(&mut self, reason: Arc<str>) -> Vec<Waker> {
+    /// outcome. Returns their wakers and those of the callers in line, and
+    /// the flows of its streams, to fail once the lock is released.
+    pub(super) fn close(&mut self, reason: Arc<str>) -> (Vec<Waker>, Vec<Arc<Flow>>) {
         self.closed = Some(reason.clone());
-        let failed = self
-            .calls
-            .iter_mut()
-            .filter_map(|(_, e)| e.settle(Err(Failure::Closed(reason.clone()))));
-        let mut wake: Vec<Waker> = failed.collect();
+        let mut wake = Vec::new();
+        let mut flows = Vec::new();
+        for (_, entry) in self.calls.iter_mut() {
+            wake.extend(entry.settle(Err(Failure::Closed(reason.clone()))));
+            if let Some((flow, _)) = &entry.stream {
+                flows.push(flow.clone());
+            }
+        }
         wake.extend(self.admission.everyone_in_line());
-        wake
+        (wake, flows)
     }
 
     /// Takes call `id`'s outcome if it came (removing its entry and giving
-    /// back its slot), or keeps `cx`'s waker to be woken when it does. The
-    /// second waker returned is the next caller in line for the slot.
+    /// back its slot), or keeps `cx`'s waker to be woken when it does. What
+    /// else it returns: the next caller in line for the slot, to wake; and
+    /// the entry's fate: kept (a stream follows the Response) or gone.
     #[inline]
-    pub(super) fn poll_outcome(
-        &mut self,
-        id: u64,
-        cx: &mut Context<'_>,
-    ) -> Poll<(Reply, Option<Waker>)> {
+    pub(super) fn poll_outcome(&mut self, id: u64, cx: &mut Context<'_>) -> Poll<Taken> {
         let Some(entry) = self.calls.get_mut(id) else {
             // Entries leave only through their caller; never expected.
             let lost = Err(Failure::Closed("the call's entry was lost".into()));
-            return Poll::Ready((lost, None));
+            return Poll::Ready(Taken::gone(lost, None, None));
         };
-        if let Outcome::Waiting(waker) = &mut entry.outcome {
-            if !waker.will_wake(cx.waker()) {
-                waker.clone_from(cx.waker());
+        match &mut entry.outcome {
+            Outcome::Waiting(waker) => {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
+                return Poll::Pending;
             }
-            return Poll::Pending;
+            Outcome::Streaming => {
+                let lost = Err(Failure::Closed("the call's Response was taken".into()));
+                return Poll::Ready(Taken::gone(lost, None, None));
+            }
+            Outcome::Done(Ok(payload))
+                if entry.stream.as_ref().is_some_and(|(_, back)| *back)
+                    && payload.first() == Some(&0) =>
+            {
+                // An Ok Response: the server's stream follows it.
+                let Outcome::Done(reply) = std::mem::replace(&mut entry.outcome, Outcome::Streaming)
+                else {
+                    unreachable!("just matched")
+                };
+                return Poll::Ready(Taken {
+                    reply,
+                    next: None,
+                    kept: true,
+                    flow: None,
+                });
+            }
+            Outcome::Done(_) => {}
         }
         let Some(Entry {
             outcome: Outcome::Done(reply),
+            stream,
             ..
         }) = self.calls.remove(id)
         else {
             unreachable!("just seen done")
         };
-        Poll::Ready((reply, self.admission.release()))
+        let flow = stream.map(|(flow, _)| flow);
+        Poll::Ready(Taken::gone(reply, self.admission.release(), flow))
     }
 
-    /// Forgets call `id`, whose caller gave up before taking its outcome.
-    /// Returns whether the server may still be running it (it had no
-    /// outcome yet), and the next caller in line for the slot.
-    pub(super) fn abandon(&mut self, id: u64) -> (bool, Option<Waker>) {
+    /// Forgets call `id`, whose caller gave up before taking its outcome
+    /// (or whose stream is done with). Returns whether the server may still
+    /// be running it, the next caller in line for the slot, and the call's
+    /// flow, to close once the lock is released.
+    pub(super) fn abandon(&mut self, id: u64) -> (bool, Option<Waker>, Option<Arc<Flow>>) {
         match self.calls.remove(id) {
-            Some(entry) => (entry.is_waiting(), self.admission.release()),
-            None => (false, None),
+            Some(entry) => {
+                let open = entry.is_open();
+                let flow = entry.stream.map(|(flow, _)| flow);
+                (open, self.admission.release(), flow)
+            }
+            None => (false, None, None),
         }
     }
 }

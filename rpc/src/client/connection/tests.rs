@@ -24,7 +24,7 @@ async fn scripted_server() -> (
     let (ours, theirs) = tokio::io::duplex(1 << 16);
     let (sr, mut sw) = tokio::io::split(theirs);
     let mut server = FrameReader::new(sr, FrameCodec::new(1 << 16));
-    sw.write_all(&Hello::ours(16 << 20).encode()).await.unwrap();
+    sw.write_all(&Hello::ours(16 << 20, crate::stream::DEFAULT_WINDOW).encode()).await.unwrap();
     let conn = Connection::start(Link::new(ours, Peer::Memory), &Config::default())
         .await
         .unwrap();
@@ -70,7 +70,7 @@ async fn call(conn: Arc<Connection>, deadline: Instant) -> Result<Payload, Failu
             None => {
                 let tried =
                     conn.clone()
-                        .try_send(&mut request, deadline, budget, false, cx.waker());
+                        .try_send(&mut request, deadline, budget, false, None, cx.waker());
                 match tried {
                     Tried::Sent(call) => in_flight.insert(call),
                     _ => panic!("the request was not queued"),
@@ -228,6 +228,7 @@ async fn a_closed_connection_hands_the_request_back() {
         deadline,
         Duration::from_secs(5),
         false,
+        None,
         &waker,
     );
     assert!(matches!(tried, Tried::NotSent));

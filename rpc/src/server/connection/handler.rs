@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::task::{Poll, Waker};
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
@@ -13,7 +14,10 @@ use super::{Driver, End, Parked};
 use crate::context::Context;
 use crate::deadline;
 use crate::protocol::Status;
+use crate::error::panic_message;
 use crate::server::calls::Finish;
+use crate::server::dispatch::Following;
+use crate::stream;
 
 impl Driver {
     /// Starts a handler. On a current-thread runtime its first poll runs
@@ -37,6 +41,7 @@ impl Driver {
             deadline,
             budget,
             grant,
+            streaming,
         } = request;
         // Started (or answered below), the request no longer waits on the
         // frame budget: its bytes are the handler's now.
@@ -61,7 +66,7 @@ impl Driver {
         // task re-registers its waker on its first poll (a future wakes the
         // waker of its latest poll), so the driver at most sees one spurious
         // wake-up.
-        if self.inline_first_poll {
+        if self.inline_first_poll && !streaming {
             // Checked before the handler runs here; a spawned one is checked
             // by `insert_with` below, under the lock that records it.
             if self.calls.contains(id) {
@@ -71,7 +76,8 @@ impl Driver {
                 let reply = done.unwrap_or_else(|panic| {
                     Status::Panicked.reply(id, &panic_message(&*panic)).into()
                 });
-                let _ = self.outbox.send(reply);
+                // Not a streaming call: the reply is all there is.
+                let _ = self.outbox.send(reply.into_parts().0);
                 return None;
             }
         }
@@ -86,6 +92,7 @@ impl Driver {
         };
         let calls = self.calls.clone();
         let outbox = self.outbox.clone();
+        let reply_limit = self.reply_limit;
         self.next_seq += 1;
         let seq = self.next_seq;
         let started = self.calls.insert_with(id, seq, || {
@@ -104,15 +111,39 @@ impl Driver {
                         .reply(id, &format!("the handler ran past its {budget:?} budget"))
                         .into(),
                 };
-                calls.finish_with(id, seq, || {
-                    let _ = outbox.send(reply);
-                });
+                let (frame, following) = reply.into_parts();
+                match following {
+                    None => calls.finish_with(id, seq, || {
+                        let _ = outbox.send(frame);
+                    }),
+                    Some(following) => {
+                        // The handler slot is free again (the handler
+                        // returned); the stream keeps its call open.
+                        let _ = outbox.send(frame);
+                        send_stream(*following, deadline, budget, reply_limit).await;
+                        calls.finish(id, seq);
+                    }
+                }
                 // Done: no need for the guard to take the lock again.
                 finish.armed = false;
             })
             .abort_handle()
         });
         if started { None } else { duplicate() }
+    }
+}
+
+/// Sends the stream a handler returned, within the call's deadline.
+async fn send_stream(following: Following, deadline: Instant, budget: Duration, limit: usize) {
+    let Following { mut items, call } = following;
+    call.replying();
+    let flow = &call.open.flow;
+    if deadline::run_until(deadline, stream::pump(flow, &mut items, limit))
+        .await
+        .is_none()
+    {
+        let message = format!("the stream ran past its {budget:?} budget");
+        flow.finish(&Status::DeadlineExceeded.end_payload(&message));
     }
 }
 
@@ -131,15 +162,5 @@ impl<F: Future + Unpin> Future for Slotted<F> {
         cx: &mut std::task::Context<'_>,
     ) -> Poll<F::Output> {
         self.fut.poll_unpin(cx)
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a non-string panic payload".to_string()
     }
 }

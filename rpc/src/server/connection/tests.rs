@@ -41,6 +41,9 @@ impl Drop for Running {
 const FOREVER: MethodDesc = MethodDesc {
     name: "Wait.forever",
     id: method_id("Wait.forever"),
+    request_stream: false,
+    response_stream: false,
+    no_deadline: false,
 };
 
 impl Service for Wait {
@@ -93,7 +96,7 @@ impl Peer {
             started: Instant::now(),
         };
         if handshake {
-            peer.send(&Hello::ours(16 << 20).encode()).await;
+            peer.send(&Hello::ours(16 << 20, crate::stream::DEFAULT_WINDOW).encode()).await;
             assert_eq!(peer.next().await.unwrap().kind, Kind::Hello);
         }
         peer.started = Instant::now();

@@ -1,0 +1,193 @@
+//! Streaming calls on a [`Channel`]: what generated clients call for a
+//! method that takes or returns an [`rpc::Stream`](crate::Stream). A
+//! streaming call is one [`Attempt`] (its request, its flow, and a task
+//! that sends its stream, if it has one) that stays open after its Response
+//! while the server's stream is read. It is never retried or hedged: items
+//! cannot be sent twice, and a stream stays on the server it started on.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use super::Channel;
+use super::balanced::{Balancer, Chosen};
+use super::call::Attempt;
+use super::connection::InFlight;
+use super::method::Method;
+use super::reply::decode_response;
+use crate::codec;
+use crate::protocol::Payload;
+use crate::stream::{Encoder, Inbound, Stream};
+use crate::Error;
+
+/// A streaming call whose Response came.
+pub(super) struct Opened {
+    method: &'static str,
+    /// The Response payload.
+    payload: Payload,
+    /// The call, open while the server's stream is read.
+    call: Option<InFlight>,
+    budget: Duration,
+}
+
+impl Opened {
+    /// Runs `attempt` (none: a balanced channel with no server to choose)
+    /// until its Response, reporting to the balancer if there is one.
+    pub(super) async fn open(
+        method: &'static str,
+        attempt: Option<Attempt>,
+        mut report: Option<Reporting>,
+    ) -> Result<Opened, Error> {
+        let Some(mut attempt) = attempt else {
+            let why = "the balanced channel has no endpoints (discovery found none yet)";
+            return Err(Error::disconnected(method, why, false));
+        };
+        let result = (&mut attempt).await;
+        if let Some(report) = &mut report {
+            report.done(result.is_ok() || matches!(result, Err(Error::DeadlineExceeded { .. })));
+        }
+        Ok(Opened {
+            method,
+            payload: result?,
+            call: attempt.take_open(),
+            budget: attempt.budget(),
+        })
+    }
+
+    /// The Response's value, or the error it carries.
+    fn head<R>(&mut self, decode: fn(&[u8]) -> Result<R, String>) -> Result<R, Error> {
+        let payload = std::mem::replace(&mut self.payload, Payload::Shared(Default::default()));
+        decode_response(self.method, self.budget, payload, decode)
+    }
+
+    /// The server's stream, read through the open call.
+    fn into_stream<T>(mut self) -> Result<Stream<T>, Error>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let call = self.call.take();
+        let Some(flow) = call.as_ref().and_then(|c| c.flow()).cloned() else {
+            let why = "the server's Response came without its stream";
+            return Err(Error::disconnected(self.method, why, true));
+        };
+        let call = call.map(|c| Box::new(c) as Box<dyn Send + Sync>);
+        let inbound = Inbound::new(flow, self.method, self.budget, call);
+        Ok(Stream::remote(inbound, codec::decode::<T>))
+    }
+}
+
+impl Channel {
+    /// A call of a method that returns `rpc::Stream<T>`, sending `outbound`
+    /// if the method takes a stream too. Generated clients call this.
+    #[doc(hidden)]
+    pub fn stream<A, C, T>(
+        &self,
+        method: Method,
+        args: &A,
+        outbound: Option<Stream<C>>,
+    ) -> impl Future<Output = Result<Stream<T>, Error>> + Send + 'static
+    where
+        A: Serialize + ?Sized,
+        C: Serialize + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
+        let open = self.open(method, args, true, outbound.map(Encoder::new));
+        async move {
+            let mut opened = open.await?;
+            opened.head(codec::decode_flat::<()>)?;
+            opened.into_stream()
+        }
+    }
+
+    /// As [`stream`](Self::stream), for a method that returns
+    /// `Result<rpc::Stream<T>, E>`: an `Err` from the handler comes instead
+    /// of the stream.
+    #[doc(hidden)]
+    pub fn stream_result<A, C, T, E>(
+        &self,
+        method: Method,
+        args: &A,
+        outbound: Option<Stream<C>>,
+    ) -> impl Future<Output = Result<Result<Stream<T>, E>, Error>> + Send + 'static
+    where
+        A: Serialize + ?Sized,
+        C: Serialize + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+        E: DeserializeOwned + Send + 'static,
+    {
+        let open = self.open(method, args, true, outbound.map(Encoder::new));
+        async move {
+            let mut opened = open.await?;
+            match opened.head(codec::decode::<Result<(), E>>)? {
+                Ok(()) => opened.into_stream().map(Ok),
+                // No stream follows an `Err`: the call is over (dropping it
+                // sends no Cancel, as the server ended it).
+                Err(e) => Ok(Err(e)),
+            }
+        }
+    }
+
+    /// A call of a method that takes `outbound` and returns a value, decoded
+    /// as an `R` and turned into a `T`. Generated clients call this.
+    #[doc(hidden)]
+    pub fn upload<A, C, R, T>(
+        &self,
+        method: Method,
+        args: &A,
+        outbound: Stream<C>,
+        map: fn(R) -> T,
+    ) -> impl Future<Output = Result<T, Error>> + Send + 'static
+    where
+        A: Serialize + ?Sized,
+        C: Serialize + Send + 'static,
+        R: DeserializeOwned + 'static,
+        T: 'static,
+    {
+        let open = self.open(method, args, false, Some(Encoder::new(outbound)));
+        async move {
+            let mut opened = open.await?;
+            opened.head(codec::decode::<R>).map(map)
+        }
+    }
+}
+
+/// A balanced streaming call's report on the server chosen for it: how long
+/// its Response took and whether it came. What happens after (a stream may
+/// last hours) says nothing of the server's latency.
+pub(super) struct Reporting {
+    balancer: Arc<Balancer>,
+    chosen: Chosen,
+    started: Instant,
+    done: bool,
+}
+
+impl Reporting {
+    pub(super) fn new(balancer: Arc<Balancer>, chosen: Chosen) -> Self {
+        chosen.member.load.start();
+        Reporting {
+            balancer,
+            chosen,
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
+    fn done(&mut self, answered: bool) {
+        self.done = true;
+        let rtt = self.started.elapsed();
+        self.balancer.report(&self.chosen.member, rtt, answered);
+    }
+}
+
+impl Drop for Reporting {
+    fn drop(&mut self) {
+        if !self.done {
+            self.balancer
+                .abandoned(&self.chosen.member, self.chosen.probe);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The driver's part in streaming calls: opening one when its request
+//! arrives, and handing each of the client's stream frames to its call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Driver, End};
+use crate::protocol::{Frame, Kind, Payload, Status};
+use crate::server::streams::Registration;
+use crate::stream::{End as StreamEnd, Flow, SendFrame};
+
+impl Driver {
+    /// Registers streaming call `id`, or refuses it (`None`, the client
+    /// answered) when the connection has as many open as it may.
+    pub(super) fn open_stream(
+        &self,
+        id: u64,
+        method: &'static str,
+        budget: Duration,
+    ) -> Option<Arc<Registration>> {
+        let config = &self.shared.config;
+        if self.streams.len() >= config.max_streams_per_connection {
+            let message = format!(
+                "{} streams are open on this connection, the server's max_streams_per_connection",
+                config.max_streams_per_connection
+            );
+            let _ = self.outbox.send(Status::Overloaded.reply(id, &message));
+            return None;
+        }
+        let outbox = self.outbox.clone();
+        let send: SendFrame = Box::new(move |frame| outbox.send(frame));
+        let flow = Flow::new(id, config.stream_window, self.send_window, send);
+        Some(self.streams.register(flow, method, budget))
+    }
+
+    /// A StreamItem, StreamEnd or StreamCredit from the client. One for a
+    /// call that is over (it crossed the call's end on the wire) is
+    /// dropped; one past the stream's window breaks the protocol.
+    pub(super) fn on_stream_frame(&mut self, frame: Frame) -> Option<End> {
+        let Some(open) = self.streams.get(frame.call_id) else {
+            return None;
+        };
+        let flow = &open.flow;
+        match frame.kind {
+            Kind::StreamItem => {
+                let item = Payload::copy_small(&frame.payload)
+                    .unwrap_or(Payload::Shared(frame.payload));
+                if let Err(overrun) = flow.push(item) {
+                    return Some(End::Protocol(format!(
+                        "the client sent past the {}-byte window of stream {}",
+                        overrun.window, frame.call_id
+                    )));
+                }
+            }
+            Kind::StreamEnd => flow.end(StreamEnd::Peer(frame.payload.into())),
+            Kind::StreamCredit => {
+                let Ok(bytes) = <[u8; 4]>::try_from(&frame.payload[..]) else {
+                    return Some(End::Protocol(format!(
+                        "a StreamCredit of {} bytes (expected 4)",
+                        frame.payload.len()
+                    )));
+                };
+                flow.credit(u32::from_be_bytes(bytes) as usize);
+            }
+            _ => unreachable!("only stream frames are passed here"),
+        }
+        None
+    }
+}

@@ -1,0 +1,345 @@
+//! One streaming call's flow control, as one side sees it: the items the
+//! peer sent that the application has not taken (the inbox), and the credit
+//! left for the items this side sends. Both sides of a connection use the
+//! same type; the connection's reader (or the server's driver) feeds it the
+//! peer's StreamItem, StreamEnd and StreamCredit frames.
+//!
+//! **Credit.** Each side grants the other a window of bytes per stream
+//! (its Hello says how many). A sender may send an item while the bytes it
+//! sent and has not had credited back are fewer than the window, so an item
+//! larger than the whole window still goes out (alone) and big items cannot
+//! deadlock; what is sent and not yet consumed never exceeds the window plus
+//! one item. The receiver credits bytes back as the application *takes*
+//! items, not as they arrive, so a slow consumer holds its producer back. A
+//! peer that sends past its credit breaks the protocol: the connection
+//! closes, so no peer can make this side buffer more than the window.
+//!
+//! Lock order: a flow's lock is never taken while the client connection's
+//! state lock is held (sending a frame takes that lock), and no other lock
+//! is taken under a flow's lock except the writer's, to queue a frame.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use crate::protocol::{FrameBuf, HEADER_LEN, Kind, LEN_PREFIX, Payload};
+use crate::transport::Outgoing;
+
+/// Queues a frame for the peer; false once the connection's writer ended.
+pub(crate) type SendFrame = Box<dyn Fn(Outgoing) -> bool + Send + Sync>;
+
+/// Bytes an item counts for against the window: its whole frame, so that
+/// empty items are not free.
+pub(crate) fn item_cost(payload_len: usize) -> usize {
+    LEN_PREFIX + HEADER_LEN + payload_len
+}
+
+/// How a stream ended, as its consumer learns it.
+#[derive(Debug, Clone)]
+pub(crate) enum End {
+    /// The peer's StreamEnd: its payload (a status byte, then what that
+    /// status carries; status 0 is a normal end).
+    Peer(Payload),
+    /// The connection was lost, for this reason.
+    Lost(Arc<str>),
+    /// This side gave up on the call (its deadline passed).
+    DeadlineExceeded,
+}
+
+/// The peer sent more than the window allows.
+#[derive(Debug)]
+pub(crate) struct Overrun {
+    pub(crate) window: usize,
+}
+
+pub(crate) struct Flow {
+    id: u64,
+    state: Mutex<State>,
+    send: SendFrame,
+    /// The peer's stream has ended (or failed): read without the lock, by
+    /// code that holds the connection's state lock (see the lock order).
+    ended: AtomicBool,
+}
+
+struct State {
+    /// Items received, oldest first.
+    inbox: VecDeque<Payload>,
+    /// Bytes received and not yet credited back.
+    received: usize,
+    recv_window: usize,
+    /// How the peer's stream ended; items still in the inbox come first.
+    end: Option<End>,
+    /// Nothing reads the inbox any more: items are dropped as they come.
+    discard: bool,
+    consumer: Option<Waker>,
+    /// Bytes sent and not yet credited back.
+    sent: usize,
+    send_window: usize,
+    /// The peer takes no more items from this side (the call is over).
+    send_closed: bool,
+    producer: Option<Waker>,
+}
+
+impl std::fmt::Debug for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flow").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Flow {
+    /// The flow of call `id`, receiving under `recv_window` (ours) and
+    /// sending under `send_window` (the peer's), queuing frames with `send`.
+    pub(crate) fn new(id: u64, recv_window: usize, send_window: usize, send: SendFrame) -> Self {
+        Flow {
+            id,
+            state: Mutex::new(State {
+                inbox: VecDeque::new(),
+                received: 0,
+                recv_window,
+                end: None,
+                discard: false,
+                consumer: None,
+                sent: 0,
+                send_window,
+                send_closed: false,
+                producer: None,
+            }),
+            send,
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the stream this side receives has ended (cleanly or not).
+    pub(crate) fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The state, also after a panic elsewhere while it was held (every
+    /// change is complete before anything that can panic).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ---- receiving: the peer's frames, and the application taking items ----
+
+    /// A StreamItem from the peer. An error if the peer sent past its
+    /// credit; an item after the end is dropped.
+    pub(crate) fn push(&self, item: Payload) -> Result<(), Overrun> {
+        let mut st = self.lock();
+        if st.end.is_some() || st.discard {
+            return Ok(());
+        }
+        if st.received >= st.recv_window {
+            return Err(Overrun {
+                window: st.recv_window,
+            });
+        }
+        st.received += item_cost(item.len());
+        st.inbox.push_back(item);
+        let consumer = st.consumer.take();
+        drop(st);
+        wake(consumer);
+        Ok(())
+    }
+
+    /// The peer's stream ended (the first end stands).
+    pub(crate) fn end(&self, end: End) {
+        let mut st = self.lock();
+        if st.end.is_none() {
+            st.end = Some(end);
+            self.ended.store(true, Ordering::Release);
+        }
+        let consumer = st.consumer.take();
+        drop(st);
+        wake(consumer);
+    }
+
+    /// Moves every item received into `into`; the end once there are no
+    /// items left; or registers `cx` to be woken when either comes.
+    pub(crate) fn poll_take(
+        &self,
+        cx: &mut Context<'_>,
+        into: &mut VecDeque<Payload>,
+    ) -> Poll<Option<End>> {
+        let mut st = self.lock();
+        if !st.inbox.is_empty() {
+            if into.is_empty() {
+                std::mem::swap(into, &mut st.inbox);
+            } else {
+                into.append(&mut st.inbox);
+            }
+            return Poll::Ready(None);
+        }
+        if let Some(end) = &st.end {
+            return Poll::Ready(Some(end.clone()));
+        }
+        match &mut st.consumer {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Credits `bytes` the application has taken back to the peer.
+    pub(crate) fn grant(&self, bytes: usize) {
+        let mut st = self.lock();
+        if st.end.is_some() {
+            return;
+        }
+        st.received = st.received.saturating_sub(bytes);
+        drop(st);
+        let mut f = FrameBuf::new(Kind::StreamCredit, self.id, 4);
+        f.extend_from_slice(&u32::try_from(bytes).unwrap_or(u32::MAX).to_be_bytes());
+        (self.send)(f.into());
+    }
+
+    /// The window of bytes granted per grant: credit goes back once this
+    /// much was taken, not per item.
+    pub(crate) fn grant_threshold(&self) -> usize {
+        (self.lock().recv_window / 4).max(1)
+    }
+
+    // ---- sending: our items, and the peer's credit ----
+
+    /// A StreamCredit from the peer.
+    pub(crate) fn credit(&self, bytes: usize) {
+        let mut st = self.lock();
+        st.sent = st.sent.saturating_sub(bytes);
+        let producer = st.producer.take();
+        drop(st);
+        wake(producer);
+    }
+
+    /// Ready once an item may be sent (`Ok`), or the peer takes no more
+    /// (`Err`); registers `cx` either way, so that [`close`](Self::close)
+    /// wakes a producer that waits for its own next item.
+    pub(crate) fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Closed>> {
+        let mut st = self.lock();
+        if st.send_closed {
+            return Poll::Ready(Err(Closed));
+        }
+        match &mut st.producer {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        if st.sent < st.send_window {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Queues one item's frame (its call id is set here); false if the peer
+    /// takes no more.
+    pub(crate) fn send_item(&self, mut frame: FrameBuf) -> bool {
+        frame.set_call_id(self.id);
+        let mut st = self.lock();
+        if st.send_closed {
+            return false;
+        }
+        st.sent += frame.len();
+        // Queued under the flow's lock, so that nothing follows an end
+        // sent by `finish`.
+        (self.send)(frame.into())
+    }
+
+    /// Sends this side's StreamEnd (`payload`: a status byte and what it
+    /// carries) unless the sending half is closed already, and closes it.
+    /// True if this call sent it.
+    pub(crate) fn finish(&self, payload: &[u8]) -> bool {
+        let mut st = self.lock();
+        if std::mem::replace(&mut st.send_closed, true) {
+            return false;
+        }
+        let mut f = FrameBuf::new(Kind::StreamEnd, self.id, payload.len());
+        f.extend_from_slice(payload);
+        (self.send)(f.into());
+        true
+    }
+
+    /// The application dropped the stream it received: what is buffered
+    /// goes, and what still arrives is dropped.
+    pub(crate) fn stop_receiving(&self) {
+        let mut st = self.lock();
+        st.discard = true;
+        st.inbox = VecDeque::new();
+    }
+
+    /// The call is over for this side: no more items go out, and a producer
+    /// waiting is woken to stop. Items not yet taken stay readable.
+    pub(crate) fn close(&self) {
+        let mut st = self.lock();
+        st.send_closed = true;
+        let producer = st.producer.take();
+        drop(st);
+        wake(producer);
+    }
+
+    /// The connection or the call failed: the consumer sees `end` after the
+    /// items it already has, and the producer stops.
+    pub(crate) fn fail(&self, end: End) {
+        self.close();
+        self.end(end);
+    }
+}
+
+/// The peer takes no more items.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+fn wake(waker: Option<Waker>) {
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn flow(window: usize) -> (Flow, Arc<AtomicUsize>) {
+        let frames = Arc::new(AtomicUsize::new(0));
+        let counted = frames.clone();
+        let send: SendFrame = Box::new(move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            true
+        });
+        (Flow::new(7, window, window, send), frames)
+    }
+
+    #[test]
+    fn a_peer_sending_past_the_window_is_refused_and_credit_reopens_it() {
+        let (flow, _) = flow(100);
+        // 14 bytes of frame each: the 8th starts at 98 < 100, the 9th at 112.
+        for _ in 0..8 {
+            flow.push(Payload::copy_small(&[]).unwrap()).unwrap();
+        }
+        assert!(flow.push(Payload::copy_small(&[]).unwrap()).is_err());
+        flow.grant(item_cost(0));
+        flow.push(Payload::copy_small(&[]).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_sender_may_send_one_item_larger_than_the_window() {
+        let (flow, frames) = flow(100);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(flow.poll_send_ready(&mut cx), Poll::Ready(Ok(()))));
+        let mut big = FrameBuf::new(Kind::StreamItem, 0, 1000);
+        big.extend_from_slice(&[0; 1000]);
+        assert!(flow.send_item(big));
+        assert!(flow.poll_send_ready(&mut cx).is_pending(), "no credit left");
+        flow.credit(1014);
+        assert!(matches!(flow.poll_send_ready(&mut cx), Poll::Ready(Ok(()))));
+        assert!(flow.finish(&[0]));
+        assert!(!flow.finish(&[0]), "one end only");
+        assert!(matches!(flow.poll_send_ready(&mut cx), Poll::Ready(Err(Closed))));
+        assert_eq!(frames.load(Ordering::Relaxed), 2);
+    }
+}

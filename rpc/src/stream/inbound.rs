@@ -1,0 +1,119 @@
+//! The receiving end of a stream: takes the items its flow received, credits
+//! them back as the application takes them, and turns the stream's end into
+//! `None` or one last error.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use super::flow::{End, Flow, item_cost};
+use crate::Error;
+use crate::protocol::{Payload, Status};
+
+/// Items of one stream as they arrive, for [`super::Stream`] to decode.
+pub(crate) struct Inbound {
+    flow: Arc<Flow>,
+    /// Items taken from the flow in one go, not yet handed out.
+    local: VecDeque<Payload>,
+    /// Bytes handed out and not yet credited back.
+    taken: usize,
+    threshold: usize,
+    method: &'static str,
+    /// The call's budget, for a deadline error.
+    budget: Duration,
+    ended: bool,
+    /// What keeps the call open while its stream is read (a client's call
+    /// in flight, whose drop cancels the call), if anything.
+    _call: Option<Box<dyn Send + Sync>>,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, call {}", self.method, self.flow.id())
+    }
+}
+
+impl Inbound {
+    pub(crate) fn new(
+        flow: Arc<Flow>,
+        method: &'static str,
+        budget: Duration,
+        call: Option<Box<dyn Send + Sync>>,
+    ) -> Self {
+        Inbound {
+            threshold: flow.grant_threshold(),
+            flow,
+            local: VecDeque::new(),
+            taken: 0,
+            method,
+            budget,
+            ended: false,
+            _call: call,
+        }
+    }
+
+    pub(crate) fn method(&self) -> &'static str {
+        self.method
+    }
+
+    /// The next item's bytes, or the error that ended the stream.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Payload, Error>>> {
+        loop {
+            if let Some(item) = self.local.pop_front() {
+                self.taken += item_cost(item.len());
+                if self.taken >= self.threshold {
+                    self.flow.grant(std::mem::take(&mut self.taken));
+                }
+                return Poll::Ready(Some(Ok(item)));
+            }
+            if self.ended {
+                return Poll::Ready(None);
+            }
+            let Some(end) = ready!(self.flow.poll_take(cx, &mut self.local)) else {
+                continue;
+            };
+            self.ended = true;
+            // The call is over: release what keeps it open (a client's
+            // call ended cleanly sends no Cancel).
+            self._call = None;
+            if let Some(e) = self.end_error(end) {
+                return Poll::Ready(Some(Err(e)));
+            }
+        }
+    }
+
+    fn end_error(&self, end: End) -> Option<Error> {
+        let method = self.method;
+        match end {
+            End::Peer(payload) => {
+                let (&status, body) = payload.split_first()?;
+                if status == Status::Ok as u8 {
+                    return None;
+                }
+                Some(crate::error::from_status(
+                    method,
+                    self.budget,
+                    "stream item",
+                    status,
+                    body,
+                    true,
+                ))
+            }
+            End::Lost(reason) => Some(Error::disconnected(method, reason, true)),
+            End::DeadlineExceeded => Some(Error::DeadlineExceeded {
+                method,
+                budget: self.budget,
+            }),
+        }
+    }
+}
+
+impl Drop for Inbound {
+    /// A stream dropped before its end takes no more. On the client the
+    /// call goes with it (its Cancel stops the server's producer); on the
+    /// server a handler may drop what it receives and go on sending.
+    fn drop(&mut self) {
+        self.flow.stop_receiving();
+    }
+}
