@@ -441,7 +441,7 @@ async fn a_server_speaking_another_version_is_named_in_the_error() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
-        let mut hello = [0u8; 28];
+        let mut hello = [0u8; 32];
         s.read_exact(&mut hello).await.unwrap();
         hello[19] = 2; // the version's low byte: v2
         s.write_all(&hello).await.unwrap();

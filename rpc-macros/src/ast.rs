@@ -8,8 +8,11 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Ident, Item, ItemTrait, LitStr, TraitItem, TraitItemFn, Type};
 
 mod options;
+mod shapes;
 
 pub(crate) use options::MethodOptions;
+use shapes::{is_byte_vec, is_primitive, is_u8, stream_result};
+pub(crate) use shapes::{stream_item, stream_path_item, ungroup};
 
 /// The service: one annotated trait.
 pub(crate) struct Service<'a> {
@@ -67,6 +70,9 @@ pub(crate) enum ArgKind<'a> {
     Ref,
     /// `&mut T` (refused by validation).
     RefMut,
+    /// `rpc::Stream<T>` by value, with its item type: sent item by item
+    /// after the call starts, not in the arguments' tuple.
+    Stream(&'a Type),
 }
 
 /// How the return value travels.
@@ -77,6 +83,15 @@ pub(crate) enum Output<'a> {
     Value(&'a Type),
     /// `Vec<u8>`: one block of bytes.
     Bytes(&'a Type),
+    /// `rpc::Stream<T>`: the reply is a stream of `item`s.
+    Stream { ty: &'a Type, item: &'a Type },
+    /// `Result<rpc::Stream<T>, E>`: a stream of `item`s, or the
+    /// application's `error` instead of one.
+    StreamResult {
+        ty: &'a Type,
+        item: &'a Type,
+        error: &'a Type,
+    },
 }
 
 /// Attributes that describe an item and are copied to generated items.
@@ -221,12 +236,43 @@ impl<'a> Method<'a> {
     pub(crate) fn cfgs(&self) -> impl Iterator<Item = &&'a Attribute> {
         self.attrs.iter().filter(|a| a.path().is_ident("cfg"))
     }
+
+    /// The arguments that travel in the call's tuple: all but the stream.
+    pub(crate) fn tuple_args(&self) -> impl Iterator<Item = &Arg<'a>> {
+        self.args
+            .iter()
+            .filter(|a| !matches!(a.kind, ArgKind::Stream(_)))
+    }
+
+    /// The stream argument and its item type (the first one: validation
+    /// refuses a second).
+    pub(crate) fn stream_arg(&self) -> Option<(&Arg<'a>, &'a Type)> {
+        self.args.iter().find_map(|a| match a.kind {
+            ArgKind::Stream(item) => Some((a, item)),
+            _ => None,
+        })
+    }
+
+    /// Whether the reply is a stream (possibly inside a `Result`).
+    pub(crate) fn returns_stream(&self) -> bool {
+        matches!(
+            self.output,
+            Output::Stream { .. } | Output::StreamResult { .. }
+        )
+    }
+
+    /// Whether anything of the call travels as a stream.
+    pub(crate) fn is_streaming(&self) -> bool {
+        self.returns_stream() || self.stream_arg().is_some()
+    }
 }
 
 impl<'a> ArgKind<'a> {
     fn of(ty: &'a Type) -> Self {
         let Type::Reference(r) = ungroup(ty) else {
-            return if is_byte_vec(ty) {
+            return if let Some(item) = stream_item(ty) {
+                ArgKind::Stream(item)
+            } else if is_byte_vec(ty) {
                 ArgKind::Bytes
             } else {
                 ArgKind::Owned
@@ -258,8 +304,17 @@ impl<'a> Output<'a> {
     fn of(output: &'a syn::ReturnType) -> Self {
         match output {
             syn::ReturnType::Default => Output::Unit,
-            syn::ReturnType::Type(_, ty) if is_byte_vec(ty) => Output::Bytes(ty),
-            syn::ReturnType::Type(_, ty) => Output::Value(ty),
+            syn::ReturnType::Type(_, ty) => {
+                if let Some(item) = stream_item(ty) {
+                    Output::Stream { ty, item }
+                } else if let Some((item, error)) = stream_result(ty) {
+                    Output::StreamResult { ty, item, error }
+                } else if is_byte_vec(ty) {
+                    Output::Bytes(ty)
+                } else {
+                    Output::Value(ty)
+                }
+            }
         }
     }
 
@@ -267,7 +322,10 @@ impl<'a> Output<'a> {
     pub(crate) fn ty(&self) -> Option<&'a Type> {
         match *self {
             Output::Unit => None,
-            Output::Value(ty) | Output::Bytes(ty) => Some(ty),
+            Output::Value(ty)
+            | Output::Bytes(ty)
+            | Output::Stream { ty, .. }
+            | Output::StreamResult { ty, .. } => Some(ty),
         }
     }
 }
@@ -277,76 +335,6 @@ impl Arg<'_> {
     pub(crate) fn span(&self) -> Span {
         self.ty.span()
     }
-}
-
-/// Sees through the invisible groups that `macro_rules!` wraps around types.
-pub(crate) fn ungroup(ty: &Type) -> &Type {
-    match ty {
-        Type::Group(g) => ungroup(&g.elem),
-        Type::Paren(p) => ungroup(&p.elem),
-        _ => ty,
-    }
-}
-
-fn is_u8(ty: &Type) -> bool {
-    is_primitive(ty, "u8")
-}
-
-/// `name`, or `core::primitive::name` / `std::primitive::name`.
-fn is_primitive(ty: &Type, name: &str) -> bool {
-    let Type::Path(p) = ungroup(ty) else {
-        return false;
-    };
-    if p.qself.is_some() || p.path.segments.iter().any(|s| !s.arguments.is_none()) {
-        return false;
-    }
-    let names: Vec<String> = p
-        .path
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
-    match names.as_slice() {
-        [only] => p.path.leading_colon.is_none() && only == name,
-        [krate, module, last] => {
-            (krate == "core" || krate == "std") && module == "primitive" && last == name
-        }
-        _ => false,
-    }
-}
-
-/// `Vec<u8>`, `std::vec::Vec<u8>` or `alloc::vec::Vec<u8>`, as written: a
-/// macro sees tokens, not types, so a user type named `Vec` would be taken for
-/// the standard one (and give a type error naming `ByteBuf`).
-fn is_byte_vec(ty: &Type) -> bool {
-    let Type::Path(p) = ungroup(ty) else {
-        return false;
-    };
-    if p.qself.is_some() {
-        return false;
-    }
-    let names: Vec<String> = p
-        .path
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
-    let known = match names.as_slice() {
-        [vec] => p.path.leading_colon.is_none() && vec == "Vec",
-        [krate, module, vec] => {
-            (krate == "std" || krate == "alloc") && module == "vec" && vec == "Vec"
-        }
-        _ => false,
-    };
-    let Some(last) = p.path.segments.last() else {
-        return false;
-    };
-    let syn::PathArguments::AngleBracketed(generics) = &last.arguments else {
-        return false;
-    };
-    known
-        && generics.args.len() == 1
-        && matches!(&generics.args[0], syn::GenericArgument::Type(t) if is_u8(t))
 }
 
 trait UnrawString {
@@ -402,6 +390,7 @@ mod tests {
             ArgKind::Slice(_) => "slice",
             ArgKind::Ref => "ref",
             ArgKind::RefMut => "ref-mut",
+            ArgKind::Stream(_) => "stream",
         }
     }
 
@@ -430,6 +419,14 @@ mod tests {
         assert_eq!(arg_kind("&[String]"), "slice");
         assert_eq!(arg_kind("&mut u32"), "ref-mut");
         assert_eq!(arg_kind("String"), "owned");
+    }
+
+    #[test]
+    fn only_a_stream_by_value_is_a_stream_argument() {
+        assert_eq!(arg_kind("rpc::Stream<Chunk>"), "stream");
+        assert_eq!(arg_kind("Stream<Vec<u8>>"), "stream");
+        assert_eq!(arg_kind("&rpc::Stream<Chunk>"), "ref");
+        assert_eq!(arg_kind("Vec<rpc::Stream<Chunk>>"), "owned");
     }
 
     #[test]

@@ -77,7 +77,9 @@ use proc_macro::TokenStream;
 ///     `impl Future<Output = Result<T, rpc::Error>> + Send + 'static`, where
 ///     `T` is the trait method's return type exactly (an application error
 ///     stays typed inside `T`). The arguments are encoded when the method is
-///     called, so the future borrows nothing and can be spawned.
+///     called, so the future borrows nothing and can be spawned. A stream
+///     argument is taken by value and its items are sent as it yields them;
+///     a returned stream yields the server's items as they arrive.
 /// - **`{Trait}Server<S>`**, which serves any
 ///   `S: Trait + Send + Sync + 'static`: `new(service: S)` and `from_arc(service: Arc<S>)` (to keep a
 ///   handle to the implementation), then
@@ -99,6 +101,9 @@ use proc_macro::TokenStream;
 ///   `rpc::context::current()` works and a panic is a `Panicked` reply. The
 ///   reply is dropped at the deadline or on Cancel, but a thread cannot be
 ///   interrupted: a function already running runs to its end.
+/// - `#[rpc(no_deadline)]` on a method that returns a stream lifts the
+///   channel's default timeout from its calls: a feed that is followed for
+///   hours is not cut off after the timeout meant for unary calls.
 ///
 /// Options combine, in one attribute or several: `#[rpc(blocking, name = "h")]`.
 ///
@@ -117,6 +122,16 @@ use proc_macro::TokenStream;
 ///   borrow; the server decodes owned data and lends it to the handler;
 /// - any owned return type that is `Serialize + DeserializeOwned`, including
 ///   `Result<T, E>` with the application's own `E`, and no return type (`()`);
+/// - streams, `rpc::Stream<T>` (also written `::rpc::Stream<T>`, or
+///   `Stream<T>` after a `use`: the macro sees tokens, and takes any path
+///   ending in `Stream` with one type argument for it), whose item type `T`
+///   is `Serialize + DeserializeOwned + Send + 'static`:
+///   - as the return type, `rpc::Stream<T>` or `Result<rpc::Stream<T>, E>`
+///     (the application's error instead of a stream): server streaming;
+///   - as one argument, by value, beside any other arguments:
+///     client streaming (with any other return type) or both ways (with a
+///     stream returned):
+///     `async fn chat(&self, room: String, inbox: rpc::Stream<Msg>) -> rpc::Stream<Msg>;`;
 /// - `Vec<u8>` and `&[u8]` arguments, and `Vec<u8>` returns, travel as one
 ///   block of bytes (same encoding as a sequence of `u8`, much faster). The
 ///   macro sees tokens: it recognizes `Vec<u8>`, `std::vec::Vec<u8>` and
@@ -144,6 +159,11 @@ use proc_macro::TokenStream;
 /// - `&mut` arguments, borrows nested inside an argument type
 ///   (`Option<&str>`), and borrowed return types;
 /// - patterns in arguments (`(a, b): (u32, u32)`): name the argument;
+/// - a second stream argument, a stream argument marked `#[rpc(key)]`, a
+///   borrowed stream (`&rpc::Stream<T>`), a stream inside another type
+///   (`Vec<rpc::Stream<T>>`, `Option<rpc::Stream<T>>`), `#[rpc(blocking)]` on
+///   a method with a stream, and `#[rpc(no_deadline)]` on a method that does
+///   not return one;
 /// - methods named `connect`, `new`, `with_timeout`, `channel` or `clone`,
 ///   which the client has already (rename the method and keep the wire name
 ///   with `#[rpc(name = "connect")]`);

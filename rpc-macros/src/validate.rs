@@ -1,5 +1,6 @@
 //! The rules a service trait must follow, one function per rule, each saying
-//! why it exists. Independent mistakes are reported together.
+//! why it exists. Independent mistakes are reported together. The rules for
+//! streams are in `validate/streams.rs`.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,9 @@ use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{FnArg, GenericParam, TraitItem, Type};
 
-use crate::ast::{ArgKind, Errors, Method, Service};
+use crate::ast::{ArgKind, Errors, Method, Service, stream_item, ungroup};
+
+mod streams;
 
 /// Names of inherent methods on the generated `{Trait}Client` (and `clone`,
 /// which an inherent method would shadow).
@@ -35,6 +38,7 @@ pub(crate) fn service(service: &Service, errors: &mut Errors) {
         returns_owned(method, errors);
         no_trait_types(method, errors);
         no_self_type(method, errors);
+        streams::method(method, errors);
         not_reserved(service, method, errors);
         wire_name_is_valid(&method.wire_name, method.name_span, errors);
     }
@@ -258,7 +262,8 @@ fn args_are_named(method: &Method, errors: &mut Errors) {
 /// A handler's writes through `&mut` could not travel back to the caller.
 fn no_mut_refs(method: &Method, errors: &mut Errors) {
     for arg in &method.args {
-        if matches!(arg.kind, ArgKind::RefMut) {
+        // A borrowed stream is refused by the stream rules, which say why.
+        if matches!(arg.kind, ArgKind::RefMut) && stream_item(arg.kind.referent(arg.ty)).is_none() {
             errors.spanned(
                 arg.ty,
                 "`&mut` arguments are not supported: the server's changes could not travel back; \
@@ -401,12 +406,16 @@ fn wire_ids_are_unique(service: &Service, errors: &mut Errors) {
     }
 }
 
-/// Reports every reference and non-`'static` lifetime inside `ty`.
+/// Reports every reference and non-`'static` lifetime inside `ty`, but for
+/// a borrowed stream: the stream rules refuse that one, and say why.
 fn find_borrows(ty: &Type, errors: &mut Errors, message: &str) {
     struct Find<'e, 'm>(&'e mut Errors, &'m str);
     impl<'ast> Visit<'ast> for Find<'_, '_> {
         fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
-            self.0.spanned(r, self.1);
+            match stream_item(ungroup(&r.elem)) {
+                Some(item) => self.visit_type(item),
+                None => self.0.spanned(r, self.1),
+            }
         }
         fn visit_lifetime(&mut self, l: &'ast syn::Lifetime) {
             if l.ident != "static" {

@@ -64,6 +64,23 @@ mod hygiene {
         /// A plain `fn` on the blocking pool, with a borrow.
         #[rpc(blocking)]
         fn count(&self, text: &::core::primitive::str) -> ::core::primitive::usize;
+        /// Streams in each position. Only compiled here: calling them is
+        /// for the runtime's stream tests.
+        async fn watch(&self) -> ::rpc::Stream<::core::primitive::u32>;
+        async fn relay(
+            &self,
+            inbox: ::rpc::Stream<::core::primitive::u32>,
+            n: ::core::primitive::u32,
+        ) -> ::rpc::Stream<::core::primitive::u32>;
+        #[rpc(no_deadline)]
+        async fn relay_or(
+            &self,
+            inbox: ::rpc::Stream<::core::primitive::u32>,
+        ) -> ::core::result::Result<::rpc::Stream<::core::primitive::u32>, ::std::string::String>;
+        async fn total(
+            &self,
+            inbox: ::rpc::Stream<::core::primitive::u32>,
+        ) -> ::core::primitive::u64;
     }
 
     pub(crate) struct Impl;
@@ -92,6 +109,26 @@ mod hygiene {
         async fn unit(&self) {}
         fn count(&self, text: &::core::primitive::str) -> ::core::primitive::usize {
             ::core::primitive::str::len(text)
+        }
+        async fn watch(&self) -> ::rpc::Stream<::core::primitive::u32> {
+            ::rpc::Stream::new(::futures::stream::empty())
+        }
+        async fn relay(
+            &self,
+            inbox: ::rpc::Stream<::core::primitive::u32>,
+            _: ::core::primitive::u32,
+        ) -> ::rpc::Stream<::core::primitive::u32> {
+            inbox
+        }
+        async fn relay_or(
+            &self,
+            inbox: ::rpc::Stream<::core::primitive::u32>,
+        ) -> ::core::result::Result<::rpc::Stream<::core::primitive::u32>, ::std::string::String>
+        {
+            ::core::result::Result::Ok(inbox)
+        }
+        async fn total(&self, _: ::rpc::Stream<::core::primitive::u32>) -> ::core::primitive::u64 {
+            0
         }
     }
 }

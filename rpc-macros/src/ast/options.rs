@@ -21,12 +21,16 @@ pub(crate) struct MethodOptions {
     /// `idempotent`: running the method twice is harmless, so a balanced
     /// channel may retry it after it may have run, and hedge it.
     pub(crate) idempotent: Option<Span>,
+    /// `no_deadline`: a method returning a stream may run for as long as the
+    /// caller reads it, so the channel's default timeout does not apply.
+    pub(crate) no_deadline: Option<Span>,
 }
 
 /// What may go in a method's `#[rpc(..)]`, for the error on anything else.
 const METHOD_OPTIONS: &str = "the options are `name = \"...\"` (the method's name on the wire), \
-     `blocking` (a plain `fn` run on tokio's blocking thread pool) and `idempotent` (safe to \
-     run twice: may be retried and hedged)";
+     `blocking` (a plain `fn` run on tokio's blocking thread pool), `idempotent` (safe to \
+     run twice: may be retried and hedged) and `no_deadline` (a returned stream is not cut off \
+     by the channel's default timeout)";
 
 impl MethodOptions {
     /// Reads every `#[rpc(..)]` in `attrs`; mistakes go to `errors` and the
@@ -40,6 +44,8 @@ impl MethodOptions {
                 flag(meta, &mut options.blocking)
             } else if meta.path.is_ident("idempotent") {
                 flag(meta, &mut options.idempotent)
+            } else if meta.path.is_ident("no_deadline") {
+                flag(meta, &mut options.no_deadline)
             } else {
                 Err(meta.error(format!("unknown #[rpc] option: {METHOD_OPTIONS}")))
             }
@@ -140,6 +146,13 @@ mod tests {
         });
         assert!(errors.is_empty(), "{errors:?}");
         assert!(options.name.is_some() && options.blocking.is_some());
+
+        let (options, errors) = parse(syn::parse_quote! {
+            #[rpc(no_deadline, idempotent)]
+            async fn follow(&self) -> rpc::Stream<u64>;
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(options.no_deadline.is_some() && options.idempotent.is_some());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The arguments: the client sends them as one tuple (borrowed where the
-//! trait borrows); the server decodes the same tuple as owned values.
+//! trait borrows); the server decodes the same tuple as owned values. A
+//! stream argument is not in the tuple: its items follow the call.
 //!
 //! Each side writes a small struct with its own `Serialize`/`Deserialize`
 //! impl, as serde_derive does, rather than using a tuple: every element is
@@ -10,6 +11,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Ident, Index};
 
 use super::wire::{Generated, arg_ident, decoded_type, sent_type};
@@ -18,25 +20,26 @@ use crate::ast::{Arg, ArgKind, Method};
 /// Client side: a struct borrowing every argument, serialized as a tuple, and
 /// the expression `&__RpcArgs(..)` to pass to `Channel::call`.
 pub(super) fn encode_args(method: &Method) -> Generated {
-    if method.args.is_empty() {
+    let args: Vec<&Arg> = method.tuple_args().collect();
+    if args.is_empty() {
         return Generated {
             items: TokenStream::new(),
             expr: quote!(&()),
         };
     }
-    let len = method.args.len();
-    let fields = method.args.iter().map(|arg| {
+    let len = args.len();
+    let fields = args.iter().map(|arg| {
         let ty = sent_type(arg);
         quote!(&'__rpc #ty)
     });
-    let values = method.args.iter().map(|arg| {
+    let values = args.iter().map(|arg| {
         let name = arg_ident(arg);
         match arg.kind {
             ArgKind::Owned | ArgKind::Bytes | ArgKind::RefMut => quote!(&#name),
             _ => quote!(#name),
         }
     });
-    let elements = method.args.iter().enumerate().map(serialize_element);
+    let elements = args.iter().copied().enumerate().map(serialize_element);
     let items = quote! {
         struct __RpcArgs<'__rpc>(#(#fields),*);
 
@@ -71,8 +74,7 @@ const SCALARS: &[&str] = &[
 /// (by value or by reference).
 fn scalar_types<'a>(method: &Method<'a>) -> Option<Vec<&'a syn::Type>> {
     method
-        .args
-        .iter()
+        .tuple_args()
         .map(|arg| match arg.kind {
             ArgKind::Owned | ArgKind::Ref => {
                 let ty = arg.kind.referent(arg.ty);
@@ -108,11 +110,17 @@ pub(super) fn decode_args(method: &Method) -> (TokenStream, bool) {
 /// A struct `__RpcArgs` owning every decoded argument, deserialized as a
 /// tuple.
 fn decode_struct_args(method: &Method) -> TokenStream {
-    let len = method.args.len();
+    let args: Vec<&Arg> = method.tuple_args().collect();
+    let len = args.len();
     let expecting = format!("the arguments of `{}`", method.full_name);
-    let types = method.args.iter().map(decoded_type);
+    let types = args.iter().copied().map(decoded_type);
     let names: Vec<Ident> = (0..len).map(|i| format_ident!("__rpc_{}", i)).collect();
-    let reads = method.args.iter().zip(&names).enumerate().map(read_element);
+    let reads = args
+        .iter()
+        .copied()
+        .zip(&names)
+        .enumerate()
+        .map(read_element);
     let items = quote! {
         struct __RpcArgs(#(#types),*);
 
@@ -150,22 +158,41 @@ fn decode_struct_args(method: &Method) -> TokenStream {
     items
 }
 
-/// The expressions that lend the fields of `__rpc_args` to the handler.
+/// The expressions that lend the fields of `__rpc_args` to the handler, in
+/// the trait's order: the stream argument is `__rpc_stream` (see
+/// [`stream_arg`]), and takes no place in the tuple.
 pub(super) fn handler_values(method: &Method) -> Vec<TokenStream> {
+    let mut position = 0;
     method
         .args
         .iter()
-        .enumerate()
-        .map(|(i, arg)| {
-            let index = Index::from(i);
+        .map(|arg| {
+            if let ArgKind::Stream(_) = arg.kind {
+                return quote!(__rpc_stream);
+            }
+            let index = Index::from(position);
+            position += 1;
             match arg.kind {
                 ArgKind::Owned | ArgKind::RefMut => quote!(__rpc_args.#index),
                 ArgKind::Bytes => quote!(__rpc_args.#index.0),
                 ArgKind::BytesRef => quote!(&__rpc_args.#index.0),
                 ArgKind::Str | ArgKind::Slice(_) | ArgKind::Ref => quote!(&__rpc_args.#index),
+                ArgKind::Stream(_) => unreachable!("handled above"),
             }
         })
         .collect()
+}
+
+/// Server side: `let __rpc_stream = ..;`, the stream argument's items as
+/// they arrive, if the method takes one. A missing `Deserialize` on the
+/// item type is reported under it.
+pub(super) fn stream_arg(method: &Method) -> TokenStream {
+    match method.stream_arg() {
+        Some((_, item)) => quote_spanned! {item.span()=>
+            let __rpc_stream = __rpc_call.stream_arg::<#item>();
+        },
+        None => TokenStream::new(),
+    }
 }
 
 /// Serializes field `i` of `__RpcArgs`; a missing `Serialize` is reported

@@ -84,6 +84,7 @@ fn method(vis: &syn::Visibility, trait_ident: &syn::Ident, method: &Method) -> T
     let args_items = &args.items;
     let args_expr = &args.expr;
     let idempotent = method.options.idempotent.is_some();
+    let no_deadline = method.options.no_deadline.is_some();
     let key = match method.args.iter().find(|a| a.key.is_some()) {
         Some(arg) => {
             let name = wire::arg_ident(arg);
@@ -97,10 +98,10 @@ fn method(vis: &syn::Visibility, trait_ident: &syn::Ident, method: &Method) -> T
             id: #id,
             idempotent: #idempotent,
             key: #key,
-            no_deadline: false,
+            no_deadline: #no_deadline,
         }
     };
-    let decode = output::decode_output(method, quote!(#spec, #args_expr));
+    let decode = output::client_call(method, quote!(#spec, #args_expr));
     let decode_items = &decode.items;
     let call = &decode.expr;
     quote! {

@@ -21,7 +21,19 @@ pub(super) fn expand(service: &Service) -> TokenStream {
         let cfgs = m.cfgs();
         let name = &m.full_name;
         let id = wire::id_literal(m);
-        quote!(#(#cfgs)* ::rpc::__private::MethodDesc { name: #name, id: #id, request_stream: false, response_stream: false, no_deadline: false },)
+        let request_stream = m.stream_arg().is_some();
+        let response_stream = m.returns_stream();
+        let no_deadline = m.options.no_deadline.is_some();
+        quote! {
+            #(#cfgs)*
+            ::rpc::__private::MethodDesc {
+                name: #name,
+                id: #id,
+                request_stream: #request_stream,
+                response_stream: #response_stream,
+                no_deadline: #no_deadline,
+            },
+        }
     });
     let arms = service.methods.iter().map(|m| arm(trait_ident, m));
     quote! {
@@ -95,6 +107,7 @@ fn arm(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     };
     let ident = method.ident;
     let pass = args::handler_values(method);
+    let stream = args::stream_arg(method);
     let reply = output::encode_output(method);
     let reply_items = &reply.items;
     let reply_expr = &reply.expr;
@@ -102,6 +115,7 @@ fn arm(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     // both kinds of handler; `__rpc_call` is the `Call` or a borrow of it.
     let run = |call: TokenStream| {
         quote! {
+            #stream
             let __rpc_args: __RpcArgs = match __rpc_call.#decode() {
                 ::core::result::Result::Ok(__rpc_args) => __rpc_args,
                 ::core::result::Result::Err(__rpc_reply) => return __rpc_reply,

@@ -37,7 +37,8 @@ pub(super) fn id_literal(method: &Method) -> syn::LitInt {
     syn::LitInt::new(&format!("{:#018x}u64", method.id()), method.name_span)
 }
 
-/// The type the client serializes for an argument: the referent of a borrow.
+/// The type the client serializes for an argument of the tuple: the
+/// referent of a borrow.
 pub(super) fn sent_type(arg: &Arg) -> TokenStream {
     match arg.kind {
         ArgKind::Bytes | ArgKind::BytesRef => quote!([::core::primitive::u8]),
@@ -48,14 +49,15 @@ pub(super) fn sent_type(arg: &Arg) -> TokenStream {
     }
 }
 
-/// The type the server decodes an argument as.
+/// The type the server decodes an argument of the tuple as (a stream
+/// argument is not in it).
 pub(super) fn decoded_type(arg: &Arg) -> TokenStream {
     let span = arg.span();
     match arg.kind {
         ArgKind::Bytes | ArgKind::BytesRef => quote_spanned!(span=> ::rpc::__private::ByteBuf),
         ArgKind::Str => quote_spanned!(span=> ::rpc::__private::String),
         ArgKind::Slice(elem) => quote_spanned!(span=> ::rpc::__private::Vec<#elem>),
-        ArgKind::Owned | ArgKind::RefMut | ArgKind::Ref => {
+        ArgKind::Owned | ArgKind::RefMut | ArgKind::Ref | ArgKind::Stream(_) => {
             let ty = arg.kind.referent(arg.ty);
             quote!(#ty)
         }

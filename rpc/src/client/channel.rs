@@ -2,7 +2,9 @@
 //! the server behind it (an endpoint: its connection and reconnecting) and
 //! the options of the calls made through this handle.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -264,7 +266,7 @@ impl Channel {
         args: &A,
         returns_stream: bool,
         outbound: Option<Encoder>,
-    ) -> impl Future<Output = Result<Opened, Error>> + Send + 'static {
+    ) -> Pin<Box<dyn Future<Output = Result<Opened, Error>> + Send>> {
         let timeout = self.options.timeout_for(method.no_deadline);
         let frame = self.encode_request(method.name, method.id, args);
         let (endpoint, first, balanced) = match &self.route {
@@ -282,7 +284,7 @@ impl Channel {
             Attempt::new(endpoint, first, method.name, timeout, frame)
                 .streaming(returns_stream, outbound)
         });
-        Opened::open(method.name, attempt, balanced)
+        Box::pin(Opened::open(method.name, attempt, balanced))
     }
 
     fn encode_request<A: Serialize + ?Sized>(

@@ -64,3 +64,4 @@ pub(crate) use config::Config;
 #[doc(hidden)]
 pub use method::{Method, key_of};
 pub use options::CallOptions;
+pub use streaming::StreamCall;

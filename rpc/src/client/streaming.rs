@@ -6,7 +6,9 @@
 //! cannot be sent twice, and a stream stays on the server it started on.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -23,6 +25,28 @@ use crate::codec;
 use crate::protocol::Payload;
 use crate::stream::{Encoder, Inbound, Stream};
 use crate::Error;
+
+/// A streaming call, until its Response: resolves to the server's stream
+/// (or, for a method that only takes a stream, to its value). Dropping it
+/// cancels the call. Boxed: the future must not borrow the arguments, and a
+/// stream lives long enough that one allocation does not matter.
+#[doc(hidden)]
+#[must_use = "a call does nothing unless awaited"]
+pub struct StreamCall<T>(Pin<Box<dyn Future<Output = Result<T, Error>> + Send>>);
+
+impl<T> Future for StreamCall<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl<T> std::fmt::Debug for StreamCall<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamCall")
+    }
+}
 
 /// A streaming call whose Response came.
 pub(super) struct Opened {
@@ -89,18 +113,18 @@ impl Channel {
         method: Method,
         args: &A,
         outbound: Option<Stream<C>>,
-    ) -> impl Future<Output = Result<Stream<T>, Error>> + Send + 'static
+    ) -> StreamCall<Stream<T>>
     where
         A: Serialize + ?Sized,
         C: Serialize + Send + 'static,
         T: DeserializeOwned + Send + 'static,
     {
         let open = self.open(method, args, true, outbound.map(Encoder::new));
-        async move {
+        StreamCall(Box::pin(async move {
             let mut opened = open.await?;
             opened.head(codec::decode_flat::<()>)?;
             opened.into_stream()
-        }
+        }))
     }
 
     /// As [`stream`](Self::stream), for a method that returns
@@ -112,7 +136,7 @@ impl Channel {
         method: Method,
         args: &A,
         outbound: Option<Stream<C>>,
-    ) -> impl Future<Output = Result<Result<Stream<T>, E>, Error>> + Send + 'static
+    ) -> StreamCall<Result<Stream<T>, E>>
     where
         A: Serialize + ?Sized,
         C: Serialize + Send + 'static,
@@ -120,7 +144,7 @@ impl Channel {
         E: DeserializeOwned + Send + 'static,
     {
         let open = self.open(method, args, true, outbound.map(Encoder::new));
-        async move {
+        StreamCall(Box::pin(async move {
             let mut opened = open.await?;
             match opened.head(codec::decode::<Result<(), E>>)? {
                 Ok(()) => opened.into_stream().map(Ok),
@@ -128,7 +152,7 @@ impl Channel {
                 // sends no Cancel, as the server ended it).
                 Err(e) => Ok(Err(e)),
             }
-        }
+        }))
     }
 
     /// A call of a method that takes `outbound` and returns a value, decoded
@@ -140,7 +164,7 @@ impl Channel {
         args: &A,
         outbound: Stream<C>,
         map: fn(R) -> T,
-    ) -> impl Future<Output = Result<T, Error>> + Send + 'static
+    ) -> StreamCall<T>
     where
         A: Serialize + ?Sized,
         C: Serialize + Send + 'static,
@@ -148,10 +172,10 @@ impl Channel {
         T: 'static,
     {
         let open = self.open(method, args, false, Some(Encoder::new(outbound)));
-        async move {
+        StreamCall(Box::pin(async move {
             let mut opened = open.await?;
             opened.head(codec::decode::<R>).map(map)
-        }
+        }))
     }
 }
 

@@ -14,14 +14,16 @@
 //!
 //! | kind | value | call id | payload |
 //! |---|---|---|---|
-//! | Hello | 1 | 0 | magic `"ZRPC"`, version u16 BE, features u32 BE (0 in v1), max frame u32 BE |
+//! | Hello | 1 | 0 | magic `"ZRPC"`, version u16 BE, features u32 BE (0 in v1), max frame u32 BE, stream window u32 BE |
 //! | Request | 2 | the call | method id u64 BE, budget µs u64 BE, (metadata), args (bincode) |
 //! | Response | 3 | the call | status u8, then the value (bincode) if status is 0, else a UTF-8 message |
 //! | Cancel | 4 | the call | empty |
 //! | GoAway | 5 | 0 | reason u8, UTF-8 message |
 //! | Ping | 6 | a nonce | empty |
 //! | Pong | 7 | the ping's nonce | empty |
-//! | StreamItem, StreamEnd, StreamCredit | 8, 9, 10 | reserved for streaming | |
+//! | StreamItem | 8 | the call | one item (bincode) |
+//! | StreamEnd | 9 | the call | status u8 (0: a clean end), then what a Response of that status carries |
+//! | StreamCredit | 10 | the call | bytes credited back, u32 BE |
 //!
 //! Flags: bit 0 is reserved for compressed payloads, bit 1 for a per-call metadata
 //! block in a Request (`u32 BE length` then key/value pairs, placed between the
@@ -60,6 +62,28 @@
 //! without it, as gRPC-Go's `goAwayTimeout`) and no call is in flight; the
 //! client reads until then. A GoAway for a protocol error or abuse is followed
 //! by an immediate close instead.
+//!
+//! **Streams.** A streaming call is a Request as any other (its arguments
+//! without the stream), and its stream frames carry its call id; which way
+//! a frame goes says which of the call's streams it belongs to. The client's
+//! stream (if the method takes one) follows its Request at once: items,
+//! then one StreamEnd (status 0 when the client is done sending: a
+//! half-close; the call goes on). The server answers with a Response as for
+//! any call; for a method that returns a stream, a Response with status Ok
+//! is followed by the server's items and one StreamEnd, which ends the call
+//! (a Response with another status, or an application `Err`, ends it with
+//! no stream). A StreamEnd of a failure carries the same status and body as
+//! a Response would, with one more status: 8, Aborted, the producer's own
+//! error. A Cancel from the client ends the call either way; items still
+//! in flight for a call that is over are dropped on arrival.
+//!
+//! Flow control: each Hello says how many bytes of each stream its sender
+//! holds unconsumed (0 or absent: 256 KiB). A side sends an item only while
+//! the bytes of items it sent (whole frames: 14 + payload each) and has not
+//! been credited for are fewer than the peer's window; the receiver sends a
+//! StreamCredit as its application takes items (a quarter of the window at
+//! a time). An item arriving while the receiver already holds a window's
+//! worth is a protocol error, and closes the connection.
 //!
 //! **Limits.** A frame longer than the receiver's limit is refused from its
 //! length field alone, before any allocation, and closes the connection; a frame

@@ -104,20 +104,24 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
     if let Some((reason, message)) = end.goaway() {
         let _ = driver.outbox.send(reason.encode(&message));
     }
-    if let End::Killed = end {
-        // The grace period is over: streams still open end with a reason.
-        driver.streams.shut_down();
-    }
+    // The grace period is over: streams still open end with a reason,
+    // which the writer is given a moment to send.
+    let streams_ended = matches!(end, End::Killed) && driver.streams.shut_down() > 0;
     driver.calls.abort_all();
     // Aborted handlers may hold clones of the outbox a little longer.
     driver.outbox.close();
     drop(driver);
     // Let queued replies and the GoAway reach the peer, but not forever: a peer
     // that stopped reading must not pin this task.
+    let flush = if streams_ended {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(5)
+    };
     tokio::select! {
         _ = &mut writer => {}
-        _ = tokio::time::sleep(Duration::from_secs(5)) => writer.abort(),
-        _ = shared.kill.cancelled() => writer.abort(),
+        _ = tokio::time::sleep(flush) => writer.abort(),
+        _ = shared.kill.cancelled(), if !streams_ended => writer.abort(),
     }
 }
 

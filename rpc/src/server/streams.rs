@@ -63,15 +63,13 @@ impl Streams {
     }
 
     /// The server is stopping now: each stream being sent ends with
-    /// `ShuttingDown` (its handler is dropped next).
-    pub(crate) fn shut_down(&self) {
+    /// `ShuttingDown` (its handler is dropped next). Returns how many did.
+    pub(crate) fn shut_down(&self) -> usize {
         let open: Vec<Arc<Open>> = self.lock().values().cloned().collect();
-        for call in open {
-            if call.replying.load(Ordering::Acquire) {
-                let end = Status::ShuttingDown.end_payload("the server shut down");
-                call.flow.finish(&end);
-            }
-        }
+        let end = Status::ShuttingDown.end_payload("the server shut down");
+        open.iter()
+            .filter(|call| call.replying.load(Ordering::Acquire) && call.flow.finish(&end))
+            .count()
     }
 }
 

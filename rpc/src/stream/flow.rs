@@ -313,6 +313,33 @@ mod tests {
         (Flow::new(7, window, window, send), frames)
     }
 
+    /// The stream frames on the wire, byte for byte: a credit of 1000 bytes,
+    /// an item of call 7, and a clean end.
+    #[test]
+    fn golden_bytes_of_stream_frames() {
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let sink = frames.clone();
+        let send: SendFrame = Box::new(move |frame| {
+            let bytes = match frame {
+                Outgoing::Bytes(b) => b.to_vec(),
+                Outgoing::Buf(f) => f.finish().to_vec(),
+            };
+            sink.lock().unwrap().push(bytes);
+            true
+        });
+        let flow = Flow::new(7, 4096, 4096, send);
+        flow.grant(1000);
+        let mut item = FrameBuf::new(Kind::StreamItem, 0, 1);
+        item.extend_from_slice(&[42]);
+        assert!(flow.send_item(item));
+        assert!(flow.finish(&[0]));
+        let frames = frames.lock().unwrap();
+        let header = |len: u8, kind: u8| vec![0, 0, 0, len, kind, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+        assert_eq!(frames[0], [header(14, 10), vec![0, 0, 0x03, 0xE8]].concat());
+        assert_eq!(frames[1], [header(11, 8), vec![42]].concat());
+        assert_eq!(frames[2], [header(11, 9), vec![0]].concat());
+    }
+
     #[test]
     fn a_peer_sending_past_the_window_is_refused_and_credit_reopens_it() {
         let (flow, _) = flow(100);
