@@ -46,10 +46,7 @@ fn start_server(imp: Impl, max_handlers: usize) -> SocketAddr {
                     Family::Rpc { batching, .. } => impls::rpc::serve(max_handlers, batching).await,
                     Family::Tarpc => impls::tarpc::serve().await,
                     Family::Baseline(writes) => impls::baseline::serve(writes).await,
-                    #[cfg(any())]
                     Family::RpcStream => impls::rpc_stream::serve(max_handlers).await,
-                    #[cfg(not(any()))]
-                    Family::RpcStream => panic!("rpc-stream: not built yet"),
                     Family::RpcUnary => impls::rpc_unary::serve(max_handlers).await,
                     Family::Tonic => impls::tonic::serve().await,
                 };
@@ -227,10 +224,7 @@ pub(crate) fn cell(imp: Impl, w: Workload, s: &Settings) -> String {
             Family::Baseline(writes) => {
                 drive(w, s, || impls::baseline::connect(addr, writes)).await
             }
-            #[cfg(any())]
             Family::RpcStream => streamed(impls::rpc_stream::connect(addr).await, w, s).await,
-            #[cfg(not(any()))]
-            Family::RpcStream => panic!("rpc-stream: not built yet"),
             Family::RpcUnary => {
                 let client = impls::rpc_unary::connect(addr, w.in_flight()).await;
                 streamed(client, w, s).await

@@ -5,8 +5,6 @@
 
 pub(crate) mod baseline;
 pub(crate) mod rpc;
-// Built once the library has server streaming (`rpc::Stream`).
-#[cfg(any())]
 pub(crate) mod rpc_stream;
 pub(crate) mod rpc_unary;
 pub(crate) mod tarpc;

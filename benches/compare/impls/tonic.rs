@@ -8,10 +8,8 @@
 //! flow-control windows left to hyper (the client, which receives the
 //! stream, advertises a 2 MiB stream window and a 5 MiB connection window),
 //! 16 KiB HTTP/2 frames, and the codec's 8 KiB buffer with its 32 KiB yield
-//! threshold. tonic's documentation names no setting for throughput; its
-//! window-size and adaptive-window setters are left alone, since on
-//! loopback hyper's windows are already larger than what one stream keeps
-//! in flight.
+//! threshold. tonic's documentation names no setting for throughput, so
+//! none is changed (its window-size and adaptive-window setters included).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
