@@ -224,7 +224,10 @@ pub(crate) fn cell(imp: Impl, w: Workload, s: &Settings) -> String {
             Family::Baseline(writes) => {
                 drive(w, s, || impls::baseline::connect(addr, writes)).await
             }
-            Family::RpcStream => streamed(impls::rpc_stream::connect(addr).await, w, s).await,
+            Family::RpcStream => {
+                let client = impls::rpc_stream::connect(addr, s.stream_window).await;
+                streamed(client, w, s).await
+            }
             Family::RpcUnary => {
                 let client = impls::rpc_unary::connect(addr, w.in_flight()).await;
                 streamed(client, w, s).await

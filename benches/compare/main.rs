@@ -48,7 +48,9 @@
 //! report), `BENCH_OUT` (the directory to write into, default the workspace
 //! root), `BENCH_BEFORE` (below). S1 and S2 measure one call each, sized from
 //! the warm-up's rate to last about `BENCH_SECS`; `BENCH_S1_ITEMS` (items)
-//! and `BENCH_S2_MIB` (MiB) fix its size instead.
+//! and `BENCH_S2_MIB` (MiB) fix its size instead. `BENCH_STREAM_WINDOW`
+//! (bytes) gives `rpc-stream`'s client that stream window instead of the
+//! library's default (tonic's client, through hyper, grants 2 MiB).
 //!
 //! `BENCH_BEFORE=/path/to/an/older/compare/binary` compares this build with
 //! an older one in the same run: the cells of `rpc-before` (and
@@ -110,6 +112,9 @@ pub(crate) struct Settings {
     pub(crate) s1_items: Option<u64>,
     /// S2: the MiB of the measured call, if fixed (`BENCH_S2_MIB`).
     pub(crate) s2_mib: Option<u64>,
+    /// `rpc-stream`'s client stream window in bytes, if not the library's
+    /// default (`BENCH_STREAM_WINDOW`).
+    pub(crate) stream_window: Option<usize>,
     pub(crate) quick: bool,
 }
 
@@ -131,6 +136,7 @@ fn settings() -> Settings {
         mem_n: env_num("BENCH_MEM_N").map_or(1000, |n| (n as usize).max(10)),
         s1_items: env_num("BENCH_S1_ITEMS").map(|n| (n as u64).max(1)),
         s2_mib: env_num("BENCH_S2_MIB").map(|n| (n as u64).max(1)),
+        stream_window: env_num("BENCH_STREAM_WINDOW").map(|n| n as usize),
         quick,
     }
 }

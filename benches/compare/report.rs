@@ -299,10 +299,11 @@ fn streaming(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<chart::Bars
     let _ = writeln!(md, "## Streaming\n");
     let sizes = match (s.s1_items, s.s2_mib) {
         (None, None) => format!(
-            "as many items as the implementation fetched in {:.1} s of warm-up calls \
-             predicts for {:.1} s (`BENCH_S1_ITEMS`, `BENCH_S2_MIB` fix the size instead)",
-            s.warmup.as_secs_f64(),
-            s.secs.as_secs_f64()
+            "as many items as the implementation would fetch in {:.1} s at the rate of \
+             its {:.1} s of warm-up calls (`BENCH_S1_ITEMS`, `BENCH_S2_MIB` fix the \
+             size instead)",
+            s.secs.as_secs_f64(),
+            s.warmup.as_secs_f64()
         ),
         (s1, s2) => format!(
             "S1: {}, S2: {} (the rest sized from the warm-up's rate to last {:.1} s)",
@@ -311,6 +312,15 @@ fn streaming(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<chart::Bars
             s.secs.as_secs_f64()
         ),
     };
+    let window = s.stream_window.map_or_else(
+        || {
+            format!(
+                "the library's default stream window ({} KiB)",
+                ::rpc::stream::DEFAULT_WINDOW >> 10
+            )
+        },
+        |b| format!("a stream window of {b} bytes (`BENCH_STREAM_WINDOW`)"),
+    );
     if o.workloads.iter().all(|w| w.streaming()) {
         let _ = writeln!(md, "![Speed relative to tonic](BENCHMARKS.svg)\n");
     }
@@ -318,7 +328,8 @@ fn streaming(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<chart::Bars
         md,
         "**S1**: items of 16 bytes; **S2**: chunks of 64 KiB. One connection; each \
          cell's measured call is timed from its start to its last item, and fetches \
-         {sizes}. `rpc-stream`: this library's server streaming, one call. \
+         {sizes}. `rpc-stream`: this library's server streaming, one call, the client \
+         granting {window}. \
          `rpc-unary`: this library's unary calls, one per item, {} (S1) and {} (S2) \
          in flight. `tonic`: tonic 0.14 + prost, one server-streaming call over one \
          HTTP/2 connection, tonic's default settings. Medians over the repeats; \

@@ -46,8 +46,14 @@ pub(crate) async fn serve(max_handlers_per_connection: usize) -> SocketAddr {
     server.local_addr()
 }
 
-pub(crate) async fn connect(addr: SocketAddr) -> FeedClient {
-    FeedClient::connect(addr).await.expect("rpc: connect")
+/// One connection; `window` (`BENCH_STREAM_WINDOW`): the client's stream
+/// window instead of the library's default.
+pub(crate) async fn connect(addr: SocketAddr, window: Option<usize>) -> FeedClient {
+    let mut builder = rpc::Channel::builder();
+    if let Some(bytes) = window {
+        builder = builder.stream_window(bytes);
+    }
+    FeedClient::new(builder.connect(addr).await.expect("rpc: connect"))
 }
 
 impl StreamClient for FeedClient {
