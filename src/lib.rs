@@ -2,4 +2,5 @@
 //! "api" crate would be shared by their client and server.
 
 pub mod calculator;
+pub mod feed;
 pub mod replica;

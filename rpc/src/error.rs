@@ -236,9 +236,7 @@ impl Error {
     /// record how far the call got, and no retry fits in its deadline anyway.
     pub fn may_have_run(&self) -> bool {
         match self {
-            Error::DeadlineExceeded { .. } | Error::Panicked { .. } | Error::Aborted { .. } => {
-                true
-            }
+            Error::DeadlineExceeded { .. } | Error::Panicked { .. } | Error::Aborted { .. } => true,
             Error::ShuttingDown { mid_stream, .. } => *mid_stream,
             Error::Disconnected { sent, .. } => *sent,
             Error::FrameTooLarge { what, .. } => *what != "request",

@@ -379,7 +379,14 @@ impl Attempt {
         let deadline = self.deadline();
         let method = self.method;
         let stream = self.stream.as_ref().map(|s| s.returns_stream);
-        match conn.try_send(&mut self.request, deadline, budget, granted, stream, cx.waker()) {
+        match conn.try_send(
+            &mut self.request,
+            deadline,
+            budget,
+            granted,
+            stream,
+            cx.waker(),
+        ) {
             Tried::Sent(call) => {
                 if let Some(stream) = &mut self.stream {
                     stream.start_pump(&call);
@@ -421,6 +428,12 @@ impl Attempt {
         let method = self.method;
         if self.stream.as_ref().is_some_and(|s| s.pumped) {
             // Items of its stream went out: they cannot be sent again.
+            if self.refused {
+                return Err(Error::ShuttingDown {
+                    method,
+                    mid_stream: false,
+                });
+            }
             let why = "the connection stopped taking calls while the call's stream was being sent";
             return Err(Error::disconnected(method, why, true));
         }

@@ -18,10 +18,10 @@ use super::endpoint::{Endpoint, Known};
 use super::method::Method;
 use super::options::CallOptions;
 use super::streaming::{Opened, Reporting};
-use crate::stream::Encoder;
 use crate::Error;
 use crate::codec;
 use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, RequestHead};
+use crate::stream::Encoder;
 use crate::transport::{Address, Peer};
 
 /// A handle to a server (or, [`balanced`](Channel::balanced), to a set of

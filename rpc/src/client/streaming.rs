@@ -21,10 +21,10 @@ use super::call::Attempt;
 use super::connection::InFlight;
 use super::method::Method;
 use super::reply::decode_response;
+use crate::Error;
 use crate::codec;
 use crate::protocol::Payload;
 use crate::stream::{Encoder, Inbound, Stream};
-use crate::Error;
 
 /// A streaming call, until its Response: resolves to the server's stream
 /// (or, for a method that only takes a stream, to its value). Dropping it

@@ -110,7 +110,7 @@ pub(crate) const MAGIC: [u8; 4] = *b"ZRPC";
 /// reply (their messages are cut to 1 KiB) and a small call.
 pub(crate) const MIN_MAX_FRAME: usize = 4096;
 /// The longest frame either side reads before the handshake completes: a
-/// Hello is 28 bytes, and this leaves room for what later versions add to it.
+/// Hello is 32 bytes, and this leaves room for what later versions add to it.
 pub(crate) const HANDSHAKE_MAX_FRAME: usize = 4096;
 /// The protocol version this crate speaks.
 pub(crate) const VERSION: u16 = 1;

@@ -24,8 +24,8 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::calls::{Abuse, Calls};
-use super::streams::Streams;
 use super::dispatch::{Call, Handler};
+use super::streams::Streams;
 use crate::deadline;
 use crate::protocol::{
     DRAIN_PING, FrameBuf, FrameCodec, FrameError, GoAwayReason, Hello, Kind, Payload, RequestHead,

@@ -225,11 +225,7 @@ impl Router {
     }
 
     /// The handler of method `found` (from [`find`](Self::find)).
-    pub(crate) fn start(
-        &self,
-        found: (usize, MethodDesc),
-        call: Call,
-    ) -> Option<Handler> {
+    pub(crate) fn start(&self, found: (usize, MethodDesc), call: Call) -> Option<Handler> {
         let (index, desc) = found;
         self.services[index].call(desc.id, call)
     }

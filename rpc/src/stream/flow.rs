@@ -83,7 +83,9 @@ struct State {
 
 impl std::fmt::Debug for Flow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Flow").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Flow")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -366,7 +368,10 @@ mod tests {
         assert!(matches!(flow.poll_send_ready(&mut cx), Poll::Ready(Ok(()))));
         assert!(flow.finish(&[0]));
         assert!(!flow.finish(&[0]), "one end only");
-        assert!(matches!(flow.poll_send_ready(&mut cx), Poll::Ready(Err(Closed))));
+        assert!(matches!(
+            flow.poll_send_ready(&mut cx),
+            Poll::Ready(Err(Closed))
+        ));
         assert_eq!(frames.load(Ordering::Relaxed), 2);
     }
 }

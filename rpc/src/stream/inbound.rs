@@ -58,7 +58,10 @@ impl Inbound {
     }
 
     /// The next item's bytes, or the error that ended the stream.
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Payload, Error>>> {
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Payload, Error>>> {
         loop {
             if let Some(item) = self.local.pop_front() {
                 self.taken += item_cost(item.len());

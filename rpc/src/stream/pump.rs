@@ -13,10 +13,10 @@ use serde::Serialize;
 
 use super::Stream;
 use super::flow::Flow;
-use crate::codec;
-use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Status};
 use crate::Error;
+use crate::codec;
 use crate::error::panic_message;
+use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Status};
 
 /// Items sent per poll of the pump before it lets other tasks run.
 const ITEMS_PER_POLL: u32 = 64;
@@ -29,8 +29,11 @@ pub(crate) struct Encoder(std::sync::Mutex<Box<dyn Items>>);
 trait Items: Send {
     /// The next item as a frame (its call id not yet set), or the
     /// StreamEnd payload that ends the stream with an error.
-    fn poll_frame(&mut self, cx: &mut Context<'_>, limit: usize)
-    -> Poll<Option<Result<FrameBuf, Vec<u8>>>>;
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        limit: usize,
+    ) -> Poll<Option<Result<FrameBuf, Vec<u8>>>>;
 }
 
 impl<T: Serialize + Send + 'static> Items for Stream<T> {
@@ -71,8 +74,9 @@ fn encode<T: Serialize>(item: &T, limit: usize) -> Result<FrameBuf, Vec<u8>> {
             payload.put_u64(limit as u64);
             Err(payload)
         }
-        Err(codec::EncodeError::Serde(message)) => Err(Status::Aborted
-            .end_payload(&format!("could not encode a stream item: {message}"))),
+        Err(codec::EncodeError::Serde(message)) => {
+            Err(Status::Aborted.end_payload(&format!("could not encode a stream item: {message}")))
+        }
     }
 }
 

@@ -120,9 +120,13 @@ async fn a_stream_of_the_wrong_type_is_a_decode_error_per_item() {
         .await;
     assert_eq!(items.len(), 3);
     assert!(
-        items
-            .iter()
-            .all(|i| matches!(i, Err(Error::Decode { side: "stream item", .. }))),
+        items.iter().all(|i| matches!(
+            i,
+            Err(Error::Decode {
+                side: "stream item",
+                ..
+            })
+        )),
         "{items:?}"
     );
 }

@@ -193,8 +193,8 @@ mod tests {
             Duration::from_secs(5),
             Hello::ours(1 << 20, crate::stream::DEFAULT_WINDOW),
         )
-            .await
-            .unwrap_err();
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains("below the minimum"), "{err}");
         drop(peer.await.unwrap());
     }

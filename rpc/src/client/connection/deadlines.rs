@@ -46,7 +46,10 @@ impl State {
         let mut earliest: Option<Instant> = None;
         for (id, entry) in self.calls.iter_mut() {
             let streaming = matches!(entry.outcome, Outcome::Streaming);
-            if !entry.is_waiting() && !(streaming && entry.stream.is_some()) {
+            // A call waiting for its Response, or reading its stream (one
+            // that expired already has no flow left).
+            let open = entry.is_waiting() || (streaming && entry.stream.is_some());
+            if !open {
                 continue;
             }
             if entry.deadline > now {

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use super::deadlines::Expired;
 use super::state::{Shared, StateLane};
-use crate::stream::{End, Flow};
 use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, Kind};
+use crate::stream::{End, Flow};
 use crate::transport::{
     BACKLOG_LIMIT, CLIENT_ALONE, FrameReader, Incoming, ReadHalf, Turns, WeakOutbox, Writer,
 };

@@ -225,7 +225,8 @@ impl State {
                     && payload.first() == Some(&0) =>
             {
                 // An Ok Response: the server's stream follows it.
-                let Outcome::Done(reply) = std::mem::replace(&mut entry.outcome, Outcome::Streaming)
+                let Outcome::Done(reply) =
+                    std::mem::replace(&mut entry.outcome, Outcome::Streaming)
                 else {
                     unreachable!("just matched")
                 };

@@ -24,7 +24,9 @@ async fn scripted_server() -> (
     let (ours, theirs) = tokio::io::duplex(1 << 16);
     let (sr, mut sw) = tokio::io::split(theirs);
     let mut server = FrameReader::new(sr, FrameCodec::new(1 << 16));
-    sw.write_all(&Hello::ours(16 << 20, crate::stream::DEFAULT_WINDOW).encode()).await.unwrap();
+    sw.write_all(&Hello::ours(16 << 20, crate::stream::DEFAULT_WINDOW).encode())
+        .await
+        .unwrap();
     let conn = Connection::start(Link::new(ours, Peer::Memory), &Config::default())
         .await
         .unwrap();

@@ -37,14 +37,12 @@ impl Driver {
     /// call that is over (it crossed the call's end on the wire) is
     /// dropped; one past the stream's window breaks the protocol.
     pub(super) fn on_stream_frame(&mut self, frame: Frame) -> Option<End> {
-        let Some(open) = self.streams.get(frame.call_id) else {
-            return None;
-        };
+        let open = self.streams.get(frame.call_id)?;
         let flow = &open.flow;
         match frame.kind {
             Kind::StreamItem => {
-                let item = Payload::copy_small(&frame.payload)
-                    .unwrap_or(Payload::Shared(frame.payload));
+                let item =
+                    Payload::copy_small(&frame.payload).unwrap_or(Payload::Shared(frame.payload));
                 if let Err(overrun) = flow.push(item) {
                     return Some(End::Protocol(format!(
                         "the client sent past the {}-byte window of stream {}",

@@ -96,7 +96,8 @@ impl Peer {
             started: Instant::now(),
         };
         if handshake {
-            peer.send(&Hello::ours(16 << 20, crate::stream::DEFAULT_WINDOW).encode()).await;
+            peer.send(&Hello::ours(16 << 20, crate::stream::DEFAULT_WINDOW).encode())
+                .await;
             assert_eq!(peer.next().await.unwrap().kind, Kind::Hello);
         }
         peer.started = Instant::now();
