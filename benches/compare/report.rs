@@ -171,6 +171,7 @@ pub(crate) fn write(o: &Outcome<'_>) {
     );
     let out_dir =
         std::env::var_os("BENCH_OUT").map_or_else(|| crate::workspace_root().into(), PathBuf::from);
+    std::fs::create_dir_all(&out_dir).expect("create BENCH_OUT");
     let md_path = out_dir.join("BENCHMARKS.md");
     let svg_path = out_dir.join("BENCHMARKS.svg");
     std::fs::write(&md_path, &md).expect("write BENCHMARKS.md");
