@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Settings;
-use crate::impls::{self, Family, Impl, LoadClient};
+use crate::impls::{self, Family, Impl, LoadClient, StreamClient};
 use crate::workloads::Workload;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -46,6 +46,9 @@ fn start_server(imp: Impl, max_handlers: usize) -> SocketAddr {
                     Family::Rpc { batching, .. } => impls::rpc::serve(max_handlers, batching).await,
                     Family::Tarpc => impls::tarpc::serve().await,
                     Family::Baseline(writes) => impls::baseline::serve(writes).await,
+                    Family::RpcStream => impls::rpc_stream::serve(max_handlers).await,
+                    Family::RpcUnary => impls::rpc_unary::serve(max_handlers).await,
+                    Family::Tonic => impls::tonic::serve().await,
                 };
                 tx.send(addr).expect("send address");
                 std::future::pending::<()>().await;
@@ -160,6 +163,33 @@ async fn closed_loop<C: LoadClient>(clients: Vec<C>, w: Workload, s: &Settings) 
     window
 }
 
+/// S1, S2: one connection; warm-up calls of `warm_items` each until the
+/// warm-up time has passed (at least one), then one measured call, timed
+/// from its start to its last item. Its items: as many as the warm-up's rate
+/// fetches in `BENCH_SECS`, unless the settings fix them.
+async fn streamed<C: StreamClient>(client: C, w: Workload, s: &Settings) -> Window {
+    let size = w.item_size().expect("a streaming workload");
+    let warm = w.warm_items();
+    let started = Instant::now();
+    let mut fetched = 0u64;
+    loop {
+        assert_eq!(client.fetch(warm, size).await, warm * u64::from(size));
+        fetched += warm;
+        if started.elapsed() >= s.warmup {
+            break;
+        }
+    }
+    let rate = fetched as f64 / started.elapsed().as_secs_f64();
+    let count = w
+        .fixed_items(s)
+        .unwrap_or_else(|| ((rate * s.secs.as_secs_f64()) as u64).max(warm));
+    let meter = Meter::start();
+    let bytes = client.fetch(count, size).await;
+    let window = meter.stop(count);
+    assert_eq!(bytes, count * u64::from(size), "bytes received");
+    window
+}
+
 /// Opens `w`'s connections one after the other, then runs its load loop.
 async fn drive<C, F>(w: Workload, s: &Settings, connect: impl Fn() -> F) -> Window
 where
@@ -179,6 +209,7 @@ where
 
 /// One cell: `imp` under workload `w`.
 pub(crate) fn cell(imp: Impl, w: Workload, s: &Settings) -> String {
+    assert!(w.runs(imp), "{} does not run {}", imp.name(), w.name());
     let addr = start_server(imp, 256);
     let window = runtime().block_on(async {
         match imp.family() {
@@ -193,6 +224,15 @@ pub(crate) fn cell(imp: Impl, w: Workload, s: &Settings) -> String {
             Family::Baseline(writes) => {
                 drive(w, s, || impls::baseline::connect(addr, writes)).await
             }
+            Family::RpcStream => {
+                let client = impls::rpc_stream::connect(addr, s.stream_window).await;
+                streamed(client, w, s).await
+            }
+            Family::RpcUnary => {
+                let client = impls::rpc_unary::connect(addr, w.in_flight()).await;
+                streamed(client, w, s).await
+            }
+            Family::Tonic => streamed(impls::tonic::connect(addr).await, w, s).await,
         }
     });
     let mut line = format!(

@@ -74,6 +74,9 @@ impl Contender {
             (Impl::BaselineUnbatched, _) => "#9ad98a",
             (Impl::Rpc, Build::Before) => "#d9822b",
             (Impl::RpcUnbatched, Build::Before) => "#f2c48f",
+            (Impl::RpcStream, _) => "#0b3d6b",
+            (Impl::RpcUnary, _) => "#5fa8d3",
+            (Impl::Tonic, _) => "#c0392b",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! This library side by side with tarpc and a hand-written tokio + bincode
-//! protocol, over loopback TCP. Writes `BENCHMARKS.md` and `BENCHMARKS.svg`.
+//! protocol, and for streaming with tonic, over loopback TCP. Writes
+//! `BENCHMARKS.md` and `BENCHMARKS.svg`.
 //!
 //! ```text
 //! cargo bench -p rpc-bench --bench compare --features compare                 # full run
@@ -9,8 +10,10 @@
 //! Workloads: A: sequential `add(i32, i32) -> i32`, 1 connection, 1 in flight
 //! (p50/p99 latency); B: `add`, 1 connection, 64 in flight (calls/s); C: `add`,
 //! 8 connections x 32 in flight (calls/s); D: `echo(Vec<u8>) -> Vec<u8>` of
-//! 64 KiB and 1 MiB, 1 connection x 8 in flight (MB/s). Plus this library's
-//! memory per idle connection and per in-flight call.
+//! 64 KiB and 1 MiB, 1 connection x 8 in flight (MB/s); S1: one call
+//! streaming 16-byte items to a consumer that counts them (items/s); S2: one
+//! call streaming 64 KiB chunks (MB/s). Plus this library's memory per idle
+//! connection and per in-flight call.
 //!
 //! Implementations: `rpc` (this library), `tarpc` (0.38, its serde transport
 //! over TCP with the bincode codec), `baseline` (tokio, `LengthDelimitedCodec`
@@ -21,6 +24,11 @@
 //! `rpc-unbatched` (this library with `write_batching(false)`). With
 //! `BENCH_BEFORE`, also `rpc-before` and, for A and B, `rpc-unbatched-before`:
 //! the same implementations as compiled into an older build of this bench.
+//! S1 and S2 have implementations of their own, and only they run there:
+//! `rpc-stream` (this library's server streaming, one call), `rpc-unary`
+//! (this library's unary calls, one per item, 64 in flight for S1 and 8 for
+//! S2, as B and D keep) and `tonic` (0.14 + prost, server streaming over one
+//! HTTP/2 connection, with the service generated from `benches/proto/`).
 //!
 //! Every cell (implementation x workload x repeat) runs in a fresh process:
 //! this binary re-executes itself with `--child IMPL WORKLOAD`; the child runs
@@ -38,7 +46,11 @@
 //! `BENCH_RUNTIME=multi` (one-worker multi-thread runtimes instead of
 //! current-thread ones), `BENCH_NOTE` (a note printed at the top of the
 //! report), `BENCH_OUT` (the directory to write into, default the workspace
-//! root), `BENCH_BEFORE` (below).
+//! root), `BENCH_BEFORE` (below). S1 and S2 measure one call each, sized from
+//! the warm-up's rate to last about `BENCH_SECS`; `BENCH_S1_ITEMS` (items)
+//! and `BENCH_S2_MIB` (MiB) fix its size instead. `BENCH_STREAM_WINDOW`
+//! (bytes) gives `rpc-stream`'s client that stream window instead of the
+//! library's default (tonic's client, through hyper, grants 2 MiB).
 //!
 //! `BENCH_BEFORE=/path/to/an/older/compare/binary` compares this build with
 //! an older one in the same run: the cells of `rpc-before` (and
@@ -96,6 +108,13 @@ pub(crate) struct Settings {
     pub(crate) secs: Duration,
     pub(crate) repeats: usize,
     pub(crate) mem_n: usize,
+    /// S1: the items of the measured call, if fixed (`BENCH_S1_ITEMS`).
+    pub(crate) s1_items: Option<u64>,
+    /// S2: the MiB of the measured call, if fixed (`BENCH_S2_MIB`).
+    pub(crate) s2_mib: Option<u64>,
+    /// `rpc-stream`'s client stream window in bytes, if not the library's
+    /// default (`BENCH_STREAM_WINDOW`).
+    pub(crate) stream_window: Option<usize>,
     pub(crate) quick: bool,
 }
 
@@ -115,6 +134,9 @@ fn settings() -> Settings {
         secs: Duration::from_secs_f64(env_num("BENCH_SECS").unwrap_or(secs).max(0.05)),
         repeats: env_num("BENCH_REPEATS").map_or(repeats, |r| (r as usize).max(1)),
         mem_n: env_num("BENCH_MEM_N").map_or(1000, |n| (n as usize).max(10)),
+        s1_items: env_num("BENCH_S1_ITEMS").map(|n| (n as u64).max(1)),
+        s2_mib: env_num("BENCH_S2_MIB").map(|n| (n as u64).max(1)),
+        stream_window: env_num("BENCH_STREAM_WINDOW").map(|n| n as usize),
         quick,
     }
 }

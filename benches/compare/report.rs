@@ -1,5 +1,6 @@
 //! The parent's report: each cell's repeats reduced to medians, ratios to
-//! tarpc (and to the older build), `BENCHMARKS.md` and `BENCHMARKS.svg`.
+//! tarpc (for the streaming workloads, to tonic and to `rpc-unary`; and to
+//! the older build), `BENCHMARKS.md` and `BENCHMARKS.svg`.
 
 mod chart;
 mod machine;
@@ -49,12 +50,15 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 struct Cell {
     runs: usize,
     failed: usize,
-    /// The headline: calls/s (B, C), MB/s (D), p50 µs (A); then its min and max.
+    /// The headline: calls/s (B, C), MB/s (D, S2), p50 µs (A), items/s
+    /// (S1); then its min and max.
     value: Option<f64>,
     min: f64,
     max: f64,
     p99_us: Option<f64>,
     calls_per_s: Option<f64>,
+    /// The calls (for S1 and S2, the items) of a window.
+    calls: Option<f64>,
     cpu_us_stat: Option<f64>,
     cpu_us_sched: Option<f64>,
     hwm_mib: Option<f64>,
@@ -68,6 +72,7 @@ fn reduce(w: Workload, runs: &[Option<Fields>], clk_tck: f64) -> Cell {
         match w {
             Workload::A => Some(get(f, "p50_ns")? / 1e3),
             Workload::D64K | Workload::D1M => Some(calls_per_s * w.payload()? as f64 / 1e6),
+            Workload::S2 => Some(calls_per_s * f64::from(w.item_size()?) / 1e6),
             _ => Some(calls_per_s),
         }
     };
@@ -83,6 +88,7 @@ fn reduce(w: Workload, runs: &[Option<Fields>], clk_tck: f64) -> Cell {
         max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         p99_us: median(collect(&|f| Some(get(f, "p99_ns")? / 1e3))),
         calls_per_s: median(collect(&|f| Some(get(f, "calls")? / get(f, "secs")?))),
+        calls: median(collect(&|f| get(f, "calls"))),
         cpu_us_stat: median(collect(&|f| {
             Some(get(f, "ticks")? / clk_tck * 1e6 / get(f, "calls")?)
         })),
@@ -142,14 +148,15 @@ pub(crate) fn write(o: &Outcome<'_>) {
     header(&mut md, o);
     let _ = writeln!(md, "## Machine\n");
     machine::table(&mut md, &cpu, &o.load_before, &o.load_after);
-    let chart = results(&mut md, o, &cells);
+    let mut chart = results(&mut md, o, &cells);
+    chart.extend(streaming(&mut md, o, &cells));
     if let Some(before) = &o.lineup.before {
         against_before(&mut md, o, &cells, before);
     }
     if let Some(runs) = &o.memory {
         memory(&mut md, runs);
     }
-    method(&mut md, clk_tck);
+    method(&mut md, clk_tck, o.workloads.iter().any(|w| w.streaming()));
 
     let svg = chart::svg(
         &chart,
@@ -164,6 +171,7 @@ pub(crate) fn write(o: &Outcome<'_>) {
     );
     let out_dir =
         std::env::var_os("BENCH_OUT").map_or_else(|| crate::workspace_root().into(), PathBuf::from);
+    std::fs::create_dir_all(&out_dir).expect("create BENCH_OUT");
     let md_path = out_dir.join("BENCHMARKS.md");
     let svg_path = out_dir.join("BENCHMARKS.svg");
     std::fs::write(&md_path, &md).expect("write BENCHMARKS.md");
@@ -195,8 +203,8 @@ fn header(md: &mut String, o: &Outcome<'_>) {
     let _ = writeln!(
         md,
         "This library (`rpc`) side by side with tarpc 0.38 and a hand-written \
-         tokio + bincode baseline, over loopback TCP, written by \
-         `benches/compare/` on {} (the run took {:.0} s).\n",
+         tokio + bincode baseline, and for streaming with tonic 0.14, over \
+         loopback TCP, written by `benches/compare/` on {} (the run took {:.0} s).\n",
         machine::utc_now(),
         o.elapsed.as_secs_f64()
     );
@@ -214,6 +222,15 @@ fn header(md: &mut String, o: &Outcome<'_>) {
 
 /// The results table, one row per cell; returns the chart's bars.
 fn results(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<chart::Bars> {
+    let workloads: Vec<Workload> = o
+        .workloads
+        .iter()
+        .copied()
+        .filter(|w| !w.streaming())
+        .collect();
+    if workloads.is_empty() {
+        return Vec::new();
+    }
     let _ = writeln!(md, "## Results\n");
     let _ = writeln!(md, "![Speed relative to tarpc](BENCHMARKS.svg)\n");
     let _ = writeln!(
@@ -227,15 +244,14 @@ fn results(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<chart::Bars> 
         "| workload | implementation | median | range | × tarpc | p99 (A) | calls/s | CPU µs/call (stat) | CPU µs/call (schedstat) | peak RSS MiB |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
-    let tarpc = Contender::this(Impl::Tarpc);
     let mut chart = Vec::new();
-    for &w in o.workloads {
+    for w in workloads {
         let mut bars = Vec::new();
         for c in o.lineup.on(w) {
             let Some(cell) = cells.get(&(w, c)) else {
                 continue;
             };
-            let r = speedup(cells, w, c, tarpc);
+            let r = speedup(cells, w, c, Contender::this(w.reference()));
             bars.push((c, r));
             let failed = if cell.failed > 0 {
                 format!(" ({} of {} runs failed)", cell.failed, cell.runs)
@@ -259,6 +275,108 @@ fn results(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<chart::Bars> 
                 opt(cell.calls_per_s, 0),
                 opt(cell.cpu_us_stat, 2),
                 opt(cell.cpu_us_sched, 2),
+                opt(cell.hwm_mib, 1),
+            );
+        }
+        chart.push((w, bars));
+    }
+    let _ = writeln!(md);
+    chart
+}
+
+/// The streaming workloads' table (S1, S2), with ratios to tonic and to
+/// `rpc-unary`; returns the chart's bars (ratios to tonic).
+fn streaming(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<chart::Bars> {
+    let workloads: Vec<Workload> = o
+        .workloads
+        .iter()
+        .copied()
+        .filter(|w| w.streaming())
+        .collect();
+    if workloads.is_empty() {
+        return Vec::new();
+    }
+    let s = o.settings;
+    let _ = writeln!(md, "## Streaming\n");
+    let sizes = match (s.s1_items, s.s2_mib) {
+        (None, None) => format!(
+            "as many items as the implementation would fetch in {:.1} s at the rate of \
+             its {:.1} s of warm-up calls (`BENCH_S1_ITEMS`, `BENCH_S2_MIB` fix the \
+             size instead)",
+            s.secs.as_secs_f64(),
+            s.warmup.as_secs_f64()
+        ),
+        (s1, s2) => format!(
+            "S1: {}, S2: {} (the rest sized from the warm-up's rate to last {:.1} s)",
+            s1.map_or_else(|| "sized from the warm-up".into(), |n| format!("{n} items")),
+            s2.map_or_else(|| "sized from the warm-up".into(), |n| format!("{n} MiB")),
+            s.secs.as_secs_f64()
+        ),
+    };
+    let window = s.stream_window.map_or_else(
+        || {
+            format!(
+                "the library's default stream window ({} KiB)",
+                ::rpc::stream::DEFAULT_WINDOW >> 10
+            )
+        },
+        |b| format!("a stream window of {b} bytes (`BENCH_STREAM_WINDOW`)"),
+    );
+    if o.workloads.iter().all(|w| w.streaming()) {
+        let _ = writeln!(md, "![Speed relative to tonic](BENCHMARKS.svg)\n");
+    }
+    let _ = writeln!(
+        md,
+        "**S1**: items of 16 bytes; **S2**: chunks of 64 KiB. One connection; each \
+         cell's measured call is timed from its start to its last item, and fetches \
+         {sizes}. `rpc-stream`: this library's server streaming, one call, the client \
+         granting {window}. \
+         `rpc-unary`: this library's unary calls, one per item, {} (S1) and {} (S2) \
+         in flight. `tonic`: tonic 0.14 + prost, one server-streaming call over one \
+         HTTP/2 connection, tonic's default settings. Medians over the repeats; \
+         **× tonic** and **× rpc-unary**: the ratio of medians in the same run \
+         (items/s for S1, MB/s for S2). Range: the lowest and highest repeat. \
+         Items per call: the median of the measured calls' sizes.\n",
+        Workload::S1.in_flight(),
+        Workload::S2.in_flight(),
+    );
+    let _ = writeln!(
+        md,
+        "| workload | implementation | median | range | × tonic | × rpc-unary | items/s | items per call | CPU µs/item (stat) | CPU µs/item (schedstat) | peak RSS MiB |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let unary = Contender::this(Impl::RpcUnary);
+    let mut chart = Vec::new();
+    for w in workloads {
+        let mut bars = Vec::new();
+        for c in o.lineup.on(w) {
+            let Some(cell) = cells.get(&(w, c)) else {
+                continue;
+            };
+            let r = speedup(cells, w, c, Contender::this(w.reference()));
+            bars.push((c, r));
+            let failed = if cell.failed > 0 {
+                format!(" ({} of {} runs failed)", cell.failed, cell.runs)
+            } else {
+                String::new()
+            };
+            let value = cell.value.map_or_else(|| "failed".into(), |v| w.format(v));
+            let range = if cell.value.is_some() {
+                format!("{} – {}", w.format(cell.min), w.format(cell.max))
+            } else {
+                "–".into()
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {}{failed} | {value} | {range} | {} | {} | {} | {} | {} | {} | {} |",
+                w.describe(),
+                c.name(),
+                times(r),
+                times(speedup(cells, w, c, unary)),
+                opt(cell.calls_per_s, 0),
+                opt(cell.calls, 0),
+                opt(cell.cpu_us_stat, 3),
+                opt(cell.cpu_us_sched, 3),
                 opt(cell.hwm_mib, 1),
             );
         }
@@ -351,7 +469,7 @@ fn memory(md: &mut String, runs: &[Option<Fields>]) {
 }
 
 /// How each figure is computed, and what the unbatched variants ask.
-fn method(md: &mut String, clk_tck: f64) {
+fn method(md: &mut String, clk_tck: f64, streaming: bool) {
     let _ = writeln!(md, "## How each figure is computed\n");
     let runtimes = if std::env::var("BENCH_RUNTIME").is_ok_and(|v| v == "multi") {
         "multi-thread tokio runtimes of one worker each (`new_multi_thread`, \
@@ -396,6 +514,26 @@ fn method(md: &mut String, clk_tck: f64) {
         1000.0 / clk_tck,
         1e6 / clk_tck / 1e4
     );
+    if streaming {
+        let _ = writeln!(
+            md,
+            "- **Streaming** (S1, S2). The child warms up with calls of 65,536 items (S1) \
+             or 64 chunks (S2) until the warm-up time has passed, then makes the one \
+             measured call, sized from the warm-up's rate to last about the measurement \
+             time (or as `BENCH_S1_ITEMS`, `BENCH_S2_MIB` say); \
+             the consumer counts the items and adds up their payload lengths, checked \
+             against what was asked for. Every server makes each item a buffer of its \
+             own (a clone of one `Vec<u8>`). **items/s**: items / the call's time; \
+             **MB/s** (S2): items x 65,536 / 10^6 per second. CPU µs/item and peak RSS as \
+             above, per item. `tonic`: tonic 0.14.9 with tonic-prost (prost 0.14), the \
+             service generated by tonic-prost-build from `benches/proto/feed.proto`, \
+             `Server::builder()` and `Endpoint::connect` with their defaults (`TCP_NODELAY` \
+             on; hyper's HTTP/2 windows, 2 MiB per stream and 5 MiB per connection on the \
+             receiving client). `rpc-unary`: `in flight` tasks on one connection, each \
+             taking a ticket and calling `chunk(size) -> Vec<u8>` until the tickets run \
+             out.\n"
+        );
+    }
     let _ = writeln!(md, "## The library's unbatched path\n");
     let _ = writeln!(
         md,

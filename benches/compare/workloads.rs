@@ -1,6 +1,7 @@
 //! The workloads: what is called, over how many connections, with how many
 //! calls in flight, and how each is named in the report.
 
+use crate::Settings;
 use crate::impls::Impl;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -10,15 +11,21 @@ pub(crate) enum Workload {
     C,
     D64K,
     D1M,
+    /// One call streaming many 16-byte items (items/s).
+    S1,
+    /// One call streaming 64 KiB chunks (MB/s).
+    S2,
 }
 
 impl Workload {
-    pub(crate) const ALL: [Workload; 5] = [
+    pub(crate) const ALL: [Workload; 7] = [
         Workload::A,
         Workload::B,
         Workload::C,
         Workload::D64K,
         Workload::D1M,
+        Workload::S1,
+        Workload::S2,
     ];
 
     /// The `WORKLOAD` of `--child IMPL WORKLOAD`.
@@ -29,6 +36,8 @@ impl Workload {
             Workload::C => "C",
             Workload::D64K => "D64K",
             Workload::D1M => "D1M",
+            Workload::S1 => "S1",
+            Workload::S2 => "S2",
         }
     }
 
@@ -43,6 +52,8 @@ impl Workload {
             Workload::C => "C: add, 8 conns x 32 in flight",
             Workload::D64K => "D: echo 64 KiB, 1 conn x 8 in flight",
             Workload::D1M => "D: echo 1 MiB, 1 conn x 8 in flight",
+            Workload::S1 => "S1: stream 16-byte items, 1 conn",
+            Workload::S2 => "S2: stream 64 KiB chunks, 1 conn",
         }
     }
 
@@ -54,6 +65,8 @@ impl Workload {
             Workload::C => "C 8x32 add",
             Workload::D64K => "D echo 64 KiB",
             Workload::D1M => "D echo 1 MiB",
+            Workload::S1 => "S1 16 B items",
+            Workload::S2 => "S2 64 KiB chunks",
         }
     }
 
@@ -64,13 +77,60 @@ impl Workload {
         }
     }
 
-    /// Calls in flight per connection.
+    /// Calls in flight per connection (for S1 and S2, the unary calls of
+    /// `rpc-unary`: as many as B keeps for small calls and D for large ones).
     pub(crate) fn in_flight(self) -> usize {
         match self {
             Workload::A => 1,
-            Workload::B => 64,
+            Workload::B | Workload::S1 => 64,
             Workload::C => 32,
-            Workload::D64K | Workload::D1M => 8,
+            Workload::D64K | Workload::D1M | Workload::S2 => 8,
+        }
+    }
+
+    /// The streaming workloads (S1, S2), which the streaming
+    /// implementations run, and only they.
+    pub(crate) fn streaming(self) -> bool {
+        matches!(self, Workload::S1 | Workload::S2)
+    }
+
+    /// The bytes of each streamed item (S1, S2).
+    pub(crate) fn item_size(self) -> Option<u32> {
+        match self {
+            Workload::S1 => Some(16),
+            Workload::S2 => Some(64 << 10),
+            _ => None,
+        }
+    }
+
+    /// The items of each warm-up call of S1 or S2 (1 MiB for S1, 4 MiB for
+    /// S2).
+    pub(crate) fn warm_items(self) -> u64 {
+        match self {
+            Workload::S1 => 1 << 16,
+            Workload::S2 => 64,
+            _ => 0,
+        }
+    }
+
+    /// The items of the measured call of S1 or S2 if the settings fix them
+    /// (`BENCH_S1_ITEMS`, `BENCH_S2_MIB`); otherwise the child sizes the call
+    /// from its warm-up rate to last about `BENCH_SECS`.
+    pub(crate) fn fixed_items(self, s: &Settings) -> Option<u64> {
+        match self {
+            Workload::S1 => s.s1_items,
+            Workload::S2 => s.s2_mib.map(|mib| (mib << 20).div_ceil(64 << 10)),
+            _ => None,
+        }
+    }
+
+    /// The implementation the others are measured against: tarpc, or for
+    /// the streaming workloads tonic.
+    pub(crate) fn reference(self) -> Impl {
+        if self.streaming() {
+            Impl::Tonic
+        } else {
+            Impl::Tarpc
         }
     }
 
@@ -85,16 +145,20 @@ impl Workload {
 
     /// Whether `imp` runs on this workload: the unbatched variants only on
     /// the small-call workloads, where batching is the question.
+    /// The streaming implementations run only on the streaming workloads,
+    /// and those only them.
     pub(crate) fn runs(self, imp: Impl) -> bool {
-        !imp.unbatched() || matches!(self, Workload::A | Workload::B)
+        imp.streaming() == self.streaming()
+            && (!imp.unbatched() || matches!(self, Workload::A | Workload::B))
     }
 
     /// The headline in the unit of the report: p50 µs (A), calls/s (B, C),
-    /// MB/s counting the payload once (D).
+    /// MB/s counting the payload once (D, S2), items/s (S1).
     pub(crate) fn format(self, v: f64) -> String {
         match self {
             Workload::A => format!("{v:.1} µs"),
-            Workload::D64K | Workload::D1M => format!("{v:.0} MB/s"),
+            Workload::D64K | Workload::D1M | Workload::S2 => format!("{v:.0} MB/s"),
+            Workload::S1 => format!("{:.2}M items/s", v / 1e6),
             _ => format!("{:.0}k calls/s", v / 1e3),
         }
     }

@@ -5,7 +5,10 @@
 
 pub(crate) mod baseline;
 pub(crate) mod rpc;
+pub(crate) mod rpc_stream;
+pub(crate) mod rpc_unary;
 pub(crate) mod tarpc;
+pub(crate) mod tonic;
 
 /// An implementation that a child process of this binary runs: the names are
 /// the `IMPL` of `--child IMPL WORKLOAD`.
@@ -23,6 +26,12 @@ pub(crate) enum Impl {
     /// A balanced channel of two endpoints, both the one server (over IPv4
     /// and as an IPv4-mapped IPv6 address): what choosing costs a call.
     RpcBalanced2,
+    /// This library's server streaming: one call streams every item (S1, S2).
+    RpcStream,
+    /// This library's unary calls, one per item, pipelined (S1, S2).
+    RpcUnary,
+    /// tonic 0.14 + prost, server streaming over one HTTP/2 connection (S1, S2).
+    Tonic,
 }
 
 /// What an [`Impl`] is built from: the code that serves and connects it.
@@ -35,11 +44,14 @@ pub(crate) enum Family {
     },
     Tarpc,
     Baseline(baseline::Writes),
+    RpcStream,
+    RpcUnary,
+    Tonic,
 }
 
 impl Impl {
     /// The report's order: tables, bars and the rotation of every repeat.
-    pub(crate) const ALL: [Impl; 8] = [
+    pub(crate) const ALL: [Impl; 11] = [
         Impl::Rpc,
         Impl::RpcBalanced,
         Impl::RpcBalanced2,
@@ -48,6 +60,9 @@ impl Impl {
         Impl::BaselineYield,
         Impl::BaselineUnbatched,
         Impl::RpcUnbatched,
+        Impl::RpcStream,
+        Impl::RpcUnary,
+        Impl::Tonic,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -60,6 +75,9 @@ impl Impl {
             Impl::RpcUnbatched => "rpc-unbatched",
             Impl::RpcBalanced => "rpc-balanced",
             Impl::RpcBalanced2 => "rpc-balanced-2",
+            Impl::RpcStream => "rpc-stream",
+            Impl::RpcUnary => "rpc-unary",
+            Impl::Tonic => "tonic",
         }
     }
 
@@ -89,6 +107,9 @@ impl Impl {
             Impl::Baseline => Family::Baseline(baseline::Writes::Batched),
             Impl::BaselineYield => Family::Baseline(baseline::Writes::BatchedAfterYield),
             Impl::BaselineUnbatched => Family::Baseline(baseline::Writes::Direct),
+            Impl::RpcStream => Family::RpcStream,
+            Impl::RpcUnary => Family::RpcUnary,
+            Impl::Tonic => Family::Tonic,
         }
     }
 
@@ -97,6 +118,12 @@ impl Impl {
     /// concurrency, so they run only on the small-call workloads (A, B).
     pub(crate) fn unbatched(self) -> bool {
         matches!(self, Impl::BaselineUnbatched | Impl::RpcUnbatched)
+    }
+
+    /// The implementations of the streaming workloads (S1, S2), which run
+    /// only there: the others have no streaming call.
+    pub(crate) fn streaming(self) -> bool {
+        matches!(self, Impl::RpcStream | Impl::RpcUnary | Impl::Tonic)
     }
 }
 
@@ -107,4 +134,11 @@ impl Impl {
 pub(crate) trait LoadClient: Clone + Send + Sync + 'static {
     fn add(&self, a: i32, b: i32) -> impl Future<Output = i32> + Send;
     fn echo(&self, data: Vec<u8>) -> impl Future<Output = Vec<u8>> + Send;
+}
+
+/// What the streaming workloads (S1, S2) call: `count` items of `size`
+/// bytes each from the server, fetched however the implementation fetches
+/// them (one stream, or unary calls); returns the payload bytes received.
+pub(crate) trait StreamClient: Send + Sync + 'static {
+    fn fetch(&self, count: u64, size: u32) -> impl Future<Output = u64> + Send;
 }

@@ -1,12 +1,13 @@
-//! BENCHMARKS.svg: each contender's speed relative to tarpc, one group of
-//! bars per workload.
+//! BENCHMARKS.svg: each contender's speed relative to tarpc (for the
+//! streaming workloads, to tonic), one group of bars per workload.
 
 use std::fmt::Write as _;
 
 use crate::lineup::Contender;
 use crate::workloads::Workload;
 
-/// One group of bars: each contender's ratio to tarpc on one workload.
+/// One group of bars: each contender's ratio to the workload's reference
+/// (tarpc, or tonic for the streaming workloads) on one workload.
 pub(super) type Bars = (Workload, Vec<(Contender, Option<f64>)>);
 
 const WIDTH: f64 = 860.0;
@@ -29,6 +30,15 @@ pub(super) fn svg(groups: &[Bars], lineup: &[Contender], subtitle: &str) -> Stri
         .fold(1.0f64, f64::max);
     let y_max = ((max_ratio * 1.15) * 2.0).ceil() / 2.0;
     let y = |r: f64| TOP + plot_h * (1.0 - r / y_max);
+    let (plain, streams) = (
+        groups.iter().any(|(w, _)| !w.streaming()),
+        groups.iter().any(|(w, _)| w.streaming()),
+    );
+    let reference = match (plain, streams) {
+        (true, true) => "tarpc 0.38 (streaming: tonic 0.14)",
+        (false, true) => "tonic 0.14",
+        _ => "tarpc 0.38",
+    };
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -36,7 +46,7 @@ pub(super) fn svg(groups: &[Bars], lineup: &[Contender], subtitle: &str) -> Stri
     );
     let _ = writeln!(
         s,
-        r##"<rect width="100%" height="100%" fill="white"/><text x="{}" y="22" text-anchor="middle" font-size="15" font-weight="bold">Speed relative to tarpc 0.38 in the same run (higher is better)</text><text x="{}" y="40" text-anchor="middle" fill="#555">{subtitle}</text>"##,
+        r##"<rect width="100%" height="100%" fill="white"/><text x="{}" y="22" text-anchor="middle" font-size="15" font-weight="bold">Speed relative to {reference} in the same run (higher is better)</text><text x="{}" y="40" text-anchor="middle" fill="#555">{subtitle}</text>"##,
         WIDTH / 2.0,
         WIDTH / 2.0
     );
