@@ -198,17 +198,26 @@ impl Flow {
     /// A StreamItem from the peer. An error if the peer sent past its
     /// credit; an item after the end is dropped.
     pub(crate) fn push(&self, item: Payload) -> Result<(), Overrun> {
+        self.push_all(&mut vec![item])
+    }
+
+    /// Items from the peer, in order, under one lock (`items` is left
+    /// empty); as [`push`](Self::push) for each.
+    pub(crate) fn push_all(&self, items: &mut Vec<Payload>) -> Result<(), Overrun> {
         let mut st = self.lock();
         if st.end.is_some() || st.discard {
+            items.clear();
             return Ok(());
         }
-        if st.received >= st.recv_window {
-            return Err(Overrun {
-                window: st.recv_window,
-            });
+        for item in items.drain(..) {
+            if st.received >= st.recv_window {
+                return Err(Overrun {
+                    window: st.recv_window,
+                });
+            }
+            st.received += item_cost(item.len());
+            st.inbox.push_back(item);
         }
-        st.received += item_cost(item.len());
-        st.inbox.push_back(item);
         let consumer = st.consumer.take();
         drop(st);
         wake(consumer);
@@ -286,7 +295,7 @@ impl Flow {
     /// Ready once an item may be sent (`Ok`), or the peer takes no more
     /// (`Err`); registers `cx` either way, so that [`close`](Self::close)
     /// wakes a producer that waits for its own next item.
-    pub(crate) fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Closed>> {
+    pub(crate) fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<Result<usize, Closed>> {
         let mut st = self.lock();
         if st.send_closed {
             return Poll::Ready(Err(Closed));
@@ -296,7 +305,7 @@ impl Flow {
             slot => *slot = Some(cx.waker().clone()),
         }
         if st.sent < st.send_window {
-            Poll::Ready(Ok(()))
+            Poll::Ready(Ok(st.send_window - st.sent))
         } else {
             Poll::Pending
         }
@@ -336,16 +345,19 @@ impl Flow {
 
     /// Queues one item's frame (its call id is set here); false if the peer
     /// takes no more.
-    pub(crate) fn send_item(&self, mut frame: FrameBuf) -> bool {
-        frame.set_call_id(self.id);
+    /// Queues `frames`, whole StreamItem frames of this call one after
+    /// another (each sent under the credit that
+    /// [`poll_send_ready`](Self::poll_send_ready) reported), in one go;
+    /// false if the peer takes no more.
+    pub(crate) fn send_items(&self, frames: bytes::Bytes) -> bool {
         let mut st = self.lock();
         if st.send_closed {
             return false;
         }
-        st.sent += frame.len();
+        st.sent += frames.len();
         // Queued under the flow's lock, so that nothing follows an end
         // sent by `finish`.
-        self.wire.send(frame.into())
+        self.wire.send(frames.into())
     }
 
     /// Sends this side's StreamEnd (`payload`: a status byte and what it
@@ -455,7 +467,8 @@ mod tests {
         flow.grant(1000);
         let mut item = FrameBuf::new(Kind::StreamItem, 0, 1);
         item.extend_from_slice(&[42]);
-        assert!(flow.send_item(item));
+        item.set_call_id(7);
+        assert!(flow.send_items(item.finish()));
         assert!(flow.finish(&[0]));
         let frames = frames.lock().unwrap();
         let header = |len: u8, kind: u8| vec![0, 0, 0, len, kind, 0, 0, 0, 0, 0, 0, 0, 0, 7];
@@ -481,13 +494,13 @@ mod tests {
         let (flow, frames) = flow(100);
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
-        assert!(matches!(flow.poll_send_ready(&mut cx), Poll::Ready(Ok(()))));
+        assert!(matches!(flow.poll_send_ready(&mut cx), Poll::Ready(Ok(100))));
         let mut big = FrameBuf::new(Kind::StreamItem, 0, 1000);
         big.extend_from_slice(&[0; 1000]);
-        assert!(flow.send_item(big));
+        assert!(flow.send_items(big.finish()));
         assert!(flow.poll_send_ready(&mut cx).is_pending(), "no credit left");
         flow.credit(1014);
-        assert!(matches!(flow.poll_send_ready(&mut cx), Poll::Ready(Ok(()))));
+        assert!(matches!(flow.poll_send_ready(&mut cx), Poll::Ready(Ok(100))));
         assert!(flow.finish(&[0]));
         assert!(!flow.finish(&[0]), "one end only");
         assert!(matches!(

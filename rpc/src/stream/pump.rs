@@ -17,9 +17,10 @@ use crate::Error;
 use crate::codec;
 use crate::error::panic_message;
 use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Status};
+use crate::transport::DIRECT_WRITE;
 
 /// Items sent per poll of the pump before it lets other tasks run.
-const ITEMS_PER_POLL: u32 = 64;
+const ITEMS_PER_POLL: u32 = 128;
 
 /// A stream's items, encoded one by one as they are taken. (In a mutex only
 /// to be `Sync` as the call future that carries it must be; it is reached
@@ -92,6 +93,16 @@ fn end_payload(error: &Error) -> Vec<u8> {
     }
 }
 
+/// How taking a batch of items stopped.
+enum Batched {
+    /// The credit (or the items per poll) ran out.
+    Credit,
+    /// The stream has no item ready.
+    Pending,
+    /// The stream is over: this StreamEnd payload follows the batch.
+    End(Vec<u8>),
+}
+
 /// What one run of the pump's loop came to.
 enum Step {
     /// The stream is over: send this StreamEnd payload (none: the peer
@@ -110,16 +121,17 @@ enum Step {
 /// and reads nothing, holds it back all the same).
 pub(crate) async fn pump(flow: &Flow, items: &mut Encoder, limit: usize) {
     let items = items.0.get_mut().unwrap_or_else(|e| e.into_inner());
+    let mut batch = bytes::BytesMut::new();
     let end = loop {
         flow.room().await;
         let step = std::future::poll_fn(|cx| {
             let mut sent = 0;
             loop {
-                match flow.poll_send_ready(cx) {
-                    Poll::Ready(Ok(())) => {}
+                let room = match flow.poll_send_ready(cx) {
+                    Poll::Ready(Ok(room)) => room,
                     Poll::Ready(Err(_)) => return Poll::Ready(Step::End(None)),
                     Poll::Pending => return Poll::Pending,
-                }
+                };
                 if flow.backed_up() {
                     return Poll::Ready(Step::BackedUp);
                 }
@@ -127,25 +139,50 @@ pub(crate) async fn pump(flow: &Flow, items: &mut Encoder, limit: usize) {
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
-                let next =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| items.poll_frame(cx, limit)));
-                let end = match next {
-                    Err(panic) => {
-                        let message = panic_message(&*panic);
-                        Status::Panicked.end_payload(&message)
-                    }
-                    Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(None)) => vec![Status::Ok as u8],
-                    Ok(Poll::Ready(Some(Err(end)))) => end,
-                    Ok(Poll::Ready(Some(Ok(frame)))) => {
-                        if !flow.send_item(frame) {
-                            return Poll::Ready(Step::End(None));
+                // Items taken while the credit lasts go out together: one
+                // lock of the flow and one of the writer per batch, not per
+                // item. Each is still taken only under credit (the bytes
+                // before it are under the window), as one by one.
+                let mut polled = Batched::Credit;
+                while batch.len() < room && sent < ITEMS_PER_POLL {
+                    let next =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| items.poll_frame(cx, limit)));
+                    polled = match next {
+                        Err(panic) => {
+                            let message = panic_message(&*panic);
+                            Batched::End(Status::Panicked.end_payload(&message))
                         }
-                        sent += 1;
-                        continue;
-                    }
-                };
-                return Poll::Ready(Step::End(Some(end)));
+                        Ok(Poll::Pending) => Batched::Pending,
+                        Ok(Poll::Ready(None)) => Batched::End(vec![Status::Ok as u8]),
+                        Ok(Poll::Ready(Some(Err(end)))) => Batched::End(end),
+                        Ok(Poll::Ready(Some(Ok(mut frame)))) => {
+                            frame.set_call_id(flow.id());
+                            sent += 1;
+                            if frame.len() < DIRECT_WRITE {
+                                batch.extend_from_slice(frame.seal());
+                                continue;
+                            }
+                            // A large item goes from its own buffer, not
+                            // copied into the batch (after what is batched).
+                            let ahead = batch.split().freeze();
+                            if !(ahead.is_empty() || flow.send_items(ahead))
+                                || !flow.send_items(frame.finish())
+                            {
+                                return Poll::Ready(Step::End(None));
+                            }
+                            Batched::Credit
+                        }
+                    };
+                    break;
+                }
+                if !batch.is_empty() && !flow.send_items(batch.split().freeze()) {
+                    return Poll::Ready(Step::End(None));
+                }
+                match polled {
+                    Batched::Credit => {}
+                    Batched::Pending => return Poll::Pending,
+                    Batched::End(end) => return Poll::Ready(Step::End(Some(end))),
+                }
             }
         })
         .await;

@@ -184,7 +184,18 @@ pub(super) async fn read_loop(
             }
             Kind::Pong => {}
             Kind::StreamItem | Kind::StreamEnd | Kind::StreamCredit => {
-                if let Err(why) = streams.on_frame(&shared, frame) {
+                let mut handled = streams.on_frame(&shared, frame);
+                // The items right behind it in the buffer, handed over
+                // together: one lock of their stream per run, not per item.
+                let mut run = 0;
+                while handled.is_ok() && run < ITEMS_PER_RUN {
+                    let Some((id, item)) = reader.next_buffered(Kind::StreamItem) else {
+                        break;
+                    };
+                    handled = streams.item(&shared, id, &item);
+                    run += 1;
+                }
+                if let Err(why) = handled.and_then(|()| streams.flush()) {
                     break why;
                 }
             }
@@ -289,36 +300,65 @@ fn keepalive_check(
 #[derive(Default)]
 struct StreamFrames {
     last: Option<Arc<Flow>>,
+    /// Items for `last`, not yet handed over.
+    pending: Vec<crate::protocol::Payload>,
 }
 
+/// Stream items handed over per lock of their stream.
+const ITEMS_PER_RUN: usize = 256;
+
 impl StreamFrames {
+    /// The flow of call `id`, remembered; none for a call that is over
+    /// (the frame crossed our Cancel on the wire, and is dropped).
+    fn flow(&mut self, shared: &Shared, id: u64) -> Result<Option<Arc<Flow>>, String> {
+        if let Some(flow) = &self.last
+            && flow.id() == id
+        {
+            return Ok(Some(flow.clone()));
+        }
+        self.flush()?;
+        self.last = shared.lock().stream_flow(id);
+        Ok(self.last.clone())
+    }
+
+    /// Hands the items gathered to their stream.
+    fn flush(&mut self) -> Result<(), String> {
+        let Some(flow) = &self.last else {
+            self.pending.clear();
+            return Ok(());
+        };
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        flow.push_all(&mut self.pending).map_err(|overrun| {
+            format!(
+                "protocol error: the server sent past the {}-byte window of stream {}",
+                overrun.window,
+                flow.id()
+            )
+        })
+    }
+
+    /// A StreamItem: gathered, to go to its stream with the items behind it.
+    fn item(&mut self, shared: &Shared, id: u64, payload: &[u8]) -> Result<(), String> {
+        if self.flow(shared, id)?.is_some() {
+            // Held until the application takes it: copied out of the
+            // read buffer (see `Payload::copied`).
+            self.pending.push(crate::protocol::Payload::copied(payload));
+        }
+        Ok(())
+    }
+
     fn on_frame(&mut self, shared: &Shared, frame: crate::protocol::Frame) -> Result<(), String> {
         let id = frame.call_id;
-        let flow = match &self.last {
-            Some(flow) if flow.id() == id => flow.clone(),
-            _ => {
-                let found = shared.lock().stream_flow(id);
-                // A frame for a call that is over (it crossed our Cancel on
-                // the wire) is dropped.
-                let Some(flow) = found else {
-                    return Ok(());
-                };
-                self.last = Some(flow.clone());
-                flow
-            }
+        if frame.kind == Kind::StreamItem {
+            return self.item(shared, id, &frame.payload);
+        }
+        self.flush()?;
+        let Some(flow) = self.flow(shared, id)? else {
+            return Ok(());
         };
         match frame.kind {
-            Kind::StreamItem => {
-                // Held until the application takes it: copied out of the
-                // read buffer (see `Payload::copied`).
-                let item = crate::protocol::Payload::copied(&frame.payload);
-                flow.push(item).map_err(|overrun| {
-                    format!(
-                        "protocol error: the server sent past the {}-byte window of stream {id}",
-                        overrun.window
-                    )
-                })
-            }
             Kind::StreamEnd => {
                 // The server's end ends the call: a stream the client is
                 // still sending on it stops too, whether or not the
