@@ -211,13 +211,19 @@ impl Payload {
         })
     }
 
-    /// A copy of `src` in memory of its own (in place if it fits), for a
-    /// payload that may be held for long: a slice would keep the whole read
-    /// buffer it came in alive (up to a large frame's size, for a payload
-    /// of a few bytes), which a window counting the payload's bytes cannot
-    /// see.
-    pub(crate) fn copied(src: &[u8]) -> Payload {
-        Payload::copy_small(src).unwrap_or_else(|| Payload::Shared(Bytes::copy_from_slice(src)))
+    /// This payload, to be held for long (a stream item waiting for the
+    /// application), in memory of its own (in place if it fits): a slice
+    /// would keep the whole read buffer it came in alive (up to a large
+    /// frame's size, for a payload of a few bytes; and a large payload can
+    /// sit at the end of a buffer that held a larger frame before it), which
+    /// a window counting the payload's bytes cannot see. Copying costs a
+    /// large item one memcpy.
+    pub(crate) fn held(self) -> Payload {
+        match self {
+            Payload::Shared(b) => Payload::copy_small(&b)
+                .unwrap_or_else(|| Payload::Shared(Bytes::copy_from_slice(&b))),
+            inline => inline,
+        }
     }
 
     /// Drops the first `n` bytes (at most all of them).

@@ -494,13 +494,19 @@ mod tests {
         let (flow, frames) = flow(100);
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
-        assert!(matches!(flow.poll_send_ready(&mut cx), Poll::Ready(Ok(100))));
+        assert!(matches!(
+            flow.poll_send_ready(&mut cx),
+            Poll::Ready(Ok(100))
+        ));
         let mut big = FrameBuf::new(Kind::StreamItem, 0, 1000);
         big.extend_from_slice(&[0; 1000]);
         assert!(flow.send_items(big.finish()));
         assert!(flow.poll_send_ready(&mut cx).is_pending(), "no credit left");
         flow.credit(1014);
-        assert!(matches!(flow.poll_send_ready(&mut cx), Poll::Ready(Ok(100))));
+        assert!(matches!(
+            flow.poll_send_ready(&mut cx),
+            Poll::Ready(Ok(100))
+        ));
         assert!(flow.finish(&[0]));
         assert!(!flow.finish(&[0]), "one end only");
         assert!(matches!(

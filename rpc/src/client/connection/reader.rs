@@ -192,7 +192,7 @@ pub(super) async fn read_loop(
                     let Some((id, item)) = reader.next_buffered(Kind::StreamItem) else {
                         break;
                     };
-                    handled = streams.item(&shared, id, &item);
+                    handled = streams.item(&shared, id, item);
                     run += 1;
                 }
                 if let Err(why) = handled.and_then(|()| streams.flush()) {
@@ -340,11 +340,16 @@ impl StreamFrames {
     }
 
     /// A StreamItem: gathered, to go to its stream with the items behind it.
-    fn item(&mut self, shared: &Shared, id: u64, payload: &[u8]) -> Result<(), String> {
+    fn item(
+        &mut self,
+        shared: &Shared,
+        id: u64,
+        payload: crate::protocol::Payload,
+    ) -> Result<(), String> {
         if self.flow(shared, id)?.is_some() {
             // Held until the application takes it: copied out of the
-            // read buffer (see `Payload::copied`).
-            self.pending.push(crate::protocol::Payload::copied(payload));
+            // read buffer (see `Payload::held`).
+            self.pending.push(payload.held());
         }
         Ok(())
     }
@@ -352,7 +357,7 @@ impl StreamFrames {
     fn on_frame(&mut self, shared: &Shared, frame: crate::protocol::Frame) -> Result<(), String> {
         let id = frame.call_id;
         if frame.kind == Kind::StreamItem {
-            return self.item(shared, id, &frame.payload);
+            return self.item(shared, id, frame.payload.into());
         }
         self.flush()?;
         let Some(flow) = self.flow(shared, id)? else {

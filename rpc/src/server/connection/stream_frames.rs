@@ -49,8 +49,8 @@ impl Driver {
         match frame.kind {
             Kind::StreamItem => {
                 // Held until the handler takes it: copied out of the read
-                // buffer (see `Payload::copied`).
-                if let Err(overrun) = flow.push(Payload::copied(&frame.payload)) {
+                // buffer (see `Payload::held`).
+                if let Err(overrun) = flow.push(Payload::from(frame.payload).held()) {
                     return Some(End::Protocol(format!(
                         "the client sent past the {}-byte window of stream {}",
                         overrun.window, frame.call_id
