@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use support::probe::*;
 use support::raw::{self, RawConn};
+use support::resident;
 use tokio::io::AsyncWriteExt;
 
 const MIB: usize = 1 << 20;
@@ -24,17 +25,6 @@ const ATTACKERS: usize = 64;
 const PER_CONNECTION: usize = 64 * 1024;
 /// The runtime, the test's own buffers and the allocator's slack.
 const SLACK: usize = 32 * MIB;
-
-/// The process's resident set, from /proc (Linux).
-fn resident() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_stalled_near_limit_frames_stay_within_the_budget_and_others_are_served() {

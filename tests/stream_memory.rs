@@ -10,6 +10,7 @@ mod support;
 use std::time::Duration;
 
 use support::raw::{self, RawConn};
+use support::resident;
 
 const MIB: usize = 1 << 20;
 /// Rounds of the attack: each leaves one small item unread behind a large
@@ -17,17 +18,6 @@ const MIB: usize = 1 << 20;
 const ROUNDS: usize = 128;
 /// The runtime, the test's own buffers and the allocator's slack.
 const SLACK: usize = 32 * MIB;
-
-/// The process's resident set, from /proc (Linux).
-fn resident() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
-}
 
 /// Keeps what it is sent.
 #[rpc::service]

@@ -3,6 +3,10 @@
 //! resident memory is its own to measure, and so that the server can be
 //! killed outright in the middle of a stream.
 
+// Each test file uses a different part of `support`.
+#[allow(unused_imports)]
+mod support;
+
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::process::Stdio;
@@ -10,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rpc_suite::feed::{FeedClient, FeedImpl, FeedServer, Item};
+use support::{resident, resident_of};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 
@@ -98,22 +103,6 @@ impl ChildServer {
             let _ = self.child.kill().await;
         }
     }
-}
-
-/// The resident set of the process whose `status` file is at `path` (Linux).
-fn resident_of(path: &str) -> usize {
-    let status = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let kib: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in {path}"));
-    kib * 1024
-}
-
-/// This process's resident set.
-fn resident() -> usize {
-    resident_of("/proc/self/status")
 }
 
 const ITEMS: u64 = 1_000_000;

@@ -40,6 +40,22 @@ pub fn assert_handshake_timed_out(err: &rpc::Error) {
     assert!(err.is_retryable() && !err.may_have_run(), "{err:?}");
 }
 
+/// The resident set of the process whose `status` file is at `path` (Linux).
+pub fn resident_of(path: &str) -> usize {
+    let status = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {path}"));
+    kib * 1024
+}
+
+/// This process's resident set (Linux).
+pub fn resident() -> usize {
+    resident_of("/proc/self/status")
+}
+
 /// `builder` with the calculator and the test services.
 pub fn with_services(builder: rpc::server::Builder) -> rpc::server::Builder {
     builder
