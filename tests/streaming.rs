@@ -336,9 +336,11 @@ async fn a_lost_connection_ends_the_stream_with_an_error() {
     // Upload on the same connection, which is lost with it.
     let (tx, chunks) = rpc::stream::channel::<Vec<u8>>();
     let upload = tokio::spawn(feed.upload(chunks));
+    // The second send returns once the upload's sender took the first item,
+    // which it does only after its request was queued on the connection.
     tx.send(vec![1; 10]).await.unwrap();
-    // A fault transport would do; a proxy that cuts both directions is
-    // simplest: here, the server's connections are dropped at once.
+    tx.send(vec![2; 10]).await.unwrap();
+    // The server drops its connections at once.
     server.abort().await;
     let end = loop {
         match tokio::time::timeout(PROMPTLY, ticks.next()).await.unwrap() {
