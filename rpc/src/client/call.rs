@@ -24,10 +24,11 @@ use super::balance::load::Load;
 use super::connection::{Connection, Encoded, Failure, InFlight, NoSlot, Tried};
 use super::endpoint::Endpoint;
 use super::reply::{decode_response, is_shutting_down};
+use super::streaming::Streaming;
 use crate::Error;
 use crate::deadline;
 use crate::protocol::{FrameBuf, Payload};
-use crate::stream::{self, Encoder};
+use crate::stream::Encoder;
 
 /// Times a call moves to another connection, at most, because one refused
 /// it or stopped taking calls before it went out. Past that it fails:
@@ -93,17 +94,6 @@ pub(super) struct Attempt {
     /// What a streaming call adds (boxed: most calls stream nothing).
     stream: Option<Box<Streaming>>,
     step: Step,
-}
-
-/// A streaming call's part in its attempt.
-pub(super) struct Streaming {
-    /// The server answers with a stream.
-    returns_stream: bool,
-    /// The stream the call sends, until it is handed to its pump.
-    outbound: Option<Encoder>,
-    /// The stream the call sends went out on a connection: the call can
-    /// no longer move to another one.
-    pumped: bool,
 }
 
 type Waiting = Pin<Box<dyn Future<Output = Waited> + Send + Sync>>;
@@ -228,19 +218,6 @@ impl<R, T> Future for Call<R, T> {
                 .and_then(|payload| decode_response(method, budget, payload, this.decode))
                 .map(this.map),
         )
-    }
-}
-
-impl Streaming {
-    /// The call's request is queued on `call`'s connection: its stream
-    /// follows, sent by a task of its own as the server's credit allows.
-    fn start_pump(&mut self, call: &InFlight) {
-        let (Some(mut items), Some(flow)) = (self.outbound.take(), call.flow().cloned()) else {
-            return;
-        };
-        self.pumped = true;
-        let limit = call.connection().send_limit();
-        tokio::spawn(async move { stream::pump(&flow, &mut items, limit).await });
     }
 }
 

@@ -24,7 +24,7 @@ use super::reply::decode_response;
 use crate::Error;
 use crate::codec;
 use crate::protocol::Payload;
-use crate::stream::{Encoder, Inbound, Stream};
+use crate::stream::{self, Encoder, Inbound, Stream};
 
 /// A streaming call, until its Response: resolves to the server's stream
 /// (or, for a method that only takes a stream, to its value). Dropping it
@@ -223,5 +223,29 @@ impl Drop for Reporting {
             self.balancer
                 .abandoned(&self.chosen.member, self.chosen.probe);
         }
+    }
+}
+
+/// A streaming call's part in its attempt.
+pub(super) struct Streaming {
+    /// The server answers with a stream.
+    pub(super) returns_stream: bool,
+    /// The stream the call sends, until it is handed to its pump.
+    pub(super) outbound: Option<Encoder>,
+    /// The stream the call sends went out on a connection: the call can
+    /// no longer move to another one.
+    pub(super) pumped: bool,
+}
+
+impl Streaming {
+    /// The call's request is queued on `call`'s connection: its stream
+    /// follows, sent by a task of its own as the server's credit allows.
+    pub(super) fn start_pump(&mut self, call: &InFlight) {
+        let (Some(mut items), Some(flow)) = (self.outbound.take(), call.flow().cloned()) else {
+            return;
+        };
+        self.pumped = true;
+        let limit = call.connection().send_limit();
+        tokio::spawn(async move { stream::pump(&flow, &mut items, limit).await });
     }
 }
