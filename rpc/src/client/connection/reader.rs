@@ -346,7 +346,10 @@ impl StreamFrames {
         id: u64,
         payload: crate::protocol::Payload,
     ) -> Result<(), String> {
-        if self.flow(shared, id)?.is_some() {
+        // The flow is looked at, not cloned: a run of one stream's items
+        // costs no reference counting per item.
+        let known = self.last.as_ref().is_some_and(|flow| flow.id() == id);
+        if known || self.flow(shared, id)?.is_some() {
             // Held until the application takes it: copied out of the
             // read buffer (see `Payload::held`).
             self.pending.push(payload.held());
