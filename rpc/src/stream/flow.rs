@@ -198,18 +198,21 @@ impl Flow {
     /// A StreamItem from the peer. An error if the peer sent past its
     /// credit; an item after the end is dropped.
     pub(crate) fn push(&self, item: Payload) -> Result<(), Overrun> {
-        self.push_all(&mut vec![item])
+        self.push_each(std::iter::once(item))
     }
 
     /// Items from the peer, in order, under one lock (`items` is left
     /// empty); as [`push`](Self::push) for each.
     pub(crate) fn push_all(&self, items: &mut Vec<Payload>) -> Result<(), Overrun> {
+        self.push_each(items.drain(..))
+    }
+
+    fn push_each(&self, items: impl Iterator<Item = Payload>) -> Result<(), Overrun> {
         let mut st = self.lock();
         if st.end.is_some() || st.discard {
-            items.clear();
             return Ok(());
         }
-        for item in items.drain(..) {
+        for item in items {
             if st.received >= st.recv_window {
                 return Err(Overrun {
                     window: st.recv_window,
@@ -282,6 +285,15 @@ impl Flow {
     }
 
     // ---- sending: our items, and the peer's credit ----
+
+    /// A StreamCredit's payload from the peer: the credit, or why it is
+    /// not one (the connection is then broken).
+    pub(crate) fn credit_frame(&self, payload: &[u8]) -> Result<(), String> {
+        let bytes = <[u8; 4]>::try_from(payload)
+            .map_err(|_| format!("a StreamCredit of {} bytes (expected 4)", payload.len()))?;
+        self.credit(u32::from_be_bytes(bytes) as usize);
+        Ok(())
+    }
 
     /// A StreamCredit from the peer.
     pub(crate) fn credit(&self, bytes: usize) {

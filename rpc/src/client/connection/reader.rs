@@ -377,16 +377,9 @@ impl StreamFrames {
                 self.last = None;
                 Ok(())
             }
-            _ => {
-                let bytes = <[u8; 4]>::try_from(&frame.payload[..]).map_err(|_| {
-                    format!(
-                        "protocol error: a StreamCredit of {} bytes (expected 4)",
-                        frame.payload.len()
-                    )
-                })?;
-                flow.credit(u32::from_be_bytes(bytes) as usize);
-                Ok(())
-            }
+            _ => flow
+                .credit_frame(&frame.payload)
+                .map_err(|why| format!("protocol error: {why}")),
         }
     }
 }

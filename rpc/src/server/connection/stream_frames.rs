@@ -59,13 +59,9 @@ impl Driver {
             }
             Kind::StreamEnd => flow.end(StreamEnd::Peer(frame.payload.into())),
             Kind::StreamCredit => {
-                let Ok(bytes) = <[u8; 4]>::try_from(&frame.payload[..]) else {
-                    return Some(End::Protocol(format!(
-                        "a StreamCredit of {} bytes (expected 4)",
-                        frame.payload.len()
-                    )));
-                };
-                flow.credit(u32::from_be_bytes(bytes) as usize);
+                if let Err(why) = flow.credit_frame(&frame.payload) {
+                    return Some(End::Protocol(why));
+                }
             }
             _ => unreachable!("only stream frames are passed here"),
         }
