@@ -4,6 +4,7 @@
 
 mod chart;
 mod machine;
+mod streaming;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -102,6 +103,23 @@ fn reduce(w: Workload, runs: &[Option<Fields>], clk_tck: f64) -> Cell {
 type Cells = BTreeMap<(Workload, Contender), Cell>;
 
 /// How many times faster `c` is than `than` on `w`: the ratio of medians.
+/// A cell's first columns: how many of its runs failed (if any), its
+/// median, and its range.
+fn measured(cell: &Cell, w: Workload) -> (String, String, String) {
+    let failed = if cell.failed > 0 {
+        format!(" ({} of {} runs failed)", cell.failed, cell.runs)
+    } else {
+        String::new()
+    };
+    let value = cell.value.map_or_else(|| "failed".into(), |v| w.format(v));
+    let range = if cell.value.is_some() {
+        format!("{} – {}", w.format(cell.min), w.format(cell.max))
+    } else {
+        "–".into()
+    };
+    (failed, value, range)
+}
+
 fn speedup(cells: &Cells, w: Workload, c: Contender, than: Contender) -> Option<f64> {
     let (ours, theirs) = (cells.get(&(w, c))?.value?, cells.get(&(w, than))?.value?);
     Some(w.speedup(ours, theirs))
@@ -149,7 +167,7 @@ pub(crate) fn write(o: &Outcome<'_>) {
     let _ = writeln!(md, "## Machine\n");
     machine::table(&mut md, &cpu, &o.load_before, &o.load_after);
     let mut chart = results(&mut md, o, &cells);
-    chart.extend(streaming(&mut md, o, &cells));
+    chart.extend(streaming::table(&mut md, o, &cells));
     if let Some(before) = &o.lineup.before {
         against_before(&mut md, o, &cells, before);
     }
@@ -253,17 +271,7 @@ fn results(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<chart::Bars> 
             };
             let r = speedup(cells, w, c, Contender::this(w.reference()));
             bars.push((c, r));
-            let failed = if cell.failed > 0 {
-                format!(" ({} of {} runs failed)", cell.failed, cell.runs)
-            } else {
-                String::new()
-            };
-            let value = cell.value.map_or_else(|| "failed".into(), |v| w.format(v));
-            let range = if cell.value.is_some() {
-                format!("{} – {}", w.format(cell.min), w.format(cell.max))
-            } else {
-                "–".into()
-            };
+            let (failed, value, range) = measured(cell, w);
             let _ = writeln!(
                 md,
                 "| {} | {}{failed} | {value} | {range} | {} | {} | {} | {} | {} | {} |",
@@ -275,108 +283,6 @@ fn results(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<chart::Bars> 
                 opt(cell.calls_per_s, 0),
                 opt(cell.cpu_us_stat, 2),
                 opt(cell.cpu_us_sched, 2),
-                opt(cell.hwm_mib, 1),
-            );
-        }
-        chart.push((w, bars));
-    }
-    let _ = writeln!(md);
-    chart
-}
-
-/// The streaming workloads' table (S1, S2), with ratios to tonic and to
-/// `rpc-unary`; returns the chart's bars (ratios to tonic).
-fn streaming(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<chart::Bars> {
-    let workloads: Vec<Workload> = o
-        .workloads
-        .iter()
-        .copied()
-        .filter(|w| w.streaming())
-        .collect();
-    if workloads.is_empty() {
-        return Vec::new();
-    }
-    let s = o.settings;
-    let _ = writeln!(md, "## Streaming\n");
-    let sizes = match (s.s1_items, s.s2_mib) {
-        (None, None) => format!(
-            "as many items as the implementation would fetch in {:.1} s at the rate of \
-             its {:.1} s of warm-up calls (`BENCH_S1_ITEMS`, `BENCH_S2_MIB` fix the \
-             size instead)",
-            s.secs.as_secs_f64(),
-            s.warmup.as_secs_f64()
-        ),
-        (s1, s2) => format!(
-            "S1: {}, S2: {} (the rest sized from the warm-up's rate to last {:.1} s)",
-            s1.map_or_else(|| "sized from the warm-up".into(), |n| format!("{n} items")),
-            s2.map_or_else(|| "sized from the warm-up".into(), |n| format!("{n} MiB")),
-            s.secs.as_secs_f64()
-        ),
-    };
-    let window = s.stream_window.map_or_else(
-        || {
-            format!(
-                "the library's default stream window ({} KiB)",
-                ::rpc::stream::DEFAULT_WINDOW >> 10
-            )
-        },
-        |b| format!("a stream window of {b} bytes (`BENCH_STREAM_WINDOW`)"),
-    );
-    if o.workloads.iter().all(|w| w.streaming()) {
-        let _ = writeln!(md, "![Speed relative to tonic](BENCHMARKS.svg)\n");
-    }
-    let _ = writeln!(
-        md,
-        "**S1**: items of 16 bytes; **S2**: chunks of 64 KiB. One connection; each \
-         cell's measured call is timed from its start to its last item, and fetches \
-         {sizes}. `rpc-stream`: this library's server streaming, one call, the client \
-         granting {window}. \
-         `rpc-unary`: this library's unary calls, one per item, {} (S1) and {} (S2) \
-         in flight. `tonic`: tonic 0.14 + prost, one server-streaming call over one \
-         HTTP/2 connection, tonic's default settings. Medians over the repeats; \
-         **× tonic** and **× rpc-unary**: the ratio of medians in the same run \
-         (items/s for S1, MB/s for S2). Range: the lowest and highest repeat. \
-         Items per call: the median of the measured calls' sizes.\n",
-        Workload::S1.in_flight(),
-        Workload::S2.in_flight(),
-    );
-    let _ = writeln!(
-        md,
-        "| workload | implementation | median | range | × tonic | × rpc-unary | items/s | items per call | CPU µs/item (stat) | CPU µs/item (schedstat) | peak RSS MiB |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
-    let unary = Contender::this(Impl::RpcUnary);
-    let mut chart = Vec::new();
-    for w in workloads {
-        let mut bars = Vec::new();
-        for c in o.lineup.on(w) {
-            let Some(cell) = cells.get(&(w, c)) else {
-                continue;
-            };
-            let r = speedup(cells, w, c, Contender::this(w.reference()));
-            bars.push((c, r));
-            let failed = if cell.failed > 0 {
-                format!(" ({} of {} runs failed)", cell.failed, cell.runs)
-            } else {
-                String::new()
-            };
-            let value = cell.value.map_or_else(|| "failed".into(), |v| w.format(v));
-            let range = if cell.value.is_some() {
-                format!("{} – {}", w.format(cell.min), w.format(cell.max))
-            } else {
-                "–".into()
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {}{failed} | {value} | {range} | {} | {} | {} | {} | {} | {} | {} |",
-                w.describe(),
-                c.name(),
-                times(r),
-                times(speedup(cells, w, c, unary)),
-                opt(cell.calls_per_s, 0),
-                opt(cell.calls, 0),
-                opt(cell.cpu_us_stat, 3),
-                opt(cell.cpu_us_sched, 3),
                 opt(cell.hwm_mib, 1),
             );
         }
