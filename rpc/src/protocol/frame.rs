@@ -69,6 +69,25 @@ impl Decoder for FrameCodec {
     }
 }
 
+/// Appends the head of a frame (length prefix, kind, flags, call id) to
+/// `buf`, its length left 0 for [`seal_at`] to write once the payload
+/// follows: frames encoded one after another into one buffer.
+#[inline]
+pub(crate) fn put_head(buf: &mut BytesMut, kind: Kind, call_id: u64) {
+    let mut head = [0u8; LEN_PREFIX + HEADER_LEN];
+    head[LEN_PREFIX] = kind as u8;
+    head[LEN_PREFIX + 2..].copy_from_slice(&call_id.to_be_bytes());
+    buf.extend_from_slice(&head);
+}
+
+/// Writes the length of the frame whose head [`put_head`] wrote at `start`
+/// and whose payload runs to the end of `buf`.
+#[inline]
+pub(crate) fn seal_at(buf: &mut BytesMut, start: usize) {
+    let len = (buf.len() - start - LEN_PREFIX) as u32;
+    buf[start..start + LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
+}
+
 /// Frames up to this many bytes, length prefix included, are built in place
 /// rather than on the heap, so that a small request or reply, the common
 /// case, costs no allocation and no free.

@@ -101,12 +101,14 @@ mod frame;
 // tests (feature `hooks`); its unit tests run either way.
 #[cfg(any(test, feature = "hooks"))]
 mod fuzz;
+mod items;
 mod message;
 
-pub(crate) use frame::{FrameBuf, FrameCodec, HEADER_LEN, LEN_PREFIX};
+pub(crate) use frame::{FrameBuf, FrameCodec, HEADER_LEN, LEN_PREFIX, put_head, seal_at};
 #[cfg(feature = "hooks")]
 #[doc(hidden)]
 pub use fuzz::fuzz_decode;
+pub(crate) use items::ItemRun;
 pub(crate) use message::{GoAwayReason, Hello, RequestHead, Status};
 
 use bytes::Bytes;
@@ -209,21 +211,6 @@ impl Payload {
             len: src.len() as u8,
             bytes,
         })
-    }
-
-    /// This payload, to be held for long (a stream item waiting for the
-    /// application), in memory of its own (in place if it fits): a slice
-    /// would keep the whole read buffer it came in alive (up to a large
-    /// frame's size, for a payload of a few bytes; and a large payload can
-    /// sit at the end of a buffer that held a larger frame before it), which
-    /// a window counting the payload's bytes cannot see. Copying costs a
-    /// large item one memcpy.
-    pub(crate) fn held(self) -> Payload {
-        match self {
-            Payload::Shared(b) => Payload::copy_small(&b)
-                .unwrap_or_else(|| Payload::Shared(Bytes::copy_from_slice(&b))),
-            inline => inline,
-        }
     }
 
     /// Drops the first `n` bytes (at most all of them).

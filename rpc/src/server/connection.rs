@@ -367,6 +367,7 @@ impl Driver {
     ) -> Option<End> {
         let frame = match incoming {
             Incoming::Of(id, payload) => return self.on_request(id, payload, grant, now, waker),
+            Incoming::Items(items) => return self.on_stream_items(items),
             Incoming::Frame(frame) => frame,
         };
         match frame.kind {

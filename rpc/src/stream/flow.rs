@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use crate::protocol::{FrameBuf, HEADER_LEN, Kind, LEN_PREFIX, Payload};
+use crate::protocol::{FrameBuf, ItemRun, Kind, Payload};
 use crate::transport::{BACKLOG_LIMIT, Lane, Outbox, Outgoing, WeakOutbox};
 
 /// Bytes queued for the peer and not yet written past which a stream's
@@ -85,13 +85,6 @@ impl<L: Lane> Wire for WeakOutbox<L> {
     }
 }
 
-/// Bytes an item counts for against the window: its whole frame, so that
-/// empty items are not free.
-pub(crate) fn item_cost(payload_len: usize) -> usize {
-    LEN_PREFIX + HEADER_LEN + payload_len
-}
-
-/// How a stream ended, as its consumer learns it.
 #[derive(Debug, Clone)]
 pub(crate) enum End {
     /// The peer's StreamEnd: its payload (a status byte, then what that
@@ -120,7 +113,7 @@ pub(crate) struct Flow {
 
 struct State {
     /// Items received, oldest first.
-    inbox: VecDeque<Payload>,
+    inbox: VecDeque<ItemRun>,
     /// Bytes received and not yet credited back.
     received: usize,
     recv_window: usize,
@@ -195,32 +188,21 @@ impl Flow {
 
     // ---- receiving: the peer's frames, and the application taking items ----
 
-    /// A StreamItem from the peer. An error if the peer sent past its
-    /// credit; an item after the end is dropped.
-    pub(crate) fn push(&self, item: Payload) -> Result<(), Overrun> {
-        self.push_each(std::iter::once(item))
-    }
-
-    /// Items from the peer, in order, under one lock (`items` is left
-    /// empty); as [`push`](Self::push) for each.
-    pub(crate) fn push_all(&self, items: &mut Vec<Payload>) -> Result<(), Overrun> {
-        self.push_each(items.drain(..))
-    }
-
-    fn push_each(&self, items: impl Iterator<Item = Payload>) -> Result<(), Overrun> {
+    /// StreamItems from the peer, in order. An error if the peer sent past
+    /// its credit (an item may be sent while the bytes before it are under
+    /// the window); items after the end are dropped.
+    pub(crate) fn push(&self, items: ItemRun) -> Result<(), Overrun> {
         let mut st = self.lock();
         if st.end.is_some() || st.discard {
             return Ok(());
         }
-        for item in items {
-            if st.received >= st.recv_window {
-                return Err(Overrun {
-                    window: st.recv_window,
-                });
-            }
-            st.received += item_cost(item.len());
-            st.inbox.push_back(item);
+        if st.received + items.before_last() >= st.recv_window {
+            return Err(Overrun {
+                window: st.recv_window,
+            });
         }
+        st.received += items.cost();
+        st.inbox.push_back(items);
         let consumer = st.consumer.take();
         drop(st);
         wake(consumer);
@@ -244,7 +226,7 @@ impl Flow {
     pub(crate) fn poll_take(
         &self,
         cx: &mut Context<'_>,
-        into: &mut VecDeque<Payload>,
+        into: &mut VecDeque<ItemRun>,
     ) -> Poll<Option<End>> {
         let mut st = self.lock();
         if !st.inbox.is_empty() {

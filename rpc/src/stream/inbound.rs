@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use super::flow::{End, Flow, item_cost};
+use super::flow::{End, Flow};
 use crate::Error;
-use crate::protocol::{Payload, Status};
+use crate::protocol::{ItemRun, Status};
 
 /// Items of one stream as they arrive, for [`super::Stream`] to decode.
 pub(crate) struct Inbound {
     flow: Arc<Flow>,
     /// Items taken from the flow in one go, not yet handed out.
-    local: VecDeque<Payload>,
+    local: VecDeque<ItemRun>,
     /// Bytes handed out and not yet credited back.
     taken: usize,
     threshold: usize,
@@ -58,17 +58,21 @@ impl Inbound {
     }
 
     /// The next item's bytes, or the error that ended the stream.
-    pub(crate) fn poll_next(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Payload, Error>>> {
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<&[u8], Error>>> {
         loop {
-            if let Some(item) = self.local.pop_front() {
-                self.taken += item_cost(item.len());
-                if self.taken >= self.threshold {
-                    self.flow.grant(std::mem::take(&mut self.taken));
+            match self.local.front_mut().map(ItemRun::next_item) {
+                Some(Some((at, cost))) => {
+                    self.taken += cost;
+                    if self.taken >= self.threshold {
+                        self.flow.grant(std::mem::take(&mut self.taken));
+                    }
+                    return Poll::Ready(Some(Ok(self.local[0].payload(at))));
                 }
-                return Poll::Ready(Some(Ok(item)));
+                Some(None) => {
+                    self.local.pop_front();
+                    continue;
+                }
+                None => {}
             }
             if self.ended {
                 return Poll::Ready(None);

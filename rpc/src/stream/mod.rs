@@ -210,11 +210,12 @@ impl<T> futures::Stream for Stream<T> {
                 Poll::Ready(next)
             }
             Inner::Remote { inbound, decode } => {
+                let method = inbound.method();
                 let next = std::task::ready!(inbound.poll_next(cx));
                 Poll::Ready(next.map(|item| {
                     item.and_then(|payload| {
-                        decode(&payload).map_err(|message| Error::Decode {
-                            method: inbound.method(),
+                        decode(payload).map_err(|message| Error::Decode {
+                            method,
                             side: "stream item",
                             message,
                         })

@@ -7,7 +7,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::BufMut;
+use bytes::{BufMut, BytesMut};
 use futures::Stream as _;
 use serde::Serialize;
 
@@ -16,11 +16,11 @@ use super::flow::Flow;
 use crate::Error;
 use crate::codec;
 use crate::error::panic_message;
-use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Status};
+use crate::protocol::{Kind, LEN_PREFIX, Status, put_head, seal_at};
 use crate::transport::DIRECT_WRITE;
 
 /// Items sent per poll of the pump before it lets other tasks run.
-const ITEMS_PER_POLL: u32 = 128;
+const ITEMS_PER_POLL: u32 = 1024;
 
 /// A stream's items, encoded one by one as they are taken. (In a mutex only
 /// to be `Sync` as the call future that carries it must be; it is reached
@@ -28,24 +28,29 @@ const ITEMS_PER_POLL: u32 = 128;
 pub(crate) struct Encoder(std::sync::Mutex<Box<dyn Items>>);
 
 trait Items: Send {
-    /// The next item as a frame (its call id not yet set), or the
+    /// Appends the next item to `batch` as a StreamItem frame of call `id`
+    /// (of at most `limit` bytes, the peer's frame limit); or gives the
     /// StreamEnd payload that ends the stream with an error.
-    fn poll_frame(
+    fn poll_encode(
         &mut self,
         cx: &mut Context<'_>,
+        id: u64,
         limit: usize,
-    ) -> Poll<Option<Result<FrameBuf, Vec<u8>>>>;
+        batch: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Vec<u8>>>>;
 }
 
 impl<T: Serialize + Send + 'static> Items for Stream<T> {
-    fn poll_frame(
+    fn poll_encode(
         &mut self,
         cx: &mut Context<'_>,
+        id: u64,
         limit: usize,
-    ) -> Poll<Option<Result<FrameBuf, Vec<u8>>>> {
+        batch: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Vec<u8>>>> {
         let next = std::task::ready!(Pin::new(self).poll_next(cx));
         Poll::Ready(next.map(|item| match item {
-            Ok(item) => encode(&item, limit),
+            Ok(item) => encode(&item, id, limit, batch),
             Err(e) => Err(end_payload(&e)),
         }))
     }
@@ -63,20 +68,34 @@ impl std::fmt::Debug for Encoder {
     }
 }
 
-/// `item` as a StreamItem frame of at most `limit` bytes (the peer's frame
-/// limit), or the StreamEnd payload that says why not.
-fn encode<T: Serialize>(item: &T, limit: usize) -> Result<FrameBuf, Vec<u8>> {
-    let mut frame = FrameBuf::new(Kind::StreamItem, 0, 16);
-    match codec::encode_into(item, &mut frame, limit + LEN_PREFIX) {
-        Ok(()) => Ok(frame),
-        Err(codec::EncodeError::TooLarge { size, .. }) => {
-            let mut payload = vec![Status::FrameTooLarge as u8];
-            payload.put_u64((size - LEN_PREFIX) as u64);
-            payload.put_u64(limit as u64);
-            Err(payload)
+/// Appends `item` to `batch` as a StreamItem frame of call `id` of at most
+/// `limit` bytes (the peer's frame limit), or gives the StreamEnd payload
+/// that says why not (`batch` is then as it was).
+fn encode<T: Serialize>(
+    item: &T,
+    id: u64,
+    limit: usize,
+    batch: &mut BytesMut,
+) -> Result<(), Vec<u8>> {
+    let start = batch.len();
+    put_head(batch, Kind::StreamItem, id);
+    match codec::encode_into(item, batch, start + LEN_PREFIX + limit) {
+        Ok(()) => {
+            seal_at(batch, start);
+            Ok(())
         }
-        Err(codec::EncodeError::Serde(message)) => {
-            Err(Status::Aborted.end_payload(&format!("could not encode a stream item: {message}")))
+        Err(e) => {
+            batch.truncate(start);
+            Err(match e {
+                codec::EncodeError::TooLarge { size, .. } => {
+                    let mut payload = vec![Status::FrameTooLarge as u8];
+                    payload.put_u64((size - start - LEN_PREFIX) as u64);
+                    payload.put_u64(limit as u64);
+                    payload
+                }
+                codec::EncodeError::Serde(message) => Status::Aborted
+                    .end_payload(&format!("could not encode a stream item: {message}")),
+            })
         }
     }
 }
@@ -121,7 +140,8 @@ enum Step {
 /// and reads nothing, holds it back all the same).
 pub(crate) async fn pump(flow: &Flow, items: &mut Encoder, limit: usize) {
     let items = items.0.get_mut().unwrap_or_else(|e| e.into_inner());
-    let mut batch = bytes::BytesMut::new();
+    let id = flow.id();
+    let mut batch = BytesMut::new();
     let end = loop {
         flow.room().await;
         let step = std::future::poll_fn(|cx| {
@@ -135,18 +155,25 @@ pub(crate) async fn pump(flow: &Flow, items: &mut Encoder, limit: usize) {
                 if flow.backed_up() {
                     return Poll::Ready(Step::BackedUp);
                 }
-                if sent == ITEMS_PER_POLL {
+                if sent >= ITEMS_PER_POLL {
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
-                // Items taken while the credit lasts go out together: one
+                // Items taken while the credit lasts are encoded one after
+                // another into one buffer, which goes out as one block: one
                 // lock of the flow and one of the writer per batch, not per
-                // item. Each is still taken only under credit (the bytes
-                // before it are under the window), as one by one.
+                // item, and a batch of `DIRECT_WRITE` bytes is written from
+                // its own memory, uncopied. Each item is still taken only
+                // under credit (the bytes before it are under the window).
+                if batch.capacity() == 0 {
+                    // Room for a whole batch at once, not grown item by item.
+                    batch.reserve(DIRECT_WRITE);
+                }
                 let mut polled = Batched::Credit;
-                while batch.len() < room && sent < ITEMS_PER_POLL {
-                    let next =
-                        std::panic::catch_unwind(AssertUnwindSafe(|| items.poll_frame(cx, limit)));
+                while batch.len() < room.min(DIRECT_WRITE) && sent < ITEMS_PER_POLL {
+                    let next = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        items.poll_encode(cx, id, limit, &mut batch)
+                    }));
                     polled = match next {
                         Err(panic) => {
                             let message = panic_message(&*panic);
@@ -155,22 +182,9 @@ pub(crate) async fn pump(flow: &Flow, items: &mut Encoder, limit: usize) {
                         Ok(Poll::Pending) => Batched::Pending,
                         Ok(Poll::Ready(None)) => Batched::End(vec![Status::Ok as u8]),
                         Ok(Poll::Ready(Some(Err(end)))) => Batched::End(end),
-                        Ok(Poll::Ready(Some(Ok(mut frame)))) => {
-                            frame.set_call_id(flow.id());
+                        Ok(Poll::Ready(Some(Ok(())))) => {
                             sent += 1;
-                            if frame.len() < DIRECT_WRITE {
-                                batch.extend_from_slice(frame.seal());
-                                continue;
-                            }
-                            // A large item goes from its own buffer, not
-                            // copied into the batch (after what is batched).
-                            let ahead = batch.split().freeze();
-                            if !(ahead.is_empty() || flow.send_items(ahead))
-                                || !flow.send_items(frame.finish())
-                            {
-                                return Poll::Ready(Step::End(None));
-                            }
-                            Batched::Credit
+                            continue;
                         }
                     };
                     break;

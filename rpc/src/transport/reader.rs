@@ -17,7 +17,7 @@ use tokio_util::codec::Decoder;
 
 use super::budget::{FREE_BYTES, Grant, ReadBudget};
 use crate::protocol::{
-    Frame, FrameCodec, FrameError, HEADER_LEN, INLINE_PAYLOAD, Kind, LEN_PREFIX, Payload,
+    Frame, FrameCodec, FrameError, HEADER_LEN, INLINE_PAYLOAD, ItemRun, Kind, LEN_PREFIX, Payload,
 };
 
 /// Room for the first reads; the buffer grows as frames need.
@@ -28,6 +28,8 @@ const INITIAL_CAPACITY: usize = 8 * 1024;
 pub(crate) enum Incoming {
     /// A frame of the kind asked for: its call id and payload.
     Of(u64, Payload),
+    /// StreamItem frames of one call, in a row (see [`ItemRun`]).
+    Items(ItemRun),
     /// A frame of another kind.
     Frame(Frame),
 }
@@ -120,22 +122,28 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// As [`poll_frame`](Self::poll_frame), but a frame of `kind` comes as
     /// its call id and payload, a small payload copied out (see
-    /// [`next_buffered`](Self::next_buffered)). Then nothing holds on to the
-    /// read buffer, so the next read reuses it in place: a frame sliced out
-    /// of it and still held by its receiver would make the next read move to
-    /// a new buffer (an allocation, and a second one to share it again).
+    /// [`next_buffered`](Self::next_buffered)), and StreamItems of one call
+    /// in a row come together, copied out as one [`ItemRun`]. Then nothing
+    /// holds on to the read buffer, so the next read reuses it in place: a
+    /// frame sliced out of it and still held by its receiver would make the
+    /// next read move to a new buffer (an allocation, and a second one to
+    /// share it again).
     pub(crate) fn poll_incoming(
         &mut self,
         cx: &mut Context<'_>,
         kind: Kind,
     ) -> Poll<Option<Result<Incoming, FrameError>>> {
-        self.poll_with(cx, |r| match r.next_buffered(kind) {
-            Some((call_id, payload)) => Some(Ok(Incoming::Of(call_id, payload))),
-            None => r
-                .codec
+        self.poll_with(cx, |r| {
+            if let Some((call_id, payload)) = r.next_buffered(kind) {
+                return Some(Ok(Incoming::Of(call_id, payload)));
+            }
+            if let Some(run) = ItemRun::take(&mut r.buf, r.codec.max_frame()) {
+                return Some(Ok(Incoming::Items(run)));
+            }
+            r.codec
                 .decode(&mut r.buf)
                 .transpose()
-                .map(|frame| frame.map(Incoming::Frame)),
+                .map(|frame| frame.map(Incoming::Frame))
         })
     }
 

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::deadlines::Expired;
 use super::state::{Shared, StateLane};
-use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, Kind};
+use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, ItemRun, Kind};
 use crate::stream::{End, Flow};
 use crate::transport::{
     BACKLOG_LIMIT, CLIENT_ALONE, FrameReader, Incoming, ReadHalf, Turns, WeakOutbox, Writer,
@@ -155,6 +155,12 @@ pub(super) async fn read_loop(
                 callers.into_iter().flatten().for_each(Waker::wake);
                 continue;
             }
+            Incoming::Items(items) => {
+                if let Err(why) = streams.items(&shared, items) {
+                    break why;
+                }
+                continue;
+            }
             Incoming::Frame(frame) => frame,
         };
         match frame.kind {
@@ -184,18 +190,7 @@ pub(super) async fn read_loop(
             }
             Kind::Pong => {}
             Kind::StreamItem | Kind::StreamEnd | Kind::StreamCredit => {
-                let mut handled = streams.on_frame(&shared, frame);
-                // The items right behind it in the buffer, handed over
-                // together: one lock of their stream per run, not per item.
-                let mut run = 0;
-                while handled.is_ok() && run < ITEMS_PER_RUN {
-                    let Some((id, item)) = reader.next_buffered(Kind::StreamItem) else {
-                        break;
-                    };
-                    handled = streams.item(&shared, id, item);
-                    run += 1;
-                }
-                if let Err(why) = handled.and_then(|()| streams.flush()) {
+                if let Err(why) = streams.on_frame(&shared, frame) {
                     break why;
                 }
             }
@@ -294,43 +289,29 @@ fn keepalive_check(
 }
 
 /// Hands the server's stream frames to their calls' flows. The flow of the
-/// last stream seen is kept, so a run of one stream's items costs one
-/// lookup (a call's id is never reused while its flow could be kept: see
-/// `slots.rs`).
+/// last stream seen is kept, so a stream's runs of items cost one lookup (a
+/// call's id is never reused while its flow could be kept: see `slots.rs`).
 #[derive(Default)]
 struct StreamFrames {
     last: Option<Arc<Flow>>,
-    /// Items for `last`, not yet handed over.
-    pending: Vec<crate::protocol::Payload>,
 }
-
-/// Stream items handed over per lock of their stream.
-const ITEMS_PER_RUN: usize = 256;
 
 impl StreamFrames {
     /// The flow of call `id`, remembered; none for a call that is over
     /// (the frame crossed our Cancel on the wire, and is dropped).
-    fn flow(&mut self, shared: &Shared, id: u64) -> Result<Option<Arc<Flow>>, String> {
-        if let Some(flow) = &self.last
-            && flow.id() == id
-        {
-            return Ok(Some(flow.clone()));
+    fn flow(&mut self, shared: &Shared, id: u64) -> Option<&Arc<Flow>> {
+        if self.last.as_ref().is_none_or(|flow| flow.id() != id) {
+            self.last = shared.lock().stream_flow(id);
         }
-        self.flush()?;
-        self.last = shared.lock().stream_flow(id);
-        Ok(self.last.clone())
+        self.last.as_ref()
     }
 
-    /// Hands the items gathered to their stream.
-    fn flush(&mut self) -> Result<(), String> {
-        let Some(flow) = &self.last else {
-            self.pending.clear();
+    /// StreamItems: to their stream, held until the application takes them.
+    fn items(&mut self, shared: &Shared, items: ItemRun) -> Result<(), String> {
+        let Some(flow) = self.flow(shared, items.call_id()) else {
             return Ok(());
         };
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        flow.push_all(&mut self.pending).map_err(|overrun| {
+        flow.push(items).map_err(|overrun| {
             format!(
                 "protocol error: the server sent past the {}-byte window of stream {}",
                 overrun.window,
@@ -339,31 +320,12 @@ impl StreamFrames {
         })
     }
 
-    /// A StreamItem: gathered, to go to its stream with the items behind it.
-    fn item(
-        &mut self,
-        shared: &Shared,
-        id: u64,
-        payload: crate::protocol::Payload,
-    ) -> Result<(), String> {
-        // The flow is looked at, not cloned: a run of one stream's items
-        // costs no reference counting per item.
-        let known = self.last.as_ref().is_some_and(|flow| flow.id() == id);
-        if known || self.flow(shared, id)?.is_some() {
-            // Held until the application takes it: copied out of the
-            // read buffer (see `Payload::held`).
-            self.pending.push(payload.held());
-        }
-        Ok(())
-    }
-
     fn on_frame(&mut self, shared: &Shared, frame: crate::protocol::Frame) -> Result<(), String> {
         let id = frame.call_id;
         if frame.kind == Kind::StreamItem {
-            return self.item(shared, id, frame.payload.into());
+            return self.items(shared, ItemRun::one(id, &frame.payload));
         }
-        self.flush()?;
-        let Some(flow) = self.flow(shared, id)? else {
+        let Some(flow) = self.flow(shared, id) else {
             return Ok(());
         };
         match frame.kind {

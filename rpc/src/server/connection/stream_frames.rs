@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Driver, End};
-use crate::protocol::{Frame, Kind, Payload, Status};
+use crate::protocol::{Frame, ItemRun, Kind, Status};
 use crate::server::streams::Registration;
 use crate::stream::{End as StreamEnd, Flow};
 
@@ -48,14 +48,7 @@ impl Driver {
         let flow = &open.flow;
         match frame.kind {
             Kind::StreamItem => {
-                // Held until the handler takes it: copied out of the read
-                // buffer (see `Payload::held`).
-                if let Err(overrun) = flow.push(Payload::from(frame.payload).held()) {
-                    return Some(End::Protocol(format!(
-                        "the client sent past the {}-byte window of stream {}",
-                        overrun.window, frame.call_id
-                    )));
-                }
+                return self.on_stream_items(ItemRun::one(frame.call_id, &frame.payload));
             }
             Kind::StreamEnd => flow.end(StreamEnd::Peer(frame.payload.into())),
             Kind::StreamCredit => {
@@ -66,5 +59,18 @@ impl Driver {
             _ => unreachable!("only stream frames are passed here"),
         }
         None
+    }
+
+    /// StreamItems from the client: to their stream, held until the handler
+    /// takes them.
+    pub(super) fn on_stream_items(&mut self, items: ItemRun) -> Option<End> {
+        let open = self.streams.get(items.call_id())?;
+        let id = items.call_id();
+        open.flow.push(items).err().map(|overrun| {
+            End::Protocol(format!(
+                "the client sent past the {}-byte window of stream {id}",
+                overrun.window
+            ))
+        })
     }
 }

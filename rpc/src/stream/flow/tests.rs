@@ -57,16 +57,37 @@ fn golden_bytes_of_stream_frames() {
     assert_eq!(frames[2], [header(11, 9), vec![0]].concat());
 }
 
+/// `n` empty items of call 7 in a row, as the reader takes them.
+fn empty_items(n: usize) -> ItemRun {
+    let mut wire = bytes::BytesMut::new();
+    for _ in 0..n {
+        wire.extend_from_slice(&FrameBuf::new(Kind::StreamItem, 7, 0).finish());
+    }
+    ItemRun::take(&mut wire, 1 << 20).unwrap()
+}
+
 #[test]
 fn a_peer_sending_past_the_window_is_refused_and_credit_reopens_it() {
     let (flow, _) = flow(100);
     // 14 bytes of frame each: the 8th starts at 98 < 100, the 9th at 112.
     for _ in 0..8 {
-        flow.push(Payload::copy_small(&[]).unwrap()).unwrap();
+        flow.push(ItemRun::one(7, &[])).unwrap();
     }
-    assert!(flow.push(Payload::copy_small(&[]).unwrap()).is_err());
-    flow.grant(item_cost(0));
-    flow.push(Payload::copy_small(&[]).unwrap()).unwrap();
+    assert!(flow.push(ItemRun::one(7, &[])).is_err());
+    flow.grant(14);
+    flow.push(ItemRun::one(7, &[])).unwrap();
+}
+
+#[test]
+fn a_run_of_items_is_refused_exactly_when_one_of_them_alone_would_be() {
+    let (eight, _) = flow(100);
+    eight.push(empty_items(8)).unwrap();
+    let (nine, _) = flow(100);
+    assert!(nine.push(empty_items(9)).is_err());
+    let (split, _) = flow(100);
+    split.push(empty_items(3)).unwrap();
+    split.push(empty_items(5)).unwrap();
+    assert!(split.push(empty_items(1)).is_err());
 }
 
 #[test]
