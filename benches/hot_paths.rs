@@ -4,6 +4,9 @@
 //!   a 64 KiB response (`Vec<u8>`), through the library's own code paths
 //!   (`rpc::bench_api`): frame header, request head, bincode payload, and the
 //!   frame decoder followed by the payload decode;
+//! - `stream_item/*`: a 16-byte stream item made, encoded into a batch,
+//!   decoded from it and dropped, as S1 of the compare bench does each,
+//!   with none of the rest of a stream (a floor under S1's CPU per item);
 //! - `round_trip/add`: one `add` call, client and server in this process over
 //!   loopback TCP, each on its own single-threaded runtime and OS thread.
 //!
@@ -71,6 +74,50 @@ fn frames(c: &mut Criterion) {
     g.finish();
 }
 
+/// One streamed item of the compare bench's S1: 16 bytes in a buffer of its own.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Item {
+    #[serde(with = "rpc::bytes")]
+    payload: Vec<u8>,
+}
+
+/// What a small stream item costs with nothing but the item itself: a fresh
+/// 16-byte buffer per item (as S1's server makes them), encoded into a batch
+/// as a stream's sender does, taken as one run and decoded and dropped as its
+/// receiver does. No flow control, no I/O, no task wake-ups: the floor under
+/// S1's CPU per item, in 1,024-item batches.
+fn stream_items(c: &mut Criterion) {
+    const PER_BATCH: usize = 1024;
+    let mut g = c.benchmark_group("stream_item");
+    g.throughput(Throughput::Elements(PER_BATCH as u64));
+    let payload = vec![0xA5u8; 16];
+    g.bench_function("16B_make_and_drop", |b| {
+        b.iter(|| {
+            for _ in 0..PER_BATCH {
+                black_box(Item {
+                    payload: black_box(&payload).clone(),
+                });
+            }
+        });
+    });
+    let mut batch = BytesMut::with_capacity(64 << 10);
+    g.bench_function("16B_make_encode_decode_drop", |b| {
+        b.iter(|| {
+            for _ in 0..PER_BATCH {
+                let item = Item {
+                    payload: black_box(&payload).clone(),
+                };
+                bench_api::stream_item_into(&mut batch, 7, &item).unwrap();
+            }
+            let mut bytes = 0;
+            bench_api::decode_stream_items::<Item>(&mut batch, |item| bytes += item.payload.len())
+                .unwrap();
+            black_box(bytes)
+        });
+    });
+    g.finish();
+}
+
 fn round_trip(c: &mut Criterion) {
     // The server: its own OS thread and single-threaded runtime, serving until
     // the process exits.
@@ -108,5 +155,5 @@ fn round_trip(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, frames, round_trip);
+criterion_group!(benches, frames, stream_items, round_trip);
 criterion_main!(benches);

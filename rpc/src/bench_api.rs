@@ -102,3 +102,43 @@ pub fn decode_response<R: DeserializeOwned>(buf: &mut BytesMut) -> Result<(u64, 
         _ => Err("response status is not Ok".into()),
     }
 }
+
+/// Appends `item` to `batch` as a StreamItem frame of call `call_id`, as a
+/// stream's sender encodes each item.
+///
+/// # Errors
+///
+/// If the item does not encode within [`MAX_FRAME`].
+pub fn stream_item_into<T: Serialize>(
+    batch: &mut BytesMut,
+    call_id: u64,
+    item: &T,
+) -> Result<(), String> {
+    crate::stream::encode(item, call_id, MAX_FRAME, batch)
+        .map_err(|end| format!("the item did not encode ({} bytes of StreamEnd)", end.len()))
+}
+
+/// Decodes every StreamItem frame in `batch` (all of one call) as a
+/// stream's receiver does: taken as one run, each item decoded in place.
+/// Gives how many items there were.
+///
+/// # Errors
+///
+/// If `batch` is not whole StreamItem frames of one call, or an item does
+/// not decode as a `T`.
+pub fn decode_stream_items<T: DeserializeOwned>(
+    batch: &mut BytesMut,
+    mut each: impl FnMut(T),
+) -> Result<usize, String> {
+    let mut run =
+        crate::protocol::ItemRun::take(batch, MAX_FRAME).ok_or("not a StreamItem frame")?;
+    if !batch.is_empty() {
+        return Err("frames of another kind or call follow".into());
+    }
+    let mut n = 0;
+    while let Some((at, _)) = run.next_item() {
+        each(codec::decode(run.payload(at))?);
+        n += 1;
+    }
+    Ok(n)
+}

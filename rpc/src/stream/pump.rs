@@ -71,7 +71,7 @@ impl std::fmt::Debug for Encoder {
 /// Appends `item` to `batch` as a StreamItem frame of call `id` of at most
 /// `limit` bytes (the peer's frame limit), or gives the StreamEnd payload
 /// that says why not (`batch` is then as it was).
-fn encode<T: Serialize>(
+pub(crate) fn encode<T: Serialize>(
     item: &T,
     id: u64,
     limit: usize,
