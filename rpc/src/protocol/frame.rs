@@ -16,11 +16,23 @@ pub(crate) const HEADER_LEN: usize = 10;
 #[derive(Debug)]
 pub(crate) struct FrameCodec {
     max_frame: usize,
+    /// Flags a frame may carry; any other refuses it.
+    flags: u8,
 }
 
 impl FrameCodec {
+    /// A codec that refuses frames over `max_frame` and every flag.
     pub(crate) fn new(max_frame: usize) -> Self {
-        FrameCodec { max_frame }
+        FrameCodec {
+            max_frame,
+            flags: 0,
+        }
+    }
+
+    /// Accepts frames that carry `flags` (what the Hello said this side
+    /// accepts), and refuses any other flag.
+    pub(crate) fn accept_flags(&mut self, flags: u8) {
+        self.flags = flags;
     }
 
     /// The largest frame length field accepted.
@@ -53,8 +65,9 @@ impl Decoder for FrameCodec {
             return Ok(None);
         }
         let kind = Kind::from_u8(src[4]).ok_or(FrameError::UnknownKind(src[4]))?;
-        if src[5] != 0 {
-            return Err(FrameError::Flags(src[5]));
+        let flags = src[5];
+        if flags & !self.flags != 0 {
+            return Err(FrameError::Flags(flags));
         }
         let mut id = [0u8; 8];
         id.copy_from_slice(&src[LEN_PREFIX + 2..LEN_PREFIX + HEADER_LEN]);
@@ -63,6 +76,7 @@ impl Decoder for FrameCodec {
         let payload = src.split_to(len - HEADER_LEN).freeze();
         Ok(Some(Frame {
             kind,
+            flags,
             call_id,
             payload,
         }))

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
 
-use super::{FrameBuf, Kind, MAGIC, Payload, VERSION};
+use super::{FLAG_COMPRESSED, FLAG_METADATA, FrameBuf, Kind, MAGIC, Payload, VERSION, features};
 
 /// The handshake message, sent by both sides before anything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,13 +29,41 @@ impl Hello {
     /// What a peer that does not say is assumed to accept (the default limit).
     const ASSUMED_MAX_FRAME: usize = 16 << 20;
 
+    /// This side's Hello: it accepts metadata (and, as [`with_features`]
+    /// adds, more).
+    ///
+    /// [`with_features`]: Self::with_features
     pub(crate) fn ours(max_frame: usize, stream_window: usize) -> Self {
         Hello {
             version: VERSION,
-            features: 0,
+            features: features::METADATA,
             max_frame: Some(u32::try_from(max_frame).unwrap_or(u32::MAX)),
             stream_window: Some(u32::try_from(stream_window).unwrap_or(u32::MAX)),
         }
+    }
+
+    /// This Hello, also saying it accepts `more` (see [`features`]).
+    #[allow(dead_code)]
+    pub(crate) fn with_features(mut self, more: u32) -> Self {
+        self.features |= more;
+        self
+    }
+
+    /// Whether the sender accepts `feature` (one of [`features`]).
+    pub(crate) fn accepts_feature(&self, feature: u32) -> bool {
+        self.features & feature != 0
+    }
+
+    /// The frame flags the sender of this Hello accepts.
+    pub(crate) fn accepted_flags(&self) -> u8 {
+        let mut flags = 0;
+        if self.accepts_feature(features::METADATA) {
+            flags |= FLAG_METADATA;
+        }
+        if self.accepts_feature(features::LZ4 | features::ZSTD) {
+            flags |= FLAG_COMPRESSED;
+        }
+        flags
     }
 
     /// The window of unconsumed stream bytes this peer grants each stream
@@ -258,8 +286,10 @@ mod tests {
         assert_eq!(
             &Hello::ours(16 << 20, 256 << 10).encode()[..],
             &[
-                0, 0, 0, 28, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'Z', b'R', b'P', b'C', 0, 1, 0, 0, 0,
-                0, 1, 0, 0, 0, // max frame: 16 MiB
+                0, 0, 0, 28, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'Z', b'R', b'P', b'C', 0,
+                1, // version
+                0, 0, 0, 1, // features: metadata
+                1, 0, 0, 0, // max frame: 16 MiB
                 0, 4, 0, 0, // stream window: 256 KiB
             ]
         );

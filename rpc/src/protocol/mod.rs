@@ -113,6 +113,22 @@ pub(crate) use message::{GoAwayReason, Hello, RequestHead, Status};
 
 use bytes::Bytes;
 
+/// Frame flag: the payload is compressed (see the Hello's features).
+pub(crate) const FLAG_COMPRESSED: u8 = 0x01;
+/// Frame flag: a Request or Response carries a metadata block (see
+/// [`crate::metadata`]).
+pub(crate) const FLAG_METADATA: u8 = 0x02;
+
+/// What a side accepts, as its Hello's `features` bits say.
+pub(crate) mod features {
+    /// Frames flagged [`FLAG_METADATA`](super::FLAG_METADATA).
+    pub(crate) const METADATA: u32 = 1 << 0;
+    /// Payloads compressed with LZ4 (block format, size-prefixed).
+    pub(crate) const LZ4: u32 = 1 << 1;
+    /// Payloads compressed with zstd.
+    pub(crate) const ZSTD: u32 = 1 << 2;
+}
+
 /// Bytes that open every Hello payload.
 pub(crate) const MAGIC: [u8; 4] = *b"ZRPC";
 /// The smallest frame limit a side may set or advertise: room for any error
@@ -134,13 +150,6 @@ pub(crate) const DRAIN_PING: u64 = u64::MAX;
 /// How long a draining server waits for the Pong to [`DRAIN_PING`] before it
 /// stops waiting for stray requests (1 s, as gRPC-Go).
 pub(crate) const DRAIN_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Frame flag reserved for a compressed payload (not sent by v1 peers).
-#[allow(dead_code)]
-pub(crate) const FLAG_COMPRESSED: u8 = 0b01;
-/// Frame flag reserved for a metadata block in a Request (not sent by v1 peers).
-#[allow(dead_code)]
-pub(crate) const FLAG_METADATA: u8 = 0b10;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +189,10 @@ impl Kind {
 #[derive(Debug)]
 pub(crate) struct Frame {
     pub(crate) kind: Kind,
+    /// [`FLAG_METADATA`], [`FLAG_COMPRESSED`]: only those the reader was
+    /// told this side accepts (see [`FrameCodec::accept_flags`]).
+    #[allow(dead_code)] // TEMP: read by metadata and compression (issue 16)
+    pub(crate) flags: u8,
     pub(crate) call_id: u64,
     pub(crate) payload: Bytes,
 }

@@ -87,6 +87,7 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
         held: HeldBack::new(shared.frame_budget.clone()),
         streams: Arc::default(),
         send_window: theirs.stream_window(),
+        peer_features: theirs.features,
         drain: None,
         outbox,
         peer,
@@ -155,6 +156,9 @@ struct Driver {
     streams: Arc<Streams>,
     /// The stream window the client grants each stream we send it.
     send_window: usize,
+    /// What the client's Hello said it accepts (see `protocol::features`).
+    #[allow(dead_code)] // TEMP: read by metadata and compression (issue 16)
+    peer_features: u32,
     drain: Option<Drain>,
     outbox: Outbox,
     peer: Peer,

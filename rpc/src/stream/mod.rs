@@ -97,7 +97,9 @@ use futures::StreamExt;
 use crate::Error;
 pub(crate) use flow::{End, Flow};
 pub(crate) use inbound::Inbound;
-pub(crate) use pump::{Encoder, encode, pump};
+#[cfg(feature = "hooks")]
+pub(crate) use pump::encode;
+pub(crate) use pump::{Encoder, pump};
 
 /// The window of unconsumed bytes each side grants each stream it receives,
 /// unless configured: 256 KiB, four times HTTP/2's initial stream window

@@ -86,6 +86,7 @@ where
         Ok(outcome) => {
             if outcome.is_ok() {
                 reader.set_max_frame(ours.accepts());
+                reader.accept_flags(ours.accepted_flags());
             }
             outcome
         }

@@ -92,6 +92,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.codec = FrameCodec::new(max_frame);
     }
 
+    /// Accepts frames flagged with `flags` (after the handshake, which
+    /// accepts none).
+    pub(crate) fn accept_flags(&mut self, flags: u8) {
+        self.codec.accept_flags(flags);
+    }
+
     /// One read of at most `room` bytes.
     fn poll_read_upto(
         &mut self,

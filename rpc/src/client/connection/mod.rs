@@ -44,6 +44,9 @@ pub(crate) struct Connection {
     /// we send.
     recv_window: usize,
     send_window: usize,
+    /// What the server's Hello said it accepts (see `protocol::features`).
+    #[allow(dead_code)] // TEMP: read by metadata and compression (issue 16)
+    peer_features: u32,
     reader: JoinHandle<()>,
     peer: Peer,
 }
@@ -106,6 +109,7 @@ impl Connection {
             send_limit: config.max_frame.min(theirs.accepts()),
             recv_window: config.stream_window,
             send_window: theirs.stream_window(),
+            peer_features: theirs.features,
             reader,
             peer,
         }))
