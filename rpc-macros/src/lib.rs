@@ -71,6 +71,8 @@ use proc_macro::TokenStream;
 ///     channel (`rpc::Channel::builder()`);
 ///   - `fn with_timeout(&self, timeout: Duration) -> Self` is a handle on the
 ///     same connection whose calls have that deadline;
+///   - `fn with_metadata(&self, key, value) -> Self` is a handle on the same
+///     connection whose calls also carry that metadata pair;
 ///   - `fn channel(&self) -> &rpc::Channel`;
 ///   - one method per trait method, with the same name, arguments and doc
 ///     comment, returning
@@ -164,7 +166,8 @@ use proc_macro::TokenStream;
 ///   (`Vec<rpc::Stream<T>>`, `Option<rpc::Stream<T>>`), `#[rpc(blocking)]` on
 ///   a method with a stream, and `#[rpc(no_deadline)]` on a method that does
 ///   not return one;
-/// - methods named `connect`, `new`, `with_timeout`, `channel` or `clone`,
+/// - methods named `connect`, `new`, `with_timeout`, `with_metadata`,
+///   `channel` or `clone`,
 ///   which the client has already (rename the method and keep the wire name
 ///   with `#[rpc(name = "connect")]`);
 /// - unknown options, an option given twice, a value given to a flag

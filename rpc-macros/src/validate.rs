@@ -15,7 +15,14 @@ mod streams;
 
 /// Names of inherent methods on the generated `{Trait}Client` (and `clone`,
 /// which an inherent method would shadow).
-const RESERVED: &[&str] = &["connect", "new", "with_timeout", "channel", "clone"];
+const RESERVED: &[&str] = &[
+    "connect",
+    "new",
+    "with_timeout",
+    "with_metadata",
+    "channel",
+    "clone",
+];
 
 /// Checks every rule, adding each mistake found to `errors`.
 pub(crate) fn service(service: &Service, errors: &mut Errors) {

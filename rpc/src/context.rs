@@ -54,12 +54,14 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::Metadata;
 use crate::transport::{Credentials, Peer};
 
 /// What the server knows about the call a handler is serving.
@@ -69,6 +71,10 @@ pub struct Context {
     pub(crate) peer: Peer,
     pub(crate) call_id: u64,
     pub(crate) method: &'static str,
+    /// What the caller sent with the call (and interceptors added).
+    pub(crate) metadata: Option<Arc<Metadata>>,
+    /// What goes back with the reply (see [`set_reply_metadata`]).
+    pub(crate) reply_metadata: Option<Box<Metadata>>,
 }
 
 impl Context {
@@ -108,6 +114,13 @@ impl Context {
     /// The method being served, as `"Service.method"`.
     pub fn method(&self) -> &'static str {
         self.method
+    }
+
+    /// The metadata the caller sent with the call (see [`crate::metadata`]),
+    /// with what the server's interceptors added.
+    pub fn metadata(&self) -> &Metadata {
+        static NONE: Metadata = Metadata::new();
+        self.metadata.as_deref().unwrap_or(&NONE)
     }
 
     /// Wraps `fut` so that it runs with this context: [`current`] gives it
@@ -173,6 +186,26 @@ pub fn current() -> Context {
 /// The context of the call being served, or `None` outside a handler.
 pub fn try_current() -> Option<Context> {
     CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Adds a pair to the metadata sent back with the current call's reply
+/// (the client reads it with [`crate::metadata::capture`]). For a method
+/// that returns a stream, only what is set before the handler returns goes
+/// out, with the Response that precedes the stream. Outside a handler's own
+/// future (in a task it spawned, say) it does nothing.
+pub fn set_reply_metadata(key: impl Into<String>, value: impl Into<Vec<u8>>) {
+    CURRENT.with(|c| {
+        if let Some(ctx) = c.borrow_mut().as_mut() {
+            ctx.reply_metadata
+                .get_or_insert_default()
+                .insert(key, value);
+        }
+    });
+}
+
+/// The current call's reply metadata, taken (the reply carries it).
+pub(crate) fn take_reply_metadata() -> Option<Box<Metadata>> {
+    CURRENT.with(|c| c.borrow_mut().as_mut()?.reply_metadata.take())
 }
 
 /// The current handler's deadline, if any (cheaper than cloning the context).

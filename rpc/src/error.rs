@@ -33,6 +33,9 @@ use std::time::Duration;
 /// | [`Encode`](Self::Encode) | no | no |
 /// | [`Protocol`](Self::Protocol) | no | no |
 /// | [`Io`](Self::Io) | no | yes, unless the error's kind says the setting is wrong rather than the moment (see [`is_retryable`](Self::is_retryable)) |
+/// | [`InvalidMetadata`](Self::InvalidMetadata) | no | no |
+/// | [`Unauthenticated`](Self::Unauthenticated) | no | no |
+/// | [`PermissionDenied`](Self::PermissionDenied) | no | no |
 /// | [`Config`](Self::Config) | no | no |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -192,6 +195,35 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The call's metadata (see [`crate::metadata`]) broke the rules: a key
+    /// that is not lowercase ASCII, or more bytes than the sender's or the
+    /// server's `max_metadata`. The handler did not run; the connection is
+    /// fine.
+    #[error("{method}: invalid metadata: {message}")]
+    InvalidMetadata {
+        /// The method called.
+        method: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// An interceptor refused the call before its handler ran: the caller
+    /// did not say who it is, or not convincingly (a missing or bad token).
+    #[error("{method}: unauthenticated: {message}")]
+    Unauthenticated {
+        /// The method called.
+        method: &'static str,
+        /// What the interceptor said.
+        message: String,
+    },
+    /// An interceptor refused the call before its handler ran: the caller
+    /// is known but may not make this call.
+    #[error("{method}: permission denied: {message}")]
+    PermissionDenied {
+        /// The method called.
+        method: &'static str,
+        /// What the interceptor said.
+        message: String,
+    },
     /// The builder was given settings that cannot work together (for example,
     /// two services that define the same method id).
     #[error("invalid configuration: {0}")]
@@ -245,6 +277,9 @@ impl Error {
             Error::Decode { side, .. } => *side != "request on the server",
             Error::UnknownMethod { .. }
             | Error::Overloaded { .. }
+            | Error::InvalidMetadata { .. }
+            | Error::Unauthenticated { .. }
+            | Error::PermissionDenied { .. }
             | Error::Encode { .. }
             | Error::Protocol { .. }
             | Error::Io { .. }
@@ -283,6 +318,9 @@ impl Error {
             | Error::UnknownMethod { .. }
             | Error::Panicked { .. }
             | Error::Aborted { .. }
+            | Error::InvalidMetadata { .. }
+            | Error::Unauthenticated { .. }
+            | Error::PermissionDenied { .. }
             | Error::FrameTooLarge { .. }
             | Error::Decode { .. }
             | Error::Encode { .. }

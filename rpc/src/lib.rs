@@ -144,6 +144,8 @@ pub mod discover;
 mod error;
 pub mod fault;
 pub mod health;
+pub mod intercept;
+pub mod metadata;
 pub mod protocol;
 pub mod server;
 pub mod stream;
@@ -151,6 +153,7 @@ pub mod transport;
 
 pub use client::Channel;
 pub use error::Error;
+pub use metadata::Metadata;
 pub use rpc_macros::service;
 pub use server::{Server, ServerHandle};
 pub use stream::Stream;

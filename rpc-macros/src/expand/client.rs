@@ -51,6 +51,16 @@ pub(super) fn expand(service: &Service) -> TokenStream {
                 Self { channel: self.channel.with_timeout(timeout) }
             }
 
+            /// A client on the same connection whose calls also carry this
+            /// metadata pair (see `rpc::metadata`): an auth token, say.
+            #vis fn with_metadata(
+                &self,
+                key: impl ::core::convert::Into<::std::string::String>,
+                value: impl ::core::convert::Into<::std::vec::Vec<u8>>,
+            ) -> Self {
+                Self { channel: self.channel.with_metadata(key, value) }
+            }
+
             /// The channel this client calls through.
             #vis fn channel(&self) -> &::rpc::Channel {
                 &self.channel

@@ -57,6 +57,15 @@ impl Builder {
         self
     }
 
+    /// Bytes of metadata a call may send (default 8 KiB, see
+    /// [`crate::metadata`]): a call with more fails with
+    /// [`Error::InvalidMetadata`](crate::Error::InvalidMetadata) before it
+    /// is sent. The server has its own limit.
+    pub fn max_metadata(mut self, bytes: usize) -> Self {
+        self.config.max_metadata = bytes;
+        self
+    }
+
     /// Calls in flight on the connection at once; callers beyond it wait
     /// (default 10,000).
     pub fn max_in_flight(mut self, calls: usize) -> Self {

@@ -20,7 +20,7 @@ use super::options::CallOptions;
 use super::streaming::{Opened, Reporting};
 use crate::Error;
 use crate::codec;
-use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, RequestHead};
+use crate::protocol::{FLAG_METADATA, FrameBuf, Kind, LEN_PREFIX, RequestHead};
 use crate::stream::Encoder;
 use crate::transport::{Address, Peer};
 
@@ -117,6 +117,12 @@ impl Channel {
     /// A handle on the same connection whose calls have deadline `timeout`.
     pub fn with_timeout(&self, timeout: Duration) -> Channel {
         self.with_options(self.options.clone().with_timeout(timeout))
+    }
+
+    /// A handle on the same connection whose calls also carry this metadata
+    /// pair (see [`crate::metadata`]; an auth token, say).
+    pub fn with_metadata(&self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Channel {
+        self.with_options(self.options.clone().with_metadata(key, value))
     }
 
     /// A handle on the same connection whose calls have these options.
@@ -300,10 +306,19 @@ impl Channel {
             budget: Duration::ZERO,
         }
         .write(&mut frame);
-        let max_frame = match &self.route {
-            Route::One { endpoint, .. } => endpoint.config.max_frame,
-            Route::Balanced(balancer) => balancer.config.max_frame,
+        let config = match &self.route {
+            Route::One { endpoint, .. } => &endpoint.config,
+            Route::Balanced(balancer) => &balancer.config,
         };
+        let metadata = self.options.metadata();
+        if !metadata.is_empty() {
+            metadata
+                .check(config.max_metadata)
+                .map_err(|message| Error::InvalidMetadata { method, message })?;
+            frame.set_flags(FLAG_METADATA);
+            metadata.encode(frame.payload_mut());
+        }
+        let max_frame = config.max_frame;
         let limit = max_frame + LEN_PREFIX;
         codec::encode_into(args, &mut frame, limit).map_err(|e| match e {
             codec::EncodeError::TooLarge { size, limit } => Error::FrameTooLarge {

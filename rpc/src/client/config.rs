@@ -17,6 +17,7 @@ pub(crate) struct Config {
     pub(crate) backoff_max: Duration,
     pub(crate) write_batching: bool,
     pub(crate) stream_window: usize,
+    pub(crate) max_metadata: usize,
 }
 
 impl Default for Config {
@@ -33,6 +34,7 @@ impl Default for Config {
             backoff_max: Duration::from_secs(10),
             write_batching: true,
             stream_window: crate::stream::DEFAULT_WINDOW,
+            max_metadata: crate::metadata::DEFAULT_MAX_METADATA,
         }
     }
 }

@@ -1,8 +1,12 @@
 //! Per-call options: what a handle says about the calls made through it.
-//! Today the timeout; metadata, compression and the like join it here, so
-//! that each travels in this one value and no function grows a parameter.
+//! The timeout and metadata; what else joins them (compression) goes here
+//! too, so that each travels in this one value and no function grows a
+//! parameter.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::Metadata;
 
 /// The options a [`Channel`](super::Channel) handle gives the calls made
 /// through it. Handles are cheap: make one per set of options with
@@ -20,6 +24,8 @@ pub struct CallOptions {
     /// The timeout was set for these calls, not inherited from the
     /// channel's default: it applies to `#[rpc(no_deadline)]` methods too.
     timeout_set: bool,
+    /// Sent with every call (shared: handles are cloned per call site).
+    metadata: Option<Arc<Metadata>>,
 }
 
 /// The deadline of a call that sets none.
@@ -31,6 +37,7 @@ impl Default for CallOptions {
         CallOptions {
             timeout: DEFAULT_TIMEOUT,
             timeout_set: false,
+            metadata: None,
         }
     }
 }
@@ -69,5 +76,26 @@ impl CallOptions {
     /// How long after it starts a call's deadline is.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// These options with one more metadata pair sent with every call (see
+    /// [`crate::metadata`]): an auth token, say. A key that is not
+    /// lowercase ASCII fails the calls with
+    /// [`Error::InvalidMetadata`](crate::Error::InvalidMetadata).
+    ///
+    /// ```
+    /// let opts = rpc::client::CallOptions::default().with_metadata("x-request-id", "42");
+    /// assert_eq!(opts.metadata().get_str("x-request-id"), Some("42"));
+    /// ```
+    #[must_use]
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        Arc::make_mut(self.metadata.get_or_insert_default()).insert(key, value);
+        self
+    }
+
+    /// The metadata sent with every call.
+    pub fn metadata(&self) -> &Metadata {
+        static NONE: Metadata = Metadata::new();
+        self.metadata.as_deref().unwrap_or(&NONE)
     }
 }

@@ -28,6 +28,14 @@ pub(super) fn decode_response<R>(
         side: "response",
         message,
     };
+    let payload = match payload {
+        Payload::WithMetadata(tagged) => {
+            let (payload, metadata) = *tagged;
+            crate::metadata::deliver(metadata);
+            Payload::Shared(payload)
+        }
+        payload => payload,
+    };
     let Some((&status, body)) = payload.split_first() else {
         return Err(unreadable("the response is empty".into()));
     };

@@ -6,6 +6,8 @@ fn ctx(call_id: u64) -> Context {
         peer: Peer::Memory,
         call_id,
         method: "Svc.m",
+        metadata: None,
+        reply_metadata: None,
     }
 }
 

@@ -74,6 +74,18 @@ pub(crate) fn from_status(
             method,
             message: message(),
         },
+        Some(Status::InvalidMetadata) => Error::InvalidMetadata {
+            method,
+            message: message(),
+        },
+        Some(Status::Unauthenticated) => Error::Unauthenticated {
+            method,
+            message: message(),
+        },
+        Some(Status::PermissionDenied) => Error::PermissionDenied {
+            method,
+            message: message(),
+        },
         None => unreadable(format!(
             "unknown status {status} (the peer may run a newer version of this library)"
         )),

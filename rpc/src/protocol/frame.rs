@@ -205,6 +205,12 @@ impl FrameBuf {
         }
     }
 
+    /// Sets the frame's flags (see [`FLAG_METADATA`](super::FLAG_METADATA)).
+    #[inline]
+    pub(crate) fn set_flags(&mut self, flags: u8) {
+        self.as_mut_slice()[LEN_PREFIX + 1] = flags;
+    }
+
     /// Rewrites the call id (the client learns it only when the call is sent).
     #[inline]
     pub(crate) fn set_call_id(&mut self, call_id: u64) {

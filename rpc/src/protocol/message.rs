@@ -183,6 +183,12 @@ pub(crate) enum Status {
     FrameTooLarge = 7,
     /// A stream's producer ended it with an error (in a StreamEnd only).
     Aborted = 8,
+    /// The request's metadata was malformed or over the server's limit.
+    InvalidMetadata = 9,
+    /// An interceptor refused the call: who is calling is not known.
+    Unauthenticated = 10,
+    /// An interceptor refused the call: the caller may not make it.
+    PermissionDenied = 11,
 }
 
 impl Status {
@@ -197,6 +203,9 @@ impl Status {
             6 => Status::ShuttingDown,
             7 => Status::FrameTooLarge,
             8 => Status::Aborted,
+            9 => Status::InvalidMetadata,
+            10 => Status::Unauthenticated,
+            11 => Status::PermissionDenied,
             _ => return None,
         })
     }

@@ -213,6 +213,9 @@ pub(crate) enum Payload {
         bytes: [u8; INLINE_PAYLOAD],
     },
     Shared(Bytes),
+    /// A Response that carried metadata: the status and body (the block
+    /// taken out), and the metadata, for the caller to deliver.
+    WithMetadata(Box<(Bytes, crate::Metadata)>),
 }
 
 impl Payload {
@@ -235,6 +238,10 @@ impl Payload {
                 *len -= n as u8;
             }
             Payload::Shared(b) => bytes::Buf::advance(b, n.min(b.len())),
+            Payload::WithMetadata(tagged) => {
+                let b = &mut tagged.0;
+                bytes::Buf::advance(b, n.min(b.len()));
+            }
         }
     }
 }
@@ -253,6 +260,7 @@ impl std::ops::Deref for Payload {
         match self {
             Payload::Inline { len, bytes } => &bytes[..usize::from(*len)],
             Payload::Shared(b) => b,
+            Payload::WithMetadata(tagged) => &tagged.0,
         }
     }
 }

@@ -26,10 +26,11 @@ use super::Shared;
 use super::calls::{Abuse, Calls};
 use super::dispatch::{Call, Handler};
 use super::streams::Streams;
+use crate::Metadata;
 use crate::deadline;
 use crate::protocol::{
-    DRAIN_PING, FrameBuf, FrameCodec, FrameError, GoAwayReason, Hello, Kind, Payload, RequestHead,
-    Status,
+    DRAIN_PING, FLAG_METADATA, FrameBuf, FrameCodec, FrameError, GoAwayReason, Hello, Kind,
+    Payload, RequestHead, Status, features,
 };
 use end::End;
 use held::HeldBack;
@@ -137,6 +138,8 @@ struct Parked {
     grant: Option<Grant>,
     /// It opens a stream: never run in the driver, however quick.
     streaming: bool,
+    /// What the caller sent with it.
+    metadata: Option<Arc<Metadata>>,
 }
 
 struct Driver {
@@ -157,7 +160,6 @@ struct Driver {
     /// The stream window the client grants each stream we send it.
     send_window: usize,
     /// What the client's Hello said it accepts (see `protocol::features`).
-    #[allow(dead_code)] // TEMP: read by metadata and compression (issue 16)
     peer_features: u32,
     drain: Option<Drain>,
     outbox: Outbox,
@@ -370,13 +372,16 @@ impl Driver {
         waker: &Waker,
     ) -> Option<End> {
         let frame = match incoming {
-            Incoming::Of(id, payload) => return self.on_request(id, payload, grant, now, waker),
+            Incoming::Of(id, payload) => {
+                return self.on_request(id, payload, 0, grant, now, waker);
+            }
             Incoming::Items(items) => return self.on_stream_items(items),
             Incoming::Frame(frame) => frame,
         };
         match frame.kind {
             Kind::Request => {
-                return self.on_request(frame.call_id, frame.payload.into(), grant, now, waker);
+                let payload = frame.payload.into();
+                return self.on_request(frame.call_id, payload, frame.flags, grant, now, waker);
             }
             Kind::Cancel => {
                 // A held request that is cancelled never starts.
@@ -423,6 +428,7 @@ impl Driver {
         &mut self,
         id: u64,
         payload: Payload,
+        flags: u8,
         grant: Option<Grant>,
         received: Instant,
         waker: &Waker,
@@ -436,6 +442,23 @@ impl Driver {
                 .abuse
                 .record()
                 .then(|| End::Abuse("too many malformed requests".into()));
+        };
+        let metadata = if flags & FLAG_METADATA != 0 {
+            match Metadata::decode(&args, self.shared.config.max_metadata) {
+                Ok((metadata, used)) => {
+                    args.advance(used);
+                    Some(Arc::new(metadata))
+                }
+                Err(message) => {
+                    // That call fails; the connection is fine.
+                    let _ = self
+                        .outbox
+                        .send(Status::InvalidMetadata.reply(id, &message));
+                    return None;
+                }
+            }
+        } else {
+            None
         };
         if self.drain.is_some() {
             let _ = self
@@ -484,6 +507,8 @@ impl Driver {
             id,
             args,
             max_frame: self.reply_limit,
+            reply_metadata: (self.peer_features & features::METADATA != 0)
+                .then_some(self.shared.config.max_metadata),
             stream,
         };
         let Some(handler) = self.shared.router.start(found, call) else {
@@ -498,6 +523,7 @@ impl Driver {
             budget,
             grant,
             streaming: desc.streams(),
+            metadata,
         };
         if start_now {
             self.start(request, None, received, waker)

@@ -14,7 +14,9 @@ use super::id_map::IdMap;
 use super::streams::Registration;
 use crate::Error;
 use crate::codec;
-use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Payload, SERVER_COULD_NOT_ENCODE, Status};
+use crate::protocol::{
+    FLAG_METADATA, FrameBuf, Kind, LEN_PREFIX, Payload, SERVER_COULD_NOT_ENCODE, Status,
+};
 use crate::stream::{Encoder, Inbound, Stream};
 use crate::transport::Outgoing;
 
@@ -105,6 +107,9 @@ pub struct Call {
     pub(crate) id: u64,
     pub(crate) args: Payload,
     pub(crate) max_frame: usize,
+    /// The most metadata the reply may carry (the server's
+    /// `max_metadata`), if the client accepts any.
+    pub(crate) reply_metadata: Option<usize>,
     /// A streaming call's place among the connection's open streams.
     pub(crate) stream: Option<Arc<Registration>>,
 }
@@ -130,6 +135,7 @@ impl Call {
         // the heap as it grows.
         let mut frame = FrameBuf::new(Kind::Response, self.id, 16);
         frame.extend_from_slice(&[Status::Ok as u8]);
+        self.put_reply_metadata(&mut frame);
         let limit = self.max_frame + LEN_PREFIX;
         let frame = match codec::encode_into(value, &mut frame, limit) {
             Ok(()) => frame,
@@ -146,6 +152,26 @@ impl Call {
             }
         };
         Reply::unary(Outgoing::Buf(frame))
+    }
+
+    /// Writes what the handler set with
+    /// [`set_reply_metadata`](crate::context::set_reply_metadata) after the
+    /// status, if the client accepts metadata. Metadata over the limit is
+    /// not sent (and logged): the reply itself still goes.
+    fn put_reply_metadata(&self, frame: &mut FrameBuf) {
+        let Some(metadata) = crate::context::take_reply_metadata() else {
+            return;
+        };
+        let Some(max) = self.reply_metadata else {
+            tracing::debug!(call = self.id, "the client does not accept reply metadata");
+            return;
+        };
+        if let Err(why) = metadata.check(max) {
+            tracing::warn!(call = self.id, %why, "reply metadata not sent");
+            return;
+        }
+        frame.set_flags(FLAG_METADATA);
+        metadata.encode(frame.payload_mut());
     }
 
     /// The stream the client sends with this call (an empty one for a call

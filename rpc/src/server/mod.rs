@@ -54,6 +54,7 @@ pub(crate) struct Config {
     pub(crate) write_batching: bool,
     pub(crate) stream_window: usize,
     pub(crate) max_streams_per_connection: usize,
+    pub(crate) max_metadata: usize,
 }
 
 impl Default for Config {
@@ -76,6 +77,7 @@ impl Default for Config {
             write_batching: true,
             stream_window: crate::stream::DEFAULT_WINDOW,
             max_streams_per_connection: crate::stream::DEFAULT_MAX_STREAMS,
+            max_metadata: crate::metadata::DEFAULT_MAX_METADATA,
         }
     }
 }
@@ -228,6 +230,16 @@ impl Builder {
     pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.config.keepalive_interval = interval;
         self.config.keepalive_timeout = timeout;
+        self
+    }
+
+    /// Bytes of metadata a request may carry (default 8 KiB, see
+    /// [`crate::metadata`]): a request with more is refused with
+    /// [`Error::InvalidMetadata`](crate::Error::InvalidMetadata) before its
+    /// handler runs, and the connection stays up. Also the most the
+    /// server sends back with a reply.
+    pub fn max_metadata(mut self, bytes: usize) -> Self {
+        self.config.max_metadata = bytes;
         self
     }
 

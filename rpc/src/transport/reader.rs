@@ -215,15 +215,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub(crate) fn next_buffered(&mut self, kind: Kind) -> Option<(u64, Payload)> {
         let head = self.buf.get(..LEN_PREFIX + HEADER_LEN)?;
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        if head[LEN_PREFIX] != kind as u8 || self.buf.len() < LEN_PREFIX + len {
+        // A flagged frame (metadata, compression) is a `Frame`, flags and all.
+        if head[LEN_PREFIX] != kind as u8
+            || head[LEN_PREFIX + 1] != 0
+            || self.buf.len() < LEN_PREFIX + len
+        {
             return None;
         }
         // Whole, so the codec's checks that need no more bytes decide; the
         // small case repeats them here, to copy the payload out instead.
-        let small = len >= HEADER_LEN
-            && len - HEADER_LEN <= INLINE_PAYLOAD
-            && len <= self.codec.max_frame()
-            && head[LEN_PREFIX + 1] == 0;
+        let small =
+            len >= HEADER_LEN && len - HEADER_LEN <= INLINE_PAYLOAD && len <= self.codec.max_frame();
         if small {
             let call_id = u64::from_be_bytes(head[LEN_PREFIX + 2..].try_into().ok()?);
             let payload =

@@ -102,6 +102,7 @@ impl Connection {
             outbox.downgrade(),
             config.keepalive_interval,
             config.keepalive_timeout,
+            config.max_metadata,
         ));
         Ok(Arc::new(Connection {
             outbox,

@@ -10,7 +10,10 @@ use tokio::time::Instant;
 
 use super::deadlines::Expired;
 use super::state::{Shared, StateLane};
-use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, ItemRun, Kind};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::Metadata;
+use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, ItemRun, Kind, Payload, Status};
 use crate::stream::{End, Flow};
 use crate::transport::{
     BACKLOG_LIMIT, CLIENT_ALONE, FrameReader, Incoming, ReadHalf, Turns, WeakOutbox, Writer,
@@ -29,6 +32,7 @@ pub(super) async fn read_loop(
     outbox: WeakOutbox<StateLane>,
     keepalive_interval: Duration,
     keepalive_timeout: Duration,
+    max_metadata: usize,
 ) {
     // However the loop ends, even by a panic or an abort, no call is left
     // waiting: with no timer of their own, they would wait for ever.
@@ -189,6 +193,13 @@ pub(super) async fn read_loop(
                 }
             }
             Kind::Pong => {}
+            Kind::Response => {
+                // One that carries metadata (any other came as `Incoming::Of`).
+                let payload = with_metadata(frame.payload, max_metadata);
+                if let Some(caller) = shared.lock().complete(frame.call_id, Ok(payload)) {
+                    caller.wake();
+                }
+            }
             Kind::StreamItem | Kind::StreamEnd | Kind::StreamCredit => {
                 if let Err(why) = streams.on_frame(&shared, frame) {
                     break why;
@@ -199,6 +210,29 @@ pub(super) async fn read_loop(
             }
         }
     };
+}
+
+/// A Response payload (status, metadata block, body) as the caller takes
+/// it: the status and body, with the metadata beside them; or, if the
+/// block breaks the rules, an InvalidMetadata reply in its place.
+fn with_metadata(payload: Bytes, max: usize) -> Payload {
+    let decoded = match payload.split_first() {
+        Some((&status, rest)) => Metadata::decode(rest, max).map(|(m, used)| (status, m, used)),
+        None => Err("the response is empty".into()),
+    };
+    match decoded {
+        Ok((status, metadata, used)) => {
+            let mut reply = BytesMut::with_capacity(payload.len() - used);
+            reply.put_u8(status);
+            reply.extend_from_slice(&payload[1 + used..]);
+            Payload::WithMetadata(Box::new((reply.freeze(), metadata)))
+        }
+        Err(why) => {
+            let mut reply = vec![Status::InvalidMetadata as u8];
+            reply.extend_from_slice(format!("in the response: {why}").as_bytes());
+            Payload::Shared(reply.into())
+        }
+    }
 }
 
 /// Marks the connection closed and fails every pending call when the reader

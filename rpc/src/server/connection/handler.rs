@@ -42,6 +42,7 @@ impl Driver {
             budget,
             grant,
             streaming,
+            metadata,
         } = request;
         // Started (or answered below), the request no longer waits on the
         // frame budget: its bytes are the handler's now.
@@ -59,6 +60,8 @@ impl Driver {
             peer: self.peer.clone(),
             call_id: id,
             method,
+            metadata,
+            reply_metadata: None,
         };
         let mut run = AssertUnwindSafe(ctx.scope(handler)).catch_unwind();
         // On a current-thread runtime, polled once with the driver's waker:
