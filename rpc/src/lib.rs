@@ -147,6 +147,8 @@ pub mod health;
 pub mod protocol;
 pub mod server;
 pub mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod transport;
 
 pub use client::Channel;
