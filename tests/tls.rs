@@ -50,10 +50,11 @@ impl Who for WhoImpl {
     async fn caller(&self) -> Caller {
         let ctx = rpc::context::current();
         let peer = ctx.peer();
+        assert_eq!(peer.certificates(), ctx.peer_certificates());
         Caller {
             over_tls: matches!(peer, Peer::Tls { .. }),
             addr: peer.addr(),
-            certificates: peer.certificates().to_vec(),
+            certificates: ctx.peer_certificates().to_vec(),
         }
     }
 }
