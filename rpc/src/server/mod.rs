@@ -235,7 +235,7 @@ impl Builder {
         self
     }
 
-    /// Binds `addr` over TCP (TLS on it, if [`tls`](Self::tls) was called)
+    /// Binds `addr` over TCP (TLS on it, if `.tls(..)` was called: feature `tls`)
     /// and starts serving in the background.
     ///
     /// # Errors
