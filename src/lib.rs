@@ -2,5 +2,7 @@
 //! "api" crate would be shared by their client and server.
 
 pub mod calculator;
+#[cfg(feature = "tls")]
+pub mod certs;
 pub mod feed;
 pub mod replica;

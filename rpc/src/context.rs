@@ -89,13 +89,14 @@ impl Context {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
-    /// The caller's address, for transports that have one (TCP).
+    /// The caller's address, for transports that have one (TCP, TLS).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer.addr()
     }
 
     /// The caller, as its transport knows it: an address, a Unix socket
-    /// peer's credentials, an in-memory pipe.
+    /// peer's credentials, an in-memory pipe, a TLS peer's address and
+    /// certificates.
     pub fn peer(&self) -> &Peer {
         &self.peer
     }
@@ -104,6 +105,14 @@ impl Context {
     /// Unix domain socket.
     pub fn peer_credentials(&self) -> Option<Credentials> {
         self.peer.credentials()
+    }
+
+    /// The certificate chain the caller presented over mutual TLS (feature
+    /// `tls`), DER-encoded, its own first; empty for a caller that sent
+    /// none and over other transports. Parse it with any X.509 crate to
+    /// authorize by the subject's name, say.
+    pub fn peer_certificates(&self) -> &[Vec<u8>] {
+        self.peer.certificates()
     }
 
     /// The call's id on its connection (unique among that connection's in-flight calls).

@@ -56,6 +56,15 @@
 //! holds its producer back), cancelled when either side drops its end: see
 //! [`stream`].
 //!
+//! # TLS
+//!
+//! With the feature `tls`, servers serve TLS and mutual TLS over TCP
+//! (`Server::builder().tls(config)`), clients connect with
+//! `Channel::connect_tls(addr, config, server_name)`, and a handler sees a
+//! client's certificate chain in its context's peer: see the `rpc::tls`
+//! module (rustls, with the *ring* provider). Off by default, so that the
+//! default build compiles no C.
+//!
 //! # Cancel safety
 //!
 //! Dropping a call's future cancels the call: the server is told and drops the
@@ -149,6 +158,8 @@ pub mod metadata;
 pub mod protocol;
 pub mod server;
 pub mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod transport;
 
 pub use client::Channel;

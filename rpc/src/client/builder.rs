@@ -1,5 +1,6 @@
-//! Settings of a channel, and the ways to connect one: TCP, a Unix domain
-//! socket, an in-memory server, or any [`Connector`].
+//! Settings of a channel, and the ways to connect one: TCP, TLS over TCP
+//! (feature `tls`), a Unix domain socket, an in-memory server, or any
+//! [`Connector`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -128,6 +129,34 @@ impl Builder {
             .map_err(|e| Error::io("resolving the server address", e))?
             .collect();
         self.connect_with(TcpConnector { addrs }).await
+    }
+
+    /// Resolves `addr` and connects over TLS on TCP (feature `tls`),
+    /// checking the server's certificate against `config`'s roots and
+    /// `server_name` (the DNS name or IP address the certificate is for).
+    /// Every reconnect runs a new TLS handshake. See [`crate::tls`].
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect); a failed TLS handshake is an
+    /// [`Error::Io`] whose message gives the reason (an untrusted or
+    /// expired certificate, a name mismatch, a server that does not serve
+    /// TLS). [`Error::Config`] if `server_name` is not a DNS name or IP
+    /// address.
+    #[cfg(feature = "tls")]
+    pub async fn connect_tls(
+        self,
+        addr: impl tokio::net::ToSocketAddrs,
+        config: impl Into<std::sync::Arc<rustls::ClientConfig>>,
+        server_name: &str,
+    ) -> Result<Channel, Error> {
+        let server_name = crate::transport::tls::server_name(server_name)?;
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| Error::io("resolving the server address", e))?
+            .collect();
+        let connector = crate::transport::tls::TlsConnector::new(addrs, config.into(), server_name);
+        self.connect_with(connector).await
     }
 
     /// Connects to the Unix domain socket at `path`.

@@ -79,6 +79,23 @@ impl Channel {
         Builder::default().connect(addr).await
     }
 
+    /// Connects over TLS on TCP with default settings (feature `tls`; see
+    /// [`crate::tls`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::connect_tls`].
+    #[cfg(feature = "tls")]
+    pub async fn connect_tls(
+        addr: impl tokio::net::ToSocketAddrs,
+        config: impl Into<Arc<rustls::ClientConfig>>,
+        server_name: &str,
+    ) -> Result<Channel, Error> {
+        Builder::default()
+            .connect_tls(addr, config, server_name)
+            .await
+    }
+
     /// Connects to a Unix domain socket with default settings.
     ///
     /// # Errors

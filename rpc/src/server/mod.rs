@@ -11,6 +11,7 @@
 
 mod blocking;
 mod calls;
+mod config;
 mod connection;
 pub(crate) mod dispatch;
 mod id_map;
@@ -32,55 +33,8 @@ use crate::transport::budget::FrameBudget;
 use crate::transport::memory::MemoryListener;
 use crate::transport::unix::UnixListener;
 use crate::transport::{Address, Listener};
+pub(crate) use config::Config;
 use dispatch::{Router, Service};
-
-/// Server settings; every default is from the design's limits table.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) max_frame: usize,
-    pub(crate) frame_memory_budget: usize,
-    pub(crate) max_handlers_per_connection: usize,
-    pub(crate) max_connections: usize,
-    pub(crate) handshake_timeout: Duration,
-    pub(crate) frame_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) keepalive_interval: Duration,
-    pub(crate) keepalive_timeout: Duration,
-    pub(crate) max_budget: Duration,
-    pub(crate) grace: Duration,
-    pub(crate) shutdown_delay: Duration,
-    pub(crate) abuse_limit: u32,
-    pub(crate) abuse_window: Duration,
-    pub(crate) write_batching: bool,
-    pub(crate) stream_window: usize,
-    pub(crate) max_streams_per_connection: usize,
-    pub(crate) max_metadata: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            max_frame: 16 << 20,
-            frame_memory_budget: 256 << 20,
-            max_handlers_per_connection: 256,
-            max_connections: 10_000,
-            handshake_timeout: Duration::from_secs(10),
-            frame_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(300),
-            keepalive_interval: Duration::from_secs(30),
-            keepalive_timeout: Duration::from_secs(20),
-            max_budget: Duration::from_secs(600),
-            grace: Duration::from_secs(30),
-            shutdown_delay: Duration::ZERO,
-            abuse_limit: 1_000,
-            abuse_window: Duration::from_secs(10),
-            write_batching: true,
-            stream_window: crate::stream::DEFAULT_WINDOW,
-            max_streams_per_connection: crate::stream::DEFAULT_MAX_STREAMS,
-            max_metadata: crate::metadata::DEFAULT_MAX_METADATA,
-        }
-    }
-}
 
 /// The entry point: `rpc::Server::builder()`.
 #[derive(Debug)]
@@ -92,6 +46,8 @@ impl Server {
         Builder {
             services: Vec::new(),
             config: Config::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -113,6 +69,9 @@ impl Server {
 pub struct Builder {
     services: Vec<Arc<dyn Service>>,
     config: Config,
+    /// Set by [`tls`](Self::tls): [`bind`](Self::bind) serves TLS.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -274,17 +233,40 @@ impl Builder {
         self
     }
 
-    /// Binds `addr` over TCP and starts serving in the background.
+    /// Serves TLS (feature `tls`): [`bind`](Self::bind) then runs `config`'s
+    /// TLS handshake on every connection, in the connection's own task
+    /// within the [`handshake_timeout`](Self::handshake_timeout), before the
+    /// protocol's own. A config that verifies client certificates makes it
+    /// mutual TLS, and handlers see each client's chain in
+    /// [`Peer::Tls`](crate::transport::Peer::Tls). See [`crate::tls`].
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: impl Into<Arc<rustls::ServerConfig>>) -> Self {
+        self.tls = Some(config.into());
+        self
+    }
+
+    /// Binds `addr` over TCP (TLS on it, if `.tls(..)` was called: feature `tls`)
+    /// and starts serving in the background.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] if two services define the same method id;
     /// [`Error::Io`] if the address cannot be bound.
-    pub async fn bind(self, addr: impl tokio::net::ToSocketAddrs) -> Result<ServerHandle, Error> {
+    pub async fn bind(
+        #[allow(unused_mut)] mut self,
+        addr: impl tokio::net::ToSocketAddrs,
+    ) -> Result<ServerHandle, Error> {
+        #[cfg(feature = "tls")]
+        let tls = self.tls.take();
         let serving = self.finish()?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| Error::io("binding the server address", e))?;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = tls {
+            let listener = crate::transport::tls::TlsListener::new(listener, tls);
+            return Ok(serving.start(listener));
+        }
         Ok(serving.start(listener))
     }
 
@@ -336,6 +318,14 @@ impl Builder {
     /// The services with the built-in health service added (unless one was
     /// added already), routed.
     fn finish(mut self) -> Result<Serving, Error> {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return Err(Error::Config(
+                "TLS is served over TCP only: call `bind` (not `bind_unix`, `serve_memory` or \
+                 `serve`) on a builder given `.tls(..)`"
+                    .into(),
+            ));
+        }
         let names: Vec<_> = self.services.iter().map(|s| s.name()).collect();
         let health = Reporter::new(names.iter().copied().chain([health::SERVICE_NAME]));
         if !names.contains(&health::SERVICE_NAME) {

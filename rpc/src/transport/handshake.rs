@@ -40,7 +40,7 @@ where
         }
         let first = reader.next().await;
         if let Some(Err(e)) = first {
-            return Err(first_frame_failed(e, reader.read_buffer()));
+            return Err(first_frame_failed(e, reader.read_buffer(), server));
         }
         first_read = true;
         let theirs = match first {
@@ -93,7 +93,7 @@ where
         // A peer that sent something else and waits for an answer (an HTTP
         // client whose request fits under the frame limit, say).
         Err(_) if !first_read && !could_begin_a_hello(reader.read_buffer()) => {
-            Err(not_this_protocol(reader.read_buffer()))
+            Err(not_this_protocol(reader.read_buffer(), server))
         }
         // Slow, not foreign: a server at its connection cap answers late.
         Err(_) => {
@@ -111,9 +111,9 @@ const CONTEXT: &str = "the handshake";
 /// Hello say more than the failure does (a length no Hello has, a close
 /// part-way): whoever sent them does not speak this protocol, and the bytes
 /// often say what it does speak.
-fn first_frame_failed(e: FrameError, buffered: &[u8]) -> Error {
+fn first_frame_failed(e: FrameError, buffered: &[u8], server: bool) -> Error {
     if !could_begin_a_hello(buffered) {
-        return not_this_protocol(buffered);
+        return not_this_protocol(buffered, server);
     }
     match e {
         FrameError::Io(e) => Error::io(CONTEXT, e),
@@ -149,8 +149,18 @@ fn could_begin_a_hello(bytes: &[u8]) -> bool {
 const SHOWN: usize = 64;
 
 /// The error for a peer whose first bytes are `first`, which no peer of ours
-/// sends: the bytes shown as text (escaped, and cut to [`SHOWN`]).
-fn not_this_protocol(first: &[u8]) -> Error {
+/// sends: the bytes shown as text (escaped, and cut to [`SHOWN`]), unless
+/// they are a TLS record (a peer that speaks TLS where we speak plaintext),
+/// which is said in words: its bytes would tell a user nothing.
+fn not_this_protocol(first: &[u8], server: bool) -> Error {
+    if looks_like_tls(first) {
+        return Error::protocol(if server {
+            "the client began a TLS handshake, but this server serves plaintext; \
+             serve TLS with `Server::builder().tls(..)`, or connect without TLS"
+        } else {
+            "the server answered with TLS; connect with TLS (`Channel::connect_tls`)"
+        });
+    }
     let shown = &first[..first.len().min(SHOWN)];
     let more = if first.len() > SHOWN { "..." } else { "" };
     Error::protocol(format!(
@@ -159,11 +169,24 @@ fn not_this_protocol(first: &[u8]) -> Error {
     ))
 }
 
+/// Whether `bytes` begin as a TLS record does: a handshake (a ClientHello,
+/// a ServerHello) or an alert (what a TLS server answers a plaintext Hello
+/// with), then a major version of 3 (every SSL 3.0 to TLS 1.3 record). No
+/// Hello of ours begins so: its first byte is a length's top byte, 0.
+fn looks_like_tls(bytes: &[u8]) -> bool {
+    const ALERT: u8 = 0x15;
+    const HANDSHAKE: u8 = 0x16;
+    matches!(bytes, [ALERT | HANDSHAKE, 3, ..])
+}
+
 async fn send_hello<W: AsyncWrite + Unpin>(writer: &mut W, ours: Hello) -> Result<(), Error> {
-    writer
-        .write_all(&ours.encode())
-        .await
-        .map_err(|e| Error::io(CONTEXT, e))
+    // Flushed: a transport that buffers (TLS) would otherwise hold the
+    // Hello back while both sides wait for each other.
+    let sent = async {
+        writer.write_all(&ours.encode()).await?;
+        writer.flush().await
+    };
+    sent.await.map_err(|e| Error::io(CONTEXT, e))
 }
 
 #[cfg(test)]
@@ -238,16 +261,39 @@ mod tests {
         );
     }
 
+    /// A TLS record where a Hello should be is named as TLS, on each side,
+    /// with what to do about it; never as a frame too large.
+    #[tokio::test(start_paused = true)]
+    async fn a_tls_peer_of_a_plaintext_one_is_told_to_use_tls() {
+        // The start of a ClientHello, as a TLS client sends it to a server.
+        let client_hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+        let err = against(&client_hello[..], true, Duration::from_secs(60)).await;
+        assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("the client began a TLS handshake, but this server serves plaintext"),
+            "{err}"
+        );
+        // A decode_error alert, as a TLS server answers a plaintext Hello.
+        let alert = b"\x15\x03\x03\x00\x02\x02\x32";
+        let err = against(&alert[..], false, Duration::ZERO).await;
+        assert!(
+            err.to_string()
+                .contains("the server answered with TLS; connect with TLS"),
+            "{err}"
+        );
+    }
+
     /// What is shown is bounded, and bytes that are not printable are
     /// escaped.
     #[tokio::test(start_paused = true)]
     async fn the_bytes_shown_are_escaped_and_cut() {
-        let long = [&b"\x16\x03\x01\x02\x00\x01"[..], &[b'x'; 300]].concat();
+        let long = [&b"\x17\x03\x01\x02\x00\x01"[..], &[b'x'; 300]].concat();
         let text = against(long, false, Duration::from_secs(60))
             .await
             .to_string();
         assert!(
-            text.contains(r#"its first bytes were "\x16\x03\x01\x02\x00\x01xxx"#),
+            text.contains(r#"its first bytes were "\x17\x03\x01\x02\x00\x01xxx"#),
             "{text}"
         );
         assert!(text.ends_with("xxx\"..."), "{text}");

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -65,11 +66,23 @@ impl fmt::Debug for Link {
 
 /// Who is at the other end of a connection, as far as its transport knows.
 /// A handler reads it from [`rpc::context::current()`](crate::context::current).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Peer {
     /// A TCP peer, by its address.
     Tcp(SocketAddr),
+    /// A peer over TLS on TCP (feature `tls`): its address, and the
+    /// certificate chain it presented in the TLS handshake.
+    Tls {
+        /// The peer's TCP address.
+        addr: SocketAddr,
+        /// The peer's certificates, DER-encoded, its own (the leaf) first.
+        /// A server sees the client's chain only under mutual TLS (a client
+        /// without a certificate gives an empty one); a client always sees
+        /// the server's. Plain bytes, so that `Peer` does not tie its users
+        /// to a version of rustls: parse them with any X.509 crate.
+        certificates: Arc<[Vec<u8>]>,
+    },
     /// A peer on a Unix domain socket: its process's credentials as the
     /// kernel reported them when it connected (`None` where the platform
     /// cannot say).
@@ -81,11 +94,22 @@ pub enum Peer {
 }
 
 impl Peer {
-    /// The peer's socket address, for transports that have one (TCP).
+    /// The peer's socket address, for transports that have one (TCP, and
+    /// TLS over it).
     pub fn addr(&self) -> Option<SocketAddr> {
         match self {
-            Peer::Tcp(addr) => Some(*addr),
+            Peer::Tcp(addr) | Peer::Tls { addr, .. } => Some(*addr),
             _ => None,
+        }
+    }
+
+    /// The certificate chain the peer presented in a TLS handshake,
+    /// DER-encoded, leaf first: empty for other transports, and for a TLS
+    /// client that sent none.
+    pub fn certificates(&self) -> &[Vec<u8>] {
+        match self {
+            Peer::Tls { certificates, .. } => certificates,
+            _ => &[],
         }
     }
 
@@ -103,10 +127,38 @@ impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Peer::Tcp(addr) => write!(f, "{addr}"),
+            Peer::Tls { addr, certificates } => match certificates.len() {
+                0 => write!(f, "{addr} (TLS)"),
+                1 => write!(f, "{addr} (TLS, 1 certificate)"),
+                n => write!(f, "{addr} (TLS, {n} certificates)"),
+            },
             Peer::Unix(Some(c)) => write!(f, "unix peer (uid {}, gid {})", c.uid, c.gid),
             Peer::Unix(None) => f.write_str("unix peer"),
             Peer::Memory => f.write_str("in-memory peer"),
             Peer::Other(what) => f.write_str(what),
+        }
+    }
+}
+
+// By hand, so that a TLS peer's certificates show as their sizes rather
+// than as thousands of numbers in every log line that debug-prints a peer.
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(addr) => f.debug_tuple("Tcp").field(addr).finish(),
+            Peer::Tls { addr, certificates } => {
+                let sizes: Vec<String> = certificates
+                    .iter()
+                    .map(|c| format!("<{} bytes of DER>", c.len()))
+                    .collect();
+                f.debug_struct("Tls")
+                    .field("addr", addr)
+                    .field("certificates", &sizes)
+                    .finish()
+            }
+            Peer::Unix(credentials) => f.debug_tuple("Unix").field(credentials).finish(),
+            Peer::Memory => f.write_str("Memory"),
+            Peer::Other(what) => f.debug_tuple("Other").field(what).finish(),
         }
     }
 }

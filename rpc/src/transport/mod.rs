@@ -1,5 +1,6 @@
 //! Bytes in and out. The seam ([`Link`], [`Connector`], [`Listener`]) and
-//! its three transports (TCP, Unix domain sockets, in-memory pipes), then
+//! its transports (TCP, Unix domain sockets, in-memory pipes, and with the
+//! `tls` feature TLS over TCP), then
 //! what every connection runs over whichever transport: the handshake, the
 //! frame reader and the batching frame writer.
 
@@ -9,6 +10,8 @@ mod link;
 pub(crate) mod memory;
 mod reader;
 pub(crate) mod tcp;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 mod turns;
 pub(crate) mod unix;
 mod writer;

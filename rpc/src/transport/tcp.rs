@@ -17,19 +17,35 @@ pub(crate) struct TcpConnector {
     pub(crate) addrs: Vec<SocketAddr>,
 }
 
+impl TcpConnector {
+    /// A stream to the first address that accepts, with `TCP_NODELAY` set,
+    /// and that address. (TLS opens its streams here too.)
+    pub(crate) async fn open(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let mut last = None;
+        for &addr in &self.addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    return Ok((stream, addr));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to")))
+    }
+}
+
 impl Connector for TcpConnector {
     fn connect(&self) -> BoxFuture<'_, io::Result<Link>> {
         Box::pin(async move {
-            let mut last = None;
-            for &addr in &self.addrs {
-                match TcpStream::connect(addr).await {
-                    Ok(stream) => return link(stream, addr),
-                    Err(e) => last = Some(e),
-                }
-            }
-            Err(last.unwrap_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, "no address to connect to")
-            }))
+            let (stream, addr) = self.open().await?;
+            let (read, write) = stream.into_split();
+            Ok(Link::from_halves(
+                Box::new(read),
+                Box::new(write),
+                Peer::Tcp(addr),
+            ))
         })
     }
 
@@ -39,16 +55,6 @@ impl Connector for TcpConnector {
             None => Address::Other("no address".into()),
         }
     }
-}
-
-fn link(stream: TcpStream, peer: SocketAddr) -> io::Result<Link> {
-    stream.set_nodelay(true)?;
-    let (read, write) = stream.into_split();
-    Ok(Link::from_halves(
-        Box::new(read),
-        Box::new(write),
-        Peer::Tcp(peer),
-    ))
 }
 
 impl Listener for TcpListener {

@@ -44,6 +44,9 @@ pub struct Balanced {
     hedge: Hedge,
     connect_via: ConnectVia,
     health_every: Option<Duration>,
+    /// A setting that cannot work (a TLS server name that is none), which
+    /// [`connect`](Balanced::connect) reports.
+    misconfigured: Option<Error>,
 }
 
 /// Starts following the discovery source (its type is gone once the builder
@@ -78,6 +81,7 @@ impl Channel {
             hedge: Hedge::default(),
             connect_via: Arc::new(default_connector),
             health_every: Some(Duration::from_secs(5)),
+            misconfigured: None,
         }
     }
 }
@@ -154,14 +158,47 @@ impl Balanced {
         self
     }
 
+    /// Connects to every server over TLS on TCP (feature `tls`), checking
+    /// each server's certificate against `config`'s roots and `server_name`
+    /// (one name for all: the servers of one service usually share a
+    /// certificate, or a name on theirs). Addresses other than TCP are left
+    /// out of the set. See [`crate::tls`].
+    ///
+    /// [`connect`](Self::connect) fails with [`Error::Config`] if
+    /// `server_name` is not a DNS name or IP address.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: impl Into<Arc<rustls::ClientConfig>>, server_name: &str) -> Self {
+        use crate::transport::tls::{TlsConnector, server_name as parse_name};
+        let name = match parse_name(server_name) {
+            Ok(name) => name,
+            Err(e) => {
+                self.misconfigured = Some(e);
+                return self;
+            }
+        };
+        let config = config.into();
+        self.connector(move |address| match address {
+            Address::Tcp(addr) => Some(Box::new(TlsConnector::new(
+                vec![*addr],
+                config.clone(),
+                name.clone(),
+            ))),
+            _ => None,
+        })
+    }
+
     /// Starts following the discovery source, and returns once it has
     /// found servers and one of them is connected.
     ///
     /// # Errors
     ///
     /// [`Error::Disconnected`] (not sent) if discovery finds no servers, or
-    /// none can be connected, within the connect timeout.
+    /// none can be connected, within the connect timeout;
+    /// [`Error::Config`] for settings that cannot work.
     pub async fn connect(self) -> Result<Channel, Error> {
+        if let Some(e) = self.misconfigured {
+            return Err(e);
+        }
         let config = self.settings.config().clone();
         let wait = config.connect_timeout + config.handshake_timeout;
         let balancer = Arc::new(Balancer::new(Settings {
