@@ -212,6 +212,19 @@ pub fn set_reply_metadata(key: impl Into<String>, value: impl Into<Vec<u8>>) {
     });
 }
 
+/// Sets the current call's metadata to what the server's interceptors left
+/// (`metadata`), and adds what they want sent back.
+pub(crate) fn set_call_metadata(metadata: Metadata, reply: Metadata) {
+    CURRENT.with(|c| {
+        if let Some(ctx) = c.borrow_mut().as_mut() {
+            ctx.metadata = Some(Arc::new(metadata));
+            if !reply.is_empty() {
+                ctx.reply_metadata.get_or_insert_default().extend(&reply);
+            }
+        }
+    });
+}
+
 /// The current call's reply metadata, taken (the reply carries it).
 pub(crate) fn take_reply_metadata() -> Option<Box<Metadata>> {
     CURRENT.with(|c| c.borrow_mut().as_mut()?.reply_metadata.take())

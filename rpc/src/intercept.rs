@@ -270,18 +270,41 @@ impl Chain {
         }
     }
 
-    /// Runs every `before` in order, up to the first refusal.
-    pub(crate) async fn before(&self, call: &mut CallInfo) -> Result<(), Rejection> {
-        for i in self.0.iter().flat_map(|c| c.iter()) {
-            i.before(call).await?;
+    /// Runs every `before` in order, up to the first refusal: then the
+    /// refusal, and how many ran (the one that refused included).
+    pub(crate) async fn before(&self, call: &mut CallInfo) -> Result<(), (Rejection, usize)> {
+        for (i, interceptor) in self.0.iter().flat_map(|c| c.iter()).enumerate() {
+            if let Err(rejection) = interceptor.before(call).await {
+                return Err((rejection, i + 1));
+            }
         }
         Ok(())
     }
 
     /// Runs every `after`, last interceptor first.
     pub(crate) fn after(&self, call: &CallInfo, outcome: Result<(), &Error>) {
-        for i in self.0.iter().flat_map(|c| c.iter()).rev() {
+        self.after_first(usize::MAX, call, outcome);
+    }
+
+    /// Runs the `after` of the first `n` interceptors (those whose
+    /// `before` ran), last first.
+    pub(crate) fn after_first(&self, n: usize, call: &CallInfo, outcome: Result<(), &Error>) {
+        let Some(all) = &self.0 else { return };
+        for i in all[..n.min(all.len())].iter().rev() {
             i.after(call, outcome);
+        }
+    }
+
+    /// Runs the chain's `before`s; on a refusal, the `after`s of those that
+    /// ran, and the error the caller gets.
+    pub(crate) async fn admit(&self, call: &mut CallInfo) -> Result<(), Rejection> {
+        match self.before(call).await {
+            Ok(()) => Ok(()),
+            Err((rejection, ran)) => {
+                let error = rejection.clone().into_error(call.method());
+                self.after_first(ran, call, Err(&error));
+                Err(rejection)
+            }
         }
     }
 }
@@ -296,13 +319,5 @@ impl CallInfo {
     pub(crate) fn on_client(mut self, address: Address) -> Self {
         self.address = Some(address);
         self
-    }
-
-    /// The metadata, given up (the call carries it from here).
-    pub(crate) fn take_metadata(&mut self) -> (Metadata, Metadata) {
-        (
-            std::mem::take(&mut self.metadata),
-            std::mem::take(&mut self.reply_metadata),
-        )
     }
 }

@@ -117,7 +117,10 @@ impl Metadata {
 
     /// Bytes of the pairs as encoded (the block without its length).
     fn encoded_len(&self) -> usize {
-        self.entries.iter().map(|(k, v)| 1 + k.len() + 4 + v.len()).sum()
+        self.entries
+            .iter()
+            .map(|(k, v)| 1 + k.len() + 4 + v.len())
+            .sum()
     }
 
     /// Checks the pairs against the rules and `max` bytes; why not, if not.
@@ -277,7 +280,8 @@ mod tests {
 
     fn sample() -> Metadata {
         let mut m = Metadata::new();
-        m.insert("authorization", "Bearer t").insert("x-id", vec![0, 255]);
+        m.insert("authorization", "Bearer t")
+            .insert("x-id", vec![0, 255]);
         m
     }
 
@@ -287,7 +291,10 @@ mod tests {
         let mut m = Metadata::new();
         m.insert("ab", "xyz");
         m.encode(&mut buf);
-        assert_eq!(buf, [0, 0, 0, 10, 2, b'a', b'b', 0, 0, 0, 3, b'x', b'y', b'z']);
+        assert_eq!(
+            buf,
+            [0, 0, 0, 10, 2, b'a', b'b', 0, 0, 0, 3, b'x', b'y', b'z']
+        );
     }
 
     #[test]
@@ -335,7 +342,10 @@ mod tests {
     #[test]
     fn debug_shows_keys_and_sizes_not_values() {
         let shown = format!("{:?}", sample());
-        assert!(shown.contains("authorization") && !shown.contains("Bearer"), "{shown}");
+        assert!(
+            shown.contains("authorization") && !shown.contains("Bearer"),
+            "{shown}"
+        );
     }
 
     #[tokio::test]

@@ -67,6 +67,14 @@ impl Builder {
         self
     }
 
+    /// Adds an interceptor (see [`crate::intercept`]): it runs around every
+    /// call made through the channel, after those added before it. (A
+    /// balanced channel takes it through its `settings`.)
+    pub fn interceptor(mut self, interceptor: impl crate::intercept::Interceptor) -> Self {
+        self.config.interceptors = self.config.interceptors.with(interceptor);
+        self
+    }
+
     /// Calls in flight on the connection at once; callers beyond it wait
     /// (default 10,000).
     pub fn max_in_flight(mut self, calls: usize) -> Self {

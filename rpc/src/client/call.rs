@@ -282,6 +282,14 @@ impl Attempt {
         }
     }
 
+    /// This attempt with the deadline of the handler it was made in (if
+    /// any), which it had when its call was made rather than when it was
+    /// built.
+    pub(super) fn inheriting(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
     /// This attempt as a streaming call's: the server answers with a
     /// stream if `returns_stream`, and the call sends `outbound`, if any.
     pub(super) fn streaming(mut self, returns_stream: bool, outbound: Option<Encoder>) -> Self {

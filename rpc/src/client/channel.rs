@@ -13,13 +13,16 @@ use serde::de::DeserializeOwned;
 
 use super::balanced::{self, Balancer, EndpointSnapshot};
 use super::builder::Builder;
-use super::call::{Attempt, Call};
+use super::call::{Attempt, Call, Run};
+use super::config::Config;
 use super::endpoint::{Endpoint, Known};
+use super::intercepted;
 use super::method::Method;
 use super::options::CallOptions;
 use super::streaming::{Opened, Reporting};
 use crate::Error;
 use crate::codec;
+use crate::intercept::{Chain, Side};
 use crate::protocol::{FLAG_METADATA, FrameBuf, Kind, LEN_PREFIX, RequestHead};
 use crate::stream::Encoder;
 use crate::transport::{Address, Peer};
@@ -242,6 +245,9 @@ impl Channel {
         decode: fn(&[u8]) -> Result<R, String>,
         map: fn(R) -> T,
     ) -> Call<R, T> {
+        if !self.config().interceptors.is_empty() {
+            return Call::balanced(method.name, self.intercepted(method, args), decode, map);
+        }
         match &self.route {
             Route::One { endpoint, known } => {
                 let attempt = Attempt::new(
@@ -303,11 +309,88 @@ impl Channel {
                 None => (None, None, None),
             },
         };
-        let attempt = endpoint.map(|endpoint| {
-            Attempt::new(endpoint, first, method.name, timeout, frame)
-                .streaming(returns_stream, outbound)
-        });
-        Box::pin(Opened::open(method.name, attempt, balanced))
+        let inherited = crate::context::current_deadline();
+        let attempt = move |frame| {
+            endpoint.map(|endpoint| {
+                Attempt::new(endpoint, first, method.name, timeout, frame)
+                    .inheriting(inherited)
+                    .streaming(returns_stream, outbound)
+            })
+        };
+        let config = self.config();
+        if config.interceptors.is_empty() {
+            return Box::pin(Opened::open(method.name, attempt(frame), balanced));
+        }
+        // As `intercepted` does for other calls.
+        let chain = config.interceptors.clone();
+        let max_metadata = config.max_metadata;
+        let sent = self.options.metadata().clone();
+        let mut info =
+            Chain::info(method.name, Side::Client, true, sent.clone()).on_client(self.address());
+        Box::pin(async move {
+            if let Err(rejection) = chain.admit(&mut info).await {
+                return Err(rejection.into_error(method.name));
+            }
+            let frame = match frame {
+                Ok(frame) if *info.metadata() != sent => {
+                    intercepted::with_metadata(&frame, info.metadata(), max_metadata, method.name)
+                }
+                frame => frame,
+            };
+            let opened = Opened::open(method.name, attempt(frame), balanced).await;
+            match &opened {
+                Ok(opened) => chain.after(&info, opened.failure().as_ref().map_or(Ok(()), Err)),
+                Err(e) => chain.after(&info, Err(e)),
+            }
+            opened
+        })
+    }
+
+    /// The settings the channel was built with.
+    fn config(&self) -> &Config {
+        match &self.route {
+            Route::One { endpoint, .. } => &endpoint.config,
+            Route::Balanced(balancer) => &balancer.config,
+        }
+    }
+
+    /// A call with the channel's interceptors around it (see
+    /// `intercepted.rs`): sent as it would be without them, once they let
+    /// it through.
+    fn intercepted<A: Serialize + ?Sized>(&self, method: Method, args: &A) -> Run {
+        let config = self.config();
+        let info = Chain::info(
+            method.name,
+            Side::Client,
+            false,
+            self.options.metadata().clone(),
+        )
+        .on_client(self.address());
+        let request = self.encode_request(method.name, method.id, args);
+        let timeout = self.options.timeout();
+        let inherited = crate::context::current_deadline();
+        let route = self.route.clone();
+        let send = move |request: Result<FrameBuf, Error>| async move {
+            match route {
+                Route::One { endpoint, .. } => {
+                    let mut attempt = Attempt::new(endpoint, None, method.name, timeout, request)
+                        .inheriting(inherited);
+                    let reply = (&mut attempt).await;
+                    (reply, attempt.budget())
+                }
+                Route::Balanced(balancer) => {
+                    let request = request.map(FrameBuf::finish);
+                    balanced::run(balancer, method, method.key, request, timeout, inherited).await
+                }
+            }
+        };
+        intercepted::call(
+            config.interceptors.clone(),
+            info,
+            request,
+            config.max_metadata,
+            send,
+        )
     }
 
     fn encode_request<A: Serialize + ?Sized>(
@@ -323,10 +406,7 @@ impl Channel {
             budget: Duration::ZERO,
         }
         .write(&mut frame);
-        let config = match &self.route {
-            Route::One { endpoint, .. } => &endpoint.config,
-            Route::Balanced(balancer) => &balancer.config,
-        };
+        let config = self.config();
         let metadata = self.options.metadata();
         if !metadata.is_empty() {
             metadata

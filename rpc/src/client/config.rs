@@ -18,6 +18,7 @@ pub(crate) struct Config {
     pub(crate) write_batching: bool,
     pub(crate) stream_window: usize,
     pub(crate) max_metadata: usize,
+    pub(crate) interceptors: crate::intercept::Chain,
 }
 
 impl Default for Config {
@@ -35,6 +36,7 @@ impl Default for Config {
             write_batching: true,
             stream_window: crate::stream::DEFAULT_WINDOW,
             max_metadata: crate::metadata::DEFAULT_MAX_METADATA,
+            interceptors: crate::intercept::Chain::default(),
         }
     }
 }

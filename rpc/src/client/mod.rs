@@ -50,6 +50,7 @@ mod channel;
 mod config;
 mod connection;
 mod endpoint;
+mod intercepted;
 mod method;
 mod options;
 mod reply;

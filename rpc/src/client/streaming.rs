@@ -82,6 +82,11 @@ impl Opened {
         })
     }
 
+    /// The error the Response stands for, if it is a failure.
+    pub(super) fn failure(&self) -> Option<Error> {
+        super::intercepted::failure(self.method, self.budget, &self.payload)
+    }
+
     /// The Response's value, or the error it carries.
     fn head<R>(&mut self, decode: fn(&[u8]) -> Result<R, String>) -> Result<R, Error> {
         let payload = std::mem::replace(&mut self.payload, Payload::Shared(Default::default()));

@@ -188,6 +188,14 @@ impl FrameBuf {
         }
     }
 
+    /// The frame's bytes so far (its length not yet written).
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match &self.store {
+            Store::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Store::Heap(heap) => heap,
+        }
+    }
+
     #[inline]
     fn as_mut_slice(&mut self) -> &mut [u8] {
         match &mut self.store {

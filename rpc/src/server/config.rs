@@ -24,6 +24,7 @@ pub(crate) struct Config {
     pub(crate) stream_window: usize,
     pub(crate) max_streams_per_connection: usize,
     pub(crate) max_metadata: usize,
+    pub(crate) interceptors: crate::intercept::Chain,
 }
 
 impl Default for Config {
@@ -47,6 +48,7 @@ impl Default for Config {
             stream_window: crate::stream::DEFAULT_WINDOW,
             max_streams_per_connection: crate::stream::DEFAULT_MAX_STREAMS,
             max_metadata: crate::metadata::DEFAULT_MAX_METADATA,
+            interceptors: crate::intercept::Chain::default(),
         }
     }
 }

@@ -51,6 +51,19 @@ impl Reply {
         (self.frame, self.stream)
     }
 
+    /// The error a caller gets from this reply, if it is a failure.
+    pub(crate) fn error(&self, method: &'static str, budget: std::time::Duration) -> Option<Error> {
+        let frame: &[u8] = match &self.frame {
+            Outgoing::Bytes(b) => b,
+            Outgoing::Buf(f) => f.as_slice(),
+        };
+        let (&status, body) = frame
+            .get(LEN_PREFIX + crate::protocol::HEADER_LEN..)?
+            .split_first()?;
+        (status != Status::Ok as u8)
+            .then(|| crate::error::from_status(method, budget, "response", status, body, false))
+    }
+
     /// The frame's bytes (for the bench hooks).
     #[cfg(feature = "hooks")]
     pub(crate) fn into_bytes(self) -> Bytes {

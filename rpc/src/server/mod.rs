@@ -15,6 +15,7 @@ mod config;
 mod connection;
 pub(crate) mod dispatch;
 mod id_map;
+mod intercepted;
 mod listener;
 mod streams;
 
@@ -89,6 +90,13 @@ impl Builder {
     /// share one port.
     pub fn add_service<S: Service>(mut self, service: S) -> Self {
         self.services.push(Arc::new(service));
+        self
+    }
+
+    /// Adds an interceptor (see [`crate::intercept`]): it runs around every
+    /// call, after those added before it.
+    pub fn interceptor(mut self, interceptor: impl crate::intercept::Interceptor) -> Self {
+        self.config.interceptors = self.config.interceptors.with(interceptor);
         self
     }
 

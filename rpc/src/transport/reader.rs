@@ -224,8 +224,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         // Whole, so the codec's checks that need no more bytes decide; the
         // small case repeats them here, to copy the payload out instead.
-        let small =
-            len >= HEADER_LEN && len - HEADER_LEN <= INLINE_PAYLOAD && len <= self.codec.max_frame();
+        let small = len >= HEADER_LEN
+            && len - HEADER_LEN <= INLINE_PAYLOAD
+            && len <= self.codec.max_frame();
         if small {
             let call_id = u64::from_be_bytes(head[LEN_PREFIX + 2..].try_into().ok()?);
             let payload =

@@ -14,9 +14,11 @@ use super::{Driver, End, Parked};
 use crate::context::Context;
 use crate::deadline;
 use crate::error::panic_message;
+use crate::intercept::{Chain, Side};
 use crate::protocol::Status;
 use crate::server::calls::Finish;
 use crate::server::dispatch::Following;
+use crate::server::intercepted;
 use crate::stream;
 
 impl Driver {
@@ -62,6 +64,14 @@ impl Driver {
             method,
             metadata,
             reply_metadata: None,
+        };
+        let interceptors = &self.shared.config.interceptors;
+        let handler = if interceptors.is_empty() {
+            handler
+        } else {
+            let info = Chain::info(method, Side::Server, streaming, ctx.metadata().clone())
+                .on_server(self.peer.clone(), id);
+            intercepted::around(interceptors.clone(), info, handler, id, deadline, budget)
         };
         let mut run = AssertUnwindSafe(ctx.scope(handler)).catch_unwind();
         // On a current-thread runtime, polled once with the driver's waker:

@@ -1,0 +1,101 @@
+//! A call with the channel's interceptors around it: they run when the call
+//! is first polled, before its request goes out, and may refuse it (it then
+//! fails with their error, sending nothing) or change its metadata; each
+//! hears the outcome. Only a channel with interceptors takes this path.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::call::Run;
+use crate::intercept::{CallInfo, Chain};
+use crate::protocol::{FLAG_METADATA, FrameBuf, HEADER_LEN, Kind, LEN_PREFIX, Payload, Status};
+use crate::{Error, Metadata};
+
+/// A call, sent by `send` once `chain` lets it through with its request
+/// (its metadata as the interceptors left it).
+pub(super) fn call<S>(
+    chain: Chain,
+    mut info: CallInfo,
+    request: Result<FrameBuf, Error>,
+    max_metadata: usize,
+    send: impl FnOnce(Result<FrameBuf, Error>) -> S + Send + 'static,
+) -> Run
+where
+    S: Future<Output = (Result<Payload, Error>, Duration)> + Send + 'static,
+{
+    let sent = info.metadata().clone();
+    let method = info.method();
+    Box::pin(SyncFuture(Mutex::new(Box::pin(async move {
+        if let Err(rejection) = chain.admit(&mut info).await {
+            return (Err(rejection.into_error(method)), Duration::ZERO);
+        }
+        let request = match request {
+            Ok(frame) if *info.metadata() != sent => {
+                with_metadata(&frame, info.metadata(), max_metadata, method)
+            }
+            request => request,
+        };
+        let (reply, budget) = send(request).await;
+        let failed = reply
+            .as_ref()
+            .ok()
+            .and_then(|payload| failure(method, budget, payload));
+        let outcome = match (&reply, &failed) {
+            (Err(e), _) | (_, Some(e)) => Err(e),
+            _ => Ok(()),
+        };
+        chain.after(&info, outcome);
+        (reply, budget)
+    }))))
+}
+
+/// The error a Response stands for, if it is a failure.
+pub(super) fn failure(method: &'static str, budget: Duration, payload: &Payload) -> Option<Error> {
+    let (&status, body) = payload.split_first()?;
+    (status != Status::Ok as u8)
+        .then(|| crate::error::from_status(method, budget, "response", status, body, false))
+}
+
+/// `request` (a Request frame as `Channel::encode_request` made it) with
+/// `metadata` in place of what it carried.
+pub(super) fn with_metadata(
+    request: &FrameBuf,
+    metadata: &Metadata,
+    max: usize,
+    method: &'static str,
+) -> Result<FrameBuf, Error> {
+    metadata
+        .check(max)
+        .map_err(|message| Error::InvalidMetadata { method, message })?;
+    let bytes = request.as_slice();
+    let head_end = LEN_PREFIX + HEADER_LEN + crate::protocol::RequestHead::LEN;
+    let mut args = &bytes[head_end..];
+    if bytes[LEN_PREFIX + 1] & FLAG_METADATA != 0 {
+        let len = u32::from_be_bytes([args[0], args[1], args[2], args[3]]) as usize;
+        args = &args[4 + len..];
+    }
+    let mut frame = FrameBuf::new(Kind::Request, 0, head_end + args.len() + 64);
+    frame.extend_from_slice(&bytes[LEN_PREFIX + HEADER_LEN..head_end]);
+    if !metadata.is_empty() {
+        frame.set_flags(FLAG_METADATA);
+        metadata.encode(frame.payload_mut());
+    }
+    frame.extend_from_slice(args);
+    Ok(frame)
+}
+
+/// A `Send` future made `Sync` (as the call future must be): it is only
+/// ever reached through `&mut`, so the mutex is never locked.
+struct SyncFuture<F>(Mutex<Pin<Box<F>>>);
+
+impl<F: Future> Future for SyncFuture<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let fut = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        fut.as_mut().poll(cx)
+    }
+}
