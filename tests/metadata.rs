@@ -8,6 +8,7 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
 
 use futures::StreamExt;
 use support::Transport;
@@ -178,5 +179,121 @@ async fn metadata_goes_through_the_balanced_channel() {
     assert_eq!(
         items.next().await.unwrap().unwrap().as_deref(),
         Some("acme")
+    );
+}
+
+/// A Request of `Tagged.seen(key)` carrying `block` as its metadata block.
+fn request_with_block(call_id: u64, block: &[u8], key: &str) -> Vec<u8> {
+    use support::raw;
+    let mut p = rpc::protocol::method_id("Tagged.seen")
+        .to_be_bytes()
+        .to_vec();
+    p.extend_from_slice(&5_000_000u64.to_be_bytes());
+    p.extend_from_slice(block);
+    p.extend_from_slice(&raw::args(&(key,)));
+    raw::frame(raw::kind::REQUEST, 0x02, call_id, &p)
+}
+
+#[tokio::test]
+async fn hostile_metadata_fails_its_call_and_the_connection_stays() {
+    use support::raw::RawConn;
+    let service = TaggedImpl::default();
+    let server = rpc::Server::builder()
+        .add_service(TaggedServer::new(service.clone()))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut conn = RawConn::handshake(server.local_addr()).await;
+    let before = support::resident();
+    let cases: &[(&str, &[u8])] = &[
+        ("cut short", &[0, 0]),
+        ("claims 4 GiB", &[0xff, 0xff, 0xff, 0xff, 1, b'k']),
+        ("past the frame", &[0, 0, 0, 200, 1, b'k', 0, 0, 0, 1, b'v']),
+        ("uppercase key", &[0, 0, 0, 6, 1, b'K', 0, 0, 0, 0]),
+        ("value past the block", &[0, 0, 0, 6, 1, b'k', 0, 0, 0, 9]),
+        ("key past the block", &[0, 0, 0, 2, 9, b'k']),
+    ];
+    for (id, (name, block)) in cases.iter().enumerate() {
+        conn.send(&request_with_block(id as u64, block, "k")).await;
+        let reply = conn.next_frame(Duration::from_secs(3)).await.unwrap();
+        assert_eq!(reply.call_id, id as u64, "{name}");
+        assert_eq!(
+            reply.status(),
+            9,
+            "{name}: InvalidMetadata, got {}",
+            reply.message()
+        );
+    }
+    let good = [0, 0, 0, 8, 1, b'k', 0, 0, 0, 2, b'o', b'k'];
+    conn.send(&request_with_block(99, &good, "k")).await;
+    let reply = conn.next_frame(Duration::from_secs(3)).await.unwrap();
+    assert_eq!(reply.call_id, 99);
+    assert_eq!(reply.value::<Option<String>>().as_deref(), Some("ok"));
+    // This client's Hello did not say it accepts metadata: the handler's
+    // goes unsent rather than break it.
+    assert_eq!(reply.flags, 0);
+    assert_eq!(service.ran.load(SeqCst), 1, "only the good request ran");
+    assert!(
+        support::resident() < before + (16 << 20),
+        "nothing large was allocated"
+    );
+}
+
+#[tokio::test]
+async fn a_reply_with_bad_metadata_fails_that_call_only() {
+    use support::hand::{self, PROMPTLY};
+    use support::raw;
+    let (client, mut peer, _listener) = hand::client_and_peer(16).await;
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.hold(0, 1).await }
+    });
+    let req = hand::next_request(&mut peer).await;
+    // Status Ok, then a block whose key is not lowercase.
+    let mut payload = vec![raw::status::OK, 0, 0, 0, 6, 1, b'K', 0, 0, 0, 0];
+    payload.extend_from_slice(&raw::args(&1u32));
+    peer.send(&raw::frame(raw::kind::RESPONSE, 0x02, req.id, &payload))
+        .await;
+    let err = tokio::time::timeout(PROMPTLY, first)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, rpc::Error::InvalidMetadata { .. }), "{err:?}");
+    assert!(err.to_string().contains("in the response"), "{err}");
+    // The next call on the same connection is answered, and its good
+    // metadata is delivered.
+    let second = tokio::spawn({
+        let client = client.clone();
+        async move { rpc::metadata::capture(client.hold(0, 2)).await }
+    });
+    let req = hand::next_request(&mut peer).await;
+    let mut payload = vec![raw::status::OK, 0, 0, 0, 7, 1, b'k', 0, 0, 0, 1, b'v'];
+    payload.extend_from_slice(&raw::args(&2u32));
+    peer.send(&raw::frame(raw::kind::RESPONSE, 0x02, req.id, &payload))
+        .await;
+    let (value, metadata) = tokio::time::timeout(PROMPTLY, second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(value.unwrap(), 2);
+    assert_eq!(metadata.get_str("k"), Some("v"));
+}
+
+#[tokio::test]
+async fn metadata_for_a_server_that_does_not_accept_it_fails_the_call_unsent() {
+    use support::hand;
+    // The hand-played server's Hello does not say it accepts metadata (as
+    // a server of an older version): the flag would break its connection.
+    let (client, mut peer, _listener) = hand::client_and_peer(16).await;
+    let err = client.with_metadata("k", "v").hold(0, 1).await.unwrap_err();
+    assert!(matches!(err, rpc::Error::InvalidMetadata { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("does not accept metadata"),
+        "{err}"
+    );
+    assert!(
+        hand::sync(&mut peer, 7).await.is_empty(),
+        "nothing was sent"
     );
 }

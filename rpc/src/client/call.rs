@@ -393,6 +393,12 @@ impl Attempt {
                 method,
                 budget: Duration::ZERO,
             }),
+            Tried::NoMetadata => Err(Error::InvalidMetadata {
+                method,
+                message: "the server does not accept metadata (it runs an older version of this \
+                          library)"
+                    .into(),
+            }),
             Tried::TooLarge { size, limit } => Err(Error::FrameTooLarge {
                 method,
                 what: "request",

@@ -191,7 +191,6 @@ pub(crate) struct Frame {
     pub(crate) kind: Kind,
     /// [`FLAG_METADATA`], [`FLAG_COMPRESSED`]: only those the reader was
     /// told this side accepts (see [`FrameCodec::accept_flags`]).
-    #[allow(dead_code)] // TEMP: read by metadata and compression (issue 16)
     pub(crate) flags: u8,
     pub(crate) call_id: u64,
     pub(crate) payload: Bytes,

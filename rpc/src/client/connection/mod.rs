@@ -30,7 +30,9 @@ use tokio::time::Instant;
 
 use super::Config;
 use crate::Error;
-use crate::protocol::{FrameBuf, FrameCodec, Hello, Kind, LEN_PREFIX, RequestHead};
+use crate::protocol::{
+    FLAG_METADATA, FrameBuf, FrameCodec, Hello, Kind, LEN_PREFIX, RequestHead, features,
+};
 use crate::transport::{self, DIRECT_WRITE, FrameReader, Link, Outbox, Peer};
 use state::{Entry, Outcome, Shared, StateLane, wake};
 pub(crate) use state::{Failure, Reply};
@@ -45,7 +47,6 @@ pub(crate) struct Connection {
     recv_window: usize,
     send_window: usize,
     /// What the server's Hello said it accepts (see `protocol::features`).
-    #[allow(dead_code)] // TEMP: read by metadata and compression (issue 16)
     peer_features: u32,
     reader: JoinHandle<()>,
     peer: Peer,
@@ -65,6 +66,9 @@ pub(crate) enum Tried {
     Late,
     /// The request is larger than the server accepts.
     TooLarge { size: usize, limit: usize },
+    /// The request carries metadata, which the server does not accept (it
+    /// runs an older version, and would take the flag for a broken frame).
+    NoMetadata,
 }
 
 /// Why a caller waiting for a slot got none.
@@ -154,6 +158,9 @@ impl Connection {
         if size > self.send_limit {
             let limit = self.send_limit;
             return refuse(st, Tried::TooLarge { size, limit });
+        }
+        if request.flags() & FLAG_METADATA != 0 && self.peer_features & features::METADATA == 0 {
+            return refuse(st, Tried::NoMetadata);
         }
         if !granted && !st.admission.try_take() {
             drop(st);
@@ -372,6 +379,15 @@ impl Encoded {
             Encoded::Buf(frame) => frame.len(),
             Encoded::Shared(bytes) => bytes.len(),
         }
+    }
+
+    /// The frame's flags.
+    fn flags(&self) -> u8 {
+        let frame = match self {
+            Encoded::Buf(frame) => frame.as_slice(),
+            Encoded::Shared(bytes) => bytes,
+        };
+        frame.get(LEN_PREFIX + 1).copied().unwrap_or(0)
     }
 
     /// Sets the call id and budget, and returns the frame to queue.
