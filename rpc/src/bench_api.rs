@@ -53,6 +53,7 @@ pub fn response_frame<R: Serialize + ?Sized>(call_id: u64, value: &R) -> Bytes {
         args: Bytes::new().into(),
         max_frame: MAX_FRAME,
         stream: None,
+        compress: crate::protocol::Compressor::OFF,
     }
     .reply(value)
     .into_bytes()

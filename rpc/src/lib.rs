@@ -138,6 +138,7 @@ pub mod bench_api;
 pub mod bytes;
 pub mod client;
 mod codec;
+mod compression;
 pub mod context;
 mod deadline;
 pub mod discover;
@@ -150,6 +151,7 @@ pub mod stream;
 pub mod transport;
 
 pub use client::Channel;
+pub use compression::Compression;
 pub use error::Error;
 pub use rpc_macros::service;
 pub use server::{Server, ServerHandle};

@@ -17,6 +17,10 @@ pub(crate) struct Config {
     pub(crate) backoff_max: Duration,
     pub(crate) write_batching: bool,
     pub(crate) stream_window: usize,
+    /// What requests (and the streams they send) are compressed with,
+    /// unless a call's options say otherwise.
+    pub(crate) compression: crate::Compression,
+    pub(crate) compression_threshold: usize,
 }
 
 impl Default for Config {
@@ -33,6 +37,8 @@ impl Default for Config {
             backoff_max: Duration::from_secs(10),
             write_batching: true,
             stream_window: crate::stream::DEFAULT_WINDOW,
+            compression: crate::Compression::None,
+            compression_threshold: crate::compression::DEFAULT_THRESHOLD,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Per-call options: what a handle says about the calls made through it.
-//! Today the timeout; metadata, compression and the like join it here, so
+//! The timeout and compression; metadata and the like join them here, so
 //! that each travels in this one value and no function grows a parameter.
 
 use std::time::Duration;
@@ -20,6 +20,9 @@ pub struct CallOptions {
     /// The timeout was set for these calls, not inherited from the
     /// channel's default: it applies to `#[rpc(no_deadline)]` methods too.
     timeout_set: bool,
+    /// The algorithm these calls' requests are compressed with; `None`:
+    /// the channel's.
+    compression: Option<crate::Compression>,
 }
 
 /// The deadline of a call that sets none.
@@ -31,6 +34,7 @@ impl Default for CallOptions {
         CallOptions {
             timeout: DEFAULT_TIMEOUT,
             timeout_set: false,
+            compression: None,
         }
     }
 }
@@ -47,6 +51,29 @@ impl CallOptions {
         self.timeout = timeout;
         self.timeout_set = true;
         self
+    }
+
+    /// These options with calls' requests (and the streams they send)
+    /// compressed with `compression` rather than the channel's choice
+    /// (see [`Builder::compression`](crate::client::Builder::compression)).
+    /// A server that did not advertise the algorithm gets them
+    /// uncompressed; one this build lacks fails the call with
+    /// [`Error::Config`](crate::Error::Config).
+    ///
+    /// ```
+    /// let raw = rpc::client::CallOptions::default().with_compression(rpc::Compression::None);
+    /// assert_eq!(raw.compression(), Some(rpc::Compression::None));
+    /// ```
+    #[must_use]
+    pub fn with_compression(mut self, compression: crate::Compression) -> Self {
+        self.compression = Some(compression);
+        self
+    }
+
+    /// The compression these options choose, if they choose one (else the
+    /// channel's applies).
+    pub fn compression(&self) -> Option<crate::Compression> {
+        self.compression
     }
 
     /// These options with the channel's default timeout, which methods

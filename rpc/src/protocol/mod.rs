@@ -96,6 +96,7 @@
 //! length field alone, before any allocation, and closes the connection; a frame
 //! too large to send fails only that call (see [`crate::Error::FrameTooLarge`]).
 
+mod compress;
 mod frame;
 // The fuzz entry point is a hook for the project's own fuzzer and randomized
 // tests (feature `hooks`); its unit tests run either way.
@@ -104,6 +105,7 @@ mod fuzz;
 mod items;
 mod message;
 
+pub(crate) use compress::{Compressor, compress_value, inflate, raw_unless_accepted};
 pub(crate) use frame::{FrameBuf, FrameCodec, HEADER_LEN, LEN_PREFIX, put_head, seal_at};
 #[cfg(feature = "hooks")]
 #[doc(hidden)]
@@ -168,7 +170,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn from_u8(b: u8) -> Option<Kind> {
+    pub(crate) fn from_u8(b: u8) -> Option<Kind> {
         Some(match b {
             1 => Kind::Hello,
             2 => Kind::Request,
@@ -191,7 +193,6 @@ pub(crate) struct Frame {
     pub(crate) kind: Kind,
     /// [`FLAG_METADATA`], [`FLAG_COMPRESSED`]: only those the reader was
     /// told this side accepts (see [`FrameCodec::accept_flags`]).
-    #[allow(dead_code)] // TEMP: read by metadata and compression (issue 16)
     pub(crate) flags: u8,
     pub(crate) call_id: u64,
     pub(crate) payload: Bytes,
@@ -274,6 +275,8 @@ pub(crate) enum FrameError {
     UnknownKind(u8),
     #[error("frame sets flags {0:#04x}, which protocol v1 does not allow")]
     Flags(u8),
+    #[error("bad compressed frame: {0}")]
+    Compression(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

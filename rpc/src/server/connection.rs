@@ -26,10 +26,11 @@ use super::Shared;
 use super::calls::{Abuse, Calls};
 use super::dispatch::{Call, Handler};
 use super::streams::Streams;
+use crate::Compression;
 use crate::deadline;
 use crate::protocol::{
-    DRAIN_PING, FrameBuf, FrameCodec, FrameError, GoAwayReason, Hello, Kind, Payload, RequestHead,
-    Status,
+    Compressor, DRAIN_PING, FrameBuf, FrameCodec, FrameError, GoAwayReason, Hello, Kind, Payload,
+    RequestHead, Status,
 };
 use end::End;
 use held::HeldBack;
@@ -60,7 +61,8 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
     let handshake = tokio::select! {
         result = transport::handshake(
             &mut reader, &mut w, true, config.handshake_timeout,
-            Hello::ours(config.max_frame, config.stream_window),
+            Hello::ours(config.max_frame, config.stream_window)
+                .with_features(crate::compression::built_features()),
         ) => result,
         _ = shared.drain.cancelled() => return,
     };
@@ -157,7 +159,6 @@ struct Driver {
     /// The stream window the client grants each stream we send it.
     send_window: usize,
     /// What the client's Hello said it accepts (see `protocol::features`).
-    #[allow(dead_code)] // TEMP: read by metadata and compression (issue 16)
     peer_features: u32,
     drain: Option<Drain>,
     outbox: Outbox,
@@ -330,7 +331,8 @@ impl Driver {
                 clock.active_at = now;
             }
             let grant = reader.take_grant();
-            if let Some(end) = self.on_frame(frame, grant, now, &waker) {
+            let compressed = reader.take_compressed();
+            if let Some(end) = self.on_frame(frame, grant, compressed, now, &waker) {
                 return Some(end);
             }
             // Each frame spends from the task's budget, so that a peer that
@@ -360,23 +362,30 @@ impl Driver {
         None
     }
 
-    /// A Request (its id and payload, and its share of the frame budget if
-    /// it needed one) or another frame.
+    /// A Request (its id and payload, its share of the frame budget if it
+    /// needed one, the algorithm it came compressed with if it did) or
+    /// another frame.
     fn on_frame(
         &mut self,
         incoming: Incoming,
         grant: Option<Grant>,
+        compressed: Option<Compression>,
         now: Instant,
         waker: &Waker,
     ) -> Option<End> {
+        let request = Arrived {
+            grant,
+            compressed,
+            at: now,
+        };
         let frame = match incoming {
-            Incoming::Of(id, payload) => return self.on_request(id, payload, grant, now, waker),
+            Incoming::Of(id, payload) => return self.on_request(id, payload, request, waker),
             Incoming::Items(items) => return self.on_stream_items(items),
             Incoming::Frame(frame) => frame,
         };
         match frame.kind {
             Kind::Request => {
-                return self.on_request(frame.call_id, frame.payload.into(), grant, now, waker);
+                return self.on_request(frame.call_id, frame.payload.into(), request, waker);
             }
             Kind::Cancel => {
                 // A held request that is cancelled never starts.
@@ -423,10 +432,14 @@ impl Driver {
         &mut self,
         id: u64,
         payload: Payload,
-        grant: Option<Grant>,
-        received: Instant,
+        arrived: Arrived,
         waker: &Waker,
     ) -> Option<End> {
+        let Arrived {
+            grant,
+            compressed,
+            at: received,
+        } = arrived;
         self.cancel_credits = self.cancel_credits.saturating_add(1);
         let Some((head, mut args)) = RequestHead::split(payload) else {
             let _ = self
@@ -485,6 +498,7 @@ impl Driver {
             args,
             max_frame: self.reply_limit,
             stream,
+            compress: self.reply_compressor(compressed),
         };
         let Some(handler) = self.shared.router.start(found, call) else {
             self.unknown_method(id, head.method_id);
@@ -509,7 +523,30 @@ impl Driver {
     }
 }
 
+/// How a request arrived, besides its bytes.
+struct Arrived {
+    /// Its share of the frame budget, if it needed one.
+    grant: Option<Grant>,
+    /// The algorithm it came compressed with.
+    compressed: Option<Compression>,
+    at: Instant,
+}
+
 impl Driver {
+    /// How the reply to a request that came compressed with `compressed`
+    /// (if it did) is compressed: in kind, as gRPC does (the client sent
+    /// it, so it accepts it); else with the server's choice if the client
+    /// advertised it.
+    fn reply_compressor(&self, compressed: Option<Compression>) -> Compressor {
+        let config = &self.shared.config;
+        let algorithm =
+            compressed.unwrap_or_else(|| config.compression.if_accepted(self.peer_features));
+        Compressor {
+            algorithm: algorithm.if_accepted(self.peer_features),
+            threshold: config.compression_threshold,
+        }
+    }
+
     fn unknown_method(&self, id: u64, method_id: u64) {
         let services = self.shared.router.service_names().join(", ");
         let message =

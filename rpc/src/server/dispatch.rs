@@ -14,7 +14,9 @@ use super::id_map::IdMap;
 use super::streams::Registration;
 use crate::Error;
 use crate::codec;
-use crate::protocol::{FrameBuf, Kind, LEN_PREFIX, Payload, SERVER_COULD_NOT_ENCODE, Status};
+use crate::protocol::{
+    Compressor, FrameBuf, HEADER_LEN, Kind, LEN_PREFIX, Payload, SERVER_COULD_NOT_ENCODE, Status,
+};
 use crate::stream::{Encoder, Inbound, Stream};
 use crate::transport::Outgoing;
 
@@ -34,6 +36,8 @@ pub struct Reply {
 pub(crate) struct Following {
     pub(crate) items: Encoder,
     pub(crate) call: Arc<Registration>,
+    /// How its items are compressed: as the Response was.
+    pub(crate) compress: Compressor,
 }
 
 impl Reply {
@@ -107,6 +111,10 @@ pub struct Call {
     pub(crate) max_frame: usize,
     /// A streaming call's place among the connection's open streams.
     pub(crate) stream: Option<Arc<Registration>>,
+    /// How the reply (and a stream after it) is compressed: with the
+    /// request's algorithm if it came compressed, else the server's choice
+    /// if the client accepts it.
+    pub(crate) compress: Compressor,
 }
 
 impl Call {
@@ -132,7 +140,11 @@ impl Call {
         frame.extend_from_slice(&[Status::Ok as u8]);
         let limit = self.max_frame + LEN_PREFIX;
         let frame = match codec::encode_into(value, &mut frame, limit) {
-            Ok(()) => frame,
+            Ok(()) => {
+                // The value follows the status byte.
+                frame.compress_value(LEN_PREFIX + HEADER_LEN + 1, self.compress);
+                frame
+            }
             Err(codec::EncodeError::TooLarge { size, .. }) => {
                 let mut f = FrameBuf::new(Kind::Response, self.id, 17);
                 f.payload_mut().put_u8(Status::FrameTooLarge as u8);
@@ -187,6 +199,7 @@ impl Call {
             stream: Some(Box::new(Following {
                 items: Encoder::new(stream),
                 call: call.clone(),
+                compress: self.compress,
             })),
             ..head
         }

@@ -54,6 +54,8 @@ pub(crate) struct Config {
     pub(crate) write_batching: bool,
     pub(crate) stream_window: usize,
     pub(crate) max_streams_per_connection: usize,
+    pub(crate) compression: crate::Compression,
+    pub(crate) compression_threshold: usize,
 }
 
 impl Default for Config {
@@ -76,6 +78,8 @@ impl Default for Config {
             write_batching: true,
             stream_window: crate::stream::DEFAULT_WINDOW,
             max_streams_per_connection: crate::stream::DEFAULT_MAX_STREAMS,
+            compression: crate::Compression::None,
+            compression_threshold: crate::compression::DEFAULT_THRESHOLD,
         }
     }
 }
@@ -184,6 +188,36 @@ impl Builder {
         self
     }
 
+    /// What replies and returned streams are compressed with when the
+    /// client accepts it (default [`Compression::None`](crate::Compression)):
+    /// a reply to a compressed request uses the request's algorithm
+    /// instead. The server accepts every algorithm it was built with,
+    /// whatever this says.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), rpc::Error> {
+    /// // With `rpc = { features = ["zstd"] }` in Cargo.toml.
+    /// let server = rpc::Server::builder()
+    ///     .compression(rpc::Compression::Zstd)
+    ///     .bind("127.0.0.1:0")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Binding fails with [`Error::Config`] if the algorithm's cargo
+    /// feature is off.
+    pub fn compression(mut self, compression: crate::Compression) -> Self {
+        self.config.compression = compression;
+        self
+    }
+
+    /// Values (a reply's, a stream item's) shorter than this many bytes
+    /// are never compressed (default 1 KiB).
+    pub fn compression_threshold(mut self, bytes: usize) -> Self {
+        self.config.compression_threshold = bytes.max(1);
+        self
+    }
+
     /// Whether frames queued together go out in one write (default true).
     /// Off, every frame gets a write syscall of its own. A lone frame is
     /// written at once either way (the writer never waits for company), so
@@ -266,7 +300,8 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] if two services define the same method id;
+    /// [`Error::Config`] if two services define the same method id, or the
+    /// [`compression`](Self::compression) chosen is not built in;
     /// [`Error::Io`] if the address cannot be bound.
     pub async fn bind(self, addr: impl tokio::net::ToSocketAddrs) -> Result<ServerHandle, Error> {
         let serving = self.finish()?;
@@ -324,6 +359,7 @@ impl Builder {
     /// The services with the built-in health service added (unless one was
     /// added already), routed.
     fn finish(mut self) -> Result<Serving, Error> {
+        self.config.compression.check()?;
         let names: Vec<_> = self.services.iter().map(|s| s.name()).collect();
         let health = Reporter::new(names.iter().copied().chain([health::SERVICE_NAME]));
         if !names.contains(&health::SERVICE_NAME) {
