@@ -109,6 +109,16 @@ impl Compression {
     }
 }
 
+/// `Ok` if every algorithm in `bits` (Hello feature bits) is built in.
+pub(crate) fn check_features(bits: u32) -> Result<(), Error> {
+    for c in [Compression::Lz4, Compression::Zstd] {
+        if bits & c.feature() != 0 {
+            c.check()?;
+        }
+    }
+    Ok(())
+}
+
 /// The Hello feature bits of every algorithm this build has: what each side
 /// advertises, and accepts.
 pub(crate) fn built_features() -> u32 {

@@ -62,7 +62,7 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
         result = transport::handshake(
             &mut reader, &mut w, true, config.handshake_timeout,
             Hello::ours(config.max_frame, config.stream_window)
-                .with_features(crate::compression::built_features()),
+                .with_features(config.accepted_compression()),
         ) => result,
         _ = shared.drain.cancelled() => return,
     };

@@ -56,6 +56,9 @@ pub(crate) struct Config {
     pub(crate) max_streams_per_connection: usize,
     pub(crate) compression: crate::Compression,
     pub(crate) compression_threshold: usize,
+    /// The algorithms advertised and accepted (Hello feature bits); `None`:
+    /// every one built in.
+    pub(crate) accept_compression: Option<u32>,
 }
 
 impl Default for Config {
@@ -80,7 +83,16 @@ impl Default for Config {
             max_streams_per_connection: crate::stream::DEFAULT_MAX_STREAMS,
             compression: crate::Compression::None,
             compression_threshold: crate::compression::DEFAULT_THRESHOLD,
+            accept_compression: None,
         }
+    }
+}
+
+impl Config {
+    /// The Hello feature bits of the algorithms this server accepts.
+    pub(crate) fn accepted_compression(&self) -> u32 {
+        let built = crate::compression::built_features();
+        self.accept_compression.map_or(built, |bits| bits & built)
     }
 }
 
@@ -215,6 +227,20 @@ impl Builder {
     /// are never compressed (default 1 KiB).
     pub fn compression_threshold(mut self, bytes: usize) -> Self {
         self.config.compression_threshold = bytes.max(1);
+        self
+    }
+
+    /// The algorithms the server advertises and accepts from clients
+    /// (default: every one it was built with). A client then compresses
+    /// only with these; a frame compressed otherwise closes its
+    /// connection. Binding fails with [`Error::Config`] if one is not
+    /// built in.
+    pub fn accept_compression(
+        mut self,
+        algorithms: impl IntoIterator<Item = crate::Compression>,
+    ) -> Self {
+        let bits = algorithms.into_iter().fold(0, |bits, c| bits | c.feature());
+        self.config.accept_compression = Some(bits);
         self
     }
 
@@ -360,6 +386,9 @@ impl Builder {
     /// added already), routed.
     fn finish(mut self) -> Result<Serving, Error> {
         self.config.compression.check()?;
+        if let Some(bits) = self.config.accept_compression {
+            crate::compression::check_features(bits)?;
+        }
         let names: Vec<_> = self.services.iter().map(|s| s.name()).collect();
         let health = Reporter::new(names.iter().copied().chain([health::SERVICE_NAME]));
         if !names.contains(&health::SERVICE_NAME) {
