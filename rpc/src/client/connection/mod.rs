@@ -385,7 +385,7 @@ impl Encoded {
     /// for another server, or before this one's Hello was known).
     fn for_peer(&mut self, peer_features: u32) {
         let frame = match self {
-            Encoded::Buf(frame) => &*frame.seal(),
+            Encoded::Buf(frame) => frame.seal(),
             Encoded::Shared(bytes) => &bytes[..],
         };
         if let Some(raw) = crate::protocol::raw_unless_accepted(frame, peer_features) {
