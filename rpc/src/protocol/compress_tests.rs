@@ -23,6 +23,7 @@ fn decoded(buf: &BytesMut) -> Frame {
         .unwrap()
 }
 
+#[cfg_attr(not(any(feature = "lz4", feature = "zstd")), allow(dead_code))]
 fn on(algorithm: Compression) -> Compressor {
     Compressor {
         algorithm,
@@ -30,6 +31,7 @@ fn on(algorithm: Compression) -> Compressor {
     }
 }
 
+#[cfg_attr(not(any(feature = "lz4", feature = "zstd")), allow(dead_code))]
 fn text(len: usize) -> Vec<u8> {
     b"{\"name\":\"widget\",\"count\":12},"
         .iter()
