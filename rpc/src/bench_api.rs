@@ -54,6 +54,7 @@ pub fn response_frame<R: Serialize + ?Sized>(call_id: u64, value: &R) -> Bytes {
         max_frame: MAX_FRAME,
         reply_metadata: None,
         stream: None,
+        compress: crate::protocol::Compressor::OFF,
     }
     .reply(value)
     .into_bytes()

@@ -147,6 +147,7 @@ pub mod bench_api;
 pub mod bytes;
 pub mod client;
 mod codec;
+mod compression;
 pub mod context;
 mod deadline;
 pub mod discover;
@@ -163,6 +164,7 @@ pub mod tls;
 pub mod transport;
 
 pub use client::Channel;
+pub use compression::Compression;
 pub use error::Error;
 pub use metadata::Metadata;
 pub use rpc_macros::service;

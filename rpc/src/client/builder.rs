@@ -75,6 +75,26 @@ impl Builder {
         self
     }
 
+    /// What requests are compressed with when the server accepts it
+    /// (default [`Compression::None`](crate::Compression)); a call may
+    /// choose otherwise ([`CallOptions::with_compression`](crate::client::CallOptions::with_compression)).
+    /// Requests to a server that did not advertise the algorithm go
+    /// uncompressed. Replies come in any algorithm this build has.
+    ///
+    /// Connecting fails with [`Error::Config`] if the algorithm's cargo
+    /// feature is off.
+    pub fn compression(mut self, compression: crate::Compression) -> Self {
+        self.config.compression = compression;
+        self
+    }
+
+    /// Values (a request's arguments, a stream item) shorter than this many
+    /// bytes are never compressed (default 1 KiB).
+    pub fn compression_threshold(mut self, bytes: usize) -> Self {
+        self.config.compression_threshold = bytes.max(1);
+        self
+    }
+
     /// Calls in flight on the connection at once; callers beyond it wait
     /// (default 10,000).
     pub fn max_in_flight(mut self, calls: usize) -> Self {
@@ -130,8 +150,11 @@ impl Builder {
     ///
     /// [`Error::Io`] if the address does not resolve, refuses the connection,
     /// or does not complete the handshake in time; [`Error::Protocol`] if the
-    /// peer does not speak this protocol (or this version of it).
+    /// peer does not speak this protocol (or this version of it);
+    /// [`Error::Config`] if the [`compression`](Self::compression) chosen is
+    /// not built in.
     pub async fn connect(self, addr: impl tokio::net::ToSocketAddrs) -> Result<Channel, Error> {
+        self.config.compression.check()?;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
             .await
             .map_err(|e| Error::io("resolving the server address", e))?
@@ -195,6 +218,7 @@ impl Builder {
     ///
     /// As [`connect`](Self::connect).
     pub async fn connect_with(self, connector: impl Connector) -> Result<Channel, Error> {
+        self.config.compression.check()?;
         let endpoint = Endpoint::connect(Box::new(connector), self.config).await?;
         Ok(Channel::over(endpoint))
     }

@@ -27,7 +27,7 @@ use super::reply::{decode_response, is_shutting_down};
 use super::streaming::Streaming;
 use crate::Error;
 use crate::deadline;
-use crate::protocol::{FrameBuf, Payload};
+use crate::protocol::{Compressor, FrameBuf, Payload};
 use crate::stream::Encoder;
 
 /// Times a call moves to another connection, at most, because one refused
@@ -292,11 +292,17 @@ impl Attempt {
 
     /// This attempt as a streaming call's: the server answers with a
     /// stream if `returns_stream`, and the call sends `outbound`, if any.
-    pub(super) fn streaming(mut self, returns_stream: bool, outbound: Option<Encoder>) -> Self {
+    pub(super) fn streaming(
+        mut self,
+        returns_stream: bool,
+        outbound: Option<Encoder>,
+        compress: Compressor,
+    ) -> Self {
         self.stream = Some(Box::new(Streaming {
             returns_stream,
             outbound,
             pumped: false,
+            compress,
         }));
         self
     }

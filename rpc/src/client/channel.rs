@@ -23,9 +23,10 @@ use super::streaming::{Opened, Reporting};
 use crate::Error;
 use crate::codec;
 use crate::intercept::{Chain, Side};
-use crate::protocol::{FLAG_METADATA, FrameBuf, Kind, LEN_PREFIX, RequestHead};
+use crate::protocol::{Compressor, FLAG_METADATA, FrameBuf, Kind, LEN_PREFIX, RequestHead};
 use crate::stream::Encoder;
 use crate::transport::{Address, Peer};
+use crate::{Compression, compression};
 
 /// A handle to a server (or, [`balanced`](Channel::balanced), to a set of
 /// them) that generated clients call through. Cheap to clone: clones share
@@ -143,6 +144,13 @@ impl Channel {
     /// pair (see [`crate::metadata`]; an auth token, say).
     pub fn with_metadata(&self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Channel {
         self.with_options(self.options.clone().with_metadata(key, value))
+    }
+
+    /// A handle on the same connection whose calls' requests are
+    /// compressed with `compression` (see
+    /// [`CallOptions::with_compression`]).
+    pub fn with_compression(&self, compression: Compression) -> Channel {
+        self.with_options(self.options.clone().with_compression(compression))
     }
 
     /// A handle on the same connection whose calls have these options.
@@ -298,6 +306,12 @@ impl Channel {
     ) -> Pin<Box<dyn Future<Output = Result<Opened, Error>> + Send>> {
         let timeout = self.options.timeout_for(method.no_deadline);
         let frame = self.encode_request(method.name, method.id, args);
+        // The stream the call sends is compressed as its request would be,
+        // for whichever server it goes to.
+        let compress = Compressor {
+            algorithm: self.compression().unwrap_or(Compression::None),
+            threshold: self.config().compression_threshold,
+        };
         let (endpoint, first, balanced) = match &self.route {
             Route::One { endpoint, known } => (Some(endpoint.clone()), endpoint.still(known), None),
             Route::Balanced(balancer) => match balancer.choose(method.key, &[]) {
@@ -314,7 +328,7 @@ impl Channel {
             endpoint.map(|endpoint| {
                 Attempt::new(endpoint, first, method.name, timeout, frame)
                     .inheriting(inherited)
-                    .streaming(returns_stream, outbound)
+                    .streaming(returns_stream, outbound, compress)
             })
         };
         let config = self.config();
@@ -344,14 +358,6 @@ impl Channel {
             }
             opened
         })
-    }
-
-    /// The settings the channel was built with.
-    fn config(&self) -> &Config {
-        match &self.route {
-            Route::One { endpoint, .. } => &endpoint.config,
-            Route::Balanced(balancer) => &balancer.config,
-        }
     }
 
     /// A call with the channel's interceptors around it (see
@@ -415,8 +421,9 @@ impl Channel {
             frame.set_flags(FLAG_METADATA);
             metadata.encode(frame.payload_mut());
         }
-        let max_frame = config.max_frame;
-        let limit = max_frame + LEN_PREFIX;
+        // The args, after the head and the metadata: what is compressed.
+        let value_at = frame.len();
+        let limit = config.max_frame + LEN_PREFIX;
         codec::encode_into(args, &mut frame, limit).map_err(|e| match e {
             codec::EncodeError::TooLarge { size, limit } => Error::FrameTooLarge {
                 method,
@@ -426,6 +433,46 @@ impl Channel {
             },
             codec::EncodeError::Serde(message) => Error::Encode { method, message },
         })?;
+        let with = Compressor {
+            algorithm: self.compression()?.if_accepted(self.peer_features()),
+            threshold: self.config().compression_threshold,
+        };
+        // The budget and call id before the args are patched at send time,
+        // and the metadata stays readable: only the args are compressed.
+        frame.compress_value(value_at, with);
         Ok(frame)
+    }
+
+    /// The settings of the channel's connections.
+    fn config(&self) -> &Config {
+        match &self.route {
+            Route::One { endpoint, .. } => &endpoint.config,
+            Route::Balanced(balancer) => &balancer.config,
+        }
+    }
+
+    /// The compression these calls ask for (their options', else the
+    /// channel's), or the error if this build lacks it.
+    fn compression(&self) -> Result<Compression, Error> {
+        let chosen = self.options.compression();
+        chosen.unwrap_or(self.config().compression).check()
+    }
+
+    /// What the server (any server, on a balanced channel) said it
+    /// accepts; everything while none is connected. The request is encoded
+    /// before its connection is known: one that goes to a server not
+    /// accepting its algorithm is made raw again when it is sent (see
+    /// `Connection::try_send`), so this only spares that work.
+    fn peer_features(&self) -> u32 {
+        let known = match &self.route {
+            Route::One { endpoint, .. } => endpoint.current().map(|c| c.peer_features()),
+            Route::Balanced(balancer) => balancer
+                .members()
+                .iter()
+                .filter_map(|m| m.endpoint.current())
+                .map(|c| c.peer_features())
+                .reduce(|a, b| a | b),
+        };
+        known.unwrap_or(compression::built_features())
     }
 }

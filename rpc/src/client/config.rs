@@ -19,6 +19,10 @@ pub(crate) struct Config {
     pub(crate) stream_window: usize,
     pub(crate) max_metadata: usize,
     pub(crate) interceptors: crate::intercept::Chain,
+    /// What requests (and the streams they send) are compressed with,
+    /// unless a call's options say otherwise.
+    pub(crate) compression: crate::Compression,
+    pub(crate) compression_threshold: usize,
 }
 
 impl Default for Config {
@@ -37,6 +41,8 @@ impl Default for Config {
             stream_window: crate::stream::DEFAULT_WINDOW,
             max_metadata: crate::metadata::DEFAULT_MAX_METADATA,
             interceptors: crate::intercept::Chain::default(),
+            compression: crate::Compression::None,
+            compression_threshold: crate::compression::DEFAULT_THRESHOLD,
         }
     }
 }

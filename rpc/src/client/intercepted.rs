@@ -79,10 +79,13 @@ pub(super) fn with_metadata(
     }
     let mut frame = FrameBuf::new(Kind::Request, 0, head_end + args.len() + 64);
     frame.extend_from_slice(&bytes[LEN_PREFIX + HEADER_LEN..head_end]);
+    // Other flags (a compressed value) stay as they were.
+    let mut flags = bytes[LEN_PREFIX + 1] & !FLAG_METADATA;
     if !metadata.is_empty() {
-        frame.set_flags(FLAG_METADATA);
+        flags |= FLAG_METADATA;
         metadata.encode(frame.payload_mut());
     }
+    frame.set_flags(flags);
     frame.extend_from_slice(args);
     Ok(frame)
 }

@@ -1,7 +1,6 @@
 //! Per-call options: what a handle says about the calls made through it.
-//! The timeout and metadata; what else joins them (compression) goes here
-//! too, so that each travels in this one value and no function grows a
-//! parameter.
+//! The timeout, metadata and compression; what else a call may say joins them here, so
+//! that each travels in this one value and no function grows a parameter.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +25,9 @@ pub struct CallOptions {
     timeout_set: bool,
     /// Sent with every call (shared: handles are cloned per call site).
     metadata: Option<Arc<Metadata>>,
+    /// The algorithm these calls' requests are compressed with; `None`:
+    /// the channel's.
+    compression: Option<crate::Compression>,
 }
 
 /// The deadline of a call that sets none.
@@ -38,6 +40,7 @@ impl Default for CallOptions {
             timeout: DEFAULT_TIMEOUT,
             timeout_set: false,
             metadata: None,
+            compression: None,
         }
     }
 }
@@ -54,6 +57,29 @@ impl CallOptions {
         self.timeout = timeout;
         self.timeout_set = true;
         self
+    }
+
+    /// These options with calls' requests (and the streams they send)
+    /// compressed with `compression` rather than the channel's choice
+    /// (see [`Builder::compression`](crate::client::Builder::compression)).
+    /// A server that did not advertise the algorithm gets them
+    /// uncompressed; one this build lacks fails the call with
+    /// [`Error::Config`](crate::Error::Config).
+    ///
+    /// ```
+    /// let raw = rpc::client::CallOptions::default().with_compression(rpc::Compression::None);
+    /// assert_eq!(raw.compression(), Some(rpc::Compression::None));
+    /// ```
+    #[must_use]
+    pub fn with_compression(mut self, compression: crate::Compression) -> Self {
+        self.compression = Some(compression);
+        self
+    }
+
+    /// The compression these options choose, if they choose one (else the
+    /// channel's applies).
+    pub fn compression(&self) -> Option<crate::Compression> {
+        self.compression
     }
 
     /// These options with the channel's default timeout, which methods

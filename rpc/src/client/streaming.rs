@@ -23,7 +23,7 @@ use super::method::Method;
 use super::reply::decode_response;
 use crate::Error;
 use crate::codec;
-use crate::protocol::Payload;
+use crate::protocol::{Compressor, Payload};
 use crate::stream::{self, Encoder, Inbound, Stream};
 
 /// A streaming call, until its Response: resolves to the server's stream
@@ -240,6 +240,9 @@ pub(super) struct Streaming {
     /// The stream the call sends went out on a connection: the call can
     /// no longer move to another one.
     pub(super) pumped: bool,
+    /// How the items are compressed, with an algorithm the server may not
+    /// accept (filtered once the connection is known).
+    pub(super) compress: Compressor,
 }
 
 impl Streaming {
@@ -251,6 +254,11 @@ impl Streaming {
         };
         self.pumped = true;
         let limit = call.connection().send_limit();
-        tokio::spawn(async move { stream::pump(&flow, &mut items, limit).await });
+        let peer = call.connection().peer_features();
+        let compress = Compressor {
+            algorithm: self.compress.algorithm.if_accepted(peer),
+            ..self.compress
+        };
+        tokio::spawn(async move { stream::pump(&flow, &mut items, limit, compress).await });
     }
 }

@@ -219,6 +219,16 @@ impl FrameBuf {
         self.as_mut_slice()[LEN_PREFIX + 1] = flags;
     }
 
+    /// Compresses the value, from `value_at` (counted from the start of the
+    /// frame) to the end, if `with` says so (see
+    /// [`compress_value`](super::compress_value)); true if it did.
+    pub(crate) fn compress_value(&mut self, value_at: usize, with: super::Compressor) -> bool {
+        if !with.wants(self.len().saturating_sub(value_at)) {
+            return false;
+        }
+        super::compress_value(self.payload_mut(), 0, value_at, with)
+    }
+
     /// Rewrites the call id (the client learns it only when the call is sent).
     #[inline]
     pub(crate) fn set_call_id(&mut self, call_id: u64) {

@@ -43,7 +43,6 @@ impl Hello {
     }
 
     /// This Hello, also saying it accepts `more` (see [`features`]).
-    #[allow(dead_code)]
     pub(crate) fn with_features(mut self, more: u32) -> Self {
         self.features |= more;
         self

@@ -14,7 +14,7 @@
 //!
 //! | kind | value | call id | payload |
 //! |---|---|---|---|
-//! | Hello | 1 | 0 | magic `"ZRPC"`, version u16 BE, features u32 BE (0 in v1), max frame u32 BE, stream window u32 BE |
+//! | Hello | 1 | 0 | magic `"ZRPC"`, version u16 BE, features u32 BE (see Flags), max frame u32 BE, stream window u32 BE |
 //! | Request | 2 | the call | method id u64 BE, budget µs u64 BE, (metadata), args (bincode) |
 //! | Response | 3 | the call | status u8, then the value (bincode) if status is 0, else a UTF-8 message |
 //! | Cancel | 4 | the call | empty |
@@ -25,11 +25,39 @@
 //! | StreamEnd | 9 | the call | status u8 (0: a clean end), then what a Response of that status carries |
 //! | StreamCredit | 10 | the call | bytes credited back, u32 BE |
 //!
-//! Flags: bit 0 is reserved for compressed payloads, bit 1 for a per-call metadata
-//! block in a Request (`u32 BE length` then key/value pairs, placed between the
-//! budget and the args). Version 1 peers send neither, and refuse a frame that
-//! sets any flag, so a later version must negotiate them through the Hello
-//! `features` field first.
+//! Flags: bit 0 (`FLAG_COMPRESSED`) marks a compressed value, bit 1 a per-call
+//! metadata block in a Request (`u32 BE length` then key/value pairs, placed
+//! between the budget and the args). A side sends a flag only if the peer's
+//! Hello `features` advertised it, and refuses a frame with a flag its own
+//! Hello did not advertise. Hello features: bit 0 metadata, bit 1 LZ4, bit 2
+//! zstd.
+//!
+//! **Compression.** Only the value of a frame is compressed: a Request's args
+//! (after the method id and budget, which are patched at send time, and
+//! after the metadata block if flagged), a Response's body (after the status
+//! byte and the metadata block if flagged), a StreamItem's whole payload; no
+//! other kind may set the flag. A compressed value is:
+//!
+//! ```text
+//!  +-----------+-------------------+----------------------------------+
+//!  | algorithm | decompressed len  | compressed bytes                 |
+//!  |    u8     |      u32 BE       | LZ4: a block (no size prefix);   |
+//!  | 1 LZ4,    |                   | zstd: one frame                  |
+//!  | 2 zstd    |                   |                                  |
+//!  +-----------+-------------------+----------------------------------+
+//! ```
+//!
+//! A side compresses only with an algorithm the peer advertised, only values
+//! of at least its threshold (1 KiB by default), and sends a value raw unless
+//! the compressed form (with its 5-byte head) is at least an eighth smaller.
+//! The receiver decompresses in its frame reader, before anything else sees
+//! the frame: the claimed length, with the frame's header and the bytes
+//! before the value, must fit in its frame limit (checked before
+//! allocating), and the value must decompress to exactly that length in an
+//! algorithm it advertised; otherwise the connection closes with a protocol
+//! error naming why. A server answers a compressed request in the request's
+//! algorithm. Stream windows and credits count items as they are
+//! decompressed, so the window bounds what the receiver holds.
 //!
 //! **Handshake.** On connect both sides send Hello before anything else; the
 //! server waits for the client's first. Wrong magic closes the connection; a
@@ -96,6 +124,7 @@
 //! length field alone, before any allocation, and closes the connection; a frame
 //! too large to send fails only that call (see [`crate::Error::FrameTooLarge`]).
 
+mod compress;
 mod frame;
 // The fuzz entry point is a hook for the project's own fuzzer and randomized
 // tests (feature `hooks`); its unit tests run either way.
@@ -104,6 +133,7 @@ mod fuzz;
 mod items;
 mod message;
 
+pub(crate) use compress::{Compressor, compress_value, inflate, raw_unless_accepted};
 pub(crate) use frame::{FrameBuf, FrameCodec, HEADER_LEN, LEN_PREFIX, put_head, seal_at};
 #[cfg(feature = "hooks")]
 #[doc(hidden)]
@@ -168,7 +198,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn from_u8(b: u8) -> Option<Kind> {
+    pub(crate) fn from_u8(b: u8) -> Option<Kind> {
         Some(match b {
             1 => Kind::Hello,
             2 => Kind::Request,
@@ -281,6 +311,8 @@ pub(crate) enum FrameError {
     UnknownKind(u8),
     #[error("frame sets flags {0:#04x}, which protocol v1 does not allow")]
     Flags(u8),
+    #[error("bad compressed frame: {0}")]
+    Compression(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

@@ -25,6 +25,11 @@ pub(crate) struct Config {
     pub(crate) max_streams_per_connection: usize,
     pub(crate) max_metadata: usize,
     pub(crate) interceptors: crate::intercept::Chain,
+    pub(crate) compression: crate::Compression,
+    pub(crate) compression_threshold: usize,
+    /// The algorithms advertised and accepted (Hello feature bits); `None`:
+    /// every one built in.
+    pub(crate) accept_compression: Option<u32>,
 }
 
 impl Default for Config {
@@ -49,6 +54,17 @@ impl Default for Config {
             max_streams_per_connection: crate::stream::DEFAULT_MAX_STREAMS,
             max_metadata: crate::metadata::DEFAULT_MAX_METADATA,
             interceptors: crate::intercept::Chain::default(),
+            compression: crate::Compression::None,
+            compression_threshold: crate::compression::DEFAULT_THRESHOLD,
+            accept_compression: None,
         }
+    }
+}
+
+impl Config {
+    /// The Hello feature bits of the algorithms this server accepts.
+    pub(crate) fn accepted_compression(&self) -> u32 {
+        let built = crate::compression::built_features();
+        self.accept_compression.map_or(built, |bits| bits & built)
     }
 }

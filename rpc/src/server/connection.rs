@@ -26,12 +26,12 @@ use super::Shared;
 use super::calls::{Abuse, Calls};
 use super::dispatch::{Call, Handler};
 use super::streams::Streams;
-use crate::Metadata;
 use crate::deadline;
 use crate::protocol::{
-    DRAIN_PING, FLAG_METADATA, FrameBuf, FrameCodec, FrameError, GoAwayReason, Hello, Kind,
-    Payload, RequestHead, Status, features,
+    Compressor, DRAIN_PING, FLAG_METADATA, FrameBuf, FrameCodec, FrameError, GoAwayReason, Hello,
+    Kind, Payload, RequestHead, Status, features,
 };
+use crate::{Compression, Metadata};
 use end::End;
 use held::HeldBack;
 use timers::{Clock, Drain};
@@ -61,7 +61,8 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
     let handshake = tokio::select! {
         result = transport::handshake(
             &mut reader, &mut w, true, config.handshake_timeout,
-            Hello::ours(config.max_frame, config.stream_window),
+            Hello::ours(config.max_frame, config.stream_window)
+                .with_features(config.accepted_compression()),
         ) => result,
         _ = shared.drain.cancelled() => return,
     };
@@ -332,7 +333,8 @@ impl Driver {
                 clock.active_at = now;
             }
             let grant = reader.take_grant();
-            if let Some(end) = self.on_frame(frame, grant, now, &waker) {
+            let compressed = reader.take_compressed();
+            if let Some(end) = self.on_frame(frame, grant, compressed, now, &waker) {
                 return Some(end);
             }
             // Each frame spends from the task's budget, so that a peer that
@@ -362,26 +364,35 @@ impl Driver {
         None
     }
 
-    /// A Request (its id and payload, and its share of the frame budget if
-    /// it needed one) or another frame.
+    /// A Request (its id and payload, its share of the frame budget if it
+    /// needed one, the algorithm it came compressed with if it did) or
+    /// another frame.
     fn on_frame(
         &mut self,
         incoming: Incoming,
         grant: Option<Grant>,
+        compressed: Option<Compression>,
         now: Instant,
         waker: &Waker,
     ) -> Option<End> {
+        let request = Arrived {
+            grant,
+            compressed,
+            at: now,
+            metadata: false,
+        };
         let frame = match incoming {
-            Incoming::Of(id, payload) => {
-                return self.on_request(id, payload, 0, grant, now, waker);
-            }
+            Incoming::Of(id, payload) => return self.on_request(id, payload, request, waker),
             Incoming::Items(items) => return self.on_stream_items(items),
             Incoming::Frame(frame) => frame,
         };
         match frame.kind {
             Kind::Request => {
-                let payload = frame.payload.into();
-                return self.on_request(frame.call_id, payload, frame.flags, grant, now, waker);
+                let request = Arrived {
+                    metadata: frame.flags & FLAG_METADATA != 0,
+                    ..request
+                };
+                return self.on_request(frame.call_id, frame.payload.into(), request, waker);
             }
             Kind::Cancel => {
                 // A held request that is cancelled never starts.
@@ -428,11 +439,15 @@ impl Driver {
         &mut self,
         id: u64,
         payload: Payload,
-        flags: u8,
-        grant: Option<Grant>,
-        received: Instant,
+        arrived: Arrived,
         waker: &Waker,
     ) -> Option<End> {
+        let Arrived {
+            grant,
+            compressed,
+            at: received,
+            metadata,
+        } = arrived;
         self.cancel_credits = self.cancel_credits.saturating_add(1);
         let Some((head, mut args)) = RequestHead::split(payload) else {
             let _ = self
@@ -443,7 +458,7 @@ impl Driver {
                 .record()
                 .then(|| End::Abuse("too many malformed requests".into()));
         };
-        let metadata = if flags & FLAG_METADATA != 0 {
+        let metadata = if metadata {
             match Metadata::decode(&args, self.shared.config.max_metadata) {
                 Ok((metadata, used)) => {
                     args.advance(used);
@@ -510,6 +525,7 @@ impl Driver {
             reply_metadata: (self.peer_features & features::METADATA != 0)
                 .then_some(self.shared.config.max_metadata),
             stream,
+            compress: self.reply_compressor(compressed),
         };
         let Some(handler) = self.shared.router.start(found, call) else {
             self.unknown_method(id, head.method_id);
@@ -535,7 +551,32 @@ impl Driver {
     }
 }
 
+/// How a request arrived, besides its bytes.
+struct Arrived {
+    /// Its share of the frame budget, if it needed one.
+    grant: Option<Grant>,
+    /// The algorithm it came compressed with.
+    compressed: Option<Compression>,
+    at: Instant,
+    /// It carries a metadata block (after its head).
+    metadata: bool,
+}
+
 impl Driver {
+    /// How the reply to a request that came compressed with `compressed`
+    /// (if it did) is compressed: in kind, as gRPC does (the client sent
+    /// it, so it accepts it); else with the server's choice if the client
+    /// advertised it.
+    fn reply_compressor(&self, compressed: Option<Compression>) -> Compressor {
+        let config = &self.shared.config;
+        let algorithm =
+            compressed.unwrap_or_else(|| config.compression.if_accepted(self.peer_features));
+        Compressor {
+            algorithm: algorithm.if_accepted(self.peer_features),
+            threshold: config.compression_threshold,
+        }
+    }
+
     fn unknown_method(&self, id: u64, method_id: u64) {
         let services = self.shared.router.service_names().join(", ");
         let message =

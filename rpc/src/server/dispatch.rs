@@ -15,7 +15,7 @@ use super::streams::Registration;
 use crate::Error;
 use crate::codec;
 use crate::protocol::{
-    FLAG_METADATA, FrameBuf, Kind, LEN_PREFIX, Payload, SERVER_COULD_NOT_ENCODE, Status,
+    Compressor, FLAG_METADATA, FrameBuf, Kind, LEN_PREFIX, Payload, SERVER_COULD_NOT_ENCODE, Status,
 };
 use crate::stream::{Encoder, Inbound, Stream};
 use crate::transport::Outgoing;
@@ -36,6 +36,8 @@ pub struct Reply {
 pub(crate) struct Following {
     pub(crate) items: Encoder,
     pub(crate) call: Arc<Registration>,
+    /// How its items are compressed: as the Response was.
+    pub(crate) compress: Compressor,
 }
 
 impl Reply {
@@ -125,6 +127,10 @@ pub struct Call {
     pub(crate) reply_metadata: Option<usize>,
     /// A streaming call's place among the connection's open streams.
     pub(crate) stream: Option<Arc<Registration>>,
+    /// How the reply (and a stream after it) is compressed: with the
+    /// request's algorithm if it came compressed, else the server's choice
+    /// if the client accepts it.
+    pub(crate) compress: Compressor,
 }
 
 impl Call {
@@ -149,9 +155,14 @@ impl Call {
         let mut frame = FrameBuf::new(Kind::Response, self.id, 16);
         frame.extend_from_slice(&[Status::Ok as u8]);
         self.put_reply_metadata(&mut frame);
+        // The value follows the status byte and the metadata, if any.
+        let value_at = frame.len();
         let limit = self.max_frame + LEN_PREFIX;
         let frame = match codec::encode_into(value, &mut frame, limit) {
-            Ok(()) => frame,
+            Ok(()) => {
+                frame.compress_value(value_at, self.compress);
+                frame
+            }
             Err(codec::EncodeError::TooLarge { size, .. }) => {
                 let mut f = FrameBuf::new(Kind::Response, self.id, 17);
                 f.payload_mut().put_u8(Status::FrameTooLarge as u8);
@@ -226,6 +237,7 @@ impl Call {
             stream: Some(Box::new(Following {
                 items: Encoder::new(stream),
                 call: call.clone(),
+                compress: self.compress,
             })),
             ..head
         }

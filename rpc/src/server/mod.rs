@@ -153,6 +153,50 @@ impl Builder {
         self
     }
 
+    /// What replies and returned streams are compressed with when the
+    /// client accepts it (default [`Compression::None`](crate::Compression)):
+    /// a reply to a compressed request uses the request's algorithm
+    /// instead. The server accepts every algorithm it was built with,
+    /// whatever this says.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), rpc::Error> {
+    /// // With `rpc = { features = ["zstd"] }` in Cargo.toml.
+    /// let server = rpc::Server::builder()
+    ///     .compression(rpc::Compression::Zstd)
+    ///     .bind("127.0.0.1:0")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Binding fails with [`Error::Config`] if the algorithm's cargo
+    /// feature is off.
+    pub fn compression(mut self, compression: crate::Compression) -> Self {
+        self.config.compression = compression;
+        self
+    }
+
+    /// Values (a reply's, a stream item's) shorter than this many bytes
+    /// are never compressed (default 1 KiB).
+    pub fn compression_threshold(mut self, bytes: usize) -> Self {
+        self.config.compression_threshold = bytes.max(1);
+        self
+    }
+
+    /// The algorithms the server advertises and accepts from clients
+    /// (default: every one it was built with). A client then compresses
+    /// only with these; a frame compressed otherwise closes its
+    /// connection. Binding fails with [`Error::Config`] if one is not
+    /// built in.
+    pub fn accept_compression(
+        mut self,
+        algorithms: impl IntoIterator<Item = crate::Compression>,
+    ) -> Self {
+        let bits = algorithms.into_iter().fold(0, |bits, c| bits | c.feature());
+        self.config.accept_compression = Some(bits);
+        self
+    }
+
     /// Whether frames queued together go out in one write (default true).
     /// Off, every frame gets a write syscall of its own. A lone frame is
     /// written at once either way (the writer never waits for company), so
@@ -258,7 +302,8 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] if two services define the same method id;
+    /// [`Error::Config`] if two services define the same method id, or the
+    /// [`compression`](Self::compression) chosen is not built in;
     /// [`Error::Io`] if the address cannot be bound.
     pub async fn bind(
         #[allow(unused_mut)] mut self,
@@ -333,6 +378,10 @@ impl Builder {
                  `serve`) on a builder given `.tls(..)`"
                     .into(),
             ));
+        }
+        self.config.compression.check()?;
+        if let Some(bits) = self.config.accept_compression {
+            crate::compression::check_features(bits)?;
         }
         let names: Vec<_> = self.services.iter().map(|s| s.name()).collect();
         let health = Reporter::new(names.iter().copied().chain([health::SERVICE_NAME]));

@@ -342,13 +342,14 @@ impl Flow {
     /// Queues `frames`, whole StreamItem frames of this call one after
     /// another (each sent under the credit that
     /// [`poll_send_ready`](Self::poll_send_ready) reported), in one go;
-    /// false if the peer takes no more.
-    pub(crate) fn send_items(&self, frames: bytes::Bytes) -> bool {
+    /// false if the peer takes no more. `cost` is what the window counts
+    /// for them: their bytes as the peer holds them, decompressed.
+    pub(crate) fn send_items(&self, frames: bytes::Bytes, cost: usize) -> bool {
         let mut st = self.lock();
         if st.send_closed {
             return false;
         }
-        st.sent += frames.len();
+        st.sent += cost;
         // Queued under the flow's lock, so that nothing follows an end
         // sent by `finish`.
         self.wire.send(frames.into())

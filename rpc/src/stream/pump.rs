@@ -16,7 +16,9 @@ use super::flow::Flow;
 use crate::Error;
 use crate::codec;
 use crate::error::panic_message;
-use crate::protocol::{Kind, LEN_PREFIX, Status, put_head, seal_at};
+use crate::protocol::{
+    Compressor, HEADER_LEN, Kind, LEN_PREFIX, Status, compress_value, put_head, seal_at,
+};
 use crate::transport::DIRECT_WRITE;
 
 /// Items sent per poll of the pump before it lets other tasks run.
@@ -132,13 +134,14 @@ enum Step {
 }
 
 /// Sends `items` through `flow` as the peer's credit allows, items of at
-/// most `limit` bytes, and then the StreamEnd; returns early, sending
-/// nothing more, once the peer takes no more. Credit alone does not let it
+/// most `limit` bytes, each compressed as `compress` says, and then the
+/// StreamEnd; returns early, sending nothing more, once the peer takes no
+/// more. Credit alone does not let it
 /// run ahead of the connection's writer: while the writer holds
 /// [`STREAM_BACKLOG`](super::flow::STREAM_BACKLOG) bytes for the peer, it
 /// waits (a peer that grants credit it never consumes, or a huge window,
 /// and reads nothing, holds it back all the same).
-pub(crate) async fn pump(flow: &Flow, items: &mut Encoder, limit: usize) {
+pub(crate) async fn pump(flow: &Flow, items: &mut Encoder, limit: usize, compress: Compressor) {
     let items = items.0.get_mut().unwrap_or_else(|e| e.into_inner());
     let id = flow.id();
     let mut batch = BytesMut::new();
@@ -170,10 +173,15 @@ pub(crate) async fn pump(flow: &Flow, items: &mut Encoder, limit: usize) {
                     batch.reserve(DIRECT_WRITE);
                 }
                 let mut polled = Batched::Credit;
-                while batch.len() < room.min(DIRECT_WRITE) && sent < ITEMS_PER_POLL {
+                // The window counts items as encoded, before compression:
+                // what the peer holds once it has decompressed them.
+                let mut cost = 0;
+                while cost < room.min(DIRECT_WRITE) && sent < ITEMS_PER_POLL {
+                    let start = batch.len();
                     let next = std::panic::catch_unwind(AssertUnwindSafe(|| {
                         items.poll_encode(cx, id, limit, &mut batch)
                     }));
+                    cost += batch.len() - start;
                     polled = match next {
                         Err(panic) => {
                             let message = panic_message(&*panic);
@@ -184,12 +192,15 @@ pub(crate) async fn pump(flow: &Flow, items: &mut Encoder, limit: usize) {
                         Ok(Poll::Ready(Some(Err(end)))) => Batched::End(end),
                         Ok(Poll::Ready(Some(Ok(())))) => {
                             sent += 1;
+                            // Small items stay as they are (the threshold).
+                            let value_at = start + LEN_PREFIX + HEADER_LEN;
+                            compress_value(&mut batch, start, value_at, compress);
                             continue;
                         }
                     };
                     break;
                 }
-                if !batch.is_empty() && !flow.send_items(batch.split().freeze()) {
+                if !batch.is_empty() && !flow.send_items(batch.split().freeze(), cost) {
                     return Poll::Ready(Step::End(None));
                 }
                 match polled {

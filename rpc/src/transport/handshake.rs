@@ -11,7 +11,7 @@ use super::FrameReader;
 use crate::Error;
 use crate::protocol::{
     FrameError, HANDSHAKE_MAX_FRAME, HEADER_LEN, Hello, Kind, LEN_PREFIX, MAGIC, MIN_MAX_FRAME,
-    VERSION,
+    VERSION, features,
 };
 
 /// Sends our Hello, then reads and checks the peer's, within `timeout`.
@@ -87,6 +87,7 @@ where
             if outcome.is_ok() {
                 reader.set_max_frame(ours.accepts());
                 reader.accept_flags(ours.accepted_flags());
+                reader.accept_compression(ours.features & (features::LZ4 | features::ZSTD));
             }
             outcome
         }

@@ -16,8 +16,10 @@ use tokio::io::AsyncRead;
 use tokio_util::codec::Decoder;
 
 use super::budget::{FREE_BYTES, Grant, ReadBudget};
+use crate::Compression;
 use crate::protocol::{
-    Frame, FrameCodec, FrameError, HEADER_LEN, INLINE_PAYLOAD, ItemRun, Kind, LEN_PREFIX, Payload,
+    FLAG_COMPRESSED, Frame, FrameCodec, FrameError, HEADER_LEN, INLINE_PAYLOAD, ItemRun, Kind,
+    LEN_PREFIX, Payload, inflate,
 };
 
 /// Room for the first reads; the buffer grows as frames need.
@@ -46,6 +48,11 @@ pub(crate) struct FrameReader<R> {
     failed: Option<std::io::Error>,
     /// The server's budget for frames still arriving (none on a client).
     budget: Option<ReadBudget>,
+    /// The compression algorithms this side advertised (Hello feature
+    /// bits): a compressed frame in any other is refused.
+    compression: u32,
+    /// The algorithm the frame handed out last came compressed with.
+    inflated: Option<Compression>,
 }
 
 impl<R> FrameReader<R> {
@@ -66,6 +73,14 @@ impl<R> FrameReader<R> {
     pub(crate) fn take_grant(&mut self) -> Option<Grant> {
         self.budget.as_mut()?.take_grant()
     }
+
+    /// The algorithm the frame handed out last came compressed with (it
+    /// was decompressed before it was handed out), if it was: a server
+    /// answers a compressed request in kind.
+    #[inline]
+    pub(crate) fn take_compressed(&mut self) -> Option<Compression> {
+        self.inflated.take()
+    }
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -77,6 +92,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             eof: false,
             failed: None,
             budget: None,
+            compression: 0,
+            inflated: None,
         }
     }
 
@@ -96,6 +113,28 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// accepts none).
     pub(crate) fn accept_flags(&mut self, flags: u8) {
         self.codec.accept_flags(flags);
+    }
+
+    /// Accepts values compressed with the algorithms whose Hello feature
+    /// bits are in `features` (what this side advertised).
+    pub(crate) fn accept_compression(&mut self, features: u32) {
+        self.compression = features;
+    }
+
+    /// The next whole frame in the buffer, a compressed value decompressed
+    /// in place and its flag cleared: the one place frames are
+    /// decompressed, so nothing after the reader sees a compressed value.
+    fn decode(&mut self) -> Result<Option<Frame>, FrameError> {
+        let Some(frame) = self.codec.decode(&mut self.buf)? else {
+            return Ok(None);
+        };
+        if frame.flags & FLAG_COMPRESSED == 0 {
+            return Ok(Some(frame));
+        }
+        let (frame, algorithm) = inflate(frame, self.compression, self.codec.max_frame())
+            .map_err(FrameError::Compression)?;
+        self.inflated = Some(algorithm);
+        Ok(Some(frame))
     }
 
     /// One read of at most `room` bytes.
@@ -123,7 +162,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame, FrameError>>> {
-        self.poll_with(cx, |r| r.codec.decode(&mut r.buf).transpose())
+        self.poll_with(cx, |r| r.decode().transpose())
     }
 
     /// As [`poll_frame`](Self::poll_frame), but a frame of `kind` comes as
@@ -146,10 +185,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(run) = ItemRun::take(&mut r.buf, r.codec.max_frame()) {
                 return Some(Ok(Incoming::Items(run)));
             }
-            r.codec
-                .decode(&mut r.buf)
-                .transpose()
-                .map(|frame| frame.map(Incoming::Frame))
+            // A frame the fast paths left: one with flags (decompressed
+            // here) or a bad one. Decompressed and with no other flag, it
+            // is handed out as the fast path would have.
+            r.decode().transpose().map(|frame| {
+                frame.map(|f| match f.flags {
+                    0 if f.kind == kind => Incoming::Of(f.call_id, f.payload.into()),
+                    _ => Incoming::Frame(f),
+                })
+            })
         })
     }
 
@@ -161,6 +205,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         mut take: impl FnMut(&mut Self) -> Option<Result<T, FrameError>>,
     ) -> Poll<Option<Result<T, FrameError>>> {
         loop {
+            self.inflated = None;
             if let Some(frame) = take(self) {
                 if let Some(budget) = &mut self.budget {
                     budget.frame_taken();
@@ -215,11 +260,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub(crate) fn next_buffered(&mut self, kind: Kind) -> Option<(u64, Payload)> {
         let head = self.buf.get(..LEN_PREFIX + HEADER_LEN)?;
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        // A flagged frame (metadata, compression) is a `Frame`, flags and all.
-        if head[LEN_PREFIX] != kind as u8
-            || head[LEN_PREFIX + 1] != 0
-            || self.buf.len() < LEN_PREFIX + len
-        {
+        // A flagged frame (metadata, compression) is left for `poll_frame`,
+        // which decompresses it and hands it on flags and all.
+        let flagged = head[LEN_PREFIX + 1] != 0;
+        if head[LEN_PREFIX] != kind as u8 || flagged || self.buf.len() < LEN_PREFIX + len {
             return None;
         }
         // Whole, so the codec's checks that need no more bytes decide; the

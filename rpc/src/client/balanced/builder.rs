@@ -147,6 +147,13 @@ impl Balanced {
         self
     }
 
+    /// What requests are compressed with when a server accepts it, as
+    /// [`Builder::compression`] (default none).
+    pub fn compression(mut self, compression: crate::Compression) -> Self {
+        self.settings = self.settings.compression(compression);
+        self
+    }
+
     /// How to reach a discovered address: for transports of your own (TCP,
     /// Unix and in-memory addresses need nothing). `None` leaves the
     /// address out of the set.
@@ -193,13 +200,14 @@ impl Balanced {
     /// # Errors
     ///
     /// [`Error::Disconnected`] (not sent) if discovery finds no servers, or
-    /// none can be connected, within the connect timeout;
-    /// [`Error::Config`] for settings that cannot work.
+    /// none can be connected, within the connect timeout; [`Error::Config`]
+    /// if the compression chosen is not built in.
     pub async fn connect(self) -> Result<Channel, Error> {
         if let Some(e) = self.misconfigured {
             return Err(e);
         }
         let config = self.settings.config().clone();
+        config.compression.check()?;
         let wait = config.connect_timeout + config.handshake_timeout;
         let balancer = Arc::new(Balancer::new(Settings {
             config,

@@ -92,7 +92,8 @@ impl Connection {
             &mut write,
             false,
             config.handshake_timeout,
-            Hello::ours(config.max_frame, config.stream_window),
+            Hello::ours(config.max_frame, config.stream_window)
+                .with_features(crate::compression::built_features()),
         )
         .await?;
         let shared = Arc::new(Shared::new(config.max_in_flight));
@@ -134,6 +135,8 @@ impl Connection {
         stream: Option<bool>,
         waker: &Waker,
     ) -> Tried {
+        // Before the lock: rare, and a decompression is slow.
+        request.for_peer(self.peer_features);
         // Recorded and queued under one lock (see `StateLane`).
         let mut st = self.shared.lock();
         let refuse = |mut st: std::sync::MutexGuard<'_, state::State>, tried: Tried| {
@@ -220,6 +223,11 @@ impl Connection {
     fn flow(&self, id: u64) -> crate::stream::Flow {
         let outbox = self.outbox.downgrade();
         crate::stream::Flow::new(id, self.recv_window, self.send_window, outbox)
+    }
+
+    /// What the server's Hello said it accepts (see `protocol::features`).
+    pub(crate) fn peer_features(&self) -> u32 {
+        self.peer_features
     }
 
     /// The largest frame the server accepts.
@@ -388,6 +396,19 @@ impl Encoded {
             Encoded::Shared(bytes) => bytes,
         };
         frame.get(LEN_PREFIX + 1).copied().unwrap_or(0)
+    }
+
+    /// The request as this peer accepts it: decompressed again if it was
+    /// compressed with an algorithm the peer did not advertise (encoded
+    /// for another server, or before this one's Hello was known).
+    fn for_peer(&mut self, peer_features: u32) {
+        let frame = match self {
+            Encoded::Buf(frame) => frame.seal(),
+            Encoded::Shared(bytes) => &bytes[..],
+        };
+        if let Some(raw) = crate::protocol::raw_unless_accepted(frame, peer_features) {
+            *self = Encoded::Buf(raw);
+        }
     }
 
     /// Sets the call id and budget, and returns the frame to queue.

@@ -148,10 +148,14 @@ impl Driver {
 
 /// Sends the stream a handler returned, within the call's deadline.
 async fn send_stream(following: Following, deadline: Instant, budget: Duration, limit: usize) {
-    let Following { mut items, call } = following;
+    let Following {
+        mut items,
+        call,
+        compress,
+    } = following;
     call.replying();
     let flow = &call.open.flow;
-    if deadline::run_until(deadline, stream::pump(flow, &mut items, limit))
+    if deadline::run_until(deadline, stream::pump(flow, &mut items, limit, compress))
         .await
         .is_none()
     {

@@ -48,7 +48,8 @@ fn golden_bytes_of_stream_frames() {
     let mut item = FrameBuf::new(Kind::StreamItem, 0, 1);
     item.extend_from_slice(&[42]);
     item.set_call_id(7);
-    assert!(flow.send_items(item.finish()));
+    let item = item.finish();
+    assert!(flow.send_items(item.clone(), item.len()));
     assert!(flow.finish(&[0]));
     let frames = frames.lock().unwrap();
     let header = |len: u8, kind: u8| vec![0, 0, 0, len, kind, 0, 0, 0, 0, 0, 0, 0, 0, 7];
@@ -101,7 +102,7 @@ fn a_sender_may_send_one_item_larger_than_the_window() {
     ));
     let mut big = FrameBuf::new(Kind::StreamItem, 0, 1000);
     big.extend_from_slice(&[0; 1000]);
-    assert!(flow.send_items(big.finish()));
+    assert!(flow.send_items(big.finish(), 1014));
     assert!(flow.poll_send_ready(&mut cx).is_pending(), "no credit left");
     flow.credit(1014);
     assert!(matches!(
