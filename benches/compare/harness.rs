@@ -43,7 +43,9 @@ fn start_server(imp: Impl, max_handlers: usize) -> SocketAddr {
         .spawn(move || {
             runtime().block_on(async move {
                 let addr = match imp.family() {
-                    Family::Rpc { batching, .. } => impls::rpc::serve(max_handlers, batching).await,
+                    Family::Rpc {
+                        batching, extra, ..
+                    } => impls::rpc::serve(max_handlers, batching, extra).await,
                     Family::Tarpc => impls::tarpc::serve().await,
                     Family::Baseline(writes) => impls::baseline::serve(writes).await,
                     Family::RpcStream => impls::rpc_stream::serve(max_handlers).await,
@@ -67,6 +69,8 @@ struct Window {
     sched_ns: Option<u64>,
     p50_ns: Option<u64>,
     p99_ns: Option<u64>,
+    /// Bytes the counted connections wrote and read (Z1).
+    wire_bytes: u64,
 }
 
 /// The clocks at the start of a window.
@@ -74,6 +78,7 @@ struct Meter {
     start: Instant,
     ticks: u64,
     sched: Option<u64>,
+    wire: u64,
 }
 
 impl Meter {
@@ -83,6 +88,7 @@ impl Meter {
             start: Instant::now(),
             ticks,
             sched,
+            wire: impls::rpc::WIRE.load(Ordering::Relaxed),
         }
     }
 
@@ -94,6 +100,7 @@ impl Meter {
             secs,
             ticks: ticks - self.ticks,
             sched_ns: sched.zip(self.sched).map(|(b, a)| b - a),
+            wire_bytes: impls::rpc::WIRE.load(Ordering::Relaxed) - self.wire,
             ..Window::default()
         }
     }
@@ -132,7 +139,7 @@ async fn sequential<C: LoadClient>(client: &C, s: &Settings) -> Window {
 async fn closed_loop<C: LoadClient>(clients: Vec<C>, w: Workload, s: &Settings) -> Window {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let payload = w.payload().map(|n| Arc::new(vec![0xA5u8; n]));
+    let payload = w.payload_bytes().map(Arc::new);
     let mut tasks = Vec::new();
     for client in clients {
         for task in 0..w.in_flight() {
@@ -216,7 +223,11 @@ pub(crate) fn cell(imp: Impl, w: Workload, s: &Settings) -> String {
             Family::Rpc {
                 batching,
                 balanced: 0,
-            } => drive(w, s, || impls::rpc::connect(addr, batching)).await,
+                extra,
+            } => {
+                let counted = w == Workload::Z1;
+                drive(w, s, || impls::rpc::connect(addr, batching, extra, counted)).await
+            }
             Family::Rpc { balanced, .. } => {
                 drive(w, s, || impls::rpc::connect_balanced(addr, balanced)).await
             }
@@ -246,6 +257,10 @@ pub(crate) fn cell(imp: Impl, w: Workload, s: &Settings) -> String {
         ("sched_ns", window.sched_ns),
         ("p50_ns", window.p50_ns),
         ("p99_ns", window.p99_ns),
+        (
+            "wire_bytes",
+            (w == Workload::Z1).then_some(window.wire_bytes),
+        ),
     ] {
         if let Some(v) = v {
             let _ = write!(line, " {key}={v}");

@@ -77,6 +77,10 @@ impl Contender {
             (Impl::RpcStream, _) => "#0b3d6b",
             (Impl::RpcUnary, _) => "#5fa8d3",
             (Impl::Tonic, _) => "#c0392b",
+            (Impl::RpcIntercepted, _) => "#17becf",
+            (Impl::RpcTls, _) => "#8c564b",
+            (Impl::RpcLz4, _) => "#e377c2",
+            (Impl::RpcZstd, _) => "#bcbd22",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! the older build), `BENCHMARKS.md` and `BENCHMARKS.svg`.
 
 mod chart;
+mod compression;
 mod machine;
 mod streaming;
 
@@ -63,6 +64,8 @@ struct Cell {
     cpu_us_stat: Option<f64>,
     cpu_us_sched: Option<f64>,
     hwm_mib: Option<f64>,
+    /// Bytes the client wrote and read per call (Z1).
+    wire_per_call: Option<f64>,
 }
 
 fn reduce(w: Workload, runs: &[Option<Fields>], clk_tck: f64) -> Cell {
@@ -72,7 +75,9 @@ fn reduce(w: Workload, runs: &[Option<Fields>], clk_tck: f64) -> Cell {
         let calls_per_s = get(f, "calls")? / get(f, "secs")?;
         match w {
             Workload::A => Some(get(f, "p50_ns")? / 1e3),
-            Workload::D64K | Workload::D1M => Some(calls_per_s * w.payload()? as f64 / 1e6),
+            Workload::D64K | Workload::D1M | Workload::Z1 => {
+                Some(calls_per_s * w.payload()? as f64 / 1e6)
+            }
             Workload::S2 => Some(calls_per_s * f64::from(w.item_size()?) / 1e6),
             _ => Some(calls_per_s),
         }
@@ -97,6 +102,7 @@ fn reduce(w: Workload, runs: &[Option<Fields>], clk_tck: f64) -> Cell {
             Some(get(f, "sched_ns")? / 1e3 / get(f, "calls")?)
         })),
         hwm_mib: median(collect(&|f| Some(get(f, "hwm_kb")? / 1024.0))),
+        wire_per_call: median(collect(&|f| Some(get(f, "wire_bytes")? / get(f, "calls")?))),
     }
 }
 
@@ -168,6 +174,7 @@ pub(crate) fn write(o: &Outcome<'_>) {
     machine::table(&mut md, &cpu, &o.load_before, &o.load_after);
     let mut chart = results(&mut md, o, &cells);
     chart.extend(streaming::table(&mut md, o, &cells));
+    chart.extend(compression::table(&mut md, o, &cells));
     if let Some(before) = &o.lineup.before {
         against_before(&mut md, o, &cells, before);
     }
@@ -244,7 +251,7 @@ fn results(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<chart::Bars> 
         .workloads
         .iter()
         .copied()
-        .filter(|w| !w.streaming())
+        .filter(|w| !w.streaming() && *w != Workload::Z1)
         .collect();
     if workloads.is_empty() {
         return Vec::new();

@@ -15,10 +15,13 @@ pub(crate) enum Workload {
     S1,
     /// One call streaming 64 KiB chunks (MB/s).
     S2,
+    /// Echo of 1 MiB of JSON-like text, compressed or not (MB/s, and bytes
+    /// on the wire).
+    Z1,
 }
 
 impl Workload {
-    pub(crate) const ALL: [Workload; 7] = [
+    pub(crate) const ALL: [Workload; 8] = [
         Workload::A,
         Workload::B,
         Workload::C,
@@ -26,6 +29,7 @@ impl Workload {
         Workload::D1M,
         Workload::S1,
         Workload::S2,
+        Workload::Z1,
     ];
 
     /// The `WORKLOAD` of `--child IMPL WORKLOAD`.
@@ -38,6 +42,7 @@ impl Workload {
             Workload::D1M => "D1M",
             Workload::S1 => "S1",
             Workload::S2 => "S2",
+            Workload::Z1 => "Z1",
         }
     }
 
@@ -54,6 +59,7 @@ impl Workload {
             Workload::D1M => "D: echo 1 MiB, 1 conn x 8 in flight",
             Workload::S1 => "S1: stream 16-byte items, 1 conn",
             Workload::S2 => "S2: stream 64 KiB chunks, 1 conn",
+            Workload::Z1 => "Z1: echo 1 MiB of JSON-like text, 1 conn x 8 in flight",
         }
     }
 
@@ -67,6 +73,7 @@ impl Workload {
             Workload::D1M => "D echo 1 MiB",
             Workload::S1 => "S1 16 B items",
             Workload::S2 => "S2 64 KiB chunks",
+            Workload::Z1 => "Z1 echo 1 MiB JSON",
         }
     }
 
@@ -84,7 +91,7 @@ impl Workload {
             Workload::A => 1,
             Workload::B | Workload::S1 => 64,
             Workload::C => 32,
-            Workload::D64K | Workload::D1M | Workload::S2 => 8,
+            Workload::D64K | Workload::D1M | Workload::S2 | Workload::Z1 => 8,
         }
     }
 
@@ -127,10 +134,10 @@ impl Workload {
     /// The implementation the others are measured against: tarpc, or for
     /// the streaming workloads tonic.
     pub(crate) fn reference(self) -> Impl {
-        if self.streaming() {
-            Impl::Tonic
-        } else {
-            Impl::Tarpc
+        match self {
+            Workload::Z1 => Impl::Rpc,
+            w if w.streaming() => Impl::Tonic,
+            _ => Impl::Tarpc,
         }
     }
 
@@ -138,16 +145,53 @@ impl Workload {
     pub(crate) fn payload(self) -> Option<usize> {
         match self {
             Workload::D64K => Some(64 << 10),
-            Workload::D1M => Some(1 << 20),
+            Workload::D1M | Workload::Z1 => Some(1 << 20),
             _ => None,
         }
+    }
+
+    /// What each `echo` sends: D's bytes are all alike, Z1's are text as
+    /// an API would send (records of a few fields, their names repeated),
+    /// which compresses as such text does.
+    pub(crate) fn payload_bytes(self) -> Option<Vec<u8>> {
+        let len = self.payload()?;
+        if self != Workload::Z1 {
+            return Some(vec![0xA5u8; len]);
+        }
+        let mut text = String::from("[");
+        let mut i = 0u64;
+        while text.len() < len {
+            // A small deterministic generator, so that values vary as ids,
+            // counts and names do.
+            let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+            text.push_str(&format!(
+                "{{\"id\":{i},\"user\":\"user-{}\",\"active\":{},\"score\":{}.{},\
+                 \"tags\":[\"t{}\",\"t{}\"],\"city\":\"{}\"}},",
+                x % 5000,
+                x.is_multiple_of(3),
+                x % 1000,
+                x % 100,
+                x % 17,
+                x % 29,
+                ["Lisbon", "Oslo", "Kyoto", "Lima", "Accra", "Perth"][(x % 6) as usize],
+            ));
+            i += 1;
+        }
+        let mut bytes = text.into_bytes();
+        bytes.truncate(len);
+        Some(bytes)
     }
 
     /// Whether `imp` runs on this workload: the unbatched variants only on
     /// the small-call workloads, where batching is the question.
     /// The streaming implementations run only on the streaming workloads,
     /// and those only them.
+    /// Z1 is run by `rpc` (uncompressed) and the compressing contenders,
+    /// which run nothing else.
     pub(crate) fn runs(self, imp: Impl) -> bool {
+        if self == Workload::Z1 || imp.compressing() {
+            return self == Workload::Z1 && (imp == Impl::Rpc || imp.compressing());
+        }
         imp.streaming() == self.streaming()
             && (!imp.unbatched() || matches!(self, Workload::A | Workload::B))
     }
@@ -157,7 +201,9 @@ impl Workload {
     pub(crate) fn format(self, v: f64) -> String {
         match self {
             Workload::A => format!("{v:.1} µs"),
-            Workload::D64K | Workload::D1M | Workload::S2 => format!("{v:.0} MB/s"),
+            Workload::D64K | Workload::D1M | Workload::S2 | Workload::Z1 => {
+                format!("{v:.0} MB/s")
+            }
             Workload::S1 => format!("{:.2}M items/s", v / 1e6),
             _ => format!("{:.0}k calls/s", v / 1e3),
         }

@@ -52,7 +52,7 @@ pub fn response_frame<R: Serialize + ?Sized>(call_id: u64, value: &R) -> Bytes {
         id: call_id,
         args: Bytes::new().into(),
         max_frame: MAX_FRAME,
-        reply_metadata: None,
+        reply_metadata_limit: None,
         stream: None,
         compress: crate::protocol::Compressor::OFF,
     }

@@ -200,8 +200,10 @@ pub fn try_current() -> Option<Context> {
 /// Adds a pair to the metadata sent back with the current call's reply
 /// (the client reads it with [`crate::metadata::capture`]). For a method
 /// that returns a stream, only what is set before the handler returns goes
-/// out, with the Response that precedes the stream. Outside a handler's own
-/// future (in a task it spawned, say) it does nothing.
+/// out, with the Response that precedes the stream. It belongs to the
+/// handler's own future: set in a task the handler spawned, or under a
+/// [`Context::scope`] (which runs with a copy of the context), it does not
+/// go out; outside a handler it does nothing.
 pub fn set_reply_metadata(key: impl Into<String>, value: impl Into<Vec<u8>>) {
     CURRENT.with(|c| {
         if let Some(ctx) = c.borrow_mut().as_mut() {

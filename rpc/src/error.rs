@@ -395,4 +395,4 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests;
 
-pub(crate) use status::from_status;
+pub(crate) use status::{from_status, of_reply};

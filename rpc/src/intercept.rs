@@ -38,7 +38,11 @@
 //! the metadata as the interceptors left it. On the client `before` runs
 //! when the call is first polled, before the request goes out. `after`
 //! runs once the outcome is known: for a method that returns a stream, when
-//! its Response came (the stream itself may go on).
+//! its Response came (the stream itself may go on). Every interceptor whose
+//! `before` ran hears exactly one outcome, also of a call that ended
+//! without one: dropped by its caller or cancelled by the client
+//! ([`Error::Aborted`]), out of time ([`Error::DeadlineExceeded`]), or a
+//! handler's panic ([`Error::Panicked`]).
 //!
 //! A server or channel with no interceptor pays nothing for this: the call
 //! takes the path it takes without them.
@@ -270,42 +274,101 @@ impl Chain {
         }
     }
 
-    /// Runs every `before` in order, up to the first refusal: then the
-    /// refusal, and how many ran (the one that refused included).
-    pub(crate) async fn before(&self, call: &mut CallInfo) -> Result<(), (Rejection, usize)> {
-        for (i, interceptor) in self.0.iter().flat_map(|c| c.iter()).enumerate() {
-            if let Err(rejection) = interceptor.before(call).await {
-                return Err((rejection, i + 1));
+    /// The interceptors around one call (see [`Around`]).
+    pub(crate) fn around(&self, info: CallInfo, deadline: Option<tokio::time::Instant>) -> Around {
+        Around {
+            chain: self.clone(),
+            info,
+            ran: 0,
+            done: false,
+            deadline,
+        }
+    }
+}
+
+/// A chain's interceptors around one call: runs their `before`s, and makes
+/// sure that each whose `before` ran hears exactly one outcome, also when
+/// the call is dropped before it ends (cancelled, out of time, a panic).
+pub(crate) struct Around {
+    chain: Chain,
+    info: CallInfo,
+    /// How many `before`s have started.
+    ran: usize,
+    /// The `after`s have run.
+    done: bool,
+    /// The call's deadline, if known: a drop past it is a deadline.
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Around {
+    pub(crate) fn info(&self) -> &CallInfo {
+        &self.info
+    }
+
+    pub(crate) fn info_mut(&mut self) -> &mut CallInfo {
+        &mut self.info
+    }
+
+    /// Runs each `before` in order, up to the first refusal (whose `after`s
+    /// it runs: the call is over).
+    pub(crate) async fn admit(&mut self) -> Result<(), Rejection> {
+        let Some(all) = self.chain.0.clone() else {
+            return Ok(());
+        };
+        for interceptor in all.iter() {
+            self.ran += 1;
+            if let Err(rejection) = interceptor.before(&mut self.info).await {
+                let error = rejection.clone().into_error(self.info.method());
+                self.finish(Err(&error));
+                return Err(rejection);
             }
         }
         Ok(())
     }
 
-    /// Runs every `after`, last interceptor first.
-    pub(crate) fn after(&self, call: &CallInfo, outcome: Result<(), &Error>) {
-        self.after_first(usize::MAX, call, outcome);
-    }
-
-    /// Runs the `after` of the first `n` interceptors (those whose
-    /// `before` ran), last first.
-    pub(crate) fn after_first(&self, n: usize, call: &CallInfo, outcome: Result<(), &Error>) {
-        let Some(all) = &self.0 else { return };
-        for i in all[..n.min(all.len())].iter().rev() {
-            i.after(call, outcome);
+    /// The call's outcome, for each interceptor whose `before` ran, last
+    /// first; once.
+    pub(crate) fn finish(&mut self, outcome: Result<(), &Error>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let Some(all) = &self.chain.0 else { return };
+        for i in all[..self.ran.min(all.len())].iter().rev() {
+            i.after(&self.info, outcome);
         }
     }
+}
 
-    /// Runs the chain's `before`s; on a refusal, the `after`s of those that
-    /// ran, and the error the caller gets.
-    pub(crate) async fn admit(&self, call: &mut CallInfo) -> Result<(), Rejection> {
-        match self.before(call).await {
-            Ok(()) => Ok(()),
-            Err((rejection, ran)) => {
-                let error = rejection.clone().into_error(call.method());
-                self.after_first(ran, call, Err(&error));
-                Err(rejection)
+impl Drop for Around {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let method = self.info.method();
+        let error = if std::thread::panicking() {
+            Error::Panicked {
+                method,
+                message: "the handler panicked".into(),
             }
-        }
+        } else if self
+            .deadline
+            .is_some_and(|at| tokio::time::Instant::now() >= at)
+        {
+            Error::DeadlineExceeded {
+                method,
+                budget: self.info.elapsed(),
+            }
+        } else {
+            let message = match self.info.side() {
+                Side::Server => "the call was cancelled (by the client, or its connection closed)",
+                Side::Client => "the caller dropped the call before it ended",
+            };
+            Error::Aborted {
+                method,
+                message: message.into(),
+            }
+        };
+        self.finish(Err(&error));
     }
 }
 

@@ -184,6 +184,13 @@ impl Metadata {
     }
 }
 
+/// Bytes of the block at the start of `bytes` (its length field included),
+/// if the block fits in them.
+pub(crate) fn block_len(bytes: &[u8]) -> Option<usize> {
+    let (len, rest) = split_u32(bytes)?;
+    (len <= rest.len()).then_some(4 + len)
+}
+
 fn split_u32(bytes: &[u8]) -> Option<(usize, &[u8])> {
     let (len, rest) = bytes.split_first_chunk::<4>()?;
     Some((u32::from_be_bytes(*len) as usize, rest))
@@ -223,7 +230,11 @@ thread_local! {
 /// Runs `call` and gives its output with the metadata its reply carried
 /// (empty if none). Works with any future that makes calls: the metadata is
 /// that of the last reply it received, from a call it awaited (a call
-/// spawned elsewhere is not seen).
+/// spawned elsewhere is not seen). Captures nest: a reply goes to the
+/// innermost one around its call only.
+///
+/// Reply metadata that breaks the rules or this client's `max_metadata` is
+/// dropped (and logged at debug level), not the reply: the handler ran.
 pub fn capture<F: Future>(call: F) -> Captured<F> {
     Captured {
         call,

@@ -32,15 +32,27 @@ pub(crate) enum Impl {
     RpcUnary,
     /// tonic 0.14 + prost, server streaming over one HTTP/2 connection (S1, S2).
     Tonic,
+    /// This library with one interceptor that does nothing on each side:
+    /// what the interceptor machinery costs a call.
+    RpcIntercepted,
+    /// This library over TLS (rustls, ring; a certificate made at start):
+    /// what TLS costs a call.
+    RpcTls,
+    /// This library with its requests and replies compressed with LZ4 (Z1).
+    RpcLz4,
+    /// The same with zstd (Z1).
+    RpcZstd,
 }
 
 /// What an [`Impl`] is built from: the code that serves and connects it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Family {
-    /// `balanced`: the endpoints of a balanced channel (0: a plain one).
+    /// `balanced`: the endpoints of a balanced channel (0: a plain one);
+    /// `extra`: what the server and client add (see [`rpc::Extra`]).
     Rpc {
         batching: bool,
         balanced: u8,
+        extra: rpc::Extra,
     },
     Tarpc,
     Baseline(baseline::Writes),
@@ -51,8 +63,12 @@ pub(crate) enum Family {
 
 impl Impl {
     /// The report's order: tables, bars and the rotation of every repeat.
-    pub(crate) const ALL: [Impl; 11] = [
+    pub(crate) const ALL: [Impl; 15] = [
         Impl::Rpc,
+        Impl::RpcIntercepted,
+        Impl::RpcTls,
+        Impl::RpcLz4,
+        Impl::RpcZstd,
         Impl::RpcBalanced,
         Impl::RpcBalanced2,
         Impl::Tarpc,
@@ -78,6 +94,10 @@ impl Impl {
             Impl::RpcStream => "rpc-stream",
             Impl::RpcUnary => "rpc-unary",
             Impl::Tonic => "tonic",
+            Impl::RpcIntercepted => "rpc-intercepted",
+            Impl::RpcTls => "rpc-tls",
+            Impl::RpcLz4 => "rpc-lz4",
+            Impl::RpcZstd => "rpc-zstd",
         }
     }
 
@@ -86,23 +106,21 @@ impl Impl {
     }
 
     pub(crate) fn family(self) -> Family {
+        use rpc::Extra;
+        let rpc = |batching, balanced, extra| Family::Rpc {
+            batching,
+            balanced,
+            extra,
+        };
         match self {
-            Impl::Rpc => Family::Rpc {
-                batching: true,
-                balanced: 0,
-            },
-            Impl::RpcUnbatched => Family::Rpc {
-                batching: false,
-                balanced: 0,
-            },
-            Impl::RpcBalanced => Family::Rpc {
-                batching: true,
-                balanced: 1,
-            },
-            Impl::RpcBalanced2 => Family::Rpc {
-                batching: true,
-                balanced: 2,
-            },
+            Impl::Rpc => rpc(true, 0, Extra::Plain),
+            Impl::RpcUnbatched => rpc(false, 0, Extra::Plain),
+            Impl::RpcBalanced => rpc(true, 1, Extra::Plain),
+            Impl::RpcBalanced2 => rpc(true, 2, Extra::Plain),
+            Impl::RpcIntercepted => rpc(true, 0, Extra::Intercepted),
+            Impl::RpcTls => rpc(true, 0, Extra::Tls),
+            Impl::RpcLz4 => rpc(true, 0, Extra::Compressed(::rpc::Compression::Lz4)),
+            Impl::RpcZstd => rpc(true, 0, Extra::Compressed(::rpc::Compression::Zstd)),
             Impl::Tarpc => Family::Tarpc,
             Impl::Baseline => Family::Baseline(baseline::Writes::Batched),
             Impl::BaselineYield => Family::Baseline(baseline::Writes::BatchedAfterYield),
@@ -111,6 +129,12 @@ impl Impl {
             Impl::RpcUnary => Family::RpcUnary,
             Impl::Tonic => Family::Tonic,
         }
+    }
+
+    /// The contenders that compress, which run only on the compression
+    /// workload (Z1), where only they and `rpc` (uncompressed) run.
+    pub(crate) fn compressing(self) -> bool {
+        matches!(self, Impl::RpcLz4 | Impl::RpcZstd)
     }
 
     /// The variants that give every frame a write of its own. They answer

@@ -4,8 +4,12 @@
 //! in it); in `impls/mod.rs` it is this module.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::LoadClient;
 
@@ -37,27 +41,162 @@ impl Bench for BenchImpl {
     }
 }
 
+/// What a contender of this family adds to the plain library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Extra {
+    Plain,
+    /// One interceptor that does nothing, on the server and on the client.
+    Intercepted,
+    /// TLS, with a certificate made when the process starts.
+    Tls,
+    /// Requests and replies compressed with this algorithm.
+    Compressed(rpc::Compression),
+}
+
+/// Lets every call through and hears every outcome, doing nothing.
+struct Noop;
+
+impl rpc::intercept::Interceptor for Noop {}
+
+/// The certificate authority and the server's identity, made once per
+/// process (the server and the client are in the same one).
+fn certificates() -> &'static (rpc_suite::certs::Ca, rpc_suite::certs::Identity) {
+    static MADE: std::sync::OnceLock<(rpc_suite::certs::Ca, rpc_suite::certs::Identity)> =
+        std::sync::OnceLock::new();
+    MADE.get_or_init(|| {
+        let ca = rpc_suite::certs::Ca::new("bench CA");
+        let server = ca.server(&["localhost"], rpc_suite::certs::Validity::Current);
+        (ca, server)
+    })
+}
+
 /// Starts a server on the current runtime and returns its address.
-pub(crate) async fn serve(max_handlers_per_connection: usize, batching: bool) -> SocketAddr {
-    let server = rpc::Server::builder()
+pub(crate) async fn serve(
+    max_handlers_per_connection: usize,
+    batching: bool,
+    extra: Extra,
+) -> SocketAddr {
+    let mut builder = rpc::Server::builder()
         .max_handlers_per_connection(max_handlers_per_connection)
         .write_batching(batching)
-        .add_service(BenchServer::new(BenchImpl))
-        .bind("127.0.0.1:0")
-        .await
-        .expect("rpc: bind");
+        .add_service(BenchServer::new(BenchImpl));
+    match extra {
+        Extra::Plain => {}
+        Extra::Intercepted => builder = builder.interceptor(Noop),
+        Extra::Tls => {
+            let (_, id) = certificates();
+            let config = rpc::tls::server_config(id.chain.clone(), id.key()).expect("TLS config");
+            builder = builder.tls(config);
+        }
+        Extra::Compressed(c) => builder = builder.compression(c),
+    }
+    let server = builder.bind("127.0.0.1:0").await.expect("rpc: bind");
     // Dropping the handle leaves the server running.
     server.local_addr()
 }
 
-pub(crate) async fn connect(addr: SocketAddr, batching: bool) -> BenchClient {
-    BenchClient::new(
-        rpc::Channel::builder()
-            .write_batching(batching)
-            .connect(addr)
-            .await
-            .expect("rpc: connect"),
-    )
+/// `counted`: the connection's bytes both ways are added to [`WIRE`].
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    batching: bool,
+    extra: Extra,
+    counted: bool,
+) -> BenchClient {
+    let builder = rpc::Channel::builder().write_batching(batching);
+    let channel = match extra {
+        Extra::Plain if counted => builder.connect_with(Counting(addr)).await,
+        Extra::Plain => builder.connect(addr).await,
+        Extra::Intercepted => builder.interceptor(Noop).connect(addr).await,
+        Extra::Tls => {
+            let (ca, _) = certificates();
+            let config = rpc::tls::client_config(vec![ca.certificate()]).expect("TLS config");
+            builder.connect_tls(addr, config, "localhost").await
+        }
+        Extra::Compressed(c) if counted => {
+            builder.compression(c).connect_with(Counting(addr)).await
+        }
+        Extra::Compressed(c) => builder.compression(c).connect(addr).await,
+    };
+    BenchClient::new(channel.expect("rpc: connect"))
+}
+
+/// Bytes the counted connections wrote and read (Z1's bytes on the wire).
+pub(crate) static WIRE: AtomicU64 = AtomicU64::new(0);
+
+/// TCP connections whose bytes count in [`WIRE`].
+struct Counting(SocketAddr);
+
+impl rpc::transport::Connector for Counting {
+    fn connect(&self) -> futures::future::BoxFuture<'_, std::io::Result<rpc::transport::Link>> {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(self.0).await?;
+            stream.set_nodelay(true)?;
+            let (read, write) = stream.into_split();
+            Ok(rpc::transport::Link::from_halves(
+                Box::new(Counted(read)),
+                Box::new(Counted(write)),
+                rpc::transport::Peer::Tcp(self.0),
+            ))
+        })
+    }
+
+    fn address(&self) -> rpc::transport::Address {
+        rpc::transport::Address::Tcp(self.0)
+    }
+}
+
+/// One half of a counted connection.
+struct Counted<T>(T);
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.0).poll_read(cx, buf);
+        WIRE.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        read
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.0).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            WIRE.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.0).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = written {
+            WIRE.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
 
 /// A balanced channel of `endpoints` (1 or 2) whose discovery finds the one

@@ -48,8 +48,10 @@ pub struct Call<R, T> {
     _out: PhantomData<fn() -> R>,
 }
 
-/// A balanced call's attempts, as `balanced::run` makes them: the reply and
-/// the budget the call started with.
+/// A call whose attempts are made elsewhere, boxed: a balanced call's, as
+/// `balanced::run` makes them, or an intercepted call's (see
+/// `intercepted.rs`). Resolves to the reply and the budget the call started
+/// with.
 pub(super) type Run =
     Pin<Box<dyn Future<Output = (Result<Payload, Error>, Duration)> + Send + Sync>>;
 

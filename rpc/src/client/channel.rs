@@ -339,22 +339,26 @@ impl Channel {
         let chain = config.interceptors.clone();
         let max_metadata = config.max_metadata;
         let sent = self.options.metadata().clone();
-        let mut info =
+        let info =
             Chain::info(method.name, Side::Client, true, sent.clone()).on_client(self.address());
         Box::pin(async move {
-            if let Err(rejection) = chain.admit(&mut info).await {
+            let mut around = chain.around(info, None);
+            if let Err(rejection) = around.admit().await {
                 return Err(rejection.into_error(method.name));
             }
             let frame = match frame {
-                Ok(frame) if *info.metadata() != sent => {
-                    intercepted::with_metadata(&frame, info.metadata(), max_metadata, method.name)
-                }
+                Ok(frame) if *around.info().metadata() != sent => intercepted::replace_metadata(
+                    &frame,
+                    around.info().metadata(),
+                    max_metadata,
+                    method.name,
+                ),
                 frame => frame,
             };
             let opened = Opened::open(method.name, attempt(frame), balanced).await;
             match &opened {
-                Ok(opened) => chain.after(&info, opened.failure().as_ref().map_or(Ok(()), Err)),
-                Err(e) => chain.after(&info, Err(e)),
+                Ok(opened) => around.finish(opened.failure().as_ref().map_or(Ok(()), Err)),
+                Err(e) => around.finish(Err(e)),
             }
             opened
         })

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use super::call::Run;
 use crate::intercept::{CallInfo, Chain};
-use crate::protocol::{FLAG_METADATA, FrameBuf, HEADER_LEN, Kind, LEN_PREFIX, Payload, Status};
+use crate::protocol::{FLAG_METADATA, FrameBuf, HEADER_LEN, Kind, LEN_PREFIX, Payload};
 use crate::{Error, Metadata};
 
 /// A call, sent by `send` once `chain` lets it through with its request
 /// (its metadata as the interceptors left it).
 pub(super) fn call<S>(
     chain: Chain,
-    mut info: CallInfo,
+    info: CallInfo,
     request: Result<FrameBuf, Error>,
     max_metadata: usize,
     send: impl FnOnce(Result<FrameBuf, Error>) -> S + Send + 'static,
@@ -29,12 +29,13 @@ where
     let sent = info.metadata().clone();
     let method = info.method();
     Box::pin(SyncFuture(Mutex::new(Box::pin(async move {
-        if let Err(rejection) = chain.admit(&mut info).await {
+        let mut around = chain.around(info, None);
+        if let Err(rejection) = around.admit().await {
             return (Err(rejection.into_error(method)), Duration::ZERO);
         }
         let request = match request {
-            Ok(frame) if *info.metadata() != sent => {
-                with_metadata(&frame, info.metadata(), max_metadata, method)
+            Ok(frame) if *around.info().metadata() != sent => {
+                replace_metadata(&frame, around.info().metadata(), max_metadata, method)
             }
             request => request,
         };
@@ -42,26 +43,18 @@ where
         let failed = reply
             .as_ref()
             .ok()
-            .and_then(|payload| failure(method, budget, payload));
-        let outcome = match (&reply, &failed) {
+            .and_then(|payload| crate::error::of_reply(method, budget, payload));
+        around.finish(match (&reply, &failed) {
             (Err(e), _) | (_, Some(e)) => Err(e),
             _ => Ok(()),
-        };
-        chain.after(&info, outcome);
+        });
         (reply, budget)
     }))))
 }
 
-/// The error a Response stands for, if it is a failure.
-pub(super) fn failure(method: &'static str, budget: Duration, payload: &Payload) -> Option<Error> {
-    let (&status, body) = payload.split_first()?;
-    (status != Status::Ok as u8)
-        .then(|| crate::error::from_status(method, budget, "response", status, body, false))
-}
-
 /// `request` (a Request frame as `Channel::encode_request` made it) with
 /// `metadata` in place of what it carried.
-pub(super) fn with_metadata(
+pub(super) fn replace_metadata(
     request: &FrameBuf,
     metadata: &Metadata,
     max: usize,

@@ -28,13 +28,18 @@ pub(super) fn decode_response<R>(
         side: "response",
         message,
     };
+    // For a `metadata::capture` around the call: this reply's metadata,
+    // none included.
     let payload = match payload {
         Payload::WithMetadata(tagged) => {
             let (payload, metadata) = *tagged;
             crate::metadata::deliver(metadata);
             Payload::Shared(payload)
         }
-        payload => payload,
+        payload => {
+            crate::metadata::deliver(crate::Metadata::new());
+            payload
+        }
     };
     let Some((&status, body)) = payload.split_first() else {
         return Err(unreadable("the response is empty".into()));

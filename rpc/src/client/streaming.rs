@@ -84,7 +84,7 @@ impl Opened {
 
     /// The error the Response stands for, if it is a failure.
     pub(super) fn failure(&self) -> Option<Error> {
-        super::intercepted::failure(self.method, self.budget, &self.payload)
+        crate::error::of_reply(self.method, self.budget, &self.payload)
     }
 
     /// The Response's value, or the error it carries.

@@ -91,3 +91,11 @@ pub(crate) fn from_status(
         )),
     }
 }
+
+/// The error a reply (its status byte, then its body) stands for, if it is
+/// a failure: what the caller of `method` gets for it.
+pub(crate) fn of_reply(method: &'static str, budget: Duration, reply: &[u8]) -> Option<Error> {
+    let (&status, body) = reply.split_first()?;
+    (status != Status::Ok as u8)
+        .then(|| from_status(method, budget, "response", status, body, false))
+}

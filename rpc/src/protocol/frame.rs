@@ -66,7 +66,12 @@ impl Decoder for FrameCodec {
         }
         let kind = Kind::from_u8(src[4]).ok_or(FrameError::UnknownKind(src[4]))?;
         let flags = src[5];
-        if flags & !self.flags != 0 {
+        // Metadata travels on Requests and Responses only.
+        let allowed = match kind {
+            Kind::Request | Kind::Response => self.flags,
+            _ => self.flags & !super::FLAG_METADATA,
+        };
+        if flags & !allowed != 0 {
             return Err(FrameError::Flags(flags));
         }
         let mut id = [0u8; 8];

@@ -309,7 +309,9 @@ pub(crate) enum FrameError {
     TooShort(usize),
     #[error("unknown frame kind {0}")]
     UnknownKind(u8),
-    #[error("frame sets flags {0:#04x}, which protocol v1 does not allow")]
+    #[error(
+        "frame sets flags {0:#04x}, which this side did not say it accepts (or not on a frame of this kind)"
+    )]
     Flags(u8),
     #[error("bad compressed frame: {0}")]
     Compression(String),

@@ -329,7 +329,10 @@ impl Driver {
             clock.partial_since = None;
             clock.heard_at = now;
             clock.ping_sent = None;
-            if matches!(frame, Incoming::Of(..)) {
+            // A request, fast or flagged (metadata, compression), is activity.
+            if matches!(&frame, Incoming::Of(..))
+                || matches!(&frame, Incoming::Frame(f) if f.kind == Kind::Request)
+            {
                 clock.active_at = now;
             }
             let grant = reader.take_grant();
@@ -392,7 +395,8 @@ impl Driver {
                     metadata: frame.flags & FLAG_METADATA != 0,
                     ..request
                 };
-                return self.on_request(frame.call_id, frame.payload.into(), request, waker);
+                let payload = frame.payload.into();
+                return self.on_request(frame.call_id, payload, request, waker);
             }
             Kind::Cancel => {
                 // A held request that is cancelled never starts.
@@ -522,7 +526,7 @@ impl Driver {
             id,
             args,
             max_frame: self.reply_limit,
-            reply_metadata: (self.peer_features & features::METADATA != 0)
+            reply_metadata_limit: (self.peer_features & features::METADATA != 0)
                 .then_some(self.shared.config.max_metadata),
             stream,
             compress: self.reply_compressor(compressed),

@@ -59,11 +59,8 @@ impl Reply {
             Outgoing::Bytes(b) => b,
             Outgoing::Buf(f) => f.as_slice(),
         };
-        let (&status, body) = frame
-            .get(LEN_PREFIX + crate::protocol::HEADER_LEN..)?
-            .split_first()?;
-        (status != Status::Ok as u8)
-            .then(|| crate::error::from_status(method, budget, "response", status, body, false))
+        let reply = frame.get(LEN_PREFIX + crate::protocol::HEADER_LEN..)?;
+        crate::error::of_reply(method, budget, reply)
     }
 
     /// The frame's bytes (for the bench hooks).
@@ -124,7 +121,7 @@ pub struct Call {
     pub(crate) max_frame: usize,
     /// The most metadata the reply may carry (the server's
     /// `max_metadata`), if the client accepts any.
-    pub(crate) reply_metadata: Option<usize>,
+    pub(crate) reply_metadata_limit: Option<usize>,
     /// A streaming call's place among the connection's open streams.
     pub(crate) stream: Option<Arc<Registration>>,
     /// How the reply (and a stream after it) is compressed: with the
@@ -186,7 +183,7 @@ impl Call {
         let Some(metadata) = crate::context::take_reply_metadata() else {
             return;
         };
-        let Some(max) = self.reply_metadata else {
+        let Some(max) = self.reply_metadata_limit else {
             tracing::debug!(call = self.id, "the client does not accept reply metadata");
             return;
         };

@@ -337,8 +337,6 @@ impl Flow {
         .await;
     }
 
-    /// Queues one item's frame (its call id is set here); false if the peer
-    /// takes no more.
     /// Queues `frames`, whole StreamItem frames of this call one after
     /// another (each sent under the credit that
     /// [`poll_send_ready`](Self::poll_send_ready) reported), in one go;

@@ -13,7 +13,7 @@ use super::state::{Shared, StateLane};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::Metadata;
-use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, ItemRun, Kind, Payload, Status};
+use crate::protocol::{DRAIN_PING, FrameBuf, GoAwayReason, ItemRun, Kind, Payload};
 use crate::stream::{End, Flow};
 use crate::transport::{
     BACKLOG_LIMIT, CLIENT_ALONE, FrameReader, Incoming, ReadHalf, Turns, WeakOutbox, Writer,
@@ -195,7 +195,7 @@ pub(super) async fn read_loop(
             Kind::Pong => {}
             Kind::Response => {
                 // One that carries metadata (any other came as `Incoming::Of`).
-                let payload = with_metadata(frame.payload, max_metadata);
+                let payload = split_metadata(frame.payload, max_metadata);
                 if let Some(caller) = shared.lock().complete(frame.call_id, Ok(payload)) {
                     caller.wake();
                 }
@@ -213,26 +213,30 @@ pub(super) async fn read_loop(
 }
 
 /// A Response payload (status, metadata block, body) as the caller takes
-/// it: the status and body, with the metadata beside them; or, if the
-/// block breaks the rules, an InvalidMetadata reply in its place.
-fn with_metadata(payload: Bytes, max: usize) -> Payload {
-    let decoded = match payload.split_first() {
-        Some((&status, rest)) => Metadata::decode(rest, max).map(|(m, used)| (status, m, used)),
-        None => Err("the response is empty".into()),
+/// it: the status and body, with the metadata beside them. Metadata that
+/// breaks the rules (or this client's `max_metadata`) is dropped, not the
+/// reply: the handler ran, and its value is the caller's. Only a block whose
+/// length runs past the frame leaves the value's start unknown: the payload
+/// goes on as it came, and the caller cannot decode it (a Decode error of
+/// the response, which may have run).
+fn split_metadata(payload: Bytes, max: usize) -> Payload {
+    let Some((&status, rest)) = payload.split_first() else {
+        return Payload::Shared(payload);
     };
-    match decoded {
-        Ok((status, metadata, used)) => {
-            let mut reply = BytesMut::with_capacity(payload.len() - used);
-            reply.put_u8(status);
-            reply.extend_from_slice(&payload[1 + used..]);
-            Payload::WithMetadata(Box::new((reply.freeze(), metadata)))
-        }
-        Err(why) => {
-            let mut reply = vec![Status::InvalidMetadata as u8];
-            reply.extend_from_slice(format!("in the response: {why}").as_bytes());
-            Payload::Shared(reply.into())
-        }
-    }
+    let Some(block) = crate::metadata::block_len(rest) else {
+        return Payload::Shared(payload);
+    };
+    let metadata = Metadata::decode(rest, max).map_or_else(
+        |why| {
+            tracing::debug!(%why, "the reply's metadata was dropped");
+            Metadata::new()
+        },
+        |(metadata, _)| metadata,
+    );
+    let mut reply = BytesMut::with_capacity(payload.len() - block);
+    reply.put_u8(status);
+    reply.extend_from_slice(&rest[block..]);
+    Payload::WithMetadata(Box::new((reply.freeze(), metadata)))
 }
 
 /// Marks the connection closed and fails every pending call when the reader
