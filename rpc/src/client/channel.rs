@@ -11,9 +11,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::attempt::Attempt;
 use super::balanced::{self, Balancer, EndpointSnapshot};
 use super::builder::Builder;
-use super::call::{Attempt, Call, Run};
+use super::call::{Call, Run};
 use super::config::Config;
 use super::endpoint::{Endpoint, Known};
 use super::intercepted;

@@ -2,9 +2,11 @@
 //!
 //! - `channel.rs`: [`Channel`], what generated clients call through: the
 //!   server behind it and the [`CallOptions`] of the handle;
-//! - `call.rs`: one call's future, and the one place that decides its fate
-//!   (reply, deadline, cancel, lost connection, refusal and whether it may
-//!   go elsewhere);
+//! - `call.rs`: one call's future, as generated clients return it, and its
+//!   reply decoded; `attempt.rs`: one attempt of it on one server, the one
+//!   place that decides its fate (reply, deadline, cancel, lost connection,
+//!   refusal and whether it may go elsewhere); `intercepted.rs`: a call with
+//!   the channel's interceptors around it; `streaming.rs`: streaming calls;
 //! - `endpoint.rs`, `backoff.rs`: one server, its
 //!   connection in use, and getting a new one;
 //! - `connection/`: one multiplexed connection, a leaf that knows nothing of
@@ -27,7 +29,7 @@
 //! takes calls, waiting if it must (`Endpoint::connection`). Today a channel
 //! has one endpoint; the channel over many servers (a later issue) answers
 //! the same two questions by choosing among its endpoints (and learns from
-//! each call's outcome, which `call.rs` decides), so
+//! each call's outcome, which `attempt.rs` decides), so
 //! `{Trait}Client::new(channel)` works for it with no change to generated
 //! code, and the common call stays one concrete future with no boxing.
 //! Per-call options travel in one value, [`CallOptions`], carried by the
@@ -41,6 +43,7 @@
 //! handler, and a response that still arrives is discarded. The call may or
 //! may not have run on the server by then.
 
+mod attempt;
 mod backoff;
 pub(crate) mod balance;
 mod balanced;

@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use super::Channel;
+use super::attempt::Attempt;
 use super::balanced::{Balancer, Chosen};
-use super::call::Attempt;
 use super::connection::InFlight;
 use super::method::Method;
 use super::reply::decode_response;

@@ -14,12 +14,12 @@ mod calls;
 mod config;
 mod connection;
 pub(crate) mod dispatch;
+mod handle;
 mod id_map;
 mod intercepted;
 mod listener;
 mod streams;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,12 +30,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::Error;
 use crate::health::{self, Reporter};
+use crate::transport::Listener;
 use crate::transport::budget::FrameBudget;
 use crate::transport::memory::MemoryListener;
 use crate::transport::unix::UnixListener;
-use crate::transport::{Address, Listener};
 pub(crate) use config::Config;
 use dispatch::{Router, Service};
+pub use handle::ServerHandle;
 
 /// The entry point: `rpc::Server::builder()`.
 #[derive(Debug)]
@@ -453,95 +454,5 @@ impl std::fmt::Debug for Shared {
             .field("services", &self.router.service_names())
             .field("connections", &self.connections.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// A running server. Dropping the handle leaves the server running in the
-/// background (until the runtime stops); call [`shutdown`](Self::shutdown) to
-/// stop it gracefully.
-#[derive(Debug)]
-pub struct ServerHandle {
-    address: Address,
-    shared: Arc<Shared>,
-    health: Reporter,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-impl ServerHandle {
-    /// The TCP address the server listens on (with the real port if `:0`
-    /// was bound).
-    ///
-    /// # Panics
-    ///
-    /// If the server is not on TCP; [`address`](Self::address) says where
-    /// any server serves.
-    pub fn local_addr(&self) -> SocketAddr {
-        match self.address.tcp() {
-            Some(addr) => addr,
-            None => panic!(
-                "local_addr() of a server on {}: use address()",
-                self.address
-            ),
-        }
-    }
-
-    /// Where the server serves: a TCP address, a Unix socket's path, an
-    /// in-memory name.
-    pub fn address(&self) -> &Address {
-        &self.address
-    }
-
-    /// Connections currently open.
-    pub fn connections(&self) -> usize {
-        self.shared.connections.len()
-    }
-
-    /// The statuses the server's built-in health service reports (see
-    /// [`rpc::health`](crate::health)): set them to tell probers and
-    /// balancers whether to send calls here.
-    pub fn health(&self) -> Reporter {
-        self.health.clone()
-    }
-
-    /// Graceful shutdown: reports `NotServing` from the health service,
-    /// waits the [`shutdown_delay`](Builder::shutdown_delay) (none by
-    /// default) still serving, then stops accepting, sends GoAway on every
-    /// connection, lets in-flight calls finish within the grace period (then
-    /// drops the rest), and returns once every connection is closed. Calls
-    /// that arrive after GoAway are refused with [`Error::ShuttingDown`] and
-    /// never run.
-    ///
-    /// To stop on ctrl-c or SIGTERM, await the signal first:
-    /// `tokio::signal::ctrl_c().await?; server.shutdown().await;`
-    /// (see `examples/server.rs`).
-    pub async fn shutdown(self) {
-        self.health.shut_down();
-        // Probers see NotServing while every call is still served, so
-        // balancers can move away before connections drain.
-        let delay = self.shared.config.shutdown_delay;
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        self.shared.drain.cancel();
-        let _ = self.accept.await;
-        self.shared.connections.close();
-        if tokio::time::timeout(self.shared.config.grace, self.shared.connections.wait())
-            .await
-            .is_err()
-        {
-            self.shared.kill.cancel();
-            self.shared.connections.wait().await;
-        }
-    }
-
-    /// Stops at once: closes the listener and every connection without waiting
-    /// for in-flight calls (their callers get [`Error::Disconnected`]).
-    pub async fn abort(self) {
-        self.health.shut_down();
-        self.shared.kill.cancel();
-        self.shared.drain.cancel();
-        let _ = self.accept.await;
-        self.shared.connections.close();
-        self.shared.connections.wait().await;
     }
 }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::{Balancer, Chosen};
 use crate::Error;
-use crate::client::call::Attempt;
+use crate::client::attempt::Attempt;
 use crate::client::method::Method;
 use crate::deadline;
 use crate::protocol::{Payload, Status};
