@@ -288,6 +288,92 @@ async fn under_mutual_tls_the_handler_sees_the_clients_certificate() {
     );
 }
 
+/// Lets through only callers whose certificate is alice's (a server
+/// interceptor sees the peer's certificates as the handler does).
+struct OnlyAlice(Vec<u8>);
+
+impl rpc::intercept::Interceptor for OnlyAlice {
+    async fn before(
+        &self,
+        call: &mut rpc::intercept::CallInfo,
+    ) -> Result<(), rpc::intercept::Rejection> {
+        let leaf = call.peer().and_then(|p| p.certificates().first());
+        if leaf == Some(&self.0) {
+            Ok(())
+        } else {
+            Err(rpc::intercept::Rejection::permission_denied("not alice"))
+        }
+    }
+}
+
+#[tokio::test]
+async fn under_mutual_tls_a_balanced_channel_presents_its_certificate_to_every_server() {
+    let (ca, identity) = pki();
+    let alice = ca.client("alice");
+    let mtls = || {
+        rpc::tls::mtls_server_config(
+            identity.chain.clone(),
+            identity.key(),
+            vec![ca.certificate()],
+        )
+        .unwrap()
+    };
+    let mut servers = Vec::new();
+    for name in ["one", "two"] {
+        let server = rpc::Server::builder()
+            .interceptor(OnlyAlice(alice.leaf().to_vec()))
+            .add_service(WhoServer::new(WhoImpl(name)))
+            .tls(mtls())
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        servers.push(server);
+    }
+    let addrs: Vec<_> = servers.iter().map(|s| s.local_addr()).collect();
+    let client_config = |who: &rpc_suite::certs::Identity| {
+        rpc::tls::mtls_client_config(vec![ca.certificate()], who.chain.clone(), who.key()).unwrap()
+    };
+    let channel = rpc::Channel::balanced(Static::new(addrs.clone()))
+        .policy(rpc::client::Policy::RoundRobin)
+        .tls(client_config(&alice), "localhost")
+        .connect()
+        .await
+        .unwrap();
+    // `connect` returns once one server is connected; the other follows.
+    let started = Instant::now();
+    while !channel
+        .endpoints()
+        .iter()
+        .all(|e| e.state == rpc::client::EndpointState::Connected)
+    {
+        assert!(started.elapsed() < PROMPTLY, "{:?}", channel.endpoints());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let who = WhoClient::new(channel);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..20 {
+        seen.insert(who.server().await.unwrap());
+    }
+    assert_eq!(seen.len(), 2, "both servers let alice in: {seen:?}");
+    for _ in 0..4 {
+        let caller = who.caller().await.unwrap();
+        assert_eq!(caller.certificates[0], alice.leaf());
+    }
+    // Bob has a certificate from the same CA: the handshake lets him in,
+    // the interceptor does not.
+    let bob = ca.client("bob");
+    let channel = rpc::Channel::balanced(Static::new(addrs))
+        .tls(client_config(&bob), "localhost")
+        .connect()
+        .await
+        .unwrap();
+    let err = WhoClient::new(channel).server().await.unwrap_err();
+    assert!(
+        matches!(err, rpc::Error::PermissionDenied { .. }),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn under_mutual_tls_a_client_without_a_certificate_is_refused_at_the_handshake() {
     let (ca, identity) = pki();

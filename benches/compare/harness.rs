@@ -279,7 +279,9 @@ fn raw_connect(addr: SocketAddr) -> std::net::TcpStream {
     stream.write_all(&hello).expect("send hello");
     let mut theirs = vec![0; hello.len()];
     stream.read_exact(&mut theirs).expect("read hello");
-    assert_eq!(theirs, hello[..], "the server's Hello");
+    // Length, kind and flags, call id, magic and version (its features may
+    // say more than ours: the compressions built in).
+    assert_eq!(theirs[..20], hello[..20], "the server's Hello");
     stream
 }
 

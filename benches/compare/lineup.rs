@@ -133,11 +133,12 @@ impl Lineup {
     }
 
     /// The contenders that run on `w`, in the report's order.
+    /// The contenders that run `w` (an older build does not know Z1).
     pub(crate) fn on(&self, w: Workload) -> Vec<Contender> {
         self.contenders
             .iter()
             .copied()
-            .filter(|c| w.runs(c.imp))
+            .filter(|c| w.runs(c.imp) && !(c.build == Build::Before && w == Workload::Z1))
             .collect()
     }
 

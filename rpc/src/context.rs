@@ -219,7 +219,10 @@ pub fn set_reply_metadata(key: impl Into<String>, value: impl Into<Vec<u8>>) {
 pub(crate) fn set_call_metadata(metadata: Metadata, reply: Metadata) {
     CURRENT.with(|c| {
         if let Some(ctx) = c.borrow_mut().as_mut() {
-            ctx.metadata = Some(Arc::new(metadata));
+            // Unchanged (the common case): no new allocation.
+            if ctx.metadata() != &metadata {
+                ctx.metadata = Some(Arc::new(metadata));
+            }
             if !reply.is_empty() {
                 ctx.reply_metadata.get_or_insert_default().extend(&reply);
             }

@@ -309,10 +309,10 @@ impl Channel {
         let frame = self.encode_request(method.name, method.id, args);
         // The stream the call sends is compressed as its request would be,
         // for whichever server it goes to.
-        let compress = Compressor {
-            algorithm: self.compression().unwrap_or(Compression::None),
-            threshold: self.config().compression_threshold,
-        };
+        let compress = Compressor::new(
+            self.compression().unwrap_or(Compression::None),
+            self.config().compression_threshold,
+        );
         let (endpoint, first, balanced) = match &self.route {
             Route::One { endpoint, known } => (Some(endpoint.clone()), endpoint.still(known), None),
             Route::Balanced(balancer) => match balancer.choose(method.key, &[]) {
@@ -438,13 +438,17 @@ impl Channel {
             },
             codec::EncodeError::Serde(message) => Error::Encode { method, message },
         })?;
-        let with = Compressor {
-            algorithm: self.compression()?.if_accepted(self.peer_features()),
-            threshold: self.config().compression_threshold,
-        };
-        // The budget and call id before the args are patched at send time,
-        // and the metadata stays readable: only the args are compressed.
-        frame.compress_value(value_at, with);
+        let algorithm = self.compression()?;
+        let threshold = config.compression_threshold;
+        // What the server accepts is looked up (a lock) only for a value
+        // that may be compressed: not on the common call.
+        if algorithm != Compression::None && frame.len() - value_at >= threshold {
+            let with = Compressor::new(algorithm.if_accepted(self.peer_features()), threshold);
+            // The budget and call id before the args are patched at send
+            // time, and the metadata stays readable: only the args are
+            // compressed.
+            frame.compress_value(value_at, with);
+        }
         Ok(frame)
     }
 

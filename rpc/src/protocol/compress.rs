@@ -25,21 +25,29 @@ const ZSTD_LEVEL: i32 = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Compressor {
     pub(crate) algorithm: Compression,
-    pub(crate) threshold: usize,
+    /// Bytes (a `u32`: requests and replies carry this by value).
+    pub(crate) threshold: u32,
 }
 
 impl Compressor {
+    pub(crate) fn new(algorithm: Compression, threshold: usize) -> Self {
+        Compressor {
+            algorithm,
+            threshold: u32::try_from(threshold).unwrap_or(u32::MAX),
+        }
+    }
+
     /// Sends everything as it is (the bench hooks' replies).
     #[cfg(feature = "hooks")]
     pub(crate) const OFF: Compressor = Compressor {
         algorithm: Compression::None,
-        threshold: usize::MAX,
+        threshold: u32::MAX,
     };
 
     /// Whether a value of `len` bytes is one to try.
     #[inline]
     pub(crate) fn wants(&self, len: usize) -> bool {
-        self.algorithm != Compression::None && len >= self.threshold
+        self.algorithm != Compression::None && len >= self.threshold as usize
     }
 }
 

@@ -121,7 +121,7 @@ pub struct Call {
     pub(crate) max_frame: usize,
     /// The most metadata the reply may carry (the server's
     /// `max_metadata`), if the client accepts any.
-    pub(crate) reply_metadata_limit: Option<usize>,
+    pub(crate) reply_metadata_limit: Option<u32>,
     /// A streaming call's place among the connection's open streams.
     pub(crate) stream: Option<Arc<Registration>>,
     /// How the reply (and a stream after it) is compressed: with the
@@ -187,7 +187,7 @@ impl Call {
             tracing::debug!(call = self.id, "the client does not accept reply metadata");
             return;
         };
-        if let Err(why) = metadata.check(max) {
+        if let Err(why) = metadata.check(max as usize) {
             tracing::warn!(call = self.id, %why, "reply metadata not sent");
             return;
         }

@@ -104,7 +104,7 @@ impl Driver {
             args,
             max_frame: self.reply_limit,
             reply_metadata_limit: (self.peer_features & features::METADATA != 0)
-                .then_some(self.shared.config.max_metadata),
+                .then_some(u32::try_from(self.shared.config.max_metadata).unwrap_or(u32::MAX)),
             stream,
             compress: self.reply_compressor(compressed),
         };
@@ -152,10 +152,10 @@ impl Driver {
         let config = &self.shared.config;
         let algorithm =
             compressed.unwrap_or_else(|| config.compression.if_accepted(self.peer_features));
-        Compressor {
-            algorithm: algorithm.if_accepted(self.peer_features),
-            threshold: config.compression_threshold,
-        }
+        Compressor::new(
+            algorithm.if_accepted(self.peer_features),
+            config.compression_threshold,
+        )
     }
 
     fn unknown_method(&self, id: u64, method_id: u64) {
