@@ -325,7 +325,7 @@ fn against_before(md: &mut String, o: &Outcome<'_>, cells: &Cells, before: &Path
                     build: Build::Before,
                 },
             );
-            if !o.lineup.has(this) || !o.lineup.has(older) || !w.runs(imp) {
+            if !o.lineup.on(w).contains(&this) || !o.lineup.on(w).contains(&older) {
                 continue;
             }
             let value = |c: Contender| {
