@@ -56,11 +56,11 @@ impl ServerHandle {
     }
 
     /// Graceful shutdown: reports `NotServing` from the health service,
-    /// waits the [`shutdown_delay`](Builder::shutdown_delay) (none by
+    /// waits the [`shutdown_delay`](super::Builder::shutdown_delay) (none by
     /// default) still serving, then stops accepting, sends GoAway on every
     /// connection, lets in-flight calls finish within the grace period (then
     /// drops the rest), and returns once every connection is closed. Calls
-    /// that arrive after GoAway are refused with [`Error::ShuttingDown`] and
+    /// that arrive after GoAway are refused with [`Error::ShuttingDown`](crate::Error::ShuttingDown) and
     /// never run.
     ///
     /// To stop on ctrl-c or SIGTERM, await the signal first:
@@ -87,7 +87,7 @@ impl ServerHandle {
     }
 
     /// Stops at once: closes the listener and every connection without waiting
-    /// for in-flight calls (their callers get [`Error::Disconnected`]).
+    /// for in-flight calls (their callers get [`Error::Disconnected`](crate::Error::Disconnected)).
     pub async fn abort(self) {
         self.health.shut_down();
         self.shared.kill.cancel();

@@ -247,7 +247,7 @@ impl Builder {
 
     /// Bytes of metadata a request may carry (default 8 KiB, see
     /// [`crate::metadata`]): a request with more is refused with
-    /// [`Error::InvalidMetadata`](crate::Error::InvalidMetadata) before its
+    /// [`Error::InvalidMetadata`] before its
     /// handler runs, and the connection stays up. Also the most the
     /// server sends back with a reply.
     pub fn max_metadata(mut self, bytes: usize) -> Self {
