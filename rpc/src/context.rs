@@ -62,6 +62,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::Metadata;
+use crate::observe::TraceContext;
 use crate::transport::{Credentials, Peer};
 
 /// What the server knows about the call a handler is serving.
@@ -75,6 +76,8 @@ pub struct Context {
     pub(crate) metadata: Option<Arc<Metadata>>,
     /// What goes back with the reply (see [`set_reply_metadata`]).
     pub(crate) reply_metadata: Option<Box<Metadata>>,
+    /// Where the call stands in a distributed trace.
+    pub(crate) trace: Option<TraceContext>,
 }
 
 impl Context {
@@ -130,6 +133,14 @@ impl Context {
     pub fn metadata(&self) -> &Metadata {
         static NONE: Metadata = Metadata::new();
         self.metadata.as_deref().unwrap_or(&NONE)
+    }
+
+    /// Where the call stands in a distributed trace: the trace the caller
+    /// sent (W3C `traceparent`), continued by this server's span if it is
+    /// recorded (see [`crate::observe`]). Calls made from the handler carry
+    /// it on.
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.trace.as_ref()
     }
 
     /// Wraps `fut` so that it runs with this context: [`current`] gives it
@@ -233,6 +244,11 @@ pub(crate) fn set_call_metadata(metadata: Metadata, reply: Metadata) {
 /// The current call's reply metadata, taken (the reply carries it).
 pub(crate) fn take_reply_metadata() -> Option<Box<Metadata>> {
     CURRENT.with(|c| c.borrow_mut().as_mut()?.reply_metadata.take())
+}
+
+/// The current handler's trace context, if any (see [`Context::trace`]).
+pub(crate) fn current_trace() -> Option<TraceContext> {
+    CURRENT.with(|c| c.borrow().as_ref()?.trace.clone())
 }
 
 /// The current handler's deadline, if any (cheaper than cloning the context).

@@ -156,6 +156,7 @@ pub mod fault;
 pub mod health;
 pub mod intercept;
 pub mod metadata;
+pub mod observe;
 pub mod protocol;
 pub mod server;
 pub mod stream;

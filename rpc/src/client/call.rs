@@ -4,7 +4,6 @@
 //! call's attempts, an intercepted call); and its reply, decoded.
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -16,6 +15,7 @@ use super::attempt::Attempt;
 use super::balance::load::Load;
 use super::reply::decode_response;
 use crate::Error;
+use crate::observe::call::Observed;
 use crate::protocol::Payload;
 
 /// A call on a [`Channel`](super::Channel): resolves to the method's return
@@ -25,10 +25,17 @@ use crate::protocol::Payload;
 #[must_use = "a call does nothing unless awaited"]
 pub struct Call<R, T> {
     route: Route,
+    delivery: Delivery<R, T>,
+}
+
+/// How a call's reply reaches its caller: decoded, turned into the
+/// method's return type, and recorded as the call's outcome.
+pub(super) struct Delivery<R, T> {
     /// Decodes the reply's value (see [`crate::codec::decode_flat`]).
-    decode: fn(&[u8]) -> Result<R, String>,
-    map: fn(R) -> T,
-    _out: PhantomData<fn() -> R>,
+    pub(super) decode: fn(&[u8]) -> Result<R, String>,
+    pub(super) map: fn(R) -> T,
+    /// The call's span and metrics.
+    pub(super) observed: Observed,
 }
 
 /// A call whose attempts are made elsewhere, boxed: a balanced call's, as
@@ -63,51 +70,31 @@ impl<R, T> std::fmt::Debug for Call<R, T> {
 
 impl<R, T> Call<R, T> {
     /// A call of one attempt on `endpoint`.
-    pub(super) fn one(
-        attempt: Attempt,
-        decode: fn(&[u8]) -> Result<R, String>,
-        map: fn(R) -> T,
-    ) -> Self {
+    pub(super) fn one(attempt: Attempt, delivery: Delivery<R, T>) -> Self {
         Call {
             route: Route::One(attempt),
-            decode,
-            map,
-            _out: PhantomData,
+            delivery,
         }
     }
 
     /// A call on the only server of a balanced channel, whose `load` it
     /// keeps up to date.
-    pub(super) fn sole(
-        attempt: Attempt,
-        load: Arc<Load>,
-        decode: fn(&[u8]) -> Result<R, String>,
-        map: fn(R) -> T,
-    ) -> Self {
+    pub(super) fn sole(attempt: Attempt, load: Arc<Load>, delivery: Delivery<R, T>) -> Self {
         let sole = Sole {
             load,
             started: None,
         };
         Call {
             route: Route::Sole(attempt, sole),
-            decode,
-            map,
-            _out: PhantomData,
+            delivery,
         }
     }
 
     /// A call whose attempts `run` makes.
-    pub(super) fn balanced(
-        method: &'static str,
-        run: Run,
-        decode: fn(&[u8]) -> Result<R, String>,
-        map: fn(R) -> T,
-    ) -> Self {
+    pub(super) fn balanced(method: &'static str, run: Run, delivery: Delivery<R, T>) -> Self {
         Call {
             route: Route::Balanced { run, method },
-            decode,
-            map,
-            _out: PhantomData,
+            delivery,
         }
     }
 }
@@ -117,35 +104,40 @@ impl<R, T> Future for Call<R, T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let (reply, method, budget) = match &mut this.route {
-            Route::One(attempt) => {
-                let reply = ready!(Pin::new(&mut *attempt).poll(cx));
-                (reply, attempt.method(), attempt.budget())
-            }
-            Route::Sole(attempt, sole) => {
-                let started = *sole.started.get_or_insert_with(|| {
-                    sole.load.start();
-                    Instant::now()
-                });
-                let reply = ready!(Pin::new(&mut *attempt).poll(cx));
-                sole.started = None;
-                let now = Instant::now();
-                match &reply {
-                    Ok(_) => sole.load.success(now - started, now),
-                    Err(_) => sole.load.failure(now - started, now),
+        // Whatever is logged while the call is polled is the call's.
+        let (reply, method, budget) = {
+            let _in_span = this.delivery.observed.span().enter();
+            match &mut this.route {
+                Route::One(attempt) => {
+                    let reply = ready!(Pin::new(&mut *attempt).poll(cx));
+                    (reply, attempt.method(), attempt.budget())
                 }
-                (reply, attempt.method(), attempt.budget())
-            }
-            Route::Balanced { run, method } => {
-                let (reply, budget) = ready!(run.as_mut().poll(cx));
-                (reply, *method, budget)
+                Route::Sole(attempt, sole) => {
+                    let started = *sole.started.get_or_insert_with(|| {
+                        sole.load.start();
+                        Instant::now()
+                    });
+                    let reply = ready!(Pin::new(&mut *attempt).poll(cx));
+                    sole.started = None;
+                    let now = Instant::now();
+                    match &reply {
+                        Ok(_) => sole.load.success(now - started, now),
+                        Err(_) => sole.load.failure(now - started, now),
+                    }
+                    (reply, attempt.method(), attempt.budget())
+                }
+                Route::Balanced { run, method } => {
+                    let (reply, budget) = ready!(run.as_mut().poll(cx));
+                    (reply, *method, budget)
+                }
             }
         };
-        Poll::Ready(
-            reply
-                .and_then(|payload| decode_response(method, budget, payload, this.decode))
-                .map(this.map),
-        )
+        let delivery = &mut this.delivery;
+        let outcome = reply
+            .and_then(|payload| decode_response(method, budget, payload, delivery.decode))
+            .map(delivery.map);
+        delivery.observed.finish_client(&outcome);
+        Poll::Ready(outcome)
     }
 }
 

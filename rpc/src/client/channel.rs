@@ -10,24 +10,27 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use super::attempt::Attempt;
 use super::balanced::{self, Balancer, EndpointSnapshot};
 use super::builder::Builder;
-use super::call::{Call, Run};
+use super::call::{Call, Delivery, Run};
 use super::config::Config;
 use super::endpoint::{Endpoint, Known};
 use super::intercepted;
 use super::method::Method;
 use super::options::CallOptions;
 use super::streaming::{Opened, Reporting};
-use crate::Error;
 use crate::codec;
 use crate::intercept::{Chain, Side};
+use crate::observe::TraceContext;
+use crate::observe::call::Observed;
 use crate::protocol::{Compressor, FLAG_METADATA, FrameBuf, Kind, LEN_PREFIX, RequestHead};
 use crate::stream::Encoder;
 use crate::transport::{Address, Peer};
 use crate::{Compression, compression};
+use crate::{Error, Metadata};
 
 /// A handle to a server (or, [`balanced`](Channel::balanced), to a set of
 /// them) that generated clients call through. Cheap to clone: clones share
@@ -254,8 +257,16 @@ impl Channel {
         decode: fn(&[u8]) -> Result<R, String>,
         map: fn(R) -> T,
     ) -> Call<R, T> {
+        let (observed, trace) = self.observe(method.name);
+        let trace = trace.as_ref();
+        let decoding = Delivery {
+            decode,
+            map,
+            observed,
+        };
         if !self.config().interceptors.is_empty() {
-            return Call::balanced(method.name, self.intercepted(method, args), decode, map);
+            let run = self.intercepted(method, args, trace);
+            return Call::balanced(method.name, run, decoding);
         }
         match &self.route {
             Route::One { endpoint, known } => {
@@ -264,9 +275,9 @@ impl Channel {
                     endpoint.still(known),
                     method.name,
                     self.options.timeout(),
-                    self.encode_request(method.name, method.id, args),
+                    self.encode_request(method.name, method.id, args, trace),
                 );
-                Call::one(attempt, decode, map)
+                Call::one(attempt, decoding)
             }
             Route::Balanced(balancer) => {
                 if let Some((endpoint, load)) = balancer.sole() {
@@ -275,12 +286,12 @@ impl Channel {
                         None,
                         method.name,
                         self.options.timeout(),
-                        self.encode_request(method.name, method.id, args),
+                        self.encode_request(method.name, method.id, args, trace),
                     );
-                    return Call::sole(attempt, load, decode, map);
+                    return Call::sole(attempt, load, decoding);
                 }
                 let request = self
-                    .encode_request(method.name, method.id, args)
+                    .encode_request(method.name, method.id, args, trace)
                     .map(FrameBuf::finish);
                 let run = balanced::run(
                     balancer.clone(),
@@ -290,7 +301,7 @@ impl Channel {
                     self.options.timeout(),
                     crate::context::current_deadline(),
                 );
-                Call::balanced(method.name, Box::pin(run), decode, map)
+                Call::balanced(method.name, Box::pin(run), decoding)
             }
         }
     }
@@ -306,7 +317,8 @@ impl Channel {
         outbound: Option<Encoder>,
     ) -> Pin<Box<dyn Future<Output = Result<Opened, Error>> + Send>> {
         let timeout = self.options.timeout_for(method.no_deadline);
-        let frame = self.encode_request(method.name, method.id, args);
+        let (mut observed, trace) = self.observe(method.name);
+        let frame = self.encode_request(method.name, method.id, args, trace.as_ref());
         // The stream the call sends is compressed as its request would be,
         // for whichever server it goes to.
         let compress = Compressor::new(
@@ -334,15 +346,22 @@ impl Channel {
         };
         let config = self.config();
         if config.interceptors.is_empty() {
-            return Box::pin(Opened::open(method.name, attempt(frame), balanced));
+            let span = observed.span().clone();
+            let opened = Opened::open(method.name, attempt(frame), balanced).instrument(span);
+            return Box::pin(async move {
+                let opened = opened.await;
+                record_opened(&mut observed, &opened);
+                opened
+            });
         }
         // As `intercepted` does for other calls.
         let chain = config.interceptors.clone();
         let max_metadata = config.max_metadata;
-        let sent = self.options.metadata().clone();
+        let sent = self.sent_metadata(trace.as_ref());
         let info =
             Chain::info(method.name, Side::Client, true, sent.clone()).on_client(self.address());
-        Box::pin(async move {
+        let span = observed.span().clone();
+        let opened = async move {
             let mut around = chain.around(info, None);
             if let Err(rejection) = around.admit().await {
                 return Err(rejection.into_error(method.name));
@@ -361,23 +380,25 @@ impl Channel {
                 Ok(opened) => around.finish(opened.failure().as_ref().map_or(Ok(()), Err)),
                 Err(e) => around.finish(Err(e)),
             }
+            record_opened(&mut observed, &opened);
             opened
-        })
+        };
+        Box::pin(opened.instrument(span))
     }
 
     /// A call with the channel's interceptors around it (see
     /// `intercepted.rs`): sent as it would be without them, once they let
     /// it through.
-    fn intercepted<A: Serialize + ?Sized>(&self, method: Method, args: &A) -> Run {
+    fn intercepted<A: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        args: &A,
+        trace: Option<&TraceContext>,
+    ) -> Run {
         let config = self.config();
-        let info = Chain::info(
-            method.name,
-            Side::Client,
-            false,
-            self.options.metadata().clone(),
-        )
-        .on_client(self.address());
-        let request = self.encode_request(method.name, method.id, args);
+        let sent = self.sent_metadata(trace);
+        let info = Chain::info(method.name, Side::Client, false, sent).on_client(self.address());
+        let request = self.encode_request(method.name, method.id, args, trace);
         let timeout = self.options.timeout();
         let inherited = crate::context::current_deadline();
         let route = self.route.clone();
@@ -404,11 +425,31 @@ impl Channel {
         )
     }
 
+    /// A call's span and metrics, and the trace context it sends.
+    fn observe(&self, method: &'static str) -> (Observed, Option<TraceContext>) {
+        let (observed, trace) = Observed::client(method);
+        if observed.records()
+            && let Route::One { endpoint, .. } = &self.route
+        {
+            observed.record_server(&endpoint.address());
+        }
+        (observed, trace)
+    }
+
+    /// The metadata a call sends: the handle's, with `trace` added.
+    fn sent_metadata(&self, trace: Option<&TraceContext>) -> Metadata {
+        let metadata = self.options.metadata();
+        trace
+            .and_then(|trace| trace.add_to(metadata))
+            .unwrap_or_else(|| metadata.clone())
+    }
+
     fn encode_request<A: Serialize + ?Sized>(
         &self,
         method: &'static str,
         method_id: u64,
         args: &A,
+        trace: Option<&TraceContext>,
     ) -> Result<FrameBuf, Error> {
         // Room for small arguments in place (see `FrameBuf`).
         let mut frame = FrameBuf::new(Kind::Request, 0, RequestHead::LEN + 16);
@@ -418,7 +459,8 @@ impl Channel {
         }
         .write(&mut frame);
         let config = self.config();
-        let metadata = self.options.metadata();
+        let traced = trace.and_then(|trace| trace.add_to(self.options.metadata()));
+        let metadata = traced.as_ref().unwrap_or(self.options.metadata());
         if !metadata.is_empty() {
             metadata
                 .check(config.max_metadata)
@@ -483,5 +525,14 @@ impl Channel {
                 .reduce(|a, b| a | b),
         };
         known.unwrap_or(compression::built_features())
+    }
+}
+
+/// Records a streaming call's outcome as its Response says: its streams
+/// go on after it, and end with the values they deliver.
+fn record_opened(observed: &mut Observed, opened: &Result<Opened, Error>) {
+    match opened {
+        Ok(opened) => observed.finish_failure(opened.failure().as_ref()),
+        Err(e) => observed.finish_failure(Some(e)),
     }
 }

@@ -8,6 +8,7 @@ fn ctx(call_id: u64) -> Context {
         method: "Svc.m",
         metadata: None,
         reply_metadata: None,
+        trace: None,
     }
 }
 

@@ -209,6 +209,25 @@ impl Status {
         })
     }
 
+    /// Its name, as spans and metrics give a call's outcome (the name of
+    /// the `rpc::Error` variant it becomes).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "Ok",
+            Status::UnknownMethod => "UnknownMethod",
+            Status::Decode => "Decode",
+            Status::Panicked => "Panicked",
+            Status::DeadlineExceeded => "DeadlineExceeded",
+            Status::Overloaded => "Overloaded",
+            Status::ShuttingDown => "ShuttingDown",
+            Status::FrameTooLarge => "FrameTooLarge",
+            Status::Aborted => "Aborted",
+            Status::InvalidMetadata => "InvalidMetadata",
+            Status::Unauthenticated => "Unauthenticated",
+            Status::PermissionDenied => "PermissionDenied",
+        }
+    }
+
     /// A StreamEnd payload: this status and a message (cut as a reply's).
     pub(crate) fn end_payload(self, message: &str) -> Vec<u8> {
         let message = bounded(message);

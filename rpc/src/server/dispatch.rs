@@ -53,6 +53,23 @@ impl Reply {
         (self.frame, self.stream)
     }
 
+    /// Its status (the Response's first byte).
+    pub(crate) fn status(&self) -> Status {
+        let frame: &[u8] = match &self.frame {
+            Outgoing::Bytes(b) => b,
+            Outgoing::Buf(f) => f.as_slice(),
+        };
+        frame
+            .get(LEN_PREFIX + crate::protocol::HEADER_LEN)
+            .and_then(|&b| Status::from_u8(b))
+            .unwrap_or(Status::Ok)
+    }
+
+    /// A stream follows it.
+    pub(crate) fn streams(&self) -> bool {
+        self.stream.is_some()
+    }
+
     /// The error a caller gets from this reply, if it is a failure.
     pub(crate) fn error(&self, method: &'static str, budget: std::time::Duration) -> Option<Error> {
         let frame: &[u8] = match &self.frame {

@@ -99,7 +99,7 @@ pub(crate) use flow::{End, Flow};
 pub(crate) use inbound::Inbound;
 #[cfg(feature = "hooks")]
 pub(crate) use pump::encode;
-pub(crate) use pump::{Encoder, pump};
+pub(crate) use pump::{Encoder, Pumped, pump};
 
 /// The window of unconsumed bytes each side grants each stream it receives,
 /// unless configured: 256 KiB, four times HTTP/2's initial stream window

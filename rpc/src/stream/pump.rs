@@ -141,10 +141,16 @@ enum Step {
 /// [`STREAM_BACKLOG`](super::flow::STREAM_BACKLOG) bytes for the peer, it
 /// waits (a peer that grants credit it never consumes, or a huge window,
 /// and reads nothing, holds it back all the same).
-pub(crate) async fn pump(flow: &Flow, items: &mut Encoder, limit: usize, compress: Compressor) {
+pub(crate) async fn pump(
+    flow: &Flow,
+    items: &mut Encoder,
+    limit: usize,
+    compress: Compressor,
+) -> Pumped {
     let items = items.0.get_mut().unwrap_or_else(|e| e.into_inner());
     let id = flow.id();
     let mut batch = BytesMut::new();
+    let mut total: u64 = 0;
     let end = loop {
         flow.room().await;
         let step = std::future::poll_fn(|cx| {
@@ -192,6 +198,7 @@ pub(crate) async fn pump(flow: &Flow, items: &mut Encoder, limit: usize, compres
                         Ok(Poll::Ready(Some(Err(end)))) => Batched::End(end),
                         Ok(Poll::Ready(Some(Ok(())))) => {
                             sent += 1;
+                            total += 1;
                             // Small items stay as they are (the threshold).
                             let value_at = start + LEN_PREFIX + HEADER_LEN;
                             compress_value(&mut batch, start, value_at, compress);
@@ -218,7 +225,22 @@ pub(crate) async fn pump(flow: &Flow, items: &mut Encoder, limit: usize, compres
             Step::BackedUp => tokio::task::coop::consume_budget().await,
         }
     };
+    let status = end.as_ref().and_then(|end| end.first().copied());
     if let Some(end) = end {
         flow.finish(&end);
     }
+    Pumped {
+        status,
+        items: total,
+    }
+}
+
+/// How a pumped stream ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pumped {
+    /// The status its StreamEnd carried; `None` if it was never sent (the
+    /// stream was cancelled, or its connection went).
+    pub(crate) status: Option<u8>,
+    /// Items sent.
+    pub(crate) items: u64,
 }

@@ -9,17 +9,22 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::{Driver, End, Parked};
 use crate::context::Context;
 use crate::deadline;
 use crate::error::panic_message;
 use crate::intercept::{Chain, Side};
+use crate::observe::TraceContext;
+use crate::observe::call::Observed;
+use crate::observe::metrics;
 use crate::protocol::Status;
 use crate::server::calls::Finish;
-use crate::server::dispatch::Following;
+use crate::server::dispatch::{Following, Reply};
 use crate::server::intercepted;
 use crate::stream;
+use crate::stream::Pumped;
 
 impl Driver {
     /// Starts a handler. On a current-thread runtime its first poll runs
@@ -50,8 +55,11 @@ impl Driver {
         // frame budget: its bytes are the handler's now.
         drop(grant);
         let duplicate = || Some(End::Protocol(format!("call id {id} is already in flight")));
+        let incoming = metadata.as_deref().and_then(TraceContext::from_metadata);
+        let (mut observed, trace) = Observed::server(method, id, &self.peer, incoming);
         if deadline <= now {
             let message = format!("the {budget:?} budget ran out before a handler was free");
+            observed.finish(Status::DeadlineExceeded.name(), Some(&message));
             let _ = self
                 .outbox
                 .send(Status::DeadlineExceeded.reply(id, &message));
@@ -64,6 +72,7 @@ impl Driver {
             method,
             metadata,
             reply_metadata: None,
+            trace,
         };
         let interceptors = &self.shared.config.interceptors;
         let handler = if interceptors.is_empty() {
@@ -73,7 +82,9 @@ impl Driver {
                 .on_server(self.peer.clone(), id);
             intercepted::around(interceptors.clone(), info, handler, id, deadline, budget)
         };
-        let mut run = AssertUnwindSafe(ctx.scope(handler)).catch_unwind();
+        // The handler runs in the call's span: what it logs is the call's.
+        let in_span = ctx.scope(handler).instrument(observed.span().clone());
+        let mut run = AssertUnwindSafe(in_span).catch_unwind();
         // On a current-thread runtime, polled once with the driver's waker:
         // whatever the handler waits on registers it, and the handler's own
         // task re-registers its waker on its first poll (a future wakes the
@@ -89,6 +100,7 @@ impl Driver {
                 let reply = done.unwrap_or_else(|panic| {
                     Status::Panicked.reply(id, &panic_message(&*panic)).into()
                 });
+                record_reply(&mut observed, &reply, method, budget);
                 // Not a streaming call: the reply is all there is.
                 let _ = self.outbox.send(reply.into_parts().0);
                 return None;
@@ -124,6 +136,10 @@ impl Driver {
                         .reply(id, &format!("the handler ran past its {budget:?} budget"))
                         .into(),
                 };
+                let streams = reply.streams();
+                if !streams {
+                    record_reply(&mut observed, &reply, method, budget);
+                }
                 let (frame, following) = reply.into_parts();
                 match following {
                     None => calls.finish_with(id, seq, || {
@@ -133,7 +149,21 @@ impl Driver {
                         // The handler slot is free again (the handler
                         // returned); the stream keeps its call open.
                         let _ = outbox.send(frame);
-                        send_stream(*following, deadline, budget, reply_limit).await;
+                        let end = send_stream(*following, deadline, budget, reply_limit).await;
+                        metrics::stream_items(
+                            metrics::Side::Server,
+                            method,
+                            true,
+                            end.items as usize,
+                        );
+                        let status = end.status.and_then(Status::from_u8);
+                        match status {
+                            Some(Status::Ok) => observed.finish("Ok", None),
+                            Some(status) => {
+                                observed.finish(status.name(), Some(&"the stream ended"))
+                            }
+                            None => observed.finish("Cancelled", None),
+                        }
                         calls.finish(id, seq);
                     }
                 }
@@ -146,8 +176,30 @@ impl Driver {
     }
 }
 
-/// Sends the stream a handler returned, within the call's deadline.
-async fn send_stream(following: Following, deadline: Instant, budget: Duration, limit: usize) {
+/// Records a reply's outcome as the call's: its status, and the message of
+/// a failure (read only if the span records it).
+fn record_reply(observed: &mut Observed, reply: &Reply, method: &'static str, budget: Duration) {
+    match reply.status() {
+        Status::Ok => observed.finish("Ok", None),
+        status => match observed
+            .records()
+            .then(|| reply.error(method, budget))
+            .flatten()
+        {
+            Some(error) => observed.finish(status.name(), Some(&error)),
+            None => observed.finish(status.name(), Some(&status.name())),
+        },
+    }
+}
+
+/// Sends the stream a handler returned, within the call's deadline; how it
+/// ended.
+async fn send_stream(
+    following: Following,
+    deadline: Instant,
+    budget: Duration,
+    limit: usize,
+) -> Pumped {
     let Following {
         mut items,
         call,
@@ -155,12 +207,16 @@ async fn send_stream(following: Following, deadline: Instant, budget: Duration, 
     } = following;
     call.replying();
     let flow = &call.open.flow;
-    if deadline::run_until(deadline, stream::pump(flow, &mut items, limit, compress))
-        .await
-        .is_none()
-    {
-        let message = format!("the stream ran past its {budget:?} budget");
-        flow.finish(&Status::DeadlineExceeded.end_payload(&message));
+    match deadline::run_until(deadline, stream::pump(flow, &mut items, limit, compress)).await {
+        Some(pumped) => pumped,
+        None => {
+            let message = format!("the stream ran past its {budget:?} budget");
+            flow.finish(&Status::DeadlineExceeded.end_payload(&message));
+            Pumped {
+                status: Some(Status::DeadlineExceeded as u8),
+                items: 0,
+            }
+        }
     }
 }
 

@@ -1,0 +1,233 @@
+//! One call as an operator sees it, on either side: its span, opened when
+//! the call starts and closed with its outcome, and its metrics. A call's
+//! [`Observed`] is made where the call starts and finished where its fate
+//! is decided; dropped unfinished, the call was cancelled (the client
+//! dropped it, the connection went).
+//!
+//! With no subscriber listening (or none at INFO for this crate), a span
+//! costs a check of a cached level per call: its fields are not evaluated
+//! and nothing is allocated. Without the `metrics` feature no clock is read.
+
+use std::fmt::Display;
+
+use tracing::Span;
+use tracing::field::Empty;
+
+use super::metrics::{self, Side};
+use super::trace::TraceContext;
+use crate::Error;
+use crate::transport::Peer;
+
+/// `rpc.system`: this library's protocol (its Hello's magic says ZRPC).
+pub const SYSTEM: &str = "zrpc";
+
+/// A call being observed.
+#[derive(Debug)]
+pub(crate) struct Observed {
+    span: Span,
+    side: Side,
+    method: &'static str,
+    metrics: metrics::Call,
+    done: bool,
+}
+
+/// `"Service.method"` as its two parts.
+pub(crate) fn split(method: &str) -> (&str, &str) {
+    method.rsplit_once('.').unwrap_or(("", method))
+}
+
+/// `"Service/method"`: the span name the conventions give an RPC.
+fn otel_name(method: &str) -> String {
+    let (service, name) = split(method);
+    format!("{service}/{name}")
+}
+
+impl Observed {
+    /// A call of `method` a server took in from `peer`, with the trace
+    /// context its metadata carried. Gives the context the handler's
+    /// calls continue: a new span's, or the caller's forwarded as it came
+    /// when no span is recorded here (an intermediary that does not trace
+    /// passes the context on unchanged).
+    pub(crate) fn server(
+        method: &'static str,
+        call_id: u64,
+        peer: &Peer,
+        incoming: Option<TraceContext>,
+    ) -> (Observed, Option<TraceContext>) {
+        // A root: the driver's task is no parent of the call; the caller,
+        // across the wire, is (through the trace ids below).
+        let span = tracing::info_span!(
+            parent: None,
+            "rpc.server",
+            otel.kind = "server",
+            otel.name = otel_name(method),
+            rpc.system = SYSTEM,
+            rpc.service = split(method).0,
+            rpc.method = split(method).1,
+            rpc.call_id = call_id,
+            network.peer.address = Empty,
+            network.peer.port = Empty,
+            trace_id = Empty,
+            span_id = Empty,
+            parent_span_id = Empty,
+            rpc.status = Empty,
+            otel.status_code = Empty,
+            error.message = Empty,
+        );
+        let trace = if span.is_disabled() {
+            incoming
+        } else {
+            match peer.addr() {
+                Some(addr) => {
+                    span.record("network.peer.address", tracing::field::display(addr.ip()));
+                    span.record("network.peer.port", addr.port());
+                }
+                None => {
+                    span.record("network.peer.address", tracing::field::display(peer));
+                }
+            }
+            if let Some(parent) = &incoming {
+                span.record("parent_span_id", parent.span_id_hex());
+            }
+            super::otel::set_parent(&span, incoming.as_ref());
+            let trace = super::otel::context_of(&span)
+                .or_else(|| incoming.as_ref().map(TraceContext::child))
+                .unwrap_or_else(TraceContext::root);
+            record_ids(&span, &trace);
+            Some(trace)
+        };
+        let observed = Observed {
+            span,
+            side: Side::Server,
+            method,
+            metrics: metrics::Call::start(Side::Server, method),
+            done: false,
+        };
+        (observed, trace)
+    }
+
+    /// A call of `method` a client makes, from within the current span, and
+    /// within the handler's trace if it is made from a handler. Gives the
+    /// trace context to send: a new span's if this one is recorded, else the
+    /// handler's as it came, else none.
+    pub(crate) fn client(method: &'static str) -> (Observed, Option<TraceContext>) {
+        let span = tracing::info_span!(
+            "rpc.client",
+            otel.kind = "client",
+            otel.name = otel_name(method),
+            rpc.system = SYSTEM,
+            rpc.service = split(method).0,
+            rpc.method = split(method).1,
+            server.address = Empty,
+            trace_id = Empty,
+            span_id = Empty,
+            parent_span_id = Empty,
+            rpc.status = Empty,
+            otel.status_code = Empty,
+            error.message = Empty,
+        );
+        let inherited = crate::context::current_trace();
+        let trace = if span.is_disabled() {
+            inherited
+        } else {
+            if let Some(parent) = &inherited {
+                span.record("parent_span_id", parent.span_id_hex());
+            }
+            let trace = super::otel::context_of(&span)
+                .or_else(|| inherited.as_ref().map(TraceContext::child))
+                .unwrap_or_else(TraceContext::root);
+            record_ids(&span, &trace);
+            Some(trace)
+        };
+        let observed = Observed {
+            span,
+            side: Side::Client,
+            method,
+            metrics: metrics::Call::start(Side::Client, method),
+            done: false,
+        };
+        (observed, trace)
+    }
+
+    /// Whether the span is recorded (a subscriber listens): what only it
+    /// shows need not be worked out otherwise.
+    pub(crate) fn records(&self) -> bool {
+        !self.span.is_disabled()
+    }
+
+    /// The span, to run the call's work in.
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Records how the call ended: `status` is the name of its outcome
+    /// (`"Ok"`, or a status or error kind), with the error's text if any.
+    pub(crate) fn finish(&mut self, status: &'static str, error: Option<&dyn Display>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        if !self.span.is_disabled() {
+            self.span.record("rpc.status", status);
+            if let Some(error) = error {
+                self.span.record("otel.status_code", "ERROR");
+                self.span
+                    .record("error.message", tracing::field::display(error));
+            }
+        }
+        self.metrics.finish(self.side, self.method, status);
+    }
+
+    /// Records the server a client's call goes to.
+    pub(crate) fn record_server(&self, server: &dyn Display) {
+        self.span
+            .record("server.address", tracing::field::display(server));
+    }
+
+    /// Records the outcome of a client's call.
+    pub(crate) fn finish_client<T>(&mut self, outcome: &Result<T, Error>) {
+        self.finish_failure(outcome.as_ref().err());
+    }
+
+    /// Records a call's outcome: `failure`, or none.
+    pub(crate) fn finish_failure(&mut self, failure: Option<&Error>) {
+        match failure {
+            None => self.finish("Ok", None),
+            Some(e) => self.finish(error_name(e), Some(e)),
+        }
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        self.finish("Cancelled", None);
+    }
+}
+
+fn record_ids(span: &Span, trace: &TraceContext) {
+    span.record("trace_id", trace.trace_id_hex());
+    span.record("span_id", trace.span_id_hex());
+}
+
+/// The outcome an error stands for, as spans and metrics name it: its
+/// variant's name (the statuses that travel have the same names).
+pub(crate) fn error_name(e: &Error) -> &'static str {
+    match e {
+        Error::DeadlineExceeded { .. } => "DeadlineExceeded",
+        Error::Disconnected { .. } => "Disconnected",
+        Error::UnknownMethod { .. } => "UnknownMethod",
+        Error::Overloaded { .. } => "Overloaded",
+        Error::ShuttingDown { .. } => "ShuttingDown",
+        Error::Aborted { .. } => "Aborted",
+        Error::Panicked { .. } => "Panicked",
+        Error::FrameTooLarge { .. } => "FrameTooLarge",
+        Error::Decode { .. } => "Decode",
+        Error::Encode { .. } => "Encode",
+        Error::Protocol { .. } => "Protocol",
+        Error::Io { .. } => "Io",
+        Error::InvalidMetadata { .. } => "InvalidMetadata",
+        Error::Unauthenticated { .. } => "Unauthenticated",
+        Error::PermissionDenied { .. } => "PermissionDenied",
+        Error::Config(_) => "Config",
+    }
+}
