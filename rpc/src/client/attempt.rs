@@ -237,7 +237,7 @@ impl Attempt {
         ) {
             Tried::Sent(call) => {
                 if let Some(stream) = &mut self.stream {
-                    stream.start_pump(&call);
+                    stream.start_pump(&call, self.method);
                 }
                 Ok(Step::InFlight(call))
             }

@@ -23,6 +23,7 @@ use super::method::Method;
 use super::reply::decode_response;
 use crate::Error;
 use crate::codec;
+use crate::observe::metrics::{self, Side};
 use crate::protocol::{Compressor, Payload};
 use crate::stream::{self, Encoder, Inbound, Stream};
 
@@ -111,7 +112,7 @@ impl Opened {
             return Err(Error::disconnected(self.method, why, true));
         };
         let call = call.map(|c| Box::new(c) as Box<dyn Send + Sync>);
-        let inbound = Inbound::new(flow, self.method, self.budget, call);
+        let inbound = Inbound::new(flow, self.method, self.budget, Side::Client, call);
         Ok(Stream::remote(inbound, codec::decode::<T>))
     }
 }
@@ -248,7 +249,7 @@ pub(super) struct Streaming {
 impl Streaming {
     /// The call's request is queued on `call`'s connection: its stream
     /// follows, sent by a task of its own as the server's credit allows.
-    pub(super) fn start_pump(&mut self, call: &InFlight) {
+    pub(super) fn start_pump(&mut self, call: &InFlight, method: &'static str) {
         let (Some(mut items), Some(flow)) = (self.outbound.take(), call.flow().cloned()) else {
             return;
         };
@@ -259,6 +260,9 @@ impl Streaming {
             algorithm: self.compress.algorithm.if_accepted(peer),
             ..self.compress
         };
-        tokio::spawn(async move { stream::pump(&flow, &mut items, limit, compress).await });
+        tokio::spawn(async move {
+            let pumped = stream::pump(&flow, &mut items, limit, compress).await;
+            metrics::stream_items(Side::Client, method, true, pumped.items as usize);
+        });
     }
 }

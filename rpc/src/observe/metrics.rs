@@ -82,45 +82,25 @@ impl Call {
 /// An open connection, counted while this lives.
 #[derive(Debug)]
 pub(crate) struct Connection {
+    #[cfg(feature = "metrics")]
     side: Side,
 }
 
 impl Connection {
     pub(crate) fn open(side: Side) -> Connection {
         #[cfg(feature = "metrics")]
-        match side {
-            Side::Client => metrics::gauge!("rpc_client_connections").increment(1),
-            Side::Server => metrics::gauge!("rpc_server_connections").increment(1),
-        }
-        Connection { side }
-    }
-
-    /// `n` bytes read from the peer.
-    #[inline]
-    pub(crate) fn received(&self, n: usize) {
-        #[cfg(feature = "metrics")]
-        match self.side {
-            Side::Client => {
-                metrics::counter!("rpc_client_bytes_received_total").increment(n as u64)
+        {
+            match side {
+                Side::Client => metrics::gauge!("rpc_client_connections").increment(1),
+                Side::Server => metrics::gauge!("rpc_server_connections").increment(1),
             }
-            Side::Server => {
-                metrics::counter!("rpc_server_bytes_received_total").increment(n as u64)
-            }
+            Connection { side }
         }
         #[cfg(not(feature = "metrics"))]
-        let _ = n;
-    }
-
-    /// `n` bytes written to the peer.
-    #[inline]
-    pub(crate) fn sent(&self, n: usize) {
-        #[cfg(feature = "metrics")]
-        match self.side {
-            Side::Client => metrics::counter!("rpc_client_bytes_sent_total").increment(n as u64),
-            Side::Server => metrics::counter!("rpc_server_bytes_sent_total").increment(n as u64),
+        {
+            let _ = side;
+            Connection {}
         }
-        #[cfg(not(feature = "metrics"))]
-        let _ = n;
     }
 }
 
@@ -130,6 +110,102 @@ impl Drop for Connection {
         match self.side {
             Side::Client => metrics::gauge!("rpc_client_connections").decrement(1),
             Side::Server => metrics::gauge!("rpc_server_connections").decrement(1),
+        }
+    }
+}
+
+/// `link` with the bytes read and written through it counted (feature
+/// `metrics`; without it, `link` as it is).
+pub(crate) fn count_bytes(link: crate::transport::Link, side: Side) -> crate::transport::Link {
+    #[cfg(feature = "metrics")]
+    {
+        use crate::transport::Link;
+        let (received, sent) = match side {
+            Side::Client => (
+                metrics::counter!("rpc_client_bytes_received_total"),
+                metrics::counter!("rpc_client_bytes_sent_total"),
+            ),
+            Side::Server => (
+                metrics::counter!("rpc_server_bytes_received_total"),
+                metrics::counter!("rpc_server_bytes_sent_total"),
+            ),
+        };
+        let Link { read, write, peer } = link;
+        let read = Box::new(counted::Counted {
+            io: read,
+            bytes: received,
+        });
+        let write = Box::new(counted::Counted {
+            io: write,
+            bytes: sent,
+        });
+        Link::from_halves(read, write, peer)
+    }
+    #[cfg(not(feature = "metrics"))]
+    {
+        let _ = side;
+        link
+    }
+}
+
+#[cfg(feature = "metrics")]
+mod counted {
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, ready};
+
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    /// An I/O half whose every byte through it adds to `bytes`.
+    pub(super) struct Counted<T> {
+        pub(super) io: T,
+        pub(super) bytes: metrics::Counter,
+    }
+
+    impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
+            self.bytes.increment((buf.filled().len() - before) as u64);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, buf))?;
+            self.bytes.increment(n as u64);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, bufs))?;
+            self.bytes.increment(n as u64);
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.io.is_write_vectored()
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.io).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.io).poll_shutdown(cx)
         }
     }
 }
@@ -186,19 +262,34 @@ pub(crate) enum Again {
     Hedge,
 }
 
-/// A balanced channel's endpoint moved from one state to another (each
-/// named as `EndpointSnapshot`'s state prints); `None` for a server that
-/// joins or leaves the set.
-pub(crate) fn endpoint_moved(from: Option<&'static str>, to: Option<&'static str>) {
-    #[cfg(feature = "metrics")]
-    {
-        if let Some(from) = from {
-            metrics::gauge!("rpc_client_endpoints", "state" => from).decrement(1);
-        }
-        if let Some(to) = to {
-            metrics::gauge!("rpc_client_endpoints", "state" => to).increment(1);
+/// One balanced channel's share of the `rpc_client_endpoints` gauge: what
+/// it added for each state, so that channels add up and a dropped one
+/// takes its share back.
+#[cfg(feature = "metrics")]
+#[derive(Debug, Default)]
+pub(crate) struct EndpointStates {
+    counts: [u32; 4],
+}
+
+#[cfg(feature = "metrics")]
+impl EndpointStates {
+    const NAMES: [&'static str; 4] = ["ejected", "not_serving", "connected", "disconnected"];
+
+    /// The channel now has `counts` servers in each state of [`Self::NAMES`].
+    pub(crate) fn set(&mut self, counts: [u32; 4]) {
+        for ((name, old), new) in Self::NAMES.iter().zip(&mut self.counts).zip(counts) {
+            if *old != new {
+                let gauge = metrics::gauge!("rpc_client_endpoints", "state" => *name);
+                gauge.increment(f64::from(new) - f64::from(*old));
+                *old = new;
+            }
         }
     }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (from, to);
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for EndpointStates {
+    fn drop(&mut self) {
+        self.set([0; 4]);
+    }
 }

@@ -26,6 +26,7 @@ use super::Shared;
 use super::calls::{Abuse, Calls};
 use super::dispatch::Handler;
 use super::streams::Streams;
+use crate::observe::metrics;
 use crate::protocol::{
     DRAIN_PING, FLAG_METADATA, FrameBuf, FrameCodec, FrameError, GoAwayReason, Hello, Kind,
 };
@@ -49,6 +50,8 @@ const READ_AHEAD_WHILE_PAUSED: usize = FREE_BYTES;
 /// Serves one connection until the peer leaves, a limit closes it, or the
 /// server shuts down.
 pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
+    let _counted = metrics::Connection::open(metrics::Side::Server);
+    let link = metrics::count_bytes(link, metrics::Side::Server);
     let Link {
         read,
         write: mut w,

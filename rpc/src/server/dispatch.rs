@@ -14,6 +14,7 @@ use super::id_map::IdMap;
 use super::streams::Registration;
 use crate::Error;
 use crate::codec;
+use crate::observe::metrics::Side;
 use crate::protocol::{
     Compressor, FLAG_METADATA, FrameBuf, Kind, LEN_PREFIX, Payload, SERVER_COULD_NOT_ENCODE, Status,
 };
@@ -218,7 +219,13 @@ impl Call {
         match &self.stream {
             Some(call) => {
                 let open = &call.open;
-                let inbound = Inbound::new(open.flow.clone(), open.method, open.budget, None);
+                let inbound = Inbound::new(
+                    open.flow.clone(),
+                    open.method,
+                    open.budget,
+                    Side::Server,
+                    None,
+                );
                 Stream::remote(inbound, codec::decode::<T>)
             }
             None => Stream::empty(),

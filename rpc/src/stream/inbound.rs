@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::flow::{End, Flow};
 use crate::Error;
+use crate::observe::metrics::{self, Side};
 use crate::protocol::{ItemRun, Status};
 
 /// Items of one stream as they arrive, for [`super::Stream`] to decode.
@@ -23,6 +24,9 @@ pub(crate) struct Inbound {
     /// The call's budget, for a deadline error.
     budget: Duration,
     ended: bool,
+    /// Items handed out (reported to metrics when the stream goes).
+    items: u64,
+    side: Side,
     /// What keeps the call open while its stream is read (a client's call
     /// in flight, whose drop cancels the call), if anything.
     _call: Option<Box<dyn Send + Sync>>,
@@ -39,6 +43,7 @@ impl Inbound {
         flow: Arc<Flow>,
         method: &'static str,
         budget: Duration,
+        side: Side,
         call: Option<Box<dyn Send + Sync>>,
     ) -> Self {
         Inbound {
@@ -49,6 +54,8 @@ impl Inbound {
             method,
             budget,
             ended: false,
+            items: 0,
+            side,
             _call: call,
         }
     }
@@ -63,6 +70,7 @@ impl Inbound {
             match self.local.front_mut().map(ItemRun::next_item) {
                 Some(Some((at, cost))) => {
                     self.taken += cost;
+                    self.items += 1;
                     if self.taken >= self.threshold {
                         self.flow.grant(std::mem::take(&mut self.taken));
                     }
@@ -130,5 +138,6 @@ impl Drop for Inbound {
     /// server a handler may drop what it receives and go on sending.
     fn drop(&mut self) {
         self.flow.stop_receiving();
+        metrics::stream_items(self.side, self.method, false, self.items as usize);
     }
 }

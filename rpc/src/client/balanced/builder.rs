@@ -224,6 +224,11 @@ impl Balanced {
         let closed = balancer.closed.clone();
         let (sets, mut seen) = watch::channel(0u64);
         (self.start)(Arc::downgrade(&balancer), closed.clone(), sets);
+        #[cfg(feature = "metrics")]
+        tokio::spawn(super::probe::report_states(
+            Arc::downgrade(&balancer),
+            closed.clone(),
+        ));
         if let Some(every) = balancer.health_every {
             tokio::spawn(super::probe::probe(
                 Arc::downgrade(&balancer),

@@ -55,3 +55,38 @@ pub(super) async fn probe(balancer: Weak<Balancer>, every: Duration, closed: Can
         }
     }
 }
+
+/// Reports the channel's servers by state to the `rpc_client_endpoints`
+/// gauge every second, until the channel is dropped: each server counts
+/// once, as `ejected`, `not_serving`, `connected` or `disconnected` (in that
+/// order of precedence).
+#[cfg(feature = "metrics")]
+pub(super) async fn report_states(balancer: Weak<Balancer>, closed: CancellationToken) {
+    let mut states = crate::observe::metrics::EndpointStates::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = closed.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(members) = balancer.upgrade().map(|b| b.members()) else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        let mut counts = [0; 4];
+        for member in members.iter() {
+            let state = if member.is_ejected(now) {
+                0
+            } else if !member.serving.load(Ordering::Relaxed) {
+                1
+            } else if member.endpoint.usable().is_some() {
+                2
+            } else {
+                3
+            };
+            counts[state] += 1;
+        }
+        states.set(counts);
+    }
+}

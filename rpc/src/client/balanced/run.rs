@@ -22,6 +22,7 @@ use crate::Error;
 use crate::client::attempt::Attempt;
 use crate::client::method::Method;
 use crate::deadline;
+use crate::observe::metrics;
 use crate::protocol::{Payload, Status};
 
 /// Runs a call of `method` with the encoded `request` and the handle's
@@ -112,6 +113,7 @@ impl Running {
                 return Err(e);
             }
             tracing::debug!(method = self.method.name, error = %e, "retrying on another endpoint");
+            metrics::attempt_again(self.method.name, metrics::Again::Retry);
         }
     }
 
@@ -134,6 +136,7 @@ impl Running {
             Some(chosen) => self.attempt(chosen),
             None => return first.await,
         };
+        metrics::attempt_again(self.method.name, metrics::Again::Hedge);
         let second = std::pin::pin!(second);
         match select(first, second).await {
             Either::Left((Ended::Answered(p), _)) | Either::Right((Ended::Answered(p), _)) => {

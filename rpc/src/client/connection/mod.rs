@@ -30,6 +30,7 @@ use tokio::time::Instant;
 
 use super::Config;
 use crate::Error;
+use crate::observe::metrics;
 use crate::protocol::{
     FLAG_METADATA, FrameBuf, FrameCodec, Hello, Kind, LEN_PREFIX, RequestHead, features,
 };
@@ -81,6 +82,7 @@ pub(crate) enum NoSlot {
 impl Connection {
     /// Runs the handshake over `link` and starts the reader and writer.
     pub(crate) async fn start(link: Link, config: &Config) -> Result<Arc<Self>, Error> {
+        let link = metrics::count_bytes(link, metrics::Side::Client);
         let Link {
             read,
             mut write,
@@ -100,7 +102,7 @@ impl Connection {
         let lane = StateLane(shared.clone());
         let (outbox, writer) =
             transport::start_writer_on(write, config.write_batching, false, lane);
-        let reader = tokio::spawn(reader::read_loop(
+        let read_loop = reader::read_loop(
             reader,
             writer,
             shared.clone(),
@@ -108,7 +110,13 @@ impl Connection {
             config.keepalive_interval,
             config.keepalive_timeout,
             config.max_metadata,
-        ));
+        );
+        // Counted open while its reader runs: the connection's life.
+        let counted = metrics::Connection::open(metrics::Side::Client);
+        let reader = tokio::spawn(async move {
+            read_loop.await;
+            drop(counted);
+        });
         Ok(Arc::new(Connection {
             outbox,
             shared,
