@@ -75,6 +75,12 @@ impl TraceContext {
         })
     }
 
+    /// This context with vendors' `state` (dropped if over 512 bytes).
+    pub(crate) fn with_state(mut self, state: &str) -> TraceContext {
+        self.state = (state.len() <= MAX_TRACESTATE && !state.is_empty()).then(|| Arc::from(state));
+        self
+    }
+
     /// The same trace, with a new span of this side as the parent of the
     /// next hop.
     pub(crate) fn child(&self) -> TraceContext {
@@ -124,13 +130,11 @@ impl TraceContext {
         let trace_id = hex(&b[3..35])?;
         let span_id = hex(&b[36..52])? as u64;
         let flags = hex(&b[53..55])? as u8;
-        let state = tracestate
-            .filter(|s| s.len() <= MAX_TRACESTATE && !s.is_empty())
-            .map(Arc::from);
-        TraceContext::new(trace_id, span_id, flags & 1 != 0).map(|mut t| {
-            t.flags = flags;
-            t.state = state;
-            t
+        let mut context = TraceContext::new(trace_id, span_id, false)?;
+        context.flags = flags;
+        Some(match tracestate {
+            Some(state) => context.with_state(state),
+            None => context,
         })
     }
 
