@@ -21,15 +21,23 @@ use crate::transport::Peer;
 /// `rpc.system`: this library's protocol (its Hello's magic says ZRPC).
 pub const SYSTEM: &str = "zrpc";
 
-/// A call being observed.
+/// A call being observed: nothing (one word, no allocation) when neither
+/// its span is recorded nor metrics are built in, as a call's future is
+/// kept small.
 #[derive(Debug)]
-pub(crate) struct Observed {
+pub(crate) struct Observed(Option<Box<Watched>>);
+
+#[derive(Debug)]
+struct Watched {
     span: Span,
     side: Side,
     method: &'static str,
     metrics: metrics::Call,
     done: bool,
 }
+
+/// The span of a call nobody watches.
+static NO_SPAN: Span = Span::none();
 
 /// `"Service.method"` as its two parts.
 pub(crate) fn split(method: &str) -> (&str, &str) {
@@ -43,6 +51,19 @@ fn otel_name(method: &str) -> String {
 }
 
 impl Observed {
+    fn new(span: Span, side: Side, method: &'static str) -> Observed {
+        if span.is_disabled() && !cfg!(feature = "metrics") {
+            return Observed(None);
+        }
+        Observed(Some(Box::new(Watched {
+            span,
+            side,
+            method,
+            metrics: metrics::Call::start(side, method),
+            done: false,
+        })))
+    }
+
     /// A call of `method` a server took in from `peer`, with the trace
     /// context its metadata carried. Gives the context the handler's
     /// calls continue: a new span's, or the caller's forwarded as it came
@@ -96,14 +117,7 @@ impl Observed {
             record_ids(&span, &trace);
             Some(trace)
         };
-        let observed = Observed {
-            span,
-            side: Side::Server,
-            method,
-            metrics: metrics::Call::start(Side::Server, method),
-            done: false,
-        };
-        (observed, trace)
+        (Observed::new(span, Side::Server, method), trace)
     }
 
     /// A call of `method` a client makes, from within the current span, and
@@ -139,48 +153,44 @@ impl Observed {
             record_ids(&span, &trace);
             Some(trace)
         };
-        let observed = Observed {
-            span,
-            side: Side::Client,
-            method,
-            metrics: metrics::Call::start(Side::Client, method),
-            done: false,
-        };
-        (observed, trace)
+        (Observed::new(span, Side::Client, method), trace)
     }
 
     /// Whether the span is recorded (a subscriber listens): what only it
     /// shows need not be worked out otherwise.
     pub(crate) fn records(&self) -> bool {
-        !self.span.is_disabled()
+        !self.span().is_disabled()
     }
 
     /// The span, to run the call's work in.
     pub(crate) fn span(&self) -> &Span {
-        &self.span
+        self.0.as_ref().map_or(&NO_SPAN, |watched| &watched.span)
     }
 
     /// Records how the call ended: `status` is the name of its outcome
     /// (`"Ok"`, or a status or error kind), with the error's text if any.
     pub(crate) fn finish(&mut self, status: &'static str, error: Option<&dyn Display>) {
-        if self.done {
+        let Some(watched) = self.0.as_deref_mut() else {
+            return;
+        };
+        if watched.done {
             return;
         }
-        self.done = true;
-        if !self.span.is_disabled() {
-            self.span.record("rpc.status", status);
+        watched.done = true;
+        let span = &watched.span;
+        if !span.is_disabled() {
+            span.record("rpc.status", status);
             if let Some(error) = error {
-                self.span.record("otel.status_code", "ERROR");
-                self.span
-                    .record("error.message", tracing::field::display(error));
+                span.record("otel.status_code", "ERROR");
+                span.record("error.message", tracing::field::display(error));
             }
         }
-        self.metrics.finish(self.side, self.method, status);
+        watched.metrics.finish(watched.side, watched.method, status);
     }
 
     /// Records the server a client's call goes to.
     pub(crate) fn record_server(&self, server: &dyn Display) {
-        self.span
+        self.span()
             .record("server.address", tracing::field::display(server));
     }
 
