@@ -2,7 +2,7 @@
 //! one server span per call, with the OpenTelemetry RPC fields and the
 //! outcome, closed once; the server's span a child of the client's across
 //! the wire (W3C trace context in the call's metadata), through a chain of
-//! services; a streaming call's server span open until its stream ends.
+//! services; a streaming call's spans open until its stream ends.
 //!
 //! One subscriber serves the whole process (spans are made on the server's
 //! tasks, which no per-test default reaches), so each test calls methods of
@@ -279,7 +279,7 @@ async fn a_call_made_in_a_handler_continues_the_trace() {
 }
 
 #[tokio::test]
-async fn a_streaming_call_s_server_span_lasts_until_the_stream_ends() {
+async fn a_streaming_call_s_spans_last_until_the_stream_ends() {
     let (server, client) = serve().await;
     let mut items = client.count(1000).await.unwrap();
     let mut n = 0;
@@ -300,6 +300,13 @@ async fn a_streaming_call_s_server_span_lasts_until_the_stream_ends() {
     let statuses: Vec<&str> = spans
         .iter()
         .filter(|s| s.name == "rpc.server")
+        .map(|s| s.field("rpc.status"))
+        .collect();
+    assert_eq!(statuses, ["Ok", "Cancelled"], "{spans:#?}");
+    // The client's span, too, lasts until the stream it returned ends.
+    let statuses: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.name == "rpc.client")
         .map(|s| s.field("rpc.status"))
         .collect();
     assert_eq!(statuses, ["Ok", "Cancelled"], "{spans:#?}");

@@ -51,6 +51,24 @@ pub(crate) enum Extra {
     Tls,
     /// Requests and replies compressed with this algorithm.
     Compressed(rpc::Compression),
+    /// A `tracing` subscriber recording every span in the process (the
+    /// registry, with a layer that does nothing more): the calls' spans are
+    /// made, their fields recorded, entered and closed.
+    Traced,
+}
+
+/// Installs the span-recording subscriber of [`Extra::Traced`], once per
+/// process (the server and the client are in the same one).
+fn trace_every_span() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // A layer, even one that does nothing: the registry frees a closed
+        // span's data only when a layer stack closes it.
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_subscriber::layer::Identity::new());
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    });
 }
 
 /// Lets every call through and hears every outcome, doing nothing.
@@ -89,6 +107,7 @@ pub(crate) async fn serve(
             builder = builder.tls(config);
         }
         Extra::Compressed(c) => builder = builder.compression(c),
+        Extra::Traced => trace_every_span(),
     }
     let server = builder.bind("127.0.0.1:0").await.expect("rpc: bind");
     // Dropping the handle leaves the server running.
@@ -105,7 +124,7 @@ pub(crate) async fn connect(
     let builder = rpc::Channel::builder().write_batching(batching);
     let channel = match extra {
         Extra::Plain if counted => builder.connect_with(Counting(addr)).await,
-        Extra::Plain => builder.connect(addr).await,
+        Extra::Plain | Extra::Traced => builder.connect(addr).await,
         Extra::Intercepted => builder.interceptor(Noop).connect(addr).await,
         Extra::Tls => {
             let (ca, _) = certificates();

@@ -317,7 +317,7 @@ impl Channel {
         outbound: Option<Encoder>,
     ) -> Pin<Box<dyn Future<Output = Result<Opened, Error>> + Send>> {
         let timeout = self.options.timeout_for(method.no_deadline);
-        let (mut observed, trace) = self.observe(method.name);
+        let (observed, trace) = self.observe(method.name);
         let frame = self.encode_request(method.name, method.id, args, trace.as_ref());
         // The stream the call sends is compressed as its request would be,
         // for whichever server it goes to.
@@ -349,8 +349,8 @@ impl Channel {
             let span = observed.span().clone();
             let opened = Opened::open(method.name, attempt(frame), balanced).instrument(span);
             return Box::pin(async move {
-                let opened = opened.await;
-                record_opened(&mut observed, &opened);
+                let mut opened = opened.await;
+                record_opened(observed, &mut opened, returns_stream);
                 opened
             });
         }
@@ -375,12 +375,12 @@ impl Channel {
                 ),
                 frame => frame,
             };
-            let opened = Opened::open(method.name, attempt(frame), balanced).await;
+            let mut opened = Opened::open(method.name, attempt(frame), balanced).await;
             match &opened {
                 Ok(opened) => around.finish(opened.failure().as_ref().map_or(Ok(()), Err)),
                 Err(e) => around.finish(Err(e)),
             }
-            record_opened(&mut observed, &opened);
+            record_opened(observed, &mut opened, returns_stream);
             opened
         };
         Box::pin(opened.instrument(span))
@@ -528,11 +528,15 @@ impl Channel {
     }
 }
 
-/// Records a streaming call's outcome as its Response says: its streams
-/// go on after it, and end with the values they deliver.
-fn record_opened(observed: &mut Observed, opened: &Result<Opened, Error>) {
+/// Records a streaming call's outcome: a failed Response's, or the end of
+/// the stream the call returns, or (for a call that only sends one) its
+/// Response's value.
+fn record_opened(mut observed: Observed, opened: &mut Result<Opened, Error>, returns_stream: bool) {
     match opened {
-        Ok(opened) => observed.finish_failure(opened.failure().as_ref()),
+        Ok(opened) => match opened.failure() {
+            None if returns_stream => opened.observe_to_the_end(observed),
+            failure => observed.finish_failure(failure.as_ref()),
+        },
         Err(e) => observed.finish_failure(Some(e)),
     }
 }

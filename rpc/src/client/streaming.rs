@@ -23,6 +23,7 @@ use super::method::Method;
 use super::reply::decode_response;
 use crate::Error;
 use crate::codec;
+use crate::observe::call::Observed;
 use crate::observe::metrics::{self, Side};
 use crate::protocol::{Compressor, Payload};
 use crate::stream::{self, Encoder, Inbound, Stream};
@@ -57,6 +58,9 @@ pub(super) struct Opened {
     /// The call, open while the server's stream is read.
     call: Option<InFlight>,
     budget: Duration,
+    /// The call's span and metrics, for a call whose outcome is its
+    /// returned stream's end.
+    observed: Observed,
 }
 
 impl Opened {
@@ -80,7 +84,13 @@ impl Opened {
             payload: result?,
             call: attempt.take_open(),
             budget: attempt.budget(),
+            observed: Observed::none(),
         })
+    }
+
+    /// The call's outcome is its stream's end: recorded there.
+    pub(super) fn observe_to_the_end(&mut self, observed: Observed) {
+        self.observed = observed;
     }
 
     /// The error the Response stands for, if it is a failure.
@@ -112,7 +122,9 @@ impl Opened {
             return Err(Error::disconnected(self.method, why, true));
         };
         let call = call.map(|c| Box::new(c) as Box<dyn Send + Sync>);
-        let inbound = Inbound::new(flow, self.method, self.budget, Side::Client, call);
+        let observed = std::mem::replace(&mut self.observed, Observed::none());
+        let inbound =
+            Inbound::new(flow, self.method, self.budget, Side::Client, call).observed(observed);
         Ok(Stream::remote(inbound, codec::decode::<T>))
     }
 }

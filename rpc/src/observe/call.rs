@@ -33,7 +33,6 @@ struct Watched {
     side: Side,
     method: &'static str,
     metrics: metrics::Call,
-    done: bool,
 }
 
 /// The span of a call nobody watches.
@@ -51,6 +50,11 @@ fn otel_name(method: &str) -> String {
 }
 
 impl Observed {
+    /// Nothing to observe (a stream whose end is not a call's outcome).
+    pub(crate) const fn none() -> Observed {
+        Observed(None)
+    }
+
     fn new(span: Span, side: Side, method: &'static str) -> Observed {
         if span.is_disabled() && !cfg!(feature = "metrics") {
             return Observed(None);
@@ -60,7 +64,6 @@ impl Observed {
             side,
             method,
             metrics: metrics::Call::start(side, method),
-            done: false,
         })))
     }
 
@@ -170,13 +173,11 @@ impl Observed {
     /// Records how the call ended: `status` is the name of its outcome
     /// (`"Ok"`, or a status or error kind), with the error's text if any.
     pub(crate) fn finish(&mut self, status: &'static str, error: Option<&dyn Display>) {
-        let Some(watched) = self.0.as_deref_mut() else {
+        // Taken: the span closes with the outcome (unless its work still
+        // holds it), not whenever what carried it is dropped.
+        let Some(watched) = self.0.take() else {
             return;
         };
-        if watched.done {
-            return;
-        }
-        watched.done = true;
         let span = &watched.span;
         if !span.is_disabled() {
             span.record("rpc.status", status);

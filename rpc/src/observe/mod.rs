@@ -5,8 +5,9 @@
 //!
 //! Every call has one span on the client (`rpc.client`, from the call's
 //! start to its outcome, a child of the span current where it was made) and
-//! one on the server (`rpc.server`, around the handler; for a method that
-//! returns a stream, until the stream ends). Both are at level INFO, with
+//! one on the server (`rpc.server`, around the handler). For a method that
+//! returns a stream, both last until the stream ends (or, on the client,
+//! until it is dropped: `"Cancelled"`). Both are at level INFO, with
 //! the fields of OpenTelemetry's RPC semantic conventions:
 //!
 //! | field | value |

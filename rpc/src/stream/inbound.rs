@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::flow::{End, Flow};
 use crate::Error;
+use crate::observe::call::Observed;
 use crate::observe::metrics::{self, Side};
 use crate::protocol::{ItemRun, Status};
 
@@ -27,6 +28,8 @@ pub(crate) struct Inbound {
     /// Items handed out (reported to metrics when the stream goes).
     items: u64,
     side: Side,
+    /// The call's span and metrics, if the stream's end is the call's.
+    observed: Observed,
     /// What keeps the call open while its stream is read (a client's call
     /// in flight, whose drop cancels the call), if anything.
     _call: Option<Box<dyn Send + Sync>>,
@@ -56,8 +59,15 @@ impl Inbound {
             ended: false,
             items: 0,
             side,
+            observed: Observed::none(),
             _call: call,
         }
+    }
+
+    /// This stream's end is its call's outcome, recorded in `observed`.
+    pub(crate) fn observed(mut self, observed: Observed) -> Self {
+        self.observed = observed;
+        self
     }
 
     pub(crate) fn method(&self) -> &'static str {
@@ -83,6 +93,7 @@ impl Inbound {
                 None => {}
             }
             if self.ended {
+                self.observed.finish("Ok", None);
                 return Poll::Ready(None);
             }
             let Some(end) = ready!(self.flow.poll_take(cx, &mut self.local)) else {
@@ -93,6 +104,7 @@ impl Inbound {
             // call ended cleanly sends no Cancel).
             self._call = None;
             if let Some(e) = self.end_error(end) {
+                self.observed.finish_failure(Some(&e));
                 return Poll::Ready(Some(Err(e)));
             }
         }
