@@ -116,7 +116,7 @@ pub fn stream_item_into<T: Serialize>(
     call_id: u64,
     item: &T,
 ) -> Result<(), String> {
-    crate::stream::encode(item, call_id, MAX_FRAME, batch)
+    crate::stream::encode(crate::Format::Bincode, item, call_id, MAX_FRAME, batch)
         .map_err(|end| format!("the item did not encode ({} bytes of StreamEnd)", end.len()))
 }
 

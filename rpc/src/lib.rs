@@ -164,6 +164,7 @@ pub mod tls;
 pub mod transport;
 
 pub use client::Channel;
+pub use codec::Format;
 pub use compression::Compression;
 pub use error::Error;
 pub use metadata::Metadata;

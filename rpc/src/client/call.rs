@@ -25,7 +25,8 @@ use crate::protocol::Payload;
 #[must_use = "a call does nothing unless awaited"]
 pub struct Call<R, T> {
     route: Route,
-    /// Decodes the reply's value (see [`crate::codec::decode_flat`]).
+    /// Decodes the reply's value, in the channel's format (chosen when the
+    /// call is made: see `codec::decoder`).
     decode: fn(&[u8]) -> Result<R, String>,
     map: fn(R) -> T,
     _out: PhantomData<fn() -> R>,

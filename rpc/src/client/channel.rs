@@ -231,7 +231,8 @@ impl Channel {
         args: &A,
         map: fn(R) -> T,
     ) -> Call<R, T> {
-        self.start_call(method, args, codec::decode::<R>, map)
+        let decode = codec::decoder::<R>(self.config().format);
+        self.start_call(method, args, decode, map)
     }
 
     /// As [`call`](Self::call), for a reply of primitive scalars (a `()` or
@@ -244,7 +245,8 @@ impl Channel {
         args: &A,
         map: fn(R) -> T,
     ) -> Call<R, T> {
-        self.start_call(method, args, codec::decode_flat::<R>, map)
+        let decode = codec::flat_reply_decoder::<R>(self.config().format);
+        self.start_call(method, args, decode, map)
     }
 
     fn start_call<A: Serialize + ?Sized, R, T>(
@@ -333,8 +335,9 @@ impl Channel {
             })
         };
         let config = self.config();
+        let format = config.format;
         if config.interceptors.is_empty() {
-            return Box::pin(Opened::open(method.name, attempt(frame), balanced));
+            return Box::pin(Opened::open(method.name, attempt(frame), balanced, format));
         }
         // As `intercepted` does for other calls.
         let chain = config.interceptors.clone();
@@ -356,7 +359,7 @@ impl Channel {
                 ),
                 frame => frame,
             };
-            let opened = Opened::open(method.name, attempt(frame), balanced).await;
+            let opened = Opened::open(method.name, attempt(frame), balanced, format).await;
             match &opened {
                 Ok(opened) => around.finish(opened.failure().as_ref().map_or(Ok(()), Err)),
                 Err(e) => around.finish(Err(e)),
@@ -429,7 +432,7 @@ impl Channel {
         // The args, after the head and the metadata: what is compressed.
         let value_at = frame.len();
         let limit = config.max_frame + LEN_PREFIX;
-        codec::encode_into(args, &mut frame, limit).map_err(|e| match e {
+        codec::encode_as(config.format, args, &mut frame, limit).map_err(|e| match e {
             codec::EncodeError::TooLarge { size, limit } => Error::FrameTooLarge {
                 method,
                 what: "request",
@@ -453,7 +456,7 @@ impl Channel {
     }
 
     /// The settings of the channel's connections.
-    fn config(&self) -> &Config {
+    pub(super) fn config(&self) -> &Config {
         match &self.route {
             Route::One { endpoint, .. } => &endpoint.config,
             Route::Balanced(balancer) => &balancer.config,

@@ -1,5 +1,7 @@
-//! Payload serialization: bincode 2 over serde, behind this one seam, so another
-//! format can be offered later as a feature without touching the rest.
+//! Payload serialization: bincode 2 over serde, behind this one seam, and
+//! JSON beside it (feature `json`, see [`Format`] and `json.rs`). Which one
+//! a value goes through is a connection's choice, made at the handshake: a
+//! `match` on the [`Format`] per encode or decode, nothing boxed.
 //!
 //! Peer bytes are never trusted. Every decode here:
 //! - caps what bincode may allocate with `with_limit`: bincode 2 trusts length
@@ -13,7 +15,13 @@
 //!   2^63 elements would otherwise spin forever): see [`guard`];
 //! - refuses trailing bytes.
 
+mod format;
 mod guard;
+#[cfg(feature = "json")]
+mod json;
+
+pub use format::Format;
+pub(crate) use format::{Formats, refused};
 
 use bytes::BytesMut;
 use serde::Serialize;
@@ -120,6 +128,64 @@ pub(crate) fn encode_into<T: Serialize + ?Sized, S: Sink + ?Sized>(
     }
 }
 
+/// [`encode_into`] in `format`.
+#[inline]
+pub(crate) fn encode_as<T: Serialize + ?Sized, S: Sink + ?Sized>(
+    format: Format,
+    value: &T,
+    buf: &mut S,
+    limit: usize,
+) -> Result<(), EncodeError> {
+    match format {
+        Format::Bincode => encode_into(value, buf, limit),
+        #[cfg(feature = "json")]
+        Format::Json => json::encode_into(value, buf, limit),
+    }
+}
+
+/// [`decode`] in `format`.
+#[inline]
+pub(crate) fn decode_as<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T, String> {
+    match format {
+        Format::Bincode => decode(bytes),
+        #[cfg(feature = "json")]
+        Format::Json => json::decode(bytes),
+    }
+}
+
+/// [`decode_flat`] in `format`, for arguments (in JSON, a tuple is an array
+/// like any other, and the guard costs little beside the parsing).
+#[inline]
+pub(crate) fn decode_flat_as<T: FlatArgs>(format: Format, bytes: &[u8]) -> Result<T, String> {
+    match format {
+        Format::Bincode => decode_flat(bytes),
+        #[cfg(feature = "json")]
+        Format::Json => json::decode(bytes),
+    }
+}
+
+/// The decoder of a `T` in `format`, for a call or stream to keep.
+#[inline]
+pub(crate) fn decoder<T: DeserializeOwned>(format: Format) -> fn(&[u8]) -> Result<T, String> {
+    match format {
+        Format::Bincode => decode::<T>,
+        #[cfg(feature = "json")]
+        Format::Json => json::decode::<T>,
+    }
+}
+
+/// The decoder of a reply of primitive scalars in `format`: in bincode
+/// without the guard ([`decode_flat`]); in JSON as the server sends such a
+/// reply (see [`FlatArgs`]).
+#[inline]
+pub(crate) fn flat_reply_decoder<T: FlatArgs>(format: Format) -> fn(&[u8]) -> Result<T, String> {
+    match format {
+        Format::Bincode => decode_flat::<T>,
+        #[cfg(feature = "json")]
+        Format::Json => json::decode_flat_reply::<T>,
+    }
+}
+
 /// Decodes a `T` that must fill `bytes` exactly, safely against hostile input.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let claim = bytes.len().saturating_mul(16);
@@ -175,8 +241,19 @@ pub trait Scalar: sealed::Sealed {}
 /// in them can nest or claim a length). Implemented only here, so a name
 /// that only looks like a primitive fails to compile rather than skip the
 /// guard.
+///
+/// Generated clients also decode a reply of `()` or of one scalar as `()`
+/// or a 1-tuple: the same bytes as the bare value in bincode, but not in
+/// JSON, where the server's `5` is not the 1-tuple `[5]`.
 #[doc(hidden)]
-pub trait FlatArgs: DeserializeOwned + sealed::Sealed {}
+pub trait FlatArgs: DeserializeOwned + sealed::Sealed {
+    /// Decodes a reply holding these scalars from JSON as the server sends
+    /// it: a 1-tuple as its bare element, anything else as itself.
+    #[cfg(feature = "json")]
+    fn from_json_reply(bytes: &[u8]) -> Result<Self, String> {
+        json::decode(bytes)
+    }
+}
 
 macro_rules! scalars {
     ($($t:ty),*) => {$(
@@ -196,9 +273,17 @@ macro_rules! flat_tuples {
     )*};
 }
 
+// A 1-tuple by hand: its JSON reply is its bare element.
+impl<A: Scalar + DeserializeOwned> sealed::Sealed for (A,) {}
+impl<A: Scalar + DeserializeOwned> FlatArgs for (A,) {
+    #[cfg(feature = "json")]
+    fn from_json_reply(bytes: &[u8]) -> Result<Self, String> {
+        json::decode::<A>(bytes).map(|a| (a,))
+    }
+}
+
 flat_tuples! {
     ()
-    (A)
     (A, B)
     (A, B, C)
     (A, B, C, D)

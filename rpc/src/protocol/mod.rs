@@ -30,7 +30,19 @@
 //! between the budget and the args). A side sends a flag only if the peer's
 //! Hello `features` advertised it, and refuses a frame with a flag its own
 //! Hello did not advertise. Hello features: bit 0 metadata, bit 1 LZ4, bit 2
-//! zstd.
+//! zstd, bit 4 JSON (see Formats).
+//!
+//! **Formats.** Values (a Request's args, a Response's value when its status
+//! is 0, a StreamItem) are bincode unless the client's Hello sets bit 4
+//! (`0x10`, JSON): then every value of that connection, both ways, is one
+//! JSON text (UTF-8, no trailing bytes but whitespace). Status bodies, the
+//! frame layout and the heads stay as they are. The server's Hello sets
+//! bit 4 exactly when it will speak JSON: it answers in the client's format
+//! if it accepts it; if not, its Hello names the format it does accept (the
+//! other one), and both sides fail the handshake with the same error
+//! ("the client asked for the JSON format; this server accepts only
+//! bincode"). A server that predates JSON never sets the bit, so a JSON
+//! client is told the same.
 //!
 //! **Compression.** Only the value of a frame is compressed: a Request's args
 //! (after the method id and budget, which are patched at send time, and
@@ -157,6 +169,10 @@ pub(crate) mod features {
     pub(crate) const LZ4: u32 = 1 << 1;
     /// Payloads compressed with zstd.
     pub(crate) const ZSTD: u32 = 1 << 2;
+    /// Payloads in JSON rather than bincode (see [`crate::Format`]): in a
+    /// client's Hello, the format it sends and reads; in a server's, the
+    /// format it answers in (bit 3 is the schema fingerprint's).
+    pub(crate) const JSON: u32 = 1 << 4;
 }
 
 /// Bytes that open every Hello payload.

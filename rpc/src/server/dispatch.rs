@@ -12,13 +12,13 @@ use serde::de::DeserializeOwned;
 
 use super::id_map::IdMap;
 use super::streams::Registration;
-use crate::Error;
 use crate::codec;
 use crate::protocol::{
     Compressor, FLAG_METADATA, FrameBuf, Kind, LEN_PREFIX, Payload, SERVER_COULD_NOT_ENCODE, Status,
 };
 use crate::stream::{Encoder, Inbound, Stream};
 use crate::transport::Outgoing;
+use crate::{Error, Format};
 
 /// A running handler: resolves to the encoded Response frame.
 pub type Handler = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
@@ -128,19 +128,22 @@ pub struct Call {
     /// request's algorithm if it came compressed, else the server's choice
     /// if the client accepts it.
     pub(crate) compress: Compressor,
+    /// The format of the args, the reply and the streams (the client's).
+    pub(crate) format: Format,
 }
 
 impl Call {
     /// Decodes the arguments, or gives the Decode error reply to send instead.
     pub fn args<T: DeserializeOwned>(&self) -> Result<T, Reply> {
-        codec::decode(&self.args).map_err(|message| Status::Decode.reply(self.id, &message).into())
+        codec::decode_as(self.format, &self.args)
+            .map_err(|message| Status::Decode.reply(self.id, &message).into())
     }
 
     /// As [`args`](Self::args), for arguments that are all primitive
     /// scalars: decoded without the guard against deep or huge input, which
     /// such a tuple cannot be.
     pub fn flat_args<T: codec::FlatArgs>(&self) -> Result<T, Reply> {
-        codec::decode_flat(&self.args)
+        codec::decode_flat_as(self.format, &self.args)
             .map_err(|message| Status::Decode.reply(self.id, &message).into())
     }
 
@@ -155,7 +158,7 @@ impl Call {
         // The value follows the status byte and the metadata, if any.
         let value_at = frame.len();
         let limit = self.max_frame + LEN_PREFIX;
-        let frame = match codec::encode_into(value, &mut frame, limit) {
+        let frame = match codec::encode_as(self.format, value, &mut frame, limit) {
             Ok(()) => {
                 frame.compress_value(value_at, self.compress);
                 frame
@@ -202,7 +205,7 @@ impl Call {
             Some(call) => {
                 let open = &call.open;
                 let inbound = Inbound::new(open.flow.clone(), open.method, open.budget, None);
-                Stream::remote(inbound, codec::decode::<T>)
+                Stream::remote(inbound, codec::decoder::<T>(self.format))
             }
             None => Stream::empty(),
         }
@@ -232,7 +235,7 @@ impl Call {
         };
         Reply {
             stream: Some(Box::new(Following {
-                items: Encoder::new(stream),
+                items: Encoder::new(stream, self.format),
                 call: call.clone(),
                 compress: self.compress,
             })),

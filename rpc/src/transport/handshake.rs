@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::FrameReader;
 use crate::Error;
+use crate::codec::{Formats, refused};
 use crate::protocol::{
     FrameError, HANDSHAKE_MAX_FRAME, HEADER_LEN, Hello, Kind, LEN_PREFIX, MAGIC, MIN_MAX_FRAME,
     VERSION, features,
@@ -16,13 +17,18 @@ use crate::protocol::{
 
 /// Sends our Hello, then reads and checks the peer's, within `timeout`.
 /// The server calls it with `server = true` and answers only after the
-/// client's Hello arrived, so a non-RPC peer learns nothing.
+/// client's Hello arrived, so a non-RPC peer learns nothing. A client's
+/// Hello names the format it uses; a server's says the one it answers in:
+/// the client's if `formats` (what a server accepts; a client ignores it)
+/// holds it, else the one it accepts, and then both sides fail (see
+/// [`crate::protocol`], Formats).
 pub(crate) async fn handshake<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut W,
     server: bool,
     timeout: Duration,
-    ours: Hello,
+    mut ours: Hello,
+    formats: Formats,
 ) -> Result<Hello, Error>
 where
     R: AsyncRead + Unpin,
@@ -58,7 +64,11 @@ where
                 return Err(Error::io(CONTEXT, io::Error::new(UnexpectedEof, closed)));
             }
         };
+        // A server answers in the client's format, or names its own.
+        let format = formats.answer(theirs.features);
         if server {
+            let bit = format.unwrap_or_else(|only| only);
+            ours.features = (ours.features & !features::JSON) | bit;
             // Answer even on a version mismatch, so the client can name both versions.
             send_hello(writer, ours).await?;
         }
@@ -71,6 +81,12 @@ where
             return Err(Error::protocol(format!(
                 "protocol version mismatch: the client speaks v{client}, the server speaks v{srv}"
             )));
+        }
+        if server && let Err(only) = format {
+            return Err(refused(theirs.features, only));
+        }
+        if !server && (theirs.features ^ ours.features) & features::JSON != 0 {
+            return Err(refused(ours.features, theirs.features));
         }
         if let Some(m) = theirs.max_frame
             && (m as usize) < MIN_MAX_FRAME
@@ -217,6 +233,7 @@ mod tests {
             false,
             Duration::from_secs(5),
             Hello::ours(1 << 20, crate::stream::DEFAULT_WINDOW),
+            Formats::BUILT,
         )
         .await
         .unwrap_err();
@@ -237,7 +254,7 @@ mod tests {
         });
         let timeout = Duration::from_secs(10);
         let ours = Hello::ours(16 << 20, crate::stream::DEFAULT_WINDOW);
-        let err = handshake(&mut reader, &mut w, server, timeout, ours)
+        let err = handshake(&mut reader, &mut w, server, timeout, ours, Formats::BUILT)
             .await
             .unwrap_err();
         drop((reader, w));

@@ -107,6 +107,7 @@ impl Driver {
                 .then_some(u32::try_from(self.shared.config.max_metadata).unwrap_or(u32::MAX)),
             stream,
             compress: self.reply_compressor(compressed),
+            format: self.format,
         };
         let Some(handler) = self.shared.router.start(found, call) else {
             self.unknown_method(id, head.method_id);
