@@ -231,7 +231,7 @@ impl Channel {
         args: &A,
         map: fn(R) -> T,
     ) -> Call<R, T> {
-        let decode = codec::decoder::<R>(self.config().format);
+        let decode = codec::reply_decoder::<R>(self.config().format);
         self.start_call(method, args, decode, map)
     }
 

@@ -174,7 +174,7 @@ impl Channel {
         );
         StreamCall(Box::pin(async move {
             let mut opened = open.await?;
-            match opened.head(codec::decoder::<Result<(), E>>(opened.format))? {
+            match opened.head(codec::reply_decoder::<Result<(), E>>(opened.format))? {
                 Ok(()) => opened.into_stream().map(Ok),
                 // No stream follows an `Err`: the call is over, ended by
                 // the server (so no Cancel goes out for it).
@@ -206,7 +206,9 @@ impl Channel {
         let open = self.open(method, args, false, Some(Encoder::new(outbound, format)));
         StreamCall(Box::pin(async move {
             let mut opened = open.await?;
-            opened.head(codec::decoder::<R>(opened.format)).map(map)
+            opened
+                .head(codec::reply_decoder::<R>(opened.format))
+                .map(map)
         }))
     }
 }

@@ -14,9 +14,9 @@
 //!   sequences (byte buffers included) grow as elements arrive.
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
-use super::{EncodeError, FlatArgs, MAX_DEPTH, SPARE_ELEMENTS, Sink, guard};
+use super::{EncodeError, MAX_DEPTH, SPARE_ELEMENTS, Sink, guard};
 
 /// The bincode writer's rule, for serde_json's `io::Write`: bytes past the
 /// limit are counted, not stored, so a value too large is reported with its
@@ -77,10 +77,109 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     Ok(value)
 }
 
-/// Decodes the reply of a method returning primitive scalars, as
-/// [`FlatArgs::from_json_reply`] says.
-pub(crate) fn decode_flat_reply<T: FlatArgs>(bytes: &[u8]) -> Result<T, String> {
-    T::from_json_reply(bytes)
+/// Decodes a Response's value: as [`decode`], except that a 1-tuple at the
+/// top is also read from its bare element. Generated clients decode a
+/// method's scalar return value (`5`, as the server sends it) as a 1-tuple
+/// (in bincode the same bytes); a value that is a 1-tuple (a method that
+/// returns `(u64,)`) is an array (`[5]`), and a bare scalar never begins
+/// with `[`, so the first byte tells the two apart.
+pub(crate) fn decode_reply<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        return decode(bytes);
+    }
+    let limits = guard::Limits {
+        max_depth: MAX_DEPTH,
+        max_elements: bytes.len().saturating_add(SPARE_ELEMENTS),
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = guard::deserialize(BareTuple(&mut de), limits).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+/// A deserializer that reads a 1-tuple as its bare element, and anything
+/// else as `D` does.
+struct BareTuple<D>(D);
+
+/// Forwards `deserialize_*` methods to the inner deserializer.
+macro_rules! forward {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            self.0.$method($($arg,)* visitor)
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for BareTuple<D> {
+    type Error = D::Error;
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        if len == 1 {
+            visitor.visit_seq(OneElement(Some(self.0)))
+        } else {
+            self.0.deserialize_tuple(len, visitor)
+        }
+    }
+
+    forward! {
+        deserialize_any();
+        deserialize_bool();
+        deserialize_i8();
+        deserialize_i16();
+        deserialize_i32();
+        deserialize_i64();
+        deserialize_i128();
+        deserialize_u8();
+        deserialize_u16();
+        deserialize_u32();
+        deserialize_u64();
+        deserialize_u128();
+        deserialize_f32();
+        deserialize_f64();
+        deserialize_char();
+        deserialize_str();
+        deserialize_string();
+        deserialize_bytes();
+        deserialize_byte_buf();
+        deserialize_option();
+        deserialize_unit();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_seq();
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map();
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+        deserialize_identifier();
+        deserialize_ignored_any();
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+/// The one element of a bare 1-tuple: the whole input.
+struct OneElement<D>(Option<D>);
+
+impl<'de, D: Deserializer<'de>> SeqAccess<'de> for OneElement<D> {
+    type Error = D::Error;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, D::Error> {
+        self.0.take().map(|de| seed.deserialize(de)).transpose()
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(usize::from(self.0.is_some()))
+    }
 }
 
 #[cfg(test)]
@@ -180,10 +279,18 @@ mod tests {
     }
 
     #[test]
-    fn a_scalar_reply_is_the_bare_value() {
-        assert_eq!(decode_flat_reply::<(i64,)>(b"-5").unwrap(), (-5,));
-        decode_flat_reply::<()>(b"null").unwrap();
-        assert!(decode_flat_reply::<(i64,)>(b"[5]").is_err());
-        assert!(decode_flat_reply::<(i64,)>(b"5 x").is_err());
+    fn a_scalar_reply_is_the_bare_value_and_a_tuple_reply_an_array() {
+        assert_eq!(decode_reply::<(i64,)>(b" -5").unwrap(), (-5,));
+        assert_eq!(decode_reply::<(i64,)>(b"[5]").unwrap(), (5,));
+        assert_eq!(decode_reply::<Vec<u8>>(b"[5]").unwrap(), vec![5]);
+        decode_reply::<()>(b"null").unwrap();
+        assert_eq!(decode_reply::<(u8, u8)>(b"[1,2]").unwrap(), (1, 2));
+        assert_eq!(decode_reply::<Option<u8>>(b"7").unwrap(), Some(7));
+        assert!(decode_reply::<(i64,)>(b"5 x").is_err());
+        assert!(decode_reply::<(i64,)>(b"").is_err());
+        let err = decode_reply::<(String,)>(b"5").unwrap_err();
+        assert!(err.contains("invalid type"), "{err}");
+        let deep = "{\"a\":".repeat(100_000);
+        assert!(decode_reply::<serde_json::Value>(deep.as_bytes()).is_err());
     }
 }

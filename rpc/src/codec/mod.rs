@@ -174,15 +174,26 @@ pub(crate) fn decoder<T: DeserializeOwned>(format: Format) -> fn(&[u8]) -> Resul
     }
 }
 
-/// The decoder of a reply of primitive scalars in `format`: in bincode
-/// without the guard ([`decode_flat`]); in JSON as the server sends such a
-/// reply (see [`FlatArgs`]).
+/// The decoder of a Response's value `T` in `format`: in JSON, a 1-tuple
+/// may be its bare element (see `json::decode_reply`), as generated clients
+/// decode a scalar return value.
+#[inline]
+pub(crate) fn reply_decoder<T: DeserializeOwned>(format: Format) -> fn(&[u8]) -> Result<T, String> {
+    match format {
+        Format::Bincode => decode::<T>,
+        #[cfg(feature = "json")]
+        Format::Json => json::decode_reply::<T>,
+    }
+}
+
+/// As [`reply_decoder`], for a value of primitive scalars: in bincode
+/// without the guard ([`decode_flat`]).
 #[inline]
 pub(crate) fn flat_reply_decoder<T: FlatArgs>(format: Format) -> fn(&[u8]) -> Result<T, String> {
     match format {
         Format::Bincode => decode_flat::<T>,
         #[cfg(feature = "json")]
-        Format::Json => json::decode_flat_reply::<T>,
+        Format::Json => json::decode_reply::<T>,
     }
 }
 
@@ -241,19 +252,8 @@ pub trait Scalar: sealed::Sealed {}
 /// in them can nest or claim a length). Implemented only here, so a name
 /// that only looks like a primitive fails to compile rather than skip the
 /// guard.
-///
-/// Generated clients also decode a reply of `()` or of one scalar as `()`
-/// or a 1-tuple: the same bytes as the bare value in bincode, but not in
-/// JSON, where the server's `5` is not the 1-tuple `[5]`.
 #[doc(hidden)]
-pub trait FlatArgs: DeserializeOwned + sealed::Sealed {
-    /// Decodes a reply holding these scalars from JSON as the server sends
-    /// it: a 1-tuple as its bare element, anything else as itself.
-    #[cfg(feature = "json")]
-    fn from_json_reply(bytes: &[u8]) -> Result<Self, String> {
-        json::decode(bytes)
-    }
-}
+pub trait FlatArgs: DeserializeOwned + sealed::Sealed {}
 
 macro_rules! scalars {
     ($($t:ty),*) => {$(
@@ -273,17 +273,9 @@ macro_rules! flat_tuples {
     )*};
 }
 
-// A 1-tuple by hand: its JSON reply is its bare element.
-impl<A: Scalar + DeserializeOwned> sealed::Sealed for (A,) {}
-impl<A: Scalar + DeserializeOwned> FlatArgs for (A,) {
-    #[cfg(feature = "json")]
-    fn from_json_reply(bytes: &[u8]) -> Result<Self, String> {
-        json::decode::<A>(bytes).map(|a| (a,))
-    }
-}
-
 flat_tuples! {
     ()
+    (A)
     (A, B)
     (A, B, C)
     (A, B, C, D)
