@@ -81,6 +81,7 @@ impl Contender {
             (Impl::RpcTls, _) => "#8c564b",
             (Impl::RpcLz4, _) => "#e377c2",
             (Impl::RpcZstd, _) => "#bcbd22",
+            (Impl::RpcJson, _) => "#ff7f0e",
         }
     }
 }

@@ -51,10 +51,11 @@ pub fn response_frame<R: Serialize + ?Sized>(call_id: u64, value: &R) -> Bytes {
     Call {
         id: call_id,
         args: Bytes::new().into(),
-        max_frame: MAX_FRAME,
+        max_frame: MAX_FRAME as u32,
         reply_metadata_limit: None,
         stream: None,
         compress: crate::protocol::Compressor::OFF,
+        format: crate::Format::Bincode,
     }
     .reply(value)
     .into_bytes()

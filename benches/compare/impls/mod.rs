@@ -42,6 +42,9 @@ pub(crate) enum Impl {
     RpcLz4,
     /// The same with zstd (Z1).
     RpcZstd,
+    /// This library with JSON payloads (`rpc::Format::Json`) instead of
+    /// bincode: what the self-describing format costs a call.
+    RpcJson,
 }
 
 /// What an [`Impl`] is built from: the code that serves and connects it.
@@ -63,8 +66,9 @@ pub(crate) enum Family {
 
 impl Impl {
     /// The report's order: tables, bars and the rotation of every repeat.
-    pub(crate) const ALL: [Impl; 15] = [
+    pub(crate) const ALL: [Impl; 16] = [
         Impl::Rpc,
+        Impl::RpcJson,
         Impl::RpcIntercepted,
         Impl::RpcTls,
         Impl::RpcLz4,
@@ -98,6 +102,7 @@ impl Impl {
             Impl::RpcTls => "rpc-tls",
             Impl::RpcLz4 => "rpc-lz4",
             Impl::RpcZstd => "rpc-zstd",
+            Impl::RpcJson => "rpc-json",
         }
     }
 
@@ -121,6 +126,7 @@ impl Impl {
             Impl::RpcTls => rpc(true, 0, Extra::Tls),
             Impl::RpcLz4 => rpc(true, 0, Extra::Compressed(::rpc::Compression::Lz4)),
             Impl::RpcZstd => rpc(true, 0, Extra::Compressed(::rpc::Compression::Zstd)),
+            Impl::RpcJson => rpc(true, 0, Extra::Json),
             Impl::Tarpc => Family::Tarpc,
             Impl::Baseline => Family::Baseline(baseline::Writes::Batched),
             Impl::BaselineYield => Family::Baseline(baseline::Writes::BatchedAfterYield),

@@ -51,6 +51,8 @@ pub(crate) enum Extra {
     Tls,
     /// Requests and replies compressed with this algorithm.
     Compressed(rpc::Compression),
+    /// JSON payloads instead of bincode (the server accepts both).
+    Json,
 }
 
 /// Lets every call through and hears every outcome, doing nothing.
@@ -89,6 +91,7 @@ pub(crate) async fn serve(
             builder = builder.tls(config);
         }
         Extra::Compressed(c) => builder = builder.compression(c),
+        Extra::Json => {}
     }
     let server = builder.bind("127.0.0.1:0").await.expect("rpc: bind");
     // Dropping the handle leaves the server running.
@@ -116,6 +119,7 @@ pub(crate) async fn connect(
             builder.compression(c).connect_with(Counting(addr)).await
         }
         Extra::Compressed(c) => builder.compression(c).connect(addr).await,
+        Extra::Json => builder.format(rpc::Format::Json).connect(addr).await,
     };
     BenchClient::new(channel.expect("rpc: connect"))
 }

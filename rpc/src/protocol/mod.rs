@@ -15,13 +15,13 @@
 //! | kind | value | call id | payload |
 //! |---|---|---|---|
 //! | Hello | 1 | 0 | magic `"ZRPC"`, version u16 BE, features u32 BE (see Flags), max frame u32 BE, stream window u32 BE |
-//! | Request | 2 | the call | method id u64 BE, budget µs u64 BE, (metadata), args (bincode) |
-//! | Response | 3 | the call | status u8, then the value (bincode) if status is 0, else a UTF-8 message |
+//! | Request | 2 | the call | method id u64 BE, budget µs u64 BE, (metadata), args (the connection's format: bincode or JSON) |
+//! | Response | 3 | the call | status u8, then the value (in the connection's format) if status is 0, else a UTF-8 message |
 //! | Cancel | 4 | the call | empty |
 //! | GoAway | 5 | 0 | reason u8, UTF-8 message |
 //! | Ping | 6 | a nonce | empty |
 //! | Pong | 7 | the ping's nonce | empty |
-//! | StreamItem | 8 | the call | one item (bincode) |
+//! | StreamItem | 8 | the call | one item (in the connection's format) |
 //! | StreamEnd | 9 | the call | status u8 (0: a clean end), then what a Response of that status carries |
 //! | StreamCredit | 10 | the call | bytes credited back, u32 BE |
 //!

@@ -90,7 +90,7 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
         streams: Arc::default(),
         send_window: theirs.stream_window(),
         peer_features: theirs.features,
-        // The handshake refused a format this server does not accept.
+        // The client's: the handshake has refused any other.
         format: Format::of_features(theirs.features).unwrap_or_default(),
         drain: None,
         outbox,

@@ -118,7 +118,9 @@ pub trait Service: Send + Sync + 'static {
 pub struct Call {
     pub(crate) id: u64,
     pub(crate) args: Payload,
-    pub(crate) max_frame: usize,
+    /// The largest reply frame the client accepts (a `u32`, as its Hello
+    /// gives it, which keeps a Call at 80 bytes with the format in it).
+    pub(crate) max_frame: u32,
     /// The most metadata the reply may carry (the server's
     /// `max_metadata`), if the client accepts any.
     pub(crate) reply_metadata_limit: Option<u32>,
@@ -157,7 +159,7 @@ impl Call {
         self.put_reply_metadata(&mut frame);
         // The value follows the status byte and the metadata, if any.
         let value_at = frame.len();
-        let limit = self.max_frame + LEN_PREFIX;
+        let limit = self.max_frame as usize + LEN_PREFIX;
         let frame = match codec::encode_as(self.format, value, &mut frame, limit) {
             Ok(()) => {
                 frame.compress_value(value_at, self.compress);
@@ -167,7 +169,7 @@ impl Call {
                 let mut f = FrameBuf::new(Kind::Response, self.id, 17);
                 f.payload_mut().put_u8(Status::FrameTooLarge as u8);
                 f.payload_mut().put_u64((size - LEN_PREFIX) as u64);
-                f.payload_mut().put_u64(self.max_frame as u64);
+                f.payload_mut().put_u64(u64::from(self.max_frame));
                 f
             }
             Err(codec::EncodeError::Serde(message)) => {
@@ -283,5 +285,19 @@ impl Router {
 
     pub(crate) fn service_names(&self) -> Vec<&'static str> {
         self.services.iter().map(|s| s.name()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A Call is moved into every handler's future: the format it carries
+    /// costs it no size.
+    #[test]
+    fn a_call_stays_80_bytes() {
+        assert!(
+            std::mem::size_of::<super::Call>() <= 80,
+            "{}",
+            std::mem::size_of::<super::Call>()
+        );
     }
 }

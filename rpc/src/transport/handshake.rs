@@ -241,6 +241,36 @@ mod tests {
         drop(peer.await.unwrap());
     }
 
+    /// A server that does not accept the client's format answers with its
+    /// Hello naming the one it does, then fails with the error the client
+    /// reads from that Hello too.
+    #[tokio::test]
+    async fn a_server_refusing_a_format_names_both_in_its_hello_and_its_error() {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        let (r, mut w) = tokio::io::split(ours);
+        let mut reader = FrameReader::new(r, FrameCodec::new(1 << 20));
+        let window = crate::stream::DEFAULT_WINDOW;
+        let peer = tokio::spawn(async move {
+            let asking = Hello::ours(MIN_MAX_FRAME, window).with_features(features::JSON);
+            theirs.write_all(&asking.encode()).await.unwrap();
+            let mut answer = vec![0u8; 32];
+            theirs.read_exact(&mut answer).await.unwrap();
+            Hello::parse(bytes::Bytes::from(answer).split_off(14)).unwrap()
+        });
+        let only_bincode = Formats::of([crate::Format::Bincode]);
+        let ours = Hello::ours(1 << 20, window);
+        let timeout = Duration::from_secs(5);
+        let err = handshake(&mut reader, &mut w, true, timeout, ours, only_bincode)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "protocol error: the client asked for the JSON format; this server accepts only bincode"
+        );
+        let answered = peer.await.unwrap();
+        assert!(!answered.accepts_feature(features::JSON), "{answered:?}");
+    }
+
     /// Runs our side of the handshake (the server's if `server`) against a
     /// peer that sends `sent` and then waits for up to `hold` before closing.
     async fn against(sent: impl Into<Vec<u8>>, server: bool, hold: Duration) -> Error {
