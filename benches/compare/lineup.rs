@@ -82,6 +82,7 @@ impl Contender {
             (Impl::RpcLz4, _) => "#e377c2",
             (Impl::RpcZstd, _) => "#bcbd22",
             (Impl::RpcTraced, _) => "#7f7f7f",
+            (Impl::RpcJson, _) => "#ff7f0e",
         }
     }
 }

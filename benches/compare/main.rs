@@ -21,7 +21,8 @@
 //! whose writer task yields once after it is woken and before it drains its
 //! queue, so that more frames join each write) and, for A and B,
 //! `baseline-unbatched` (the same, writing each frame from the caller) and
-//! `rpc-unbatched` (this library with `write_batching(false)`). With
+//! `rpc-unbatched` (this library with `write_batching(false)`), `rpc-json`
+//! (this library with JSON payloads, `rpc::Format::Json`). With
 //! `BENCH_BEFORE`, also `rpc-before` and, for A and B, `rpc-unbatched-before`:
 //! the same implementations as compiled into an older build of this bench.
 //! S1 and S2 have implementations of their own, and only they run there:

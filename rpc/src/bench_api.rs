@@ -51,10 +51,11 @@ pub fn response_frame<R: Serialize + ?Sized>(call_id: u64, value: &R) -> Bytes {
     Call {
         id: call_id,
         args: Bytes::new().into(),
-        max_frame: MAX_FRAME,
+        max_frame: MAX_FRAME as u32,
         reply_metadata_limit: None,
         stream: None,
         compress: crate::protocol::Compressor::OFF,
+        format: crate::Format::Bincode,
     }
     .reply(value)
     .into_bytes()
@@ -116,7 +117,7 @@ pub fn stream_item_into<T: Serialize>(
     call_id: u64,
     item: &T,
 ) -> Result<(), String> {
-    crate::stream::encode(item, call_id, MAX_FRAME, batch)
+    crate::stream::encode(crate::Format::Bincode, item, call_id, MAX_FRAME, batch)
         .map_err(|end| format!("the item did not encode ({} bytes of StreamEnd)", end.len()))
 }
 

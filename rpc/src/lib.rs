@@ -65,6 +65,14 @@
 //! module (rustls, with the *ring* provider). Off by default, so that the
 //! default build compiles no C.
 //!
+//! # Formats
+//!
+//! Values travel in bincode. With the feature `json`, a channel built with
+//! `.format(Format::Json)` sends and receives JSON instead, a server accepts
+//! both (each connection in its client's format; `accept_formats` narrows
+//! that), and `Channel::call_json` calls any unary method with arguments
+//! written as JSON: see [`Format`].
+//!
 //! # Cancel safety
 //!
 //! Dropping a call's future cancels the call: the server is told and drops the
@@ -165,6 +173,7 @@ pub mod tls;
 pub mod transport;
 
 pub use client::Channel;
+pub use codec::Format;
 pub use compression::Compression;
 pub use error::Error;
 pub use metadata::Metadata;

@@ -87,6 +87,16 @@ pub fn hello_granting(max_frame: u32, window: u32) -> Vec<u8> {
     frame(kind::HELLO, 0, 0, &p)
 }
 
+/// A whole Hello with these `features` bits (`0x10`: JSON values), the
+/// default frame limit and stream window.
+pub fn hello_features(features: u32) -> Vec<u8> {
+    let mut p = b"ZRPC".to_vec();
+    p.extend_from_slice(&1u16.to_be_bytes());
+    p.extend_from_slice(&features.to_be_bytes());
+    p.extend_from_slice(&[0; 8]);
+    frame(kind::HELLO, 0, 0, &p)
+}
+
 /// A StreamItem of call `call_id` carrying `payload` (an encoded item).
 pub fn stream_item(call_id: u64, payload: &[u8]) -> Vec<u8> {
     frame(kind::STREAM_ITEM, 0, call_id, payload)

@@ -45,6 +45,9 @@ pub(crate) enum Impl {
     /// This library with a subscriber that records every span: what the
     /// calls' spans cost when someone listens.
     RpcTraced,
+    /// This library with JSON payloads (`rpc::Format::Json`) instead of
+    /// bincode: what the self-describing format costs a call.
+    RpcJson,
 }
 
 /// What an [`Impl`] is built from: the code that serves and connects it.
@@ -66,9 +69,10 @@ pub(crate) enum Family {
 
 impl Impl {
     /// The report's order: tables, bars and the rotation of every repeat.
-    pub(crate) const ALL: [Impl; 16] = [
+    pub(crate) const ALL: [Impl; 17] = [
         Impl::Rpc,
         Impl::RpcTraced,
+        Impl::RpcJson,
         Impl::RpcIntercepted,
         Impl::RpcTls,
         Impl::RpcLz4,
@@ -103,6 +107,7 @@ impl Impl {
             Impl::RpcLz4 => "rpc-lz4",
             Impl::RpcZstd => "rpc-zstd",
             Impl::RpcTraced => "rpc-traced",
+            Impl::RpcJson => "rpc-json",
         }
     }
 
@@ -127,6 +132,7 @@ impl Impl {
             Impl::RpcLz4 => rpc(true, 0, Extra::Compressed(::rpc::Compression::Lz4)),
             Impl::RpcZstd => rpc(true, 0, Extra::Compressed(::rpc::Compression::Zstd)),
             Impl::RpcTraced => rpc(true, 0, Extra::Traced),
+            Impl::RpcJson => rpc(true, 0, Extra::Json),
             Impl::Tarpc => Family::Tarpc,
             Impl::Baseline => Family::Baseline(baseline::Writes::Batched),
             Impl::BaselineYield => Family::Baseline(baseline::Writes::BatchedAfterYield),

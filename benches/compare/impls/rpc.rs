@@ -55,6 +55,8 @@ pub(crate) enum Extra {
     /// registry, with a layer that does nothing more): the calls' spans are
     /// made, their fields recorded, entered and closed.
     Traced,
+    /// JSON payloads instead of bincode (the server accepts both).
+    Json,
 }
 
 /// Installs the span-recording subscriber of [`Extra::Traced`], once per
@@ -108,6 +110,7 @@ pub(crate) async fn serve(
         }
         Extra::Compressed(c) => builder = builder.compression(c),
         Extra::Traced => trace_every_span(),
+        Extra::Json => {}
     }
     let server = builder.bind("127.0.0.1:0").await.expect("rpc: bind");
     // Dropping the handle leaves the server running.
@@ -135,6 +138,7 @@ pub(crate) async fn connect(
             builder.compression(c).connect_with(Counting(addr)).await
         }
         Extra::Compressed(c) => builder.compression(c).connect(addr).await,
+        Extra::Json => builder.format(rpc::Format::Json).connect(addr).await,
     };
     BenchClient::new(channel.expect("rpc: connect"))
 }

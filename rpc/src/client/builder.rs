@@ -95,6 +95,27 @@ impl Builder {
         self
     }
 
+    /// The format of the values the channel's calls send and receive:
+    /// arguments, return values and stream items (default
+    /// [`Format::Bincode`](crate::Format)). [`Format::Json`](crate::Format)
+    /// needs the feature `json` on both sides; a server that does not accept
+    /// the format refuses the handshake, and connecting fails with an
+    /// [`Error::Protocol`] that says which format it accepts.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "json")]
+    /// # async fn run() -> Result<(), rpc::Error> {
+    /// let channel = rpc::Channel::builder()
+    ///     .format(rpc::Format::Json)
+    ///     .connect("127.0.0.1:7878")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn format(mut self, format: crate::Format) -> Self {
+        self.config.format = format;
+        self
+    }
+
     /// Calls in flight on the connection at once; callers beyond it wait
     /// (default 10,000).
     pub fn max_in_flight(mut self, calls: usize) -> Self {

@@ -31,7 +31,8 @@ pub struct Call<R, T> {
 /// How a call's reply reaches its caller: decoded, turned into the
 /// method's return type, and recorded as the call's outcome.
 pub(super) struct Delivery<R, T> {
-    /// Decodes the reply's value (see [`crate::codec::decode_flat`]).
+    /// Decodes the reply's value, in the channel's format (chosen when the
+    /// call is made: see `codec::decoder`).
     pub(super) decode: fn(&[u8]) -> Result<R, String>,
     pub(super) map: fn(R) -> T,
     /// The call's span and metrics.

@@ -234,7 +234,8 @@ impl Channel {
         args: &A,
         map: fn(R) -> T,
     ) -> Call<R, T> {
-        self.start_call(method, args, codec::decode::<R>, map)
+        let decode = codec::reply_decoder::<R>(self.config().format);
+        self.start_call(method, args, decode, map)
     }
 
     /// As [`call`](Self::call), for a reply of primitive scalars (a `()` or
@@ -247,7 +248,8 @@ impl Channel {
         args: &A,
         map: fn(R) -> T,
     ) -> Call<R, T> {
-        self.start_call(method, args, codec::decode_flat::<R>, map)
+        let decode = codec::flat_reply_decoder::<R>(self.config().format);
+        self.start_call(method, args, decode, map)
     }
 
     fn start_call<A: Serialize + ?Sized, R, T>(
@@ -345,9 +347,11 @@ impl Channel {
             })
         };
         let config = self.config();
+        let format = config.format;
         if config.interceptors.is_empty() {
             let span = observed.span().clone();
-            let opened = Opened::open(method.name, attempt(frame), balanced).instrument(span);
+            let opened =
+                Opened::open(method.name, attempt(frame), balanced, format).instrument(span);
             return Box::pin(async move {
                 let mut opened = opened.await;
                 record_opened(observed, &mut opened, returns_stream);
@@ -375,7 +379,7 @@ impl Channel {
                 ),
                 frame => frame,
             };
-            let mut opened = Opened::open(method.name, attempt(frame), balanced).await;
+            let mut opened = Opened::open(method.name, attempt(frame), balanced, format).await;
             match &opened {
                 Ok(opened) => around.finish(opened.failure().as_ref().map_or(Ok(()), Err)),
                 Err(e) => around.finish(Err(e)),
@@ -471,7 +475,7 @@ impl Channel {
         // The args, after the head and the metadata: what is compressed.
         let value_at = frame.len();
         let limit = config.max_frame + LEN_PREFIX;
-        codec::encode_into(args, &mut frame, limit).map_err(|e| match e {
+        codec::encode_as(config.format, args, &mut frame, limit).map_err(|e| match e {
             codec::EncodeError::TooLarge { size, limit } => Error::FrameTooLarge {
                 method,
                 what: "request",
@@ -495,7 +499,7 @@ impl Channel {
     }
 
     /// The settings of the channel's connections.
-    fn config(&self) -> &Config {
+    pub(super) fn config(&self) -> &Config {
         match &self.route {
             Route::One { endpoint, .. } => &endpoint.config,
             Route::Balanced(balancer) => &balancer.config,

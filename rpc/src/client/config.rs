@@ -23,6 +23,8 @@ pub(crate) struct Config {
     /// unless a call's options say otherwise.
     pub(crate) compression: crate::Compression,
     pub(crate) compression_threshold: usize,
+    /// The format of every value the channel's connections carry.
+    pub(crate) format: crate::Format,
 }
 
 impl Default for Config {
@@ -43,6 +45,7 @@ impl Default for Config {
             interceptors: crate::intercept::Chain::default(),
             compression: crate::Compression::None,
             compression_threshold: crate::compression::DEFAULT_THRESHOLD,
+            format: crate::Format::Bincode,
         }
     }
 }

@@ -49,6 +49,8 @@ pub(crate) mod balance;
 mod balanced;
 mod builder;
 mod call;
+#[cfg(feature = "json")]
+mod call_json;
 mod channel;
 mod config;
 mod connection;

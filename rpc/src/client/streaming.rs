@@ -21,12 +21,12 @@ use super::balanced::{Balancer, Chosen};
 use super::connection::InFlight;
 use super::method::Method;
 use super::reply::decode_response;
-use crate::Error;
 use crate::codec;
 use crate::observe::call::Observed;
 use crate::observe::metrics::{self, Side};
 use crate::protocol::{Compressor, Payload};
 use crate::stream::{self, Encoder, Inbound, Stream};
+use crate::{Error, Format};
 
 /// A streaming call, until its Response: resolves to the server's stream
 /// (or, for a method that only takes a stream, to its value). Dropping it
@@ -61,6 +61,8 @@ pub(super) struct Opened {
     /// The call's span and metrics, for a call whose outcome is its
     /// returned stream's end.
     observed: Observed,
+    /// The format of the Response's value and of the stream's items.
+    format: Format,
 }
 
 impl Opened {
@@ -70,6 +72,7 @@ impl Opened {
         method: &'static str,
         attempt: Option<Attempt>,
         mut report: Option<Reporting>,
+        format: Format,
     ) -> Result<Opened, Error> {
         let Some(mut attempt) = attempt else {
             let why = "the balanced channel has no endpoints (discovery found none yet)";
@@ -85,6 +88,7 @@ impl Opened {
             call: attempt.take_open(),
             budget: attempt.budget(),
             observed: Observed::none(),
+            format,
         })
     }
 
@@ -125,7 +129,7 @@ impl Opened {
         let observed = std::mem::replace(&mut self.observed, Observed::none());
         let inbound =
             Inbound::new(flow, self.method, self.budget, Side::Client, call).observed(observed);
-        Ok(Stream::remote(inbound, codec::decode::<T>))
+        Ok(Stream::remote(inbound, codec::decoder::<T>(self.format)))
     }
 }
 
@@ -144,10 +148,16 @@ impl Channel {
         C: Serialize + Send + 'static,
         T: DeserializeOwned + Send + 'static,
     {
-        let open = self.open(method, args, true, outbound.map(Encoder::new));
+        let format = self.config().format;
+        let open = self.open(
+            method,
+            args,
+            true,
+            outbound.map(|s| Encoder::new(s, format)),
+        );
         StreamCall(Box::pin(async move {
             let mut opened = open.await?;
-            opened.head(codec::decode_flat::<()>)?;
+            opened.head(codec::flat_reply_decoder::<()>(opened.format))?;
             opened.into_stream()
         }))
     }
@@ -168,10 +178,16 @@ impl Channel {
         T: DeserializeOwned + Send + 'static,
         E: DeserializeOwned + Send + 'static,
     {
-        let open = self.open(method, args, true, outbound.map(Encoder::new));
+        let format = self.config().format;
+        let open = self.open(
+            method,
+            args,
+            true,
+            outbound.map(|s| Encoder::new(s, format)),
+        );
         StreamCall(Box::pin(async move {
             let mut opened = open.await?;
-            match opened.head(codec::decode::<Result<(), E>>)? {
+            match opened.head(codec::reply_decoder::<Result<(), E>>(opened.format))? {
                 Ok(()) => opened.into_stream().map(Ok),
                 // No stream follows an `Err`: the call is over, ended by
                 // the server (so no Cancel goes out for it).
@@ -199,10 +215,13 @@ impl Channel {
         R: DeserializeOwned + 'static,
         T: 'static,
     {
-        let open = self.open(method, args, false, Some(Encoder::new(outbound)));
+        let format = self.config().format;
+        let open = self.open(method, args, false, Some(Encoder::new(outbound, format)));
         StreamCall(Box::pin(async move {
             let mut opened = open.await?;
-            opened.head(codec::decode::<R>).map(map)
+            opened
+                .head(codec::reply_decoder::<R>(opened.format))
+                .map(map)
         }))
     }
 }

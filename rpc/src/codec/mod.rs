@@ -1,5 +1,7 @@
-//! Payload serialization: bincode 2 over serde, behind this one seam, so another
-//! format can be offered later as a feature without touching the rest.
+//! Payload serialization: bincode 2 over serde, behind this one seam, and
+//! JSON beside it (feature `json`, see [`Format`] and `json.rs`). Which one
+//! a value goes through is a connection's choice, made at the handshake: a
+//! `match` on the [`Format`] per encode or decode, nothing boxed.
 //!
 //! Peer bytes are never trusted. Every decode here:
 //! - caps what bincode may allocate with `with_limit`: bincode 2 trusts length
@@ -13,7 +15,13 @@
 //!   2^63 elements would otherwise spin forever): see [`guard`];
 //! - refuses trailing bytes.
 
+mod format;
 mod guard;
+#[cfg(feature = "json")]
+mod json;
+
+pub use format::Format;
+pub(crate) use format::{Formats, refused};
 
 use bytes::BytesMut;
 use serde::Serialize;
@@ -117,6 +125,75 @@ pub(crate) fn encode_into<T: Serialize + ?Sized, S: Sink + ?Sized>(
             limit,
         }),
         Err(e) => Err(EncodeError::Serde(e.to_string())),
+    }
+}
+
+/// [`encode_into`] in `format`.
+#[inline]
+pub(crate) fn encode_as<T: Serialize + ?Sized, S: Sink + ?Sized>(
+    format: Format,
+    value: &T,
+    buf: &mut S,
+    limit: usize,
+) -> Result<(), EncodeError> {
+    match format {
+        Format::Bincode => encode_into(value, buf, limit),
+        #[cfg(feature = "json")]
+        Format::Json => json::encode_into(value, buf, limit),
+    }
+}
+
+/// [`decode`] in `format`.
+#[inline]
+pub(crate) fn decode_as<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T, String> {
+    match format {
+        Format::Bincode => decode(bytes),
+        #[cfg(feature = "json")]
+        Format::Json => json::decode(bytes),
+    }
+}
+
+/// [`decode_flat`] in `format`, for arguments (in JSON, a tuple is an array
+/// like any other, and the guard costs little beside the parsing).
+#[inline]
+pub(crate) fn decode_flat_as<T: FlatArgs>(format: Format, bytes: &[u8]) -> Result<T, String> {
+    match format {
+        Format::Bincode => decode_flat(bytes),
+        #[cfg(feature = "json")]
+        Format::Json => json::decode(bytes),
+    }
+}
+
+/// The decoder of a `T` in `format`, for a call or stream to keep.
+#[inline]
+pub(crate) fn decoder<T: DeserializeOwned>(format: Format) -> fn(&[u8]) -> Result<T, String> {
+    match format {
+        Format::Bincode => decode::<T>,
+        #[cfg(feature = "json")]
+        Format::Json => json::decode::<T>,
+    }
+}
+
+/// The decoder of a Response's value `T` in `format`: in JSON, a 1-tuple
+/// may be its bare element (see `json::decode_reply`), as generated clients
+/// decode a scalar return value.
+#[inline]
+pub(crate) fn reply_decoder<T: DeserializeOwned>(format: Format) -> fn(&[u8]) -> Result<T, String> {
+    match format {
+        Format::Bincode => decode::<T>,
+        #[cfg(feature = "json")]
+        Format::Json => json::decode_reply::<T>,
+    }
+}
+
+/// As [`reply_decoder`], for a value of primitive scalars: in bincode
+/// without the guard ([`decode_flat`]).
+#[inline]
+pub(crate) fn flat_reply_decoder<T: FlatArgs>(format: Format) -> fn(&[u8]) -> Result<T, String> {
+    match format {
+        Format::Bincode => decode_flat::<T>,
+        #[cfg(feature = "json")]
+        Format::Json => json::decode_reply::<T>,
     }
 }
 

@@ -110,6 +110,15 @@ fn values(bytes: &[u8]) {
         }
     }
     let _ = codec::decode::<Tree>(bytes);
+    // The same bytes as JSON: no panic, whatever they are.
+    #[cfg(feature = "json")]
+    {
+        let json = crate::Format::Json;
+        let _ = codec::decode_as::<(String, u64)>(json, bytes);
+        let _ = codec::decode_as::<Record>(json, bytes);
+        let _ = codec::decode_as::<Tree>(json, bytes);
+        let _ = codec::reply_decoder::<(u64,)>(json)(bytes);
+    }
 }
 
 #[cfg(test)]

@@ -15,13 +15,13 @@
 //! | kind | value | call id | payload |
 //! |---|---|---|---|
 //! | Hello | 1 | 0 | magic `"ZRPC"`, version u16 BE, features u32 BE (see Flags), max frame u32 BE, stream window u32 BE |
-//! | Request | 2 | the call | method id u64 BE, budget µs u64 BE, (metadata), args (bincode) |
-//! | Response | 3 | the call | status u8, then the value (bincode) if status is 0, else a UTF-8 message |
+//! | Request | 2 | the call | method id u64 BE, budget µs u64 BE, (metadata), args (the connection's format: bincode or JSON) |
+//! | Response | 3 | the call | status u8, then the value (in the connection's format) if status is 0, else a UTF-8 message |
 //! | Cancel | 4 | the call | empty |
 //! | GoAway | 5 | 0 | reason u8, UTF-8 message |
 //! | Ping | 6 | a nonce | empty |
 //! | Pong | 7 | the ping's nonce | empty |
-//! | StreamItem | 8 | the call | one item (bincode) |
+//! | StreamItem | 8 | the call | one item (in the connection's format) |
 //! | StreamEnd | 9 | the call | status u8 (0: a clean end), then what a Response of that status carries |
 //! | StreamCredit | 10 | the call | bytes credited back, u32 BE |
 //!
@@ -30,7 +30,19 @@
 //! between the budget and the args). A side sends a flag only if the peer's
 //! Hello `features` advertised it, and refuses a frame with a flag its own
 //! Hello did not advertise. Hello features: bit 0 metadata, bit 1 LZ4, bit 2
-//! zstd.
+//! zstd, bit 4 JSON (see Formats).
+//!
+//! **Formats.** Values (a Request's args, a Response's value when its status
+//! is 0, a StreamItem) are bincode unless the client's Hello sets bit 4
+//! (`0x10`, JSON): then every value of that connection, both ways, is one
+//! JSON text (UTF-8, no trailing bytes but whitespace). Status bodies, the
+//! frame layout and the heads stay as they are. The server's Hello sets
+//! bit 4 exactly when it will speak JSON: it answers in the client's format
+//! if it accepts it; if not, its Hello names the format it does accept (the
+//! other one), and both sides fail the handshake with the same error
+//! ("the client asked for the JSON format; this server accepts only
+//! bincode"). A server that predates JSON never sets the bit, so a JSON
+//! client is told the same.
 //!
 //! **Compression.** Only the value of a frame is compressed: a Request's args
 //! (after the method id and budget, which are patched at send time, and
@@ -157,6 +169,10 @@ pub(crate) mod features {
     pub(crate) const LZ4: u32 = 1 << 1;
     /// Payloads compressed with zstd.
     pub(crate) const ZSTD: u32 = 1 << 2;
+    /// Payloads in JSON rather than bincode (see [`crate::Format`]): in a
+    /// client's Hello, the format it sends and reads; in a server's, the
+    /// format it answers in (bit 3 is the schema fingerprint's).
+    pub(crate) const JSON: u32 = 1 << 4;
 }
 
 /// Bytes that open every Hello payload.

@@ -30,6 +30,8 @@ pub(crate) struct Config {
     /// The algorithms advertised and accepted (Hello feature bits); `None`:
     /// every one built in.
     pub(crate) accept_compression: Option<u32>,
+    /// The payload formats clients may choose (default: every one built).
+    pub(crate) accept_formats: crate::codec::Formats,
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             compression: crate::Compression::None,
             compression_threshold: crate::compression::DEFAULT_THRESHOLD,
             accept_compression: None,
+            accept_formats: crate::codec::Formats::BUILT,
         }
     }
 }

@@ -30,7 +30,7 @@ use crate::observe::metrics;
 use crate::protocol::{
     DRAIN_PING, FLAG_METADATA, FrameBuf, FrameCodec, FrameError, GoAwayReason, Hello, Kind,
 };
-use crate::{Compression, Metadata};
+use crate::{Compression, Format, Metadata};
 use end::End;
 use held::HeldBack;
 use request::Arrived;
@@ -65,6 +65,7 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
             &mut reader, &mut w, true, config.handshake_timeout,
             Hello::ours(config.max_frame, config.stream_window)
                 .with_features(config.accepted_compression()),
+            config.accept_formats,
         ) => result,
         _ = shared.drain.cancelled() => return,
     };
@@ -92,6 +93,8 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
         streams: Arc::default(),
         send_window: theirs.stream_window(),
         peer_features: theirs.features,
+        // The client's: the handshake has refused any other.
+        format: Format::of_features(theirs.features).unwrap_or_default(),
         drain: None,
         outbox,
         peer,
@@ -164,6 +167,8 @@ struct Driver {
     send_window: usize,
     /// What the client's Hello said it accepts (see `protocol::features`).
     peer_features: u32,
+    /// The format of the connection's values, as the client chose.
+    format: Format,
     drain: Option<Drain>,
     outbox: Outbox,
     peer: Peer,

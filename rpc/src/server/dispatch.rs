@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 
 use super::id_map::IdMap;
 use super::streams::Registration;
-use crate::Error;
 use crate::codec;
 use crate::observe::metrics::Side;
 use crate::protocol::{
@@ -20,6 +19,7 @@ use crate::protocol::{
 };
 use crate::stream::{Encoder, Inbound, Stream};
 use crate::transport::Outgoing;
+use crate::{Error, Format};
 
 /// A running handler: resolves to the encoded Response frame.
 pub type Handler = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
@@ -136,7 +136,9 @@ pub trait Service: Send + Sync + 'static {
 pub struct Call {
     pub(crate) id: u64,
     pub(crate) args: Payload,
-    pub(crate) max_frame: usize,
+    /// The largest reply frame the client accepts (a `u32`, as its Hello
+    /// gives it, which keeps a Call at 80 bytes with the format in it).
+    pub(crate) max_frame: u32,
     /// The most metadata the reply may carry (the server's
     /// `max_metadata`), if the client accepts any.
     pub(crate) reply_metadata_limit: Option<u32>,
@@ -146,19 +148,22 @@ pub struct Call {
     /// request's algorithm if it came compressed, else the server's choice
     /// if the client accepts it.
     pub(crate) compress: Compressor,
+    /// The format of the args, the reply and the streams (the client's).
+    pub(crate) format: Format,
 }
 
 impl Call {
     /// Decodes the arguments, or gives the Decode error reply to send instead.
     pub fn args<T: DeserializeOwned>(&self) -> Result<T, Reply> {
-        codec::decode(&self.args).map_err(|message| Status::Decode.reply(self.id, &message).into())
+        codec::decode_as(self.format, &self.args)
+            .map_err(|message| Status::Decode.reply(self.id, &message).into())
     }
 
     /// As [`args`](Self::args), for arguments that are all primitive
     /// scalars: decoded without the guard against deep or huge input, which
     /// such a tuple cannot be.
     pub fn flat_args<T: codec::FlatArgs>(&self) -> Result<T, Reply> {
-        codec::decode_flat(&self.args)
+        codec::decode_flat_as(self.format, &self.args)
             .map_err(|message| Status::Decode.reply(self.id, &message).into())
     }
 
@@ -172,8 +177,8 @@ impl Call {
         self.put_reply_metadata(&mut frame);
         // The value follows the status byte and the metadata, if any.
         let value_at = frame.len();
-        let limit = self.max_frame + LEN_PREFIX;
-        let frame = match codec::encode_into(value, &mut frame, limit) {
+        let limit = self.max_frame as usize + LEN_PREFIX;
+        let frame = match codec::encode_as(self.format, value, &mut frame, limit) {
             Ok(()) => {
                 frame.compress_value(value_at, self.compress);
                 frame
@@ -182,7 +187,7 @@ impl Call {
                 let mut f = FrameBuf::new(Kind::Response, self.id, 17);
                 f.payload_mut().put_u8(Status::FrameTooLarge as u8);
                 f.payload_mut().put_u64((size - LEN_PREFIX) as u64);
-                f.payload_mut().put_u64(self.max_frame as u64);
+                f.payload_mut().put_u64(u64::from(self.max_frame));
                 f
             }
             Err(codec::EncodeError::Serde(message)) => {
@@ -226,7 +231,7 @@ impl Call {
                     Side::Server,
                     None,
                 );
-                Stream::remote(inbound, codec::decode::<T>)
+                Stream::remote(inbound, codec::decoder::<T>(self.format))
             }
             None => Stream::empty(),
         }
@@ -256,7 +261,7 @@ impl Call {
         };
         Reply {
             stream: Some(Box::new(Following {
-                items: Encoder::new(stream),
+                items: Encoder::new(stream, self.format),
                 call: call.clone(),
                 compress: self.compress,
             })),
@@ -304,5 +309,19 @@ impl Router {
 
     pub(crate) fn service_names(&self) -> Vec<&'static str> {
         self.services.iter().map(|s| s.name()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A Call is moved into every handler's future: the format it carries
+    /// costs it no size.
+    #[test]
+    fn a_call_stays_80_bytes() {
+        assert!(
+            std::mem::size_of::<super::Call>() <= 80,
+            "{}",
+            std::mem::size_of::<super::Call>()
+        );
     }
 }

@@ -198,6 +198,28 @@ impl Builder {
         self
     }
 
+    /// The payload formats clients may choose (default: every one this
+    /// build has: bincode, and [JSON](crate::Format) with the feature
+    /// `json`). Each connection is answered in its client's format; a
+    /// client asking for another is refused at the handshake, and both
+    /// sides get an [`Error::Protocol`] saying which format was asked for
+    /// and which is accepted. Binding fails with [`Error::Config`] if the
+    /// set is empty.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), rpc::Error> {
+    /// // Bincode clients only, even in a build with `json`.
+    /// let server = rpc::Server::builder()
+    ///     .accept_formats([rpc::Format::Bincode])
+    ///     .bind("127.0.0.1:0")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn accept_formats(mut self, formats: impl IntoIterator<Item = crate::Format>) -> Self {
+        self.config.accept_formats = crate::codec::Formats::of(formats);
+        self
+    }
+
     /// Whether frames queued together go out in one write (default true).
     /// Off, every frame gets a write syscall of its own. A lone frame is
     /// written at once either way (the writer never waits for company), so
@@ -381,6 +403,7 @@ impl Builder {
             ));
         }
         self.config.compression.check()?;
+        self.config.accept_formats.check()?;
         if let Some(bits) = self.config.accept_compression {
             crate::compression::check_features(bits)?;
         }

@@ -13,21 +13,21 @@ use serde::Serialize;
 
 use super::Stream;
 use super::flow::Flow;
-use crate::Error;
 use crate::codec;
 use crate::error::panic_message;
 use crate::protocol::{
     Compressor, HEADER_LEN, Kind, LEN_PREFIX, Status, compress_value, put_head, seal_at,
 };
 use crate::transport::DIRECT_WRITE;
+use crate::{Error, Format};
 
 /// Items sent per poll of the pump before it lets other tasks run.
 const ITEMS_PER_POLL: u32 = 1024;
 
-/// A stream's items, encoded one by one as they are taken. (In a mutex only
-/// to be `Sync` as the call future that carries it must be; it is reached
-/// through `&mut`, never locked.)
-pub(crate) struct Encoder(std::sync::Mutex<Box<dyn Items>>);
+/// A stream's items, encoded one by one as they are taken, in the
+/// connection's format. (In a mutex only to be `Sync` as the call future
+/// that carries it must be; it is reached through `&mut`, never locked.)
+pub(crate) struct Encoder(std::sync::Mutex<Box<dyn Items>>, Format);
 
 trait Items: Send {
     /// Appends the next item to `batch` as a StreamItem frame of call `id`
@@ -36,6 +36,7 @@ trait Items: Send {
     fn poll_encode(
         &mut self,
         cx: &mut Context<'_>,
+        format: Format,
         id: u64,
         limit: usize,
         batch: &mut BytesMut,
@@ -46,21 +47,22 @@ impl<T: Serialize + Send + 'static> Items for Stream<T> {
     fn poll_encode(
         &mut self,
         cx: &mut Context<'_>,
+        format: Format,
         id: u64,
         limit: usize,
         batch: &mut BytesMut,
     ) -> Poll<Option<Result<(), Vec<u8>>>> {
         let next = std::task::ready!(Pin::new(self).poll_next(cx));
         Poll::Ready(next.map(|item| match item {
-            Ok(item) => encode(&item, id, limit, batch),
+            Ok(item) => encode(format, &item, id, limit, batch),
             Err(e) => Err(end_payload(&e)),
         }))
     }
 }
 
 impl Encoder {
-    pub(crate) fn new<T: Serialize + Send + 'static>(stream: Stream<T>) -> Self {
-        Encoder(std::sync::Mutex::new(Box::new(stream)))
+    pub(crate) fn new<T: Serialize + Send + 'static>(stream: Stream<T>, format: Format) -> Self {
+        Encoder(std::sync::Mutex::new(Box::new(stream)), format)
     }
 }
 
@@ -71,9 +73,10 @@ impl std::fmt::Debug for Encoder {
 }
 
 /// Appends `item` to `batch` as a StreamItem frame of call `id` of at most
-/// `limit` bytes (the peer's frame limit), or gives the StreamEnd payload
-/// that says why not (`batch` is then as it was).
+/// `limit` bytes (the peer's frame limit) in `format`, or gives the
+/// StreamEnd payload that says why not (`batch` is then as it was).
 pub(crate) fn encode<T: Serialize>(
+    format: Format,
     item: &T,
     id: u64,
     limit: usize,
@@ -81,7 +84,7 @@ pub(crate) fn encode<T: Serialize>(
 ) -> Result<(), Vec<u8>> {
     let start = batch.len();
     put_head(batch, Kind::StreamItem, id);
-    match codec::encode_into(item, batch, start + LEN_PREFIX + limit) {
+    match codec::encode_as(format, item, batch, start + LEN_PREFIX + limit) {
         Ok(()) => {
             seal_at(batch, start);
             Ok(())
@@ -147,6 +150,7 @@ pub(crate) async fn pump(
     limit: usize,
     compress: Compressor,
 ) -> Pumped {
+    let format = items.1;
     let items = items.0.get_mut().unwrap_or_else(|e| e.into_inner());
     let id = flow.id();
     let mut batch = BytesMut::new();
@@ -185,7 +189,7 @@ pub(crate) async fn pump(
                 while cost < room.min(DIRECT_WRITE) && sent < ITEMS_PER_POLL {
                     let start = batch.len();
                     let next = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        items.poll_encode(cx, id, limit, &mut batch)
+                        items.poll_encode(cx, format, id, limit, &mut batch)
                     }));
                     cost += batch.len() - start;
                     polled = match next {

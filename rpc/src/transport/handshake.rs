@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::FrameReader;
 use crate::Error;
+use crate::codec::{Formats, refused};
 use crate::protocol::{
     FrameError, HANDSHAKE_MAX_FRAME, HEADER_LEN, Hello, Kind, LEN_PREFIX, MAGIC, MIN_MAX_FRAME,
     VERSION, features,
@@ -16,13 +17,18 @@ use crate::protocol::{
 
 /// Sends our Hello, then reads and checks the peer's, within `timeout`.
 /// The server calls it with `server = true` and answers only after the
-/// client's Hello arrived, so a non-RPC peer learns nothing.
+/// client's Hello arrived, so a non-RPC peer learns nothing. A client's
+/// Hello names the format it uses; a server's says the one it answers in:
+/// the client's if `formats` (what a server accepts; a client ignores it)
+/// holds it, else the one it accepts, and then both sides fail (see
+/// [`crate::protocol`], Formats).
 pub(crate) async fn handshake<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut W,
     server: bool,
     timeout: Duration,
-    ours: Hello,
+    mut ours: Hello,
+    formats: Formats,
 ) -> Result<Hello, Error>
 where
     R: AsyncRead + Unpin,
@@ -58,7 +64,11 @@ where
                 return Err(Error::io(CONTEXT, io::Error::new(UnexpectedEof, closed)));
             }
         };
+        // A server answers in the client's format, or names its own.
+        let format = formats.answer(theirs.features);
         if server {
+            let bit = format.unwrap_or_else(|only| only);
+            ours.features = (ours.features & !features::JSON) | bit;
             // Answer even on a version mismatch, so the client can name both versions.
             send_hello(writer, ours).await?;
         }
@@ -71,6 +81,12 @@ where
             return Err(Error::protocol(format!(
                 "protocol version mismatch: the client speaks v{client}, the server speaks v{srv}"
             )));
+        }
+        if server && let Err(only) = format {
+            return Err(refused(theirs.features, only));
+        }
+        if !server && (theirs.features ^ ours.features) & features::JSON != 0 {
+            return Err(refused(ours.features, theirs.features));
         }
         if let Some(m) = theirs.max_frame
             && (m as usize) < MIN_MAX_FRAME
@@ -217,11 +233,42 @@ mod tests {
             false,
             Duration::from_secs(5),
             Hello::ours(1 << 20, crate::stream::DEFAULT_WINDOW),
+            Formats::BUILT,
         )
         .await
         .unwrap_err();
         assert!(err.to_string().contains("below the minimum"), "{err}");
         drop(peer.await.unwrap());
+    }
+
+    /// A server that does not accept the client's format answers with its
+    /// Hello naming the one it does, then fails with the error the client
+    /// reads from that Hello too.
+    #[tokio::test]
+    async fn a_server_refusing_a_format_names_both_in_its_hello_and_its_error() {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        let (r, mut w) = tokio::io::split(ours);
+        let mut reader = FrameReader::new(r, FrameCodec::new(1 << 20));
+        let window = crate::stream::DEFAULT_WINDOW;
+        let peer = tokio::spawn(async move {
+            let asking = Hello::ours(MIN_MAX_FRAME, window).with_features(features::JSON);
+            theirs.write_all(&asking.encode()).await.unwrap();
+            let mut answer = vec![0u8; 32];
+            theirs.read_exact(&mut answer).await.unwrap();
+            Hello::parse(bytes::Bytes::from(answer).split_off(14)).unwrap()
+        });
+        let only_bincode = Formats::of([crate::Format::Bincode]);
+        let ours = Hello::ours(1 << 20, window);
+        let timeout = Duration::from_secs(5);
+        let err = handshake(&mut reader, &mut w, true, timeout, ours, only_bincode)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "protocol error: the client asked for the JSON format; this server accepts only bincode"
+        );
+        let answered = peer.await.unwrap();
+        assert!(!answered.accepts_feature(features::JSON), "{answered:?}");
     }
 
     /// Runs our side of the handshake (the server's if `server`) against a
@@ -237,7 +284,7 @@ mod tests {
         });
         let timeout = Duration::from_secs(10);
         let ours = Hello::ours(16 << 20, crate::stream::DEFAULT_WINDOW);
-        let err = handshake(&mut reader, &mut w, server, timeout, ours)
+        let err = handshake(&mut reader, &mut w, server, timeout, ours, Formats::BUILT)
             .await
             .unwrap_err();
         drop((reader, w));

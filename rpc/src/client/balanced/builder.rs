@@ -154,6 +154,14 @@ impl Balanced {
         self
     }
 
+    /// The format of the values the calls send and receive, on every
+    /// server, as [`Builder::format`] (default bincode). A server that does
+    /// not accept it is not connected (its handshake fails).
+    pub fn format(mut self, format: crate::Format) -> Self {
+        self.settings = self.settings.format(format);
+        self
+    }
+
     /// How to reach a discovered address: for transports of your own (TCP,
     /// Unix and in-memory addresses need nothing). `None` leaves the
     /// address out of the set.

@@ -95,7 +95,8 @@ impl Connection {
             false,
             config.handshake_timeout,
             Hello::ours(config.max_frame, config.stream_window)
-                .with_features(crate::compression::built_features()),
+                .with_features(crate::compression::built_features() | config.format.feature()),
+            crate::codec::Formats::BUILT,
         )
         .await?;
         let shared = Arc::new(Shared::new(config.max_in_flight));

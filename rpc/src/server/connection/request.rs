@@ -102,11 +102,13 @@ impl Driver {
         let call = Call {
             id,
             args,
-            max_frame: self.reply_limit,
+            // At most the client's Hello's limit, a `u32`.
+            max_frame: u32::try_from(self.reply_limit).unwrap_or(u32::MAX),
             reply_metadata_limit: (self.peer_features & features::METADATA != 0)
                 .then_some(u32::try_from(self.shared.config.max_metadata).unwrap_or(u32::MAX)),
             stream,
             compress: self.reply_compressor(compressed),
+            format: self.format,
         };
         let Some(handler) = self.shared.router.start(found, call) else {
             self.unknown_method(id, head.method_id);
