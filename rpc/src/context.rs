@@ -76,8 +76,9 @@ pub struct Context {
     pub(crate) metadata: Option<Arc<Metadata>>,
     /// What goes back with the reply (see [`set_reply_metadata`]).
     pub(crate) reply_metadata: Option<Box<Metadata>>,
-    /// Where the call stands in a distributed trace.
-    pub(crate) trace: Option<TraceContext>,
+    /// Where the call stands in a distributed trace (shared: a context is
+    /// moved with every handler and cloned by `current()`).
+    pub(crate) trace: Option<Arc<TraceContext>>,
 }
 
 impl Context {
@@ -140,7 +141,7 @@ impl Context {
     /// recorded (see [`crate::observe`]). Calls made from the handler carry
     /// it on.
     pub fn trace(&self) -> Option<&TraceContext> {
-        self.trace.as_ref()
+        self.trace.as_deref()
     }
 
     /// Wraps `fut` so that it runs with this context: [`current`] gives it
@@ -247,7 +248,7 @@ pub(crate) fn take_reply_metadata() -> Option<Box<Metadata>> {
 }
 
 /// The current handler's trace context, if any (see [`Context::trace`]).
-pub(crate) fn current_trace() -> Option<TraceContext> {
+pub(crate) fn current_trace() -> Option<Arc<TraceContext>> {
     CURRENT.with(|c| c.borrow().as_ref()?.trace.clone())
 }
 

@@ -260,7 +260,7 @@ impl Channel {
         map: fn(R) -> T,
     ) -> Call<R, T> {
         let (observed, trace) = self.observe(method.name);
-        let trace = trace.as_ref();
+        let trace = trace.as_deref();
         let decoding = Delivery {
             decode,
             map,
@@ -320,7 +320,7 @@ impl Channel {
     ) -> Pin<Box<dyn Future<Output = Result<Opened, Error>> + Send>> {
         let timeout = self.options.timeout_for(method.no_deadline);
         let (observed, trace) = self.observe(method.name);
-        let frame = self.encode_request(method.name, method.id, args, trace.as_ref());
+        let frame = self.encode_request(method.name, method.id, args, trace.as_deref());
         // The stream the call sends is compressed as its request would be,
         // for whichever server it goes to.
         let compress = Compressor::new(
@@ -361,7 +361,7 @@ impl Channel {
         // As `intercepted` does for other calls.
         let chain = config.interceptors.clone();
         let max_metadata = config.max_metadata;
-        let sent = self.sent_metadata(trace.as_ref());
+        let sent = self.sent_metadata(trace.as_deref());
         let info =
             Chain::info(method.name, Side::Client, true, sent.clone()).on_client(self.address());
         let span = observed.span().clone();
@@ -430,7 +430,7 @@ impl Channel {
     }
 
     /// A call's span and metrics, and the trace context it sends.
-    fn observe(&self, method: &'static str) -> (Observed, Option<TraceContext>) {
+    fn observe(&self, method: &'static str) -> (Observed, Option<Arc<TraceContext>>) {
         let (observed, trace) = Observed::client(method);
         if observed.records()
             && let Route::One { endpoint, .. } = &self.route

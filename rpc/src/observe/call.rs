@@ -5,10 +5,13 @@
 //! dropped it, the connection went).
 //!
 //! With no subscriber listening (or none at INFO for this crate), a span
-//! costs a check of a cached level per call: its fields are not evaluated
-//! and nothing is allocated. Without the `metrics` feature no clock is read.
+//! costs a check of a cached level per call, and nothing is allocated: the
+//! fields a span is made with are constants, and what takes work to find is
+//! recorded only in a span that is recorded. Without the `metrics` feature
+//! no clock is read.
 
 use std::fmt::Display;
+use std::sync::Arc;
 
 use tracing::Span;
 use tracing::field::Empty;
@@ -37,6 +40,22 @@ struct Watched {
 
 /// The span of a call nobody watches.
 static NO_SPAN: Span = Span::none();
+
+/// Whether any subscriber listens at INFO: one atomic load. The span macro
+/// checks as much, but with `tracing`'s `log` feature on (which any crate
+/// in a build may turn on) its disabled branch still builds the fields for
+/// `log`; a call's spans are not worth that when nobody listens.
+#[inline]
+fn listened() -> bool {
+    tracing::Level::INFO <= tracing::level_filters::LevelFilter::current()
+}
+
+/// Whether a call's outcome is wanted at all: a span is recorded, or
+/// metrics are built in. Calls nobody watches take the short path.
+#[inline]
+fn watched() -> bool {
+    cfg!(feature = "metrics") || listened()
+}
 
 /// `"Service.method"` as its two parts.
 pub(crate) fn split(method: &str) -> (&str, &str) {
@@ -77,30 +96,48 @@ impl Observed {
         call_id: u64,
         peer: &Peer,
         incoming: Option<TraceContext>,
-    ) -> (Observed, Option<TraceContext>) {
+    ) -> (Observed, Option<Arc<TraceContext>>) {
+        if !watched() {
+            return (Observed(None), incoming.map(Arc::new));
+        }
+        Observed::server_watched(method, call_id, peer, incoming)
+    }
+
+    #[inline(never)]
+    fn server_watched(
+        method: &'static str,
+        call_id: u64,
+        peer: &Peer,
+        incoming: Option<TraceContext>,
+    ) -> (Observed, Option<Arc<TraceContext>>) {
         // A root: the driver's task is no parent of the call; the caller,
         // across the wire, is (through the trace ids below).
-        let span = tracing::info_span!(
-            parent: None,
-            "rpc.server",
-            otel.kind = "server",
-            otel.name = otel_name(method),
-            rpc.system = SYSTEM,
-            rpc.service = split(method).0,
-            rpc.method = split(method).1,
-            rpc.call_id = call_id,
-            network.peer.address = Empty,
-            network.peer.port = Empty,
-            trace_id = Empty,
-            span_id = Empty,
-            parent_span_id = Empty,
-            rpc.status = Empty,
-            otel.status_code = Empty,
-            error.message = Empty,
-        );
-        let trace = if span.is_disabled() {
-            incoming
+        let span = if listened() {
+            tracing::info_span!(
+                parent: None,
+                "rpc.server",
+                otel.kind = "server",
+                otel.name = Empty,
+                rpc.system = SYSTEM,
+                rpc.service = Empty,
+                rpc.method = Empty,
+                rpc.call_id = call_id,
+                network.peer.address = Empty,
+                network.peer.port = Empty,
+                trace_id = Empty,
+                span_id = Empty,
+                parent_span_id = Empty,
+                rpc.status = Empty,
+                otel.status_code = Empty,
+                error.message = Empty,
+            )
         } else {
+            Span::none()
+        };
+        let trace = if span.is_disabled() {
+            incoming.map(Arc::new)
+        } else {
+            name(&span, method);
             match peer.addr() {
                 Some(addr) => {
                     span.record("network.peer.address", tracing::field::display(addr.ip()));
@@ -118,7 +155,7 @@ impl Observed {
                 .or_else(|| incoming.as_ref().map(TraceContext::child))
                 .unwrap_or_else(TraceContext::root);
             record_ids(&span, &trace);
-            Some(trace)
+            Some(Arc::new(trace))
         };
         (Observed::new(span, Side::Server, method), trace)
     }
@@ -127,34 +164,47 @@ impl Observed {
     /// within the handler's trace if it is made from a handler. Gives the
     /// trace context to send: a new span's if this one is recorded, else the
     /// handler's as it came, else none.
-    pub(crate) fn client(method: &'static str) -> (Observed, Option<TraceContext>) {
-        let span = tracing::info_span!(
-            "rpc.client",
-            otel.kind = "client",
-            otel.name = otel_name(method),
-            rpc.system = SYSTEM,
-            rpc.service = split(method).0,
-            rpc.method = split(method).1,
-            server.address = Empty,
-            trace_id = Empty,
-            span_id = Empty,
-            parent_span_id = Empty,
-            rpc.status = Empty,
-            otel.status_code = Empty,
-            error.message = Empty,
-        );
+    pub(crate) fn client(method: &'static str) -> (Observed, Option<Arc<TraceContext>>) {
+        if !watched() {
+            return (Observed(None), crate::context::current_trace());
+        }
+        Observed::client_watched(method)
+    }
+
+    #[inline(never)]
+    fn client_watched(method: &'static str) -> (Observed, Option<Arc<TraceContext>>) {
+        let span = if listened() {
+            tracing::info_span!(
+                "rpc.client",
+                otel.kind = "client",
+                otel.name = Empty,
+                rpc.system = SYSTEM,
+                rpc.service = Empty,
+                rpc.method = Empty,
+                server.address = Empty,
+                trace_id = Empty,
+                span_id = Empty,
+                parent_span_id = Empty,
+                rpc.status = Empty,
+                otel.status_code = Empty,
+                error.message = Empty,
+            )
+        } else {
+            Span::none()
+        };
         let inherited = crate::context::current_trace();
         let trace = if span.is_disabled() {
             inherited
         } else {
+            name(&span, method);
             if let Some(parent) = &inherited {
                 span.record("parent_span_id", parent.span_id_hex());
             }
             let trace = super::otel::context_of(&span)
-                .or_else(|| inherited.as_ref().map(TraceContext::child))
+                .or_else(|| inherited.as_deref().map(TraceContext::child))
                 .unwrap_or_else(TraceContext::root);
             record_ids(&span, &trace);
-            Some(trace)
+            Some(Arc::new(trace))
         };
         (Observed::new(span, Side::Client, method), trace)
     }
@@ -213,6 +263,17 @@ impl Drop for Observed {
     fn drop(&mut self) {
         self.finish("Cancelled", None);
     }
+}
+
+/// Records the call's names in its span. Not among the fields the span is
+/// made with: those are evaluated even for a disabled span when `tracing`
+/// forwards to `log` (its `log` feature, which a dependency may turn on),
+/// and these format and search a string.
+fn name(span: &Span, method: &str) {
+    let (service, name) = split(method);
+    span.record("otel.name", otel_name(method));
+    span.record("rpc.service", service);
+    span.record("rpc.method", name);
 }
 
 fn record_ids(span: &Span, trace: &TraceContext) {
