@@ -5,28 +5,41 @@
 //! does not answer at all is left to keepalive and to the breaker, which see
 //! the failures of real calls.
 
-use std::sync::Weak;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::Balancer;
+use super::{Balancer, Member};
 use crate::client::Channel;
 use crate::health::{HealthClient, ServingStatus};
 
-/// Runs until the channel is dropped (`closed` is cancelled then).
-pub(super) async fn probe(balancer: Weak<Balancer>, every: Duration, closed: CancellationToken) {
+/// A tick every `every`, late ticks not made up for.
+fn ticks(every: Duration) -> tokio::time::Interval {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = closed.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let Some(members) = balancer.upgrade().map(|b| b.members()) else {
-            return;
-        };
+    tick
+}
+
+/// The channel's servers at the next tick; `None` once the channel is
+/// dropped (`closed` is cancelled then).
+async fn next_tick(
+    tick: &mut tokio::time::Interval,
+    balancer: &Weak<Balancer>,
+    closed: &CancellationToken,
+) -> Option<Arc<Vec<Arc<Member>>>> {
+    tokio::select! {
+        _ = closed.cancelled() => return None,
+        _ = tick.tick() => {}
+    }
+    balancer.upgrade().map(|b| b.members())
+}
+
+/// Runs until the channel is dropped (`closed` is cancelled then).
+pub(super) async fn probe(balancer: Weak<Balancer>, every: Duration, closed: CancellationToken) {
+    let mut tick = ticks(every);
+    while let Some(members) = next_tick(&mut tick, &balancer, &closed).await {
         // One check at a time: a few per interval, never a burst.
         for member in members.iter() {
             if closed.is_cancelled() {
@@ -63,16 +76,8 @@ pub(super) async fn probe(balancer: Weak<Balancer>, every: Duration, closed: Can
 #[cfg(feature = "metrics")]
 pub(super) async fn report_states(balancer: Weak<Balancer>, closed: CancellationToken) {
     let mut states = crate::observe::metrics::EndpointStates::default();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = closed.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let Some(members) = balancer.upgrade().map(|b| b.members()) else {
-            return;
-        };
+    let mut tick = ticks(Duration::from_secs(1));
+    while let Some(members) = next_tick(&mut tick, &balancer, &closed).await {
         let now = tokio::time::Instant::now();
         let mut counts = [0; 4];
         for member in members.iter() {
