@@ -340,15 +340,7 @@ async fn under_mutual_tls_a_balanced_channel_presents_its_certificate_to_every_s
         .await
         .unwrap();
     // `connect` returns once one server is connected; the other follows.
-    let started = Instant::now();
-    while !channel
-        .endpoints()
-        .iter()
-        .all(|e| e.state == rpc::client::EndpointState::Connected)
-    {
-        assert!(started.elapsed() < PROMPTLY, "{:?}", channel.endpoints());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    all_connected(&channel).await;
     let who = WhoClient::new(channel);
     let mut seen = std::collections::HashSet::new();
     for _ in 0..20 {
@@ -422,15 +414,7 @@ async fn a_balanced_channel_spreads_calls_over_two_tls_servers() {
         .await
         .unwrap();
     // `connect` returns once one server is connected; the other follows.
-    let started = Instant::now();
-    while !channel
-        .endpoints()
-        .iter()
-        .all(|e| e.state == rpc::client::EndpointState::Connected)
-    {
-        assert!(started.elapsed() < PROMPTLY, "{:?}", channel.endpoints());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    all_connected(&channel).await;
     let who = WhoClient::new(channel);
     let mut seen = std::collections::HashMap::new();
     for _ in 0..20 {
@@ -536,4 +520,17 @@ async fn tls_settings_that_cannot_work_are_configuration_errors() {
         .unwrap_err();
     assert!(matches!(err, rpc::Error::Io { .. }), "{err:?}");
     assert!(err.to_string().contains("/nonexistent/server.crt"), "{err}");
+}
+
+/// Waits until every server of a balanced `channel` is connected.
+async fn all_connected(channel: &rpc::Channel) {
+    let started = Instant::now();
+    while !channel
+        .endpoints()
+        .iter()
+        .all(|e| e.state == rpc::client::EndpointState::Connected)
+    {
+        assert!(started.elapsed() < PROMPTLY, "{:?}", channel.endpoints());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
