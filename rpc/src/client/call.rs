@@ -25,6 +25,9 @@ use crate::protocol::Payload;
 #[must_use = "a call does nothing unless awaited"]
 pub struct Call<R, T> {
     route: Route,
+    /// The method's shape as this client was built: named in a
+    /// `SchemaMismatch`, whose reply carries only the server's.
+    shape: &'static str,
     /// Decodes the reply's value (see [`crate::codec::decode_flat`]).
     decode: fn(&[u8]) -> Result<R, String>,
     map: fn(R) -> T,
@@ -65,11 +68,13 @@ impl<R, T> Call<R, T> {
     /// A call of one attempt on `endpoint`.
     pub(super) fn one(
         attempt: Attempt,
+        shape: &'static str,
         decode: fn(&[u8]) -> Result<R, String>,
         map: fn(R) -> T,
     ) -> Self {
         Call {
             route: Route::One(attempt),
+            shape,
             decode,
             map,
             _out: PhantomData,
@@ -81,6 +86,7 @@ impl<R, T> Call<R, T> {
     pub(super) fn sole(
         attempt: Attempt,
         load: Arc<Load>,
+        shape: &'static str,
         decode: fn(&[u8]) -> Result<R, String>,
         map: fn(R) -> T,
     ) -> Self {
@@ -90,6 +96,7 @@ impl<R, T> Call<R, T> {
         };
         Call {
             route: Route::Sole(attempt, sole),
+            shape,
             decode,
             map,
             _out: PhantomData,
@@ -99,12 +106,14 @@ impl<R, T> Call<R, T> {
     /// A call whose attempts `run` makes.
     pub(super) fn balanced(
         method: &'static str,
+        shape: &'static str,
         run: Run,
         decode: fn(&[u8]) -> Result<R, String>,
         map: fn(R) -> T,
     ) -> Self {
         Call {
             route: Route::Balanced { run, method },
+            shape,
             decode,
             map,
             _out: PhantomData,
@@ -143,7 +152,9 @@ impl<R, T> Future for Call<R, T> {
         };
         Poll::Ready(
             reply
-                .and_then(|payload| decode_response(method, budget, payload, this.decode))
+                .and_then(|payload| {
+                    decode_response(method, this.shape, budget, payload, this.decode)
+                })
                 .map(this.map),
         )
     }

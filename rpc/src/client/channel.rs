@@ -24,7 +24,9 @@ use super::streaming::{Opened, Reporting};
 use crate::Error;
 use crate::codec;
 use crate::intercept::{Chain, Side};
-use crate::protocol::{Compressor, FLAG_METADATA, FrameBuf, Kind, LEN_PREFIX, RequestHead};
+use crate::protocol::{
+    Compressor, FLAG_METADATA, FLAG_SCHEMA, FrameBuf, Kind, LEN_PREFIX, RequestHead,
+};
 use crate::stream::Encoder;
 use crate::transport::{Address, Peer};
 use crate::{Compression, compression};
@@ -255,7 +257,8 @@ impl Channel {
         map: fn(R) -> T,
     ) -> Call<R, T> {
         if !self.config().interceptors.is_empty() {
-            return Call::balanced(method.name, self.intercepted(method, args), decode, map);
+            let run = self.intercepted(method, args);
+            return Call::balanced(method.name, method.shape, run, decode, map);
         }
         match &self.route {
             Route::One { endpoint, known } => {
@@ -264,9 +267,9 @@ impl Channel {
                     endpoint.still(known),
                     method.name,
                     self.options.timeout(),
-                    self.encode_request(method.name, method.id, args),
+                    self.encode_request(method, args),
                 );
-                Call::one(attempt, decode, map)
+                Call::one(attempt, method.shape, decode, map)
             }
             Route::Balanced(balancer) => {
                 if let Some((endpoint, load)) = balancer.sole() {
@@ -275,13 +278,11 @@ impl Channel {
                         None,
                         method.name,
                         self.options.timeout(),
-                        self.encode_request(method.name, method.id, args),
+                        self.encode_request(method, args),
                     );
-                    return Call::sole(attempt, load, decode, map);
+                    return Call::sole(attempt, load, method.shape, decode, map);
                 }
-                let request = self
-                    .encode_request(method.name, method.id, args)
-                    .map(FrameBuf::finish);
+                let request = self.encode_request(method, args).map(FrameBuf::finish);
                 let run = balanced::run(
                     balancer.clone(),
                     method,
@@ -290,7 +291,7 @@ impl Channel {
                     self.options.timeout(),
                     crate::context::current_deadline(),
                 );
-                Call::balanced(method.name, Box::pin(run), decode, map)
+                Call::balanced(method.name, method.shape, Box::pin(run), decode, map)
             }
         }
     }
@@ -306,7 +307,7 @@ impl Channel {
         outbound: Option<Encoder>,
     ) -> Pin<Box<dyn Future<Output = Result<Opened, Error>> + Send>> {
         let timeout = self.options.timeout_for(method.no_deadline);
-        let frame = self.encode_request(method.name, method.id, args);
+        let frame = self.encode_request(method, args);
         // The stream the call sends is compressed as its request would be,
         // for whichever server it goes to.
         let compress = Compressor::new(
@@ -334,7 +335,7 @@ impl Channel {
         };
         let config = self.config();
         if config.interceptors.is_empty() {
-            return Box::pin(Opened::open(method.name, attempt(frame), balanced));
+            return Box::pin(Opened::open(method, attempt(frame), balanced));
         }
         // As `intercepted` does for other calls.
         let chain = config.interceptors.clone();
@@ -356,7 +357,7 @@ impl Channel {
                 ),
                 frame => frame,
             };
-            let opened = Opened::open(method.name, attempt(frame), balanced).await;
+            let opened = Opened::open(method, attempt(frame), balanced).await;
             match &opened {
                 Ok(opened) => around.finish(opened.failure().as_ref().map_or(Ok(()), Err)),
                 Err(e) => around.finish(Err(e)),
@@ -377,7 +378,7 @@ impl Channel {
             self.options.metadata().clone(),
         )
         .on_client(self.address());
-        let request = self.encode_request(method.name, method.id, args);
+        let request = self.encode_request(method, args);
         let timeout = self.options.timeout();
         let inherited = crate::context::current_deadline();
         let route = self.route.clone();
@@ -398,6 +399,7 @@ impl Channel {
         intercepted::call(
             config.interceptors.clone(),
             info,
+            method.shape,
             request,
             config.max_metadata,
             send,
@@ -406,24 +408,28 @@ impl Channel {
 
     fn encode_request<A: Serialize + ?Sized>(
         &self,
-        method: &'static str,
-        method_id: u64,
+        spec: Method,
         args: &A,
     ) -> Result<FrameBuf, Error> {
+        let method = spec.name;
         // Room for small arguments in place (see `FrameBuf`).
-        let mut frame = FrameBuf::new(Kind::Request, 0, RequestHead::LEN + 16);
+        let mut frame = FrameBuf::new(Kind::Request, 0, RequestHead::LEN + 24);
         RequestHead {
-            method_id,
+            method_id: spec.id,
             budget: Duration::ZERO,
         }
         .write(&mut frame);
+        // Every request carries the fingerprint, taken out again for a
+        // server that does not check it (see `Connection::try_send`).
+        frame.extend_from_slice(&spec.fingerprint.to_be_bytes());
+        frame.set_flags(FLAG_SCHEMA);
         let config = self.config();
         let metadata = self.options.metadata();
         if !metadata.is_empty() {
             metadata
                 .check(config.max_metadata)
                 .map_err(|message| Error::InvalidMetadata { method, message })?;
-            frame.set_flags(FLAG_METADATA);
+            frame.set_flags(FLAG_SCHEMA | FLAG_METADATA);
             metadata.encode(frame.payload_mut());
         }
         // The args, after the head and the metadata: what is compressed.

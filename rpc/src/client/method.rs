@@ -19,6 +19,12 @@ pub struct Method {
     /// `#[rpc(no_deadline)]`: a call through a handle whose timeout was not
     /// set with `with_timeout` has no deadline (a watch may live for hours).
     pub no_deadline: bool,
+    /// The FNV-1a hash of `shape`, sent with every request to a server
+    /// that checks it (see the protocol docs).
+    pub fingerprint: u64,
+    /// `method(T1, T2) -> R`, normalised: what this client was built with,
+    /// named in a [`SchemaMismatch`](crate::Error::SchemaMismatch).
+    pub shape: &'static str,
 }
 
 /// The hash of an affinity key: FNV-1a over what `Hash` feeds it, the same

@@ -148,7 +148,7 @@ async fn incoming_responses_come_out_as_ids_and_payloads_and_other_frames_whole(
         std::future::poll_fn(|cx| reader.poll_incoming(cx, Kind::Response)).await
     }
     match next(&mut reader).await {
-        Some(Ok(Incoming::Of(1, p))) => assert_eq!(&p[..], b"small"),
+        Some(Ok(Incoming::Of(1, 0, p))) => assert_eq!(&p[..], b"small"),
         other => panic!("{other:?}"),
     }
     match next(&mut reader).await {
@@ -156,7 +156,7 @@ async fn incoming_responses_come_out_as_ids_and_payloads_and_other_frames_whole(
         other => panic!("{other:?}"),
     }
     match next(&mut reader).await {
-        Some(Ok(Incoming::Of(2, p))) => assert_eq!(&p[..], &large[..]),
+        Some(Ok(Incoming::Of(2, 0, p))) => assert_eq!(&p[..], &large[..]),
         other => panic!("{other:?}"),
     }
     match next(&mut reader).await {
