@@ -155,6 +155,7 @@ mod error;
 pub mod fault;
 pub mod health;
 pub mod intercept;
+pub mod introspect;
 pub mod metadata;
 pub mod protocol;
 pub mod server;

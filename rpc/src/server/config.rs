@@ -30,6 +30,8 @@ pub(crate) struct Config {
     /// The algorithms advertised and accepted (Hello feature bits); `None`:
     /// every one built in.
     pub(crate) accept_compression: Option<u32>,
+    /// Serve the introspection service (see [`crate::introspect`]).
+    pub(crate) introspection: bool,
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             compression: crate::Compression::None,
             compression_threshold: crate::compression::DEFAULT_THRESHOLD,
             accept_compression: None,
+            introspection: true,
         }
     }
 }
