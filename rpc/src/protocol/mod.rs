@@ -52,7 +52,11 @@
 //! message is the server's shape: nothing of the args is decoded, the
 //! handler never runs, no stream opens (stream frames of that call are
 //! dropped as for any failed call), and the connection stays up. A request
-//! for an unknown method is UnknownMethod whatever its fingerprint.
+//! for an unknown method is UnknownMethod whatever its fingerprint. The
+//! check is per call rather than once at the handshake: one connection
+//! carries many services and methods, and a method that changed must not
+//! stop the unchanged ones from working (nor a server built with a service
+//! the client does not know refuse the client).
 //!
 //! **Compression.** Only the value of a frame is compressed: a Request's args
 //! (after the method id and budget, which are patched at send time, and

@@ -123,4 +123,31 @@ mod tests {
         assert!(strip_fingerprint(&FrameBuf::new(Kind::Ping, 1, 0).finish()).is_none());
         assert!(strip_fingerprint(&with.seal()[..20]).is_none());
     }
+
+    /// A compressed value stays where it is found: after the fingerprint
+    /// while there is one, after the head once it is taken out; either way
+    /// it decompresses for a peer that does not accept the algorithm.
+    #[cfg(feature = "lz4")]
+    #[test]
+    fn a_compressed_value_is_found_with_and_without_the_fingerprint() {
+        use crate::Compression;
+        use crate::protocol::{Compressor, raw_unless_accepted};
+        let value = vec![7u8; 4000];
+        let mut f = flagged(9, &[]);
+        let value_at = f.len();
+        f.extend_from_slice(&value);
+        assert!(f.compress_value(value_at, Compressor::new(Compression::Lz4, 1)));
+        // Inflated in place, the fingerprint kept.
+        let mut raw = raw_unless_accepted(f.seal(), super::super::features::SCHEMA).unwrap();
+        let raw = raw.seal();
+        assert_eq!(raw[LEN_PREFIX + 1], FLAG_SCHEMA);
+        assert_eq!(&raw[30..38], &9u64.to_be_bytes());
+        assert_eq!(&raw[38..], &value[..]);
+        // Stripped, then inflated.
+        let mut stripped = strip_fingerprint(f.seal()).unwrap();
+        let mut raw = raw_unless_accepted(stripped.seal(), 0).unwrap();
+        let raw = raw.seal();
+        assert_eq!(raw[LEN_PREFIX + 1], 0);
+        assert_eq!(&raw[30..], &value[..]);
+    }
 }
