@@ -364,6 +364,20 @@ async fn the_server_answers_a_wrong_fingerprint_with_its_shape_on_the_same_conne
     conn.send(&unflagged).await;
     assert_eq!(conn.next_reply(PROMPTLY).await.unwrap().value::<i64>(), 3);
     assert_eq!(v1.ran(), 2);
+
+    // Flagged, but cut off inside the fingerprint: a Decode reply, and the
+    // connection still serves.
+    let full = flagged_request(4, "Calc.add", right, &[]);
+    let mut short = full[..full.len() - 3].to_vec();
+    let len = short.len() as u32 - 4;
+    short[..4].copy_from_slice(&len.to_be_bytes());
+    conn.send(&short).await;
+    let reply = conn.next_reply(PROMPTLY).await.unwrap();
+    assert_eq!((reply.call_id, reply.status()), (4, raw::status::DECODE));
+    conn.send(&flagged_request(5, "Calc.add", right, &args))
+        .await;
+    assert_eq!(conn.next_reply(PROMPTLY).await.unwrap().value::<i64>(), 3);
+    assert_eq!(v1.ran(), 3);
 }
 
 /// A client sends the fingerprint only to a server that advertised the

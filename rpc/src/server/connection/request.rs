@@ -32,9 +32,10 @@ impl Driver {
         } = arrived;
         self.cancel_credits = self.cancel_credits.saturating_add(1);
         let split = RequestHead::split(payload).and_then(|(head, mut args)| {
-            let fingerprint = match fingerprint {
-                true => Some(take_fingerprint(&mut args)?),
-                false => None,
+            let fingerprint = if fingerprint {
+                Some(take_fingerprint(&mut args)?)
+            } else {
+                None
             };
             Some((head, fingerprint, args))
         });
