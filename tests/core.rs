@@ -100,7 +100,9 @@ over_all_transports!(a_call_future_is_small);
 /// A call's future is what a caller keeps per call in flight (in its task,
 /// or in a `Vec` of futures), and it is moved when it is awaited. It stays a
 /// few words, whatever the method's shape: the uncommon paths (waiting for a
-/// slot, reconnecting) are boxed when taken.
+/// slot, reconnecting, a span recorded) are boxed when taken. (272 bytes:
+/// small arguments in place with the schema fingerprint, the client's
+/// shape for a mismatch's error, and a pointer for the call's span.)
 async fn a_call_future_is_small(transport: Transport) {
     let (_server, channel) = start_over(transport, rpc::Server::builder()).await;
     let c = ShapesClient::new(channel);
@@ -111,7 +113,7 @@ async fn a_call_future_is_small(transport: Transport) {
         std::mem::size_of_val(&c.echo(Vec::new())),
     ];
     assert!(
-        sizes.iter().all(|&n| n <= 256),
+        sizes.iter().all(|&n| n <= 272),
         "call futures of {sizes:?} bytes"
     );
     // And each still works (created, measured, dropped unpolled: nothing sent).

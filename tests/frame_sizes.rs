@@ -1,6 +1,6 @@
 //! Frame sizes over real TCP: requests and replies of every size around the
 //! thresholds where client and server change how they hold a frame (the
-//! client's 64-byte inline frame, the server's in-place copy of a small
+//! client's 72-byte inline frame, the server's in-place copy of a small
 //! request) arrive intact, and the frame limit holds to the byte at each of
 //! its checks, failing only the call that crosses it, which is told the
 //! frame's real size.
@@ -15,7 +15,7 @@ use support::{ShapesClient, start_server, start_with};
 // ---------------------------------------------------------------------------
 // Small frames.
 
-/// Requests and replies of every size around the 64-byte inline frame (a
+/// Requests and replies of every size around the 72-byte inline frame (a
 /// frame that spills to the heap in the middle of its arguments or its
 /// value) arrive intact, through the real server.
 #[tokio::test]
@@ -37,8 +37,9 @@ async fn requests_and_replies_across_the_inline_frame_size_arrive_intact() {
 }
 
 /// Requests of every size around the server's in-place copy (a payload of
-/// up to 38 bytes, 16 of them the request's head), sent together so that
-/// many arrive in one read: each handler gets its own arguments intact.
+/// up to 46 bytes, 24 of them the request's head and schema fingerprint),
+/// sent together so that many arrive in one read: each handler gets its own
+/// arguments intact.
 async fn small_requests_arrive_intact() {
     let server = start_server().await;
     let client = ShapesClient::connect(server.local_addr()).await.unwrap();
@@ -76,8 +77,9 @@ async fn small_requests_arrive_intact_on_a_multi_thread_server() {
 #[tokio::test]
 async fn frames_of_exactly_the_limit_pass_and_one_byte_more_fails_at_every_check() {
     const LIMIT: usize = 4096;
-    // echo(n bytes): 10 header + 16 request head + 3 varint + n.
-    let fits = LIMIT - 29;
+    // echo(n bytes): 10 header + 16 request head + 8 schema fingerprint +
+    // 3 varint + n.
+    let fits = LIMIT - 37;
 
     // 1. The client's own limit (checked while encoding into the frame).
     let server = start_with(rpc::Server::builder()).await;
@@ -128,16 +130,16 @@ async fn a_frame_far_over_the_limit_is_reported_with_its_real_size() {
     const MIB: usize = 1 << 20;
     let server = start_with(rpc::Server::builder()).await;
     let c = ShapesClient::connect(server.local_addr()).await.unwrap();
-    // 10 header + 16 request head + 5 varint + 32 MiB.
+    // 10 header + 16 request head + 8 fingerprint + 5 varint + 32 MiB.
     let err = c.echo(vec![1; 32 * MIB]).await.unwrap_err();
     match &err {
         rpc::Error::FrameTooLarge {
             what, size, limit, ..
-        } => assert_eq!((*what, *size, *limit), ("request", 32 * MIB + 31, 16 * MIB)),
+        } => assert_eq!((*what, *size, *limit), ("request", 32 * MIB + 39, 16 * MIB)),
         other => panic!("{other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains(&(32 * MIB + 31).to_string()), "{text}");
+    assert!(text.contains(&(32 * MIB + 39).to_string()), "{text}");
     for setting in [
         "Channel::builder().max_frame",
         "Server::builder().max_frame",

@@ -36,6 +36,9 @@ pub(crate) struct Method<'a> {
     pub(crate) full_name: String,
     /// Where the wire name comes from (the `name = "..."` literal, or the ident).
     pub(crate) name_span: Span,
+    /// `wire_name(T1, T2) -> R`, normalised (see `shape.rs`): what the
+    /// schema fingerprint hashes.
+    pub(crate) shape: String,
     pub(crate) args: Vec<Arg<'a>>,
     pub(crate) output: Output<'a>,
     /// `#[doc]`, `#[cfg]`, `#[allow]`... carried to the generated items.
@@ -174,7 +177,7 @@ impl<'a> Method<'a> {
             Some(lit) => (lit.value(), lit.span()),
             None => (ident.unraw_string(), ident.span()),
         };
-        let args = item
+        let args: Vec<Arg<'a>> = item
             .sig
             .inputs
             .iter()
@@ -193,10 +196,13 @@ impl<'a> Method<'a> {
             .iter()
             .filter(|a| CARRIED.iter().any(|name| a.path().is_ident(name)))
             .collect();
+        let shape =
+            crate::shape::method_shape(&wire_name, args.iter().map(|a| a.ty), &item.sig.output);
         Method {
             item,
             ident,
             full_name: format!("{service}.{wire_name}"),
+            shape,
             wire_name,
             name_span,
             args,
@@ -215,6 +221,11 @@ impl<'a> Method<'a> {
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
         hash
+    }
+
+    /// The shape's fingerprint: what a client sends and a server checks.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        crate::shape::fingerprint(&self.shape)
     }
 
     /// The Rust name without `r#`.

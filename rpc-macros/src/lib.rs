@@ -8,6 +8,7 @@
 
 mod ast;
 mod expand;
+mod shape;
 mod validate;
 
 use proc_macro::TokenStream;
@@ -113,6 +114,39 @@ use proc_macro::TokenStream;
 /// methods may be reordered or added freely, and pinned names keep old peers
 /// working when the Rust names change. Two methods with one wire name are a
 /// compile error.
+///
+/// # Schema check
+///
+/// Each method also gets a *shape*, `wire_name(T1, T2) -> R` with the types
+/// as the trait writes them, and the shape's 64-bit fingerprint, both
+/// computed here and emitted as literals. A client sends the fingerprint
+/// with every call; the server compares it with its own before it decodes
+/// anything, and a different one fails the call with
+/// `rpc::Error::SchemaMismatch` naming both shapes (the handler does not
+/// run; the connection stays up). So a changed argument, return or stream
+/// item type is reported as what it is, not as a Decode error or, worse, as
+/// bytes that happen to decode as something else.
+///
+/// Shapes are normalised so that what encodes alike reads alike:
+/// whitespace and lifetimes are dropped; every path is cut to its last
+/// segment, in generic arguments too (`std::string::String` is `String`,
+/// `rpc::Stream<feed::Event>` is `Stream<Event>`); `&str` is `String`,
+/// `&[T]` is `Vec<T>`, `&T` and `&mut T` are `T`; no return type is `()`.
+/// Argument names are not part of it (they are not on the wire), and
+/// neither is the order of methods. So renaming an argument, taking `&str`
+/// where the other side has `String`, or importing a type by another path
+/// stays compatible.
+///
+/// What it cannot see: the macro sees the trait's tokens only, not the
+/// items they name. A field added to or retyped in your own struct, a type
+/// alias that now points elsewhere, or a changed `Serialize` impl leave the
+/// shape as it was, and still give a Decode error (or, if the bytes happen
+/// to fit, a wrong value). Seeing inside would take a derive on every type
+/// that travels, each adding its own fingerprint transitively: a trait of
+/// this crate forced on types that otherwise need only serde. The check is
+/// conservative the other way: types that encode alike but are named
+/// differently (`Vec<T>` and `VecDeque<T>`, `T` and `Box<T>`, a newtype and
+/// its field) are different shapes.
 ///
 /// # Supported method shapes
 ///

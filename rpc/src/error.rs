@@ -36,6 +36,7 @@ use std::time::Duration;
 /// | [`InvalidMetadata`](Self::InvalidMetadata) | no | no |
 /// | [`Unauthenticated`](Self::Unauthenticated) | no | no |
 /// | [`PermissionDenied`](Self::PermissionDenied) | no | no |
+/// | [`SchemaMismatch`](Self::SchemaMismatch) | no | no (a balanced channel tries another server within the call) |
 /// | [`Config`](Self::Config) | no | no |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -224,6 +225,29 @@ pub enum Error {
         /// What the interceptor said.
         message: String,
     },
+    /// The server's version of the method differs from the client's: the
+    /// two were built from different versions of the trait (an argument or
+    /// the return type changed). The server checked the fingerprint the
+    /// request carried before decoding anything: the handler did not run,
+    /// and the connection is fine. Not retryable: this server will refuse
+    /// the call until one side is rebuilt. (A balanced channel still tries
+    /// another server within the call, which did not run: during a rolling
+    /// deploy another server may have the client's version.)
+    ///
+    /// Shapes are normalised (see `#[rpc::service]`'s docs on the schema
+    /// check): `add(i64, i64) -> i64`.
+    #[error(
+        "{method}: the client's shape `{client}` differs from the server's `{server}`; \
+         client and server were built from different versions of the trait"
+    )]
+    SchemaMismatch {
+        /// The method called.
+        method: &'static str,
+        /// The method's shape as this client was built.
+        client: String,
+        /// The method's shape as the server was built.
+        server: String,
+    },
     /// The builder was given settings that cannot work together (for example,
     /// two services that define the same method id).
     #[error("invalid configuration: {0}")]
@@ -280,6 +304,7 @@ impl Error {
             | Error::InvalidMetadata { .. }
             | Error::Unauthenticated { .. }
             | Error::PermissionDenied { .. }
+            | Error::SchemaMismatch { .. }
             | Error::Encode { .. }
             | Error::Protocol { .. }
             | Error::Io { .. }
@@ -321,12 +346,25 @@ impl Error {
             | Error::InvalidMetadata { .. }
             | Error::Unauthenticated { .. }
             | Error::PermissionDenied { .. }
+            | Error::SchemaMismatch { .. }
             | Error::FrameTooLarge { .. }
             | Error::Decode { .. }
             | Error::Encode { .. }
             | Error::Protocol { .. }
             | Error::Config(_) => false,
         }
+    }
+
+    /// This error, if it is a [`SchemaMismatch`](Self::SchemaMismatch),
+    /// with the client's shape filled in: the reply carries only the
+    /// server's, and the call, which knows the client's, adds it.
+    pub(crate) fn with_client_shape(mut self, shape: &'static str) -> Self {
+        if let Error::SchemaMismatch { client, .. } = &mut self
+            && client.is_empty()
+        {
+            shape.clone_into(client);
+        }
+        self
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {

@@ -163,6 +163,7 @@ mod error;
 pub mod fault;
 pub mod health;
 pub mod intercept;
+pub mod introspect;
 pub mod metadata;
 pub mod observe;
 pub mod protocol;

@@ -94,6 +94,8 @@ fn method(vis: &syn::Visibility, trait_ident: &syn::Ident, method: &Method) -> T
     let args_items = &args.items;
     let args_expr = &args.expr;
     let idempotent = method.options.idempotent.is_some();
+    let fingerprint = wire::fingerprint_literal(method);
+    let shape = &method.shape;
     let no_deadline = method.options.no_deadline.is_some();
     let key = match method.args.iter().find(|a| a.key.is_some()) {
         Some(arg) => {
@@ -109,6 +111,8 @@ fn method(vis: &syn::Visibility, trait_ident: &syn::Ident, method: &Method) -> T
             idempotent: #idempotent,
             key: #key,
             no_deadline: #no_deadline,
+            fingerprint: #fingerprint,
+            shape: #shape,
         }
     };
     let decode = output::client_call(method, quote!(#spec, #args_expr));

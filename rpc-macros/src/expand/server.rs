@@ -24,6 +24,19 @@ pub(super) fn expand(service: &Service) -> TokenStream {
         let request_stream = m.stream_arg().is_some();
         let response_stream = m.returns_stream();
         let no_deadline = m.options.no_deadline.is_some();
+        let fingerprint = wire::fingerprint_literal(m);
+        let shape = &m.shape;
+        let args = m.args.iter().map(|a| {
+            let name = wire::arg_ident(a).to_string();
+            let name = name.strip_prefix("r#").unwrap_or(&name);
+            let ty = crate::shape::written(a.ty);
+            quote!((#name, #ty))
+        });
+        let returns = m
+            .output
+            .ty()
+            .map_or_else(|| "()".to_owned(), crate::shape::written);
+        let idempotent = m.options.idempotent.is_some();
         quote! {
             #(#cfgs)*
             ::rpc::__private::MethodDesc {
@@ -32,6 +45,11 @@ pub(super) fn expand(service: &Service) -> TokenStream {
                 request_stream: #request_stream,
                 response_stream: #response_stream,
                 no_deadline: #no_deadline,
+                fingerprint: #fingerprint,
+                shape: #shape,
+                args: &[#(#args),*],
+                returns: #returns,
+                idempotent: #idempotent,
             },
         }
     });

@@ -37,6 +37,14 @@ pub(super) fn id_literal(method: &Method) -> syn::LitInt {
     syn::LitInt::new(&format!("{:#018x}u64", method.id()), method.name_span)
 }
 
+/// The schema fingerprint as a literal (see `shape.rs`).
+pub(super) fn fingerprint_literal(method: &Method) -> syn::LitInt {
+    syn::LitInt::new(
+        &format!("{:#018x}u64", method.fingerprint()),
+        method.name_span,
+    )
+}
+
 /// The type the client serializes for an argument of the tuple: the
 /// referent of a borrow.
 pub(super) fn sent_type(arg: &Arg) -> TokenStream {

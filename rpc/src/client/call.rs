@@ -31,6 +31,9 @@ pub struct Call<R, T> {
 /// How a call's reply reaches its caller: decoded, turned into the
 /// method's return type, and recorded as the call's outcome.
 pub(super) struct Delivery<R, T> {
+    /// The method's shape as this client was built: named in a
+    /// `SchemaMismatch`, whose reply carries only the server's.
+    pub(super) shape: &'static str,
     /// Decodes the reply's value, in the channel's format (chosen when the
     /// call is made: see `codec::decoder`).
     pub(super) decode: fn(&[u8]) -> Result<R, String>,
@@ -135,7 +138,9 @@ impl<R, T> Future for Call<R, T> {
         };
         let delivery = &mut this.delivery;
         let outcome = reply
-            .and_then(|payload| decode_response(method, budget, payload, delivery.decode))
+            .and_then(|payload| {
+                decode_response(method, delivery.shape, budget, payload, delivery.decode)
+            })
             .map(delivery.map);
         delivery.observed.finish_client(&outcome);
         Poll::Ready(outcome)

@@ -82,6 +82,9 @@ impl Channel {
             idempotent: false,
             key: None,
             no_deadline: false,
+            // A tool knows no shape; JSON names what does not fit anyway.
+            fingerprint: super::method::UNCHECKED,
+            shape: "",
         };
         self.call(method, &args, |value: Value| value).await
     }

@@ -26,7 +26,9 @@ use crate::codec;
 use crate::intercept::{Chain, Side};
 use crate::observe::TraceContext;
 use crate::observe::call::Observed;
-use crate::protocol::{Compressor, FLAG_METADATA, FrameBuf, Kind, LEN_PREFIX, RequestHead};
+use crate::protocol::{
+    Compressor, FLAG_METADATA, FLAG_SCHEMA, FrameBuf, Kind, LEN_PREFIX, RequestHead,
+};
 use crate::stream::Encoder;
 use crate::transport::{Address, Peer};
 use crate::{Compression, compression};
@@ -262,6 +264,7 @@ impl Channel {
         let (observed, trace) = self.observe(method.name);
         let trace = trace.as_deref();
         let decoding = Delivery {
+            shape: method.shape,
             decode,
             map,
             observed,
@@ -277,7 +280,7 @@ impl Channel {
                     endpoint.still(known),
                     method.name,
                     self.options.timeout(),
-                    self.encode_request(method.name, method.id, args, trace),
+                    self.encode_request(method, args, trace),
                 );
                 Call::one(attempt, decoding)
             }
@@ -288,12 +291,12 @@ impl Channel {
                         None,
                         method.name,
                         self.options.timeout(),
-                        self.encode_request(method.name, method.id, args, trace),
+                        self.encode_request(method, args, trace),
                     );
                     return Call::sole(attempt, load, decoding);
                 }
                 let request = self
-                    .encode_request(method.name, method.id, args, trace)
+                    .encode_request(method, args, trace)
                     .map(FrameBuf::finish);
                 let run = balanced::run(
                     balancer.clone(),
@@ -320,7 +323,7 @@ impl Channel {
     ) -> Pin<Box<dyn Future<Output = Result<Opened, Error>> + Send>> {
         let timeout = self.options.timeout_for(method.no_deadline);
         let (observed, trace) = self.observe(method.name);
-        let frame = self.encode_request(method.name, method.id, args, trace.as_deref());
+        let frame = self.encode_request(method, args, trace.as_deref());
         // The stream the call sends is compressed as its request would be,
         // for whichever server it goes to.
         let compress = Compressor::new(
@@ -350,8 +353,7 @@ impl Channel {
         let format = config.format;
         if config.interceptors.is_empty() {
             let span = observed.span().clone();
-            let opened =
-                Opened::open(method.name, attempt(frame), balanced, format).instrument(span);
+            let opened = Opened::open(method, attempt(frame), balanced, format).instrument(span);
             return Box::pin(async move {
                 let mut opened = opened.await;
                 record_opened(observed, &mut opened, returns_stream);
@@ -379,7 +381,7 @@ impl Channel {
                 ),
                 frame => frame,
             };
-            let mut opened = Opened::open(method.name, attempt(frame), balanced, format).await;
+            let mut opened = Opened::open(method, attempt(frame), balanced, format).await;
             match &opened {
                 Ok(opened) => around.finish(opened.failure().as_ref().map_or(Ok(()), Err)),
                 Err(e) => around.finish(Err(e)),
@@ -402,7 +404,7 @@ impl Channel {
         let config = self.config();
         let sent = self.sent_metadata(trace);
         let info = Chain::info(method.name, Side::Client, false, sent).on_client(self.address());
-        let request = self.encode_request(method.name, method.id, args, trace);
+        let request = self.encode_request(method, args, trace);
         let timeout = self.options.timeout();
         let inherited = crate::context::current_deadline();
         let route = self.route.clone();
@@ -423,6 +425,7 @@ impl Channel {
         intercepted::call(
             config.interceptors.clone(),
             info,
+            method.shape,
             request,
             config.max_metadata,
             send,
@@ -450,18 +453,26 @@ impl Channel {
 
     fn encode_request<A: Serialize + ?Sized>(
         &self,
-        method: &'static str,
-        method_id: u64,
+        spec: Method,
         args: &A,
         trace: Option<&TraceContext>,
     ) -> Result<FrameBuf, Error> {
+        let method = spec.name;
         // Room for small arguments in place (see `FrameBuf`).
-        let mut frame = FrameBuf::new(Kind::Request, 0, RequestHead::LEN + 16);
+        let mut frame = FrameBuf::new(Kind::Request, 0, RequestHead::LEN + 24);
         RequestHead {
-            method_id,
+            method_id: spec.id,
             budget: Duration::ZERO,
         }
         .write(&mut frame);
+        // Every request carries the fingerprint, taken out again for a
+        // server that does not check it (see `Connection::try_send`).
+        let checked = spec.fingerprint != super::method::UNCHECKED;
+        let schema = if checked { FLAG_SCHEMA } else { 0 };
+        if checked {
+            frame.extend_from_slice(&spec.fingerprint.to_be_bytes());
+            frame.set_flags(schema);
+        }
         let config = self.config();
         let traced = trace.and_then(|trace| trace.add_to(self.options.metadata()));
         let metadata = traced.as_ref().unwrap_or(self.options.metadata());
@@ -469,7 +480,7 @@ impl Channel {
             metadata
                 .check(config.max_metadata)
                 .map_err(|message| Error::InvalidMetadata { method, message })?;
-            frame.set_flags(FLAG_METADATA);
+            frame.set_flags(schema | FLAG_METADATA);
             metadata.encode(frame.payload_mut());
         }
         // The args, after the head and the metadata: what is compressed.

@@ -19,6 +19,7 @@ use crate::{Error, Metadata};
 pub(super) fn call<S>(
     chain: Chain,
     info: CallInfo,
+    shape: &'static str,
     request: Result<FrameBuf, Error>,
     max_metadata: usize,
     send: impl FnOnce(Result<FrameBuf, Error>) -> S + Send + 'static,
@@ -43,7 +44,8 @@ where
         let failed = reply
             .as_ref()
             .ok()
-            .and_then(|payload| crate::error::of_reply(method, budget, payload));
+            .and_then(|payload| crate::error::of_reply(method, budget, payload))
+            .map(|e| e.with_client_shape(shape));
         around.finish(match (&reply, &failed) {
             (Err(e), _) | (_, Some(e)) => Err(e),
             _ => Ok(()),
@@ -64,7 +66,12 @@ pub(super) fn replace_metadata(
         .check(max)
         .map_err(|message| Error::InvalidMetadata { method, message })?;
     let bytes = request.as_slice();
-    let head_end = LEN_PREFIX + HEADER_LEN + crate::protocol::RequestHead::LEN;
+    // The head, and the schema fingerprint if it carries one, stay.
+    let flagged = bytes[LEN_PREFIX + 1];
+    let head_end = LEN_PREFIX
+        + HEADER_LEN
+        + crate::protocol::RequestHead::LEN
+        + crate::protocol::fingerprint_len(flagged);
     let mut args = &bytes[head_end..];
     if bytes[LEN_PREFIX + 1] & FLAG_METADATA != 0 {
         let len = u32::from_be_bytes([args[0], args[1], args[2], args[3]]) as usize;

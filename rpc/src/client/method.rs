@@ -19,7 +19,18 @@ pub struct Method {
     /// `#[rpc(no_deadline)]`: a call through a handle whose timeout was not
     /// set with `with_timeout` has no deadline (a watch may live for hours).
     pub no_deadline: bool,
+    /// The FNV-1a hash of `shape`, sent with every request to a server
+    /// that checks it (see the protocol docs); 0 sends none
+    /// (a raw call by a tool, which knows no shape).
+    pub fingerprint: u64,
+    /// `method(T1, T2) -> R`, normalised: what this client was built with,
+    /// named in a [`SchemaMismatch`](crate::Error::SchemaMismatch).
+    pub shape: &'static str,
 }
+
+/// A [`Method::fingerprint`] that asks for no schema check. (No shape
+/// hashes to it: the macro never emits it.)
+pub(crate) const UNCHECKED: u64 = 0;
 
 /// The hash of an affinity key: FNV-1a over what `Hash` feeds it, the same
 /// in every process and every build (std's default hasher promises neither),

@@ -13,9 +13,11 @@ pub(super) fn is_shutting_down(payload: &Payload) -> bool {
     payload.first() == Some(&(Status::ShuttingDown as u8))
 }
 
-/// Turns a Response payload into the method's return value or a typed error.
+/// Turns a Response payload into the method's return value or a typed
+/// error (a `SchemaMismatch` naming `shape`, the client's).
 pub(super) fn decode_response<R>(
     method: &'static str,
+    shape: &'static str,
     budget: Duration,
     payload: Payload,
     decode: fn(&[u8]) -> Result<R, String>,
@@ -46,8 +48,9 @@ pub(super) fn decode_response<R>(
     };
     match Status::from_u8(status) {
         Some(Status::Ok) => decode(body).map_err(unreadable),
-        _ => Err(crate::error::from_status(
-            method, budget, "response", status, body, false,
-        )),
+        _ => Err(
+            crate::error::from_status(method, budget, "response", status, body, false)
+                .with_client_shape(shape),
+        ),
     }
 }

@@ -53,6 +53,8 @@ impl<T> std::fmt::Debug for StreamCall<T> {
 /// A streaming call whose Response came.
 pub(super) struct Opened {
     method: &'static str,
+    /// The method's shape as this client was built.
+    shape: &'static str,
     /// The Response payload.
     payload: Payload,
     /// The call, open while the server's stream is read.
@@ -69,11 +71,12 @@ impl Opened {
     /// Runs `attempt` (none: a balanced channel with no server to choose)
     /// until its Response, reporting to the balancer if there is one.
     pub(super) async fn open(
-        method: &'static str,
+        spec: Method,
         attempt: Option<Attempt>,
         mut report: Option<Reporting>,
         format: Format,
     ) -> Result<Opened, Error> {
+        let method = spec.name;
         let Some(mut attempt) = attempt else {
             let why = "the balanced channel has no endpoints (discovery found none yet)";
             return Err(Error::disconnected(method, why, false));
@@ -84,6 +87,7 @@ impl Opened {
         }
         Ok(Opened {
             method,
+            shape: spec.shape,
             payload: result?,
             call: attempt.take_open(),
             budget: attempt.budget(),
@@ -100,12 +104,13 @@ impl Opened {
     /// The error the Response stands for, if it is a failure.
     pub(super) fn failure(&self) -> Option<Error> {
         crate::error::of_reply(self.method, self.budget, &self.payload)
+            .map(|e| e.with_client_shape(self.shape))
     }
 
     /// The Response's value, or the error it carries.
     fn head<R>(&mut self, decode: fn(&[u8]) -> Result<R, String>) -> Result<R, Error> {
         let payload = std::mem::replace(&mut self.payload, Payload::Shared(Default::default()));
-        decode_response(self.method, self.budget, payload, decode)
+        decode_response(self.method, self.shape, self.budget, payload, decode)
     }
 
     /// The server ended the call with its Response: nothing follows.

@@ -86,6 +86,12 @@ pub(crate) fn from_status(
             method,
             message: message(),
         },
+        // The client's shape is the caller's to add (`with_client_shape`).
+        Some(Status::SchemaMismatch) => Error::SchemaMismatch {
+            method,
+            client: String::new(),
+            server: message(),
+        },
         None => unreadable(format!(
             "unknown status {status} (the peer may run a newer version of this library)"
         )),

@@ -188,6 +188,15 @@ fn each_variant_says_whether_it_may_have_run_and_whether_a_retry_can_help() {
             false,
             false,
         ),
+        (
+            Error::SchemaMismatch {
+                method: m,
+                client: "m(u8) -> ()".into(),
+                server: "m(u16) -> ()".into(),
+            },
+            false,
+            false,
+        ),
         (Error::protocol("not ours").for_call(m), false, false),
         (io(ErrorKind::ConnectionRefused).for_call(m), false, true),
         (io(ErrorKind::TimedOut), false, true),
@@ -200,4 +209,32 @@ fn each_variant_says_whether_it_may_have_run_and_whether_a_retry_can_help() {
         assert_eq!(e.may_have_run(), may_have_run, "may_have_run of {e:?}");
         assert_eq!(e.is_retryable(), retryable, "is_retryable of {e:?}");
     }
+}
+
+/// A schema mismatch names the method and both shapes, and says why they
+/// differ; the reply carries only the server's, and the call adds the
+/// client's (once: a shape already there is kept).
+#[test]
+fn a_schema_mismatch_names_both_shapes() {
+    let from_reply = status::from_status(
+        "Calc.add",
+        Duration::ZERO,
+        "response",
+        crate::protocol::Status::SchemaMismatch as u8,
+        b"add(String, i64) -> i64",
+        false,
+    );
+    let e = from_reply.with_client_shape("add(i64, i64) -> i64");
+    assert_eq!(
+        e.to_string(),
+        "Calc.add: the client's shape `add(i64, i64) -> i64` differs from the server's \
+         `add(String, i64) -> i64`; client and server were built from different versions \
+         of the trait"
+    );
+    let Error::SchemaMismatch { client, .. } = e.with_client_shape("other() -> ()") else {
+        panic!("not a SchemaMismatch")
+    };
+    assert_eq!(client, "add(i64, i64) -> i64");
+    let other = Error::UnknownMethod { method: "Calc.add" }.with_client_shape("x() -> ()");
+    assert!(matches!(other, Error::UnknownMethod { .. }));
 }

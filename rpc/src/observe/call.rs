@@ -300,6 +300,7 @@ pub(crate) fn error_name(e: &Error) -> &'static str {
         Error::InvalidMetadata { .. } => "InvalidMetadata",
         Error::Unauthenticated { .. } => "Unauthenticated",
         Error::PermissionDenied { .. } => "PermissionDenied",
+        Error::SchemaMismatch { .. } => "SchemaMismatch",
         Error::Config(_) => "Config",
     }
 }

@@ -106,11 +106,11 @@ fn pack(algorithm: Compression, value: &[u8], room: usize) -> Option<Vec<u8>> {
 }
 
 /// Where the value starts in the payload of a `kind` frame with `flags`:
-/// after a Request's head, a Response's status, and the metadata block if
-/// one is flagged.
+/// after a Request's head (and schema fingerprint if flagged), a Response's
+/// status, and the metadata block if one is flagged.
 fn value_offset(kind: Kind, flags: u8, payload: &[u8]) -> Result<usize, String> {
     let fixed = match kind {
-        Kind::Request => RequestHead::LEN,
+        Kind::Request => RequestHead::LEN + super::fingerprint_len(flags),
         Kind::Response => 1,
         Kind::StreamItem => 0,
         other => return Err(format!("a {other:?} frame may not be compressed")),

@@ -39,6 +39,19 @@ impl FrameCodec {
     pub(crate) fn max_frame(&self) -> usize {
         self.max_frame
     }
+
+    /// Whether a frame of `kind` may carry `flags`: only those accepted,
+    /// metadata on Requests and Responses only, a schema fingerprint on
+    /// Requests only.
+    #[inline]
+    pub(crate) fn allows(&self, kind: Kind, flags: u8) -> bool {
+        let allowed = match kind {
+            Kind::Request => self.flags,
+            Kind::Response => self.flags & !super::FLAG_SCHEMA,
+            _ => self.flags & !(super::FLAG_METADATA | super::FLAG_SCHEMA),
+        };
+        flags & !allowed == 0
+    }
 }
 
 impl Decoder for FrameCodec {
@@ -66,12 +79,7 @@ impl Decoder for FrameCodec {
         }
         let kind = Kind::from_u8(src[4]).ok_or(FrameError::UnknownKind(src[4]))?;
         let flags = src[5];
-        // Metadata travels on Requests and Responses only.
-        let allowed = match kind {
-            Kind::Request | Kind::Response => self.flags,
-            _ => self.flags & !super::FLAG_METADATA,
-        };
-        if flags & !allowed != 0 {
+        if !self.allows(kind, flags) {
             return Err(FrameError::Flags(flags));
         }
         let mut id = [0u8; 8];
@@ -109,8 +117,9 @@ pub(crate) fn seal_at(buf: &mut BytesMut, start: usize) {
 
 /// Frames up to this many bytes, length prefix included, are built in place
 /// rather than on the heap, so that a small request or reply, the common
-/// case, costs no allocation and no free.
-pub(crate) const INLINE_FRAME: usize = 64;
+/// case, costs no allocation and no free. A request's head takes 38 of
+/// them (prefix, header, method id, budget, schema fingerprint).
+pub(crate) const INLINE_FRAME: usize = 72;
 
 /// A frame being encoded: the header is written first with a zero length and
 /// patched by [`FrameBuf::seal`], so payloads are serialized straight into

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
 
-use super::{FLAG_COMPRESSED, FLAG_METADATA, FrameBuf, Kind, MAGIC, Payload, VERSION, features};
+use super::{
+    FLAG_COMPRESSED, FLAG_METADATA, FLAG_SCHEMA, FrameBuf, Kind, MAGIC, Payload, VERSION, features,
+};
 
 /// The handshake message, sent by both sides before anything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +63,9 @@ impl Hello {
         }
         if self.accepts_feature(features::LZ4 | features::ZSTD) {
             flags |= FLAG_COMPRESSED;
+        }
+        if self.accepts_feature(features::SCHEMA) {
+            flags |= FLAG_SCHEMA;
         }
         flags
     }
@@ -188,6 +193,10 @@ pub(crate) enum Status {
     Unauthenticated = 10,
     /// An interceptor refused the call: the caller may not make it.
     PermissionDenied = 11,
+    /// The request's schema fingerprint is not the method's: client and
+    /// server were built from different versions of the trait. The body is
+    /// the server's shape of the method.
+    SchemaMismatch = 12,
 }
 
 impl Status {
@@ -205,6 +214,7 @@ impl Status {
             9 => Status::InvalidMetadata,
             10 => Status::Unauthenticated,
             11 => Status::PermissionDenied,
+            12 => Status::SchemaMismatch,
             _ => return None,
         })
     }
@@ -225,6 +235,7 @@ impl Status {
             Status::InvalidMetadata => "InvalidMetadata",
             Status::Unauthenticated => "Unauthenticated",
             Status::PermissionDenied => "PermissionDenied",
+            Status::SchemaMismatch => "SchemaMismatch",
         }
     }
 

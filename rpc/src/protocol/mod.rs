@@ -15,8 +15,8 @@
 //! | kind | value | call id | payload |
 //! |---|---|---|---|
 //! | Hello | 1 | 0 | magic `"ZRPC"`, version u16 BE, features u32 BE (see Flags), max frame u32 BE, stream window u32 BE |
-//! | Request | 2 | the call | method id u64 BE, budget µs u64 BE, (metadata), args (the connection's format: bincode or JSON) |
-//! | Response | 3 | the call | status u8, then the value (in the connection's format) if status is 0, else a UTF-8 message |
+//! | Request | 2 | the call | method id u64 BE, budget µs u64 BE, (schema fingerprint u64 BE), (metadata), args (the connection's format: bincode or JSON) |
+//! | Response | 3 | the call | status u8, then the value (in the connection's format) if status is 0, else a UTF-8 message (status 12, SchemaMismatch: the server's shape of the method) |
 //! | Cancel | 4 | the call | empty |
 //! | GoAway | 5 | 0 | reason u8, UTF-8 message |
 //! | Ping | 6 | a nonce | empty |
@@ -25,12 +25,20 @@
 //! | StreamEnd | 9 | the call | status u8 (0: a clean end), then what a Response of that status carries |
 //! | StreamCredit | 10 | the call | bytes credited back, u32 BE |
 //!
+//! Statuses: 0 Ok, 1 UnknownMethod, 2 Decode, 3 Panicked, 4
+//! DeadlineExceeded, 5 Overloaded, 6 ShuttingDown, 7 FrameTooLarge (two u64
+//! BE: size, limit), 8 Aborted (StreamEnd only), 9 InvalidMetadata, 10
+//! Unauthenticated, 11 PermissionDenied, 12 SchemaMismatch. A status a side
+//! does not know reads as a Decode error of the response.
+//!
 //! Flags: bit 0 (`FLAG_COMPRESSED`) marks a compressed value, bit 1 a per-call
 //! metadata block in a Request (`u32 BE length` then key/value pairs, placed
-//! between the budget and the args). A side sends a flag only if the peer's
+//! between the budget and the args), bit 2 (`FLAG_SCHEMA`, Requests only)
+//! the method's schema fingerprint, 8 bytes right after the budget (before
+//! the metadata block, if any). A side sends a flag only if the peer's
 //! Hello `features` advertised it, and refuses a frame with a flag its own
 //! Hello did not advertise. Hello features: bit 0 metadata, bit 1 LZ4, bit 2
-//! zstd, bit 4 JSON (see Formats).
+//! zstd, bit 3 schema fingerprints (servers only), bit 4 JSON (see Formats).
 //!
 //! **Formats.** Values (a Request's args, a Response's value when its status
 //! is 0, a StreamItem) are bincode unless the client's Hello sets bit 4
@@ -43,6 +51,24 @@
 //! ("the client asked for the JSON format; this server accepts only
 //! bincode"). A server that predates JSON never sets the bit, so a JSON
 //! client is told the same.
+//!
+//! **Schema check.** A method's *shape* is its wire name and the types it
+//! takes and returns as the trait writes them, normalised so that
+//! spellings which encode alike read alike (`add(i64, i64) -> i64`; see
+//! `#[rpc::service]`'s docs), and its fingerprint is the shape's 64-bit
+//! FNV-1a hash, computed by the macro. Every server advertises the feature
+//! and accepts the flag; a client flags every request (unary and streaming)
+//! to a server that advertised it, and sends it unflagged, unchecked as
+//! before, to one that did not. A flagged request whose fingerprint is not
+//! the served method's is answered with status 12, SchemaMismatch, whose
+//! message is the server's shape: nothing of the args is decoded, the
+//! handler never runs, no stream opens (stream frames of that call are
+//! dropped as for any failed call), and the connection stays up. A request
+//! for an unknown method is UnknownMethod whatever its fingerprint. The
+//! check is per call rather than once at the handshake: one connection
+//! carries many services and methods, and a method that changed must not
+//! stop the unchanged ones from working (nor a server built with a service
+//! the client does not know refuse the client).
 //!
 //! **Compression.** Only the value of a frame is compressed: a Request's args
 //! (after the method id and budget, which are patched at send time, and
@@ -144,6 +170,7 @@ mod frame;
 mod fuzz;
 mod items;
 mod message;
+mod schema;
 
 pub(crate) use compress::{Compressor, compress_value, inflate, raw_unless_accepted};
 pub(crate) use frame::{FrameBuf, FrameCodec, HEADER_LEN, LEN_PREFIX, put_head, seal_at};
@@ -152,6 +179,7 @@ pub(crate) use frame::{FrameBuf, FrameCodec, HEADER_LEN, LEN_PREFIX, put_head, s
 pub use fuzz::fuzz_decode;
 pub(crate) use items::ItemRun;
 pub(crate) use message::{GoAwayReason, Hello, RequestHead, Status};
+pub(crate) use schema::{fingerprint_len, strip_fingerprint, take_fingerprint};
 
 use bytes::Bytes;
 
@@ -160,6 +188,9 @@ pub(crate) const FLAG_COMPRESSED: u8 = 0x01;
 /// Frame flag: a Request or Response carries a metadata block (see
 /// [`crate::metadata`]).
 pub(crate) const FLAG_METADATA: u8 = 0x02;
+/// Frame flag: a Request carries its method's schema fingerprint (see
+/// `schema.rs`).
+pub(crate) const FLAG_SCHEMA: u8 = 0x04;
 
 /// What a side accepts, as its Hello's `features` bits say.
 pub(crate) mod features {
@@ -173,6 +204,8 @@ pub(crate) mod features {
     /// client's Hello, the format it sends and reads; in a server's, the
     /// format it answers in (bit 3 is the schema fingerprint's).
     pub(crate) const JSON: u32 = 1 << 4;
+    /// Requests flagged [`FLAG_SCHEMA`](super::FLAG_SCHEMA): servers only.
+    pub(crate) const SCHEMA: u32 = 1 << 3;
 }
 
 /// Bytes that open every Hello payload.
@@ -243,8 +276,9 @@ pub(crate) struct Frame {
 }
 
 /// Payload bytes that a [`Payload`] holds in place rather than as a slice
-/// of the read buffer.
-pub(crate) const INLINE_PAYLOAD: usize = 38;
+/// of the read buffer: a request's head and schema fingerprint (24 bytes)
+/// and small arguments.
+pub(crate) const INLINE_PAYLOAD: usize = 46;
 
 /// A received payload as it is handed over: a small one copied out of the
 /// read buffer, a larger one a slice of it (not copied). The copy of a few

@@ -32,6 +32,8 @@ pub(crate) struct Config {
     pub(crate) accept_compression: Option<u32>,
     /// The payload formats clients may choose (default: every one built).
     pub(crate) accept_formats: crate::codec::Formats,
+    /// Serve the introspection service (see [`crate::introspect`]).
+    pub(crate) introspection: bool,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             compression_threshold: crate::compression::DEFAULT_THRESHOLD,
             accept_compression: None,
             accept_formats: crate::codec::Formats::BUILT,
+            introspection: true,
         }
     }
 }

@@ -28,7 +28,8 @@ use super::dispatch::Handler;
 use super::streams::Streams;
 use crate::observe::metrics;
 use crate::protocol::{
-    DRAIN_PING, FLAG_METADATA, FrameBuf, FrameCodec, FrameError, GoAwayReason, Hello, Kind,
+    DRAIN_PING, FLAG_METADATA, FLAG_SCHEMA, FrameBuf, FrameCodec, FrameError, GoAwayReason, Hello,
+    Kind, features,
 };
 use crate::{Compression, Format, Metadata};
 use end::End;
@@ -64,7 +65,7 @@ pub(super) async fn serve(link: Link, shared: Arc<Shared>) {
         result = transport::handshake(
             &mut reader, &mut w, true, config.handshake_timeout,
             Hello::ours(config.max_frame, config.stream_window)
-                .with_features(config.accepted_compression()),
+                .with_features(config.accepted_compression() | features::SCHEMA),
             config.accept_formats,
         ) => result,
         _ = shared.drain.cancelled() => return,
@@ -390,9 +391,16 @@ impl Driver {
             compressed,
             at: now,
             metadata: false,
+            fingerprint: false,
         };
         let frame = match incoming {
-            Incoming::Of(id, payload) => return self.on_request(id, payload, request, waker),
+            Incoming::Of(id, flags, payload) => {
+                let request = Arrived {
+                    fingerprint: flags & FLAG_SCHEMA != 0,
+                    ..request
+                };
+                return self.on_request(id, payload, request, waker);
+            }
             Incoming::Items(items) => return self.on_stream_items(items),
             Incoming::Frame(frame) => frame,
         };
@@ -400,6 +408,7 @@ impl Driver {
             Kind::Request => {
                 let request = Arrived {
                     metadata: frame.flags & FLAG_METADATA != 0,
+                    fingerprint: frame.flags & FLAG_SCHEMA != 0,
                     ..request
                 };
                 let payload = frame.payload.into();

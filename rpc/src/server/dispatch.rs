@@ -111,6 +111,18 @@ pub struct MethodDesc {
     /// `#[rpc(no_deadline)]`: a call may ask for no deadline (else the
     /// server caps every budget at its `max_budget`).
     pub no_deadline: bool,
+    /// The FNV-1a hash of `shape`: a request that carries another is
+    /// refused with `SchemaMismatch` before anything of it is decoded.
+    pub fingerprint: u64,
+    /// `method(T1, T2) -> R`, normalised as `#[rpc::service]` documents
+    /// (paths cut to their last segment, borrows as their owned form).
+    pub shape: &'static str,
+    /// Each argument's name and type, as written in the trait.
+    pub args: &'static [(&'static str, &'static str)],
+    /// The return type as written, `()` when there is none.
+    pub returns: &'static str,
+    /// `#[rpc(idempotent)]`: safe to run twice.
+    pub idempotent: bool,
 }
 
 impl MethodDesc {
@@ -272,7 +284,7 @@ impl Call {
 
 /// Finds the service and method name for a method id.
 pub(crate) struct Router {
-    routes: IdMap<(usize, MethodDesc)>,
+    routes: IdMap<(usize, &'static MethodDesc)>,
     services: Vec<Arc<dyn Service>>,
 }
 
@@ -283,7 +295,7 @@ impl Router {
         let mut routes = IdMap::default();
         for (index, service) in services.iter().enumerate() {
             for m in service.methods() {
-                if let Some((_, other)) = routes.insert(m.id, (index, *m)) {
+                if let Some((_, other)) = routes.insert(m.id, (index, m)) {
                     let other = other.name;
                     return Err(Error::Config(format!(
                         "`{}` and `{other}` have the same method id {:#018x}: \
@@ -297,12 +309,12 @@ impl Router {
     }
 
     /// The method `method_id` names, or `None` for an unknown id.
-    pub(crate) fn find(&self, method_id: u64) -> Option<(usize, MethodDesc)> {
+    pub(crate) fn find(&self, method_id: u64) -> Option<(usize, &'static MethodDesc)> {
         self.routes.get(&method_id).copied()
     }
 
     /// The handler of method `found` (from [`find`](Self::find)).
-    pub(crate) fn start(&self, found: (usize, MethodDesc), call: Call) -> Option<Handler> {
+    pub(crate) fn start(&self, found: (usize, &MethodDesc), call: Call) -> Option<Handler> {
         let (index, desc) = found;
         self.services[index].call(desc.id, call)
     }

@@ -308,6 +308,15 @@ impl Builder {
         self
     }
 
+    /// Whether the server answers the introspection service, which lists
+    /// its services and their methods (default true; see
+    /// [`crate::introspect`] for why). Off, calls of it fail with
+    /// [`Error::UnknownMethod`].
+    pub fn introspection(mut self, on: bool) -> Self {
+        self.config.introspection = on;
+        self
+    }
+
     /// Serves TLS (feature `tls`): [`bind`](Self::bind) then runs `config`'s
     /// TLS handshake on every connection, in the connection's own task
     /// within the [`handshake_timeout`](Self::handshake_timeout), before the
@@ -391,8 +400,8 @@ impl Builder {
         Ok(self.finish()?.start(listener))
     }
 
-    /// The services with the built-in health service added (unless one was
-    /// added already), routed.
+    /// The services with the built-in health and introspection services
+    /// added (unless one of that name was added already), routed.
     fn finish(mut self) -> Result<Serving, Error> {
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
@@ -415,6 +424,9 @@ impl Builder {
             };
             self.services
                 .push(Arc::new(health::HealthServer::new(checker)));
+        }
+        if self.config.introspection {
+            crate::introspect::add_to(&mut self.services);
         }
         Ok(Serving {
             router: Router::new(self.services)?,

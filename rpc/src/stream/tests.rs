@@ -16,6 +16,11 @@ const fn desc(name: &'static str, request_stream: bool, response_stream: bool) -
         request_stream,
         response_stream,
         no_deadline: false,
+        fingerprint: method_id(name),
+        shape: name,
+        args: &[],
+        returns: "()",
+        idempotent: false,
     }
 }
 
@@ -67,6 +72,8 @@ fn method(desc: MethodDesc) -> Method {
         idempotent: false,
         key: None,
         no_deadline: false,
+        fingerprint: desc.fingerprint,
+        shape: desc.shape,
     }
 }
 

@@ -18,8 +18,8 @@ use tokio_util::codec::Decoder;
 use super::budget::{FREE_BYTES, Grant, ReadBudget};
 use crate::Compression;
 use crate::protocol::{
-    FLAG_COMPRESSED, Frame, FrameCodec, FrameError, HEADER_LEN, INLINE_PAYLOAD, ItemRun, Kind,
-    LEN_PREFIX, Payload, inflate,
+    FLAG_COMPRESSED, FLAG_SCHEMA, Frame, FrameCodec, FrameError, HEADER_LEN, INLINE_PAYLOAD,
+    ItemRun, Kind, LEN_PREFIX, Payload, inflate,
 };
 
 /// Room for the first reads; the buffer grows as frames need.
@@ -28,8 +28,9 @@ const INITIAL_CAPACITY: usize = 8 * 1024;
 /// What [`FrameReader::poll_incoming`] gives.
 #[derive(Debug)]
 pub(crate) enum Incoming {
-    /// A frame of the kind asked for: its call id and payload.
-    Of(u64, Payload),
+    /// A frame of the kind asked for: its call id, its flags (none, or
+    /// only [`FLAG_SCHEMA`]) and its payload.
+    Of(u64, u8, Payload),
     /// StreamItem frames of one call, in a row (see [`ItemRun`]).
     Items(ItemRun),
     /// A frame of another kind.
@@ -179,8 +180,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         kind: Kind,
     ) -> Poll<Option<Result<Incoming, FrameError>>> {
         self.poll_with(cx, |r| {
-            if let Some((call_id, payload)) = r.next_buffered(kind) {
-                return Some(Ok(Incoming::Of(call_id, payload)));
+            // A schema fingerprint (every request from a client of this
+            // build) takes the fast path too.
+            if let Some((call_id, flags, payload)) = r.next_buffered_with(kind, FLAG_SCHEMA) {
+                return Some(Ok(Incoming::Of(call_id, flags, payload)));
             }
             if let Some(run) = ItemRun::take(&mut r.buf, r.codec.max_frame()) {
                 return Some(Ok(Incoming::Items(run)));
@@ -189,8 +192,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             // here) or a bad one. Decompressed and with no other flag, it
             // is handed out as the fast path would have.
             r.decode().transpose().map(|frame| {
-                frame.map(|f| match f.flags {
-                    0 if f.kind == kind => Incoming::Of(f.call_id, f.payload.into()),
+                frame.map(|f| match f.flags & !FLAG_SCHEMA {
+                    0 if f.kind == kind => Incoming::Of(f.call_id, f.flags, f.payload.into()),
                     _ => Incoming::Frame(f),
                 })
             })
@@ -258,12 +261,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// No read, and nothing taken otherwise (an error included, which the
     /// next [`poll_frame`](Self::poll_frame) reports).
     pub(crate) fn next_buffered(&mut self, kind: Kind) -> Option<(u64, Payload)> {
+        self.next_buffered_with(kind, 0)
+            .map(|(call_id, _, payload)| (call_id, payload))
+    }
+
+    /// As [`next_buffered`](Self::next_buffered), also taking a frame
+    /// flagged with no more than `pass` (if this side accepts that on a
+    /// frame of `kind`), and giving its flags.
+    fn next_buffered_with(&mut self, kind: Kind, pass: u8) -> Option<(u64, u8, Payload)> {
         let head = self.buf.get(..LEN_PREFIX + HEADER_LEN)?;
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        // A flagged frame (metadata, compression) is left for `poll_frame`,
-        // which decompresses it and hands it on flags and all.
-        let flagged = head[LEN_PREFIX + 1] != 0;
-        if head[LEN_PREFIX] != kind as u8 || flagged || self.buf.len() < LEN_PREFIX + len {
+        // A frame with other flags (metadata, compression), or flags this
+        // side refuses, is left for `poll_frame`, which decompresses it and
+        // hands it on flags and all (or reports the error).
+        let flags = head[LEN_PREFIX + 1];
+        let passed = flags & !pass == 0 && (flags == 0 || self.codec.allows(kind, flags));
+        if head[LEN_PREFIX] != kind as u8 || !passed || self.buf.len() < LEN_PREFIX + len {
             return None;
         }
         // Whole, so the codec's checks that need no more bytes decide; the
@@ -276,10 +289,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             let payload =
                 Payload::copy_small(&self.buf[LEN_PREFIX + HEADER_LEN..LEN_PREFIX + len])?;
             self.buf.advance(LEN_PREFIX + len);
-            return Some((call_id, payload));
+            return Some((call_id, flags, payload));
         }
         match self.codec.decode(&mut self.buf) {
-            Ok(Some(frame)) => Some((frame.call_id, frame.payload.into())),
+            Ok(Some(frame)) => Some((frame.call_id, frame.flags, frame.payload.into())),
             // A bad frame of this kind: the error is found again (the codec
             // takes nothing from the buffer when it refuses a frame).
             _ => None,

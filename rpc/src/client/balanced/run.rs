@@ -160,6 +160,7 @@ impl Running {
         );
         let balancer = self.balancer.clone();
         let method = self.method.name;
+        let shape = self.method.shape;
         member.load.start();
         let started = Instant::now();
         let mut guard = Report {
@@ -179,6 +180,20 @@ impl Running {
                     guard.balancer.report(&guard.member, rtt, true);
                     let reason = String::from_utf8_lossy(&payload[1..]).into_owned();
                     Ended::Failed(Error::Overloaded { method, reason })
+                }
+                Ok(payload) if payload.first() == Some(&(Status::SchemaMismatch as u8)) => {
+                    // Built from another version of the trait: the server
+                    // is fine and the call did not run there. During a
+                    // rolling deploy another server may run the client's
+                    // version, so the call goes on to one (see `run`).
+                    guard.balancer.report(&guard.member, rtt, true);
+                    let server = String::from_utf8_lossy(&payload[1..]).into_owned();
+                    let client = shape.to_owned();
+                    Ended::Failed(Error::SchemaMismatch {
+                        method,
+                        client,
+                        server,
+                    })
                 }
                 Ok(payload) => {
                     if guard.balancer.hedge.is_some() {

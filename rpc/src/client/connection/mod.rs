@@ -32,7 +32,8 @@ use super::Config;
 use crate::Error;
 use crate::observe::metrics;
 use crate::protocol::{
-    FLAG_METADATA, FrameBuf, FrameCodec, Hello, Kind, LEN_PREFIX, RequestHead, features,
+    FLAG_METADATA, FLAG_SCHEMA, FrameBuf, FrameCodec, Hello, Kind, LEN_PREFIX, RequestHead,
+    features,
 };
 use crate::transport::{self, DIRECT_WRITE, FrameReader, Link, Outbox, Peer};
 use state::{Entry, Outcome, Shared, StateLane, wake};
@@ -398,19 +399,35 @@ impl Encoded {
         }
     }
 
-    /// The frame's flags.
-    fn flags(&self) -> u8 {
-        let frame = match self {
+    /// The frame's bytes so far (its length field not yet written, in a
+    /// frame still being built).
+    fn bytes(&self) -> &[u8] {
+        match self {
             Encoded::Buf(frame) => frame.as_slice(),
             Encoded::Shared(bytes) => bytes,
-        };
-        frame.get(LEN_PREFIX + 1).copied().unwrap_or(0)
+        }
     }
 
-    /// The request as this peer accepts it: decompressed again if it was
-    /// compressed with an algorithm the peer did not advertise (encoded
-    /// for another server, or before this one's Hello was known).
+    /// The frame's flags.
+    fn flags(&self) -> u8 {
+        self.bytes().get(LEN_PREFIX + 1).copied().unwrap_or(0)
+    }
+
+    /// The request as this peer accepts it: without its schema fingerprint
+    /// if the peer does not check them (an older server, which would take
+    /// the flag for a broken frame: its calls go unchecked, as before), and
+    /// decompressed again if it was compressed with an algorithm the peer
+    /// did not advertise (encoded for another server, or before this one's
+    /// Hello was known). The request is encoded before its connection is
+    /// known, so both are undone here, once the peer is; neither is the
+    /// common case.
     fn for_peer(&mut self, peer_features: u32) {
+        if peer_features & features::SCHEMA == 0
+            && self.flags() & FLAG_SCHEMA != 0
+            && let Some(stripped) = crate::protocol::strip_fingerprint(self.bytes())
+        {
+            *self = Encoded::Buf(stripped);
+        }
         let frame = match self {
             Encoded::Buf(frame) => frame.seal(),
             Encoded::Shared(bytes) => &bytes[..],

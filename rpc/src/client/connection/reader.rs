@@ -135,7 +135,7 @@ pub(super) async fn read_loop(
             }
         };
         let frame = match frame {
-            Incoming::Of(call_id, payload) => {
+            Incoming::Of(call_id, _, payload) => {
                 // This Response and those right behind it in the buffer,
                 // under one lock; their callers are woken once it is released.
                 let mut callers: [Option<Waker>; RESPONSES_PER_LOCK] = Default::default();

@@ -11,7 +11,7 @@ use super::{Driver, End, HeldBack, Parked};
 use crate::Compression;
 use crate::Metadata;
 use crate::deadline;
-use crate::protocol::{Compressor, Payload, RequestHead, Status, features};
+use crate::protocol::{Compressor, Payload, RequestHead, Status, features, take_fingerprint};
 use crate::server::dispatch::Call;
 use crate::transport::budget::Grant;
 
@@ -28,12 +28,21 @@ impl Driver {
             compressed,
             at: received,
             metadata,
+            fingerprint,
         } = arrived;
         self.cancel_credits = self.cancel_credits.saturating_add(1);
-        let Some((head, mut args)) = RequestHead::split(payload) else {
+        let split = RequestHead::split(payload).and_then(|(head, mut args)| {
+            let fingerprint = if fingerprint {
+                Some(take_fingerprint(&mut args)?)
+            } else {
+                None
+            };
+            Some((head, fingerprint, args))
+        });
+        let Some((head, fingerprint, mut args)) = split else {
             let _ = self
                 .outbox
-                .send(Status::Decode.reply(id, "request shorter than its 16-byte head"));
+                .send(Status::Decode.reply(id, "request shorter than its head"));
             return self
                 .abuse
                 .record()
@@ -76,6 +85,14 @@ impl Driver {
             return None;
         };
         let desc = found.1;
+        if fingerprint.is_some_and(|f| f != desc.fingerprint) {
+            // Nothing of the args is decoded, and no handler runs (nor
+            // does a stream open: its items are dropped on arrival).
+            let _ = self
+                .outbox
+                .send(Status::SchemaMismatch.reply(id, desc.shape));
+            return None;
+        }
         // The budget counts from when the request arrived, not from when a
         // handler slot freed up for it. A method that may run without a
         // deadline (a watch) is not capped.
@@ -143,6 +160,8 @@ pub(super) struct Arrived {
     pub(super) at: Instant,
     /// It carries a metadata block (after its head).
     pub(super) metadata: bool,
+    /// It carries its method's schema fingerprint (right after its head).
+    pub(super) fingerprint: bool,
 }
 
 impl Driver {

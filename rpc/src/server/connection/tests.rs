@@ -44,6 +44,11 @@ const FOREVER: MethodDesc = MethodDesc {
     request_stream: false,
     response_stream: false,
     no_deadline: false,
+    fingerprint: 0,
+    shape: "forever() -> ()",
+    args: &[],
+    returns: "()",
+    idempotent: false,
 };
 
 impl Service for Wait {

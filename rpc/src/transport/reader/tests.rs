@@ -148,7 +148,7 @@ async fn incoming_responses_come_out_as_ids_and_payloads_and_other_frames_whole(
         std::future::poll_fn(|cx| reader.poll_incoming(cx, Kind::Response)).await
     }
     match next(&mut reader).await {
-        Some(Ok(Incoming::Of(1, p))) => assert_eq!(&p[..], b"small"),
+        Some(Ok(Incoming::Of(1, 0, p))) => assert_eq!(&p[..], b"small"),
         other => panic!("{other:?}"),
     }
     match next(&mut reader).await {
@@ -156,7 +156,7 @@ async fn incoming_responses_come_out_as_ids_and_payloads_and_other_frames_whole(
         other => panic!("{other:?}"),
     }
     match next(&mut reader).await {
-        Some(Ok(Incoming::Of(2, p))) => assert_eq!(&p[..], &large[..]),
+        Some(Ok(Incoming::Of(2, 0, p))) => assert_eq!(&p[..], &large[..]),
         other => panic!("{other:?}"),
     }
     match next(&mut reader).await {
@@ -211,4 +211,59 @@ async fn reading_ahead_stops_at_its_limit() {
     assert!(waited.is_err(), "no close happened");
     let buffered = reader.read_buffer().len();
     assert_eq!(buffered, 10_000);
+}
+
+/// A Request flagged with a schema fingerprint (every request a client of
+/// this build sends) takes the fast path, small (copied out) or large, with
+/// its flag, once the side accepts the flag; with metadata too it comes
+/// whole; not accepted, it is an error.
+#[tokio::test]
+async fn requests_with_a_fingerprint_take_the_fast_path_with_their_flag() {
+    use crate::protocol::{FLAG_METADATA, FLAG_SCHEMA};
+    let flagged = |id: u64, flags: u8, payload: &[u8]| {
+        let mut f = FrameBuf::new(Kind::Request, id, payload.len());
+        f.payload_mut().extend_from_slice(payload);
+        f.set_flags(flags);
+        f.finish().to_vec()
+    };
+    async fn next<R: AsyncRead + Unpin>(
+        reader: &mut FrameReader<R>,
+    ) -> Option<Result<Incoming, FrameError>> {
+        std::future::poll_fn(|cx| reader.poll_incoming(cx, Kind::Request)).await
+    }
+    let large = vec![3u8; 5000];
+    let (mut w, r) = tokio::io::duplex(1 << 16);
+    let mut reader = FrameReader::new(r, FrameCodec::new(1 << 20));
+    reader.accept_flags(FLAG_SCHEMA | FLAG_METADATA);
+    let mut bytes = flagged(1, FLAG_SCHEMA, &[1; 24]);
+    bytes.extend_from_slice(&flagged(2, FLAG_SCHEMA, &large));
+    bytes.extend_from_slice(&flagged(3, FLAG_SCHEMA | FLAG_METADATA, &[2; 28]));
+    w.write_all(&bytes).await.unwrap();
+    match next(&mut reader).await {
+        Some(Ok(Incoming::Of(1, FLAG_SCHEMA, p @ Payload::Inline { .. }))) => {
+            assert_eq!(&p[..], &[1; 24])
+        }
+        other => panic!("{other:?}"),
+    }
+    match next(&mut reader).await {
+        Some(Ok(Incoming::Of(2, FLAG_SCHEMA, p))) => assert_eq!(&p[..], &large[..]),
+        other => panic!("{other:?}"),
+    }
+    match next(&mut reader).await {
+        Some(Ok(Incoming::Frame(f))) => {
+            assert_eq!((f.call_id, f.flags), (3, FLAG_SCHEMA | FLAG_METADATA))
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let (mut w, r) = tokio::io::duplex(1 << 16);
+    let mut reader = FrameReader::new(r, FrameCodec::new(1 << 20));
+    reader.accept_flags(FLAG_METADATA);
+    w.write_all(&flagged(4, FLAG_SCHEMA, &[1; 24]))
+        .await
+        .unwrap();
+    match next(&mut reader).await {
+        Some(Err(e)) => assert!(e.to_string().contains("flags"), "{e}"),
+        other => panic!("{other:?}"),
+    }
 }
