@@ -132,6 +132,17 @@ async fn call(addr: &str, method: &str, json: &str) -> Result {
             );
             return Err(why.into());
         }
+        let given = args.as_array().map(Vec::len);
+        if given.is_some_and(|n| n != info.args.len()) {
+            let want = info.args.len();
+            let why = format!(
+                "{method} takes {want} argument{} ({}); got {}",
+                if want == 1 { "" } else { "s" },
+                signature(info),
+                given.unwrap_or_default()
+            );
+            return Err(why.into());
+        }
     }
     let channel = rpc::Channel::builder()
         .format(rpc::Format::Json)

@@ -23,6 +23,12 @@ trait Metered {
     async fn sum(&self, items: rpc::Stream<u32>) -> u64;
 }
 
+/// Served by no server here.
+#[rpc::service]
+trait Absent {
+    async fn nothing(&self);
+}
+
 struct M;
 
 impl Metered for M {
@@ -130,6 +136,12 @@ async fn calls_connections_bytes_streams_and_balancing_are_measured() {
         client.boom().await,
         Err(rpc::Error::Panicked { .. })
     ));
+    // Refused before any handler: counted on both sides all the same.
+    let absent = AbsentClient::new(client.channel().clone());
+    assert!(matches!(
+        absent.nothing().await,
+        Err(rpc::Error::UnknownMethod { .. })
+    ));
     // The server records a moment after it replied.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let seen = Seen::take(&snapshotter);
@@ -150,6 +162,10 @@ async fn calls_connections_bytes_streams_and_balancing_are_measured() {
         assert_eq!(seen.gauge(&in_flight, &add), 0.0, "{side}");
         assert_eq!(seen.gauge(&format!("rpc_{side}_connections"), &[]), 1.0);
     }
+    let unknown = ["service=Absent", "method=nothing", "status=UnknownMethod"];
+    assert_eq!(seen.counter("rpc_client_calls_total", &unknown), 1);
+    let unknown = ["service=unknown", "method=unknown", "status=UnknownMethod"];
+    assert_eq!(seen.counter("rpc_server_calls_total", &unknown), 1);
     // Every byte one side sent, the other received.
     let sent = seen.counter("rpc_client_bytes_sent_total", &[]);
     assert!(sent > 0);
@@ -215,8 +231,33 @@ async fn calls_connections_bytes_streams_and_balancing_are_measured() {
     let count_ok = ["service=Metered", "method=count", "status=Ok"];
     assert_eq!(seen.counter("rpc_server_calls_total", &count_ok), 1);
 
+    // A stream cut short still counts what it moved: the items taken, and
+    // at least as many sent (the rest of a window may be in flight).
+    let mut items = client.count(1_000_000).await.unwrap();
+    for _ in 0..10 {
+        items.next().await.unwrap().unwrap();
+    }
+    drop(items);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let seen = Seen::take(&snapshotter);
+    let taken = {
+        let labels = with("client", &count);
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        seen.counter("rpc_stream_items_received_total", &labels)
+    };
+    let sent = {
+        let labels = with("server", &count);
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        seen.counter("rpc_stream_items_sent_total", &labels)
+    };
+    assert_eq!(taken, 10);
+    assert!((10..1_000_000).contains(&sent), "{sent} sent");
+    let cancelled = ["service=Metered", "method=count", "status=Cancelled"];
+    assert_eq!(seen.counter("rpc_server_calls_total", &cancelled), 1);
+    assert_eq!(seen.counter("rpc_client_calls_total", &cancelled), 1);
+
     // Closing the connection takes it off the gauge on both sides.
-    drop(client);
+    drop((client, absent));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let seen = Seen::take(&snapshotter);
     assert_eq!(seen.gauge("rpc_client_connections", &[]), -1.0);

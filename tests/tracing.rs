@@ -134,6 +134,8 @@ trait Traced {
     async fn forward(&self, to: String) -> String;
     async fn count(&self, n: u32) -> rpc::Stream<u32>;
     async fn trace(&self) -> String;
+    async fn maybe(&self, ok: bool) -> Result<rpc::Stream<u32>, String>;
+    async fn forward_in_task(&self, to: String) -> String;
 }
 
 #[rpc::service]
@@ -163,6 +165,20 @@ impl Traced for T {
     async fn trace(&self) -> String {
         let trace = rpc::context::current().trace().cloned().unwrap();
         trace.trace_id_hex()
+    }
+    async fn maybe(&self, ok: bool) -> Result<rpc::Stream<u32>, String> {
+        if ok {
+            Ok(rpc::Stream::iter(0..3))
+        } else {
+            Err("no".into())
+        }
+    }
+    async fn forward_in_task(&self, to: String) -> String {
+        let task = rpc::context::spawn(async move {
+            let down = DownstreamClient::connect(to.as_str()).await.unwrap();
+            down.leaf().await.unwrap()
+        });
+        task.await.unwrap()
     }
 }
 
@@ -214,7 +230,11 @@ async fn a_call_has_one_client_span_and_one_server_span_parented_across_the_wire
     assert_eq!(s.field("network.peer.address"), "127.0.0.1");
     assert!(!s.field("network.peer.port").is_empty());
     assert!(!s.field("rpc.call_id").is_empty());
-    assert_eq!(c.field("server.address"), server.local_addr().to_string());
+    assert_eq!(c.field("server.address"), "127.0.0.1");
+    assert_eq!(
+        c.field("server.port"),
+        server.local_addr().port().to_string()
+    );
     server.shutdown().await;
 }
 
@@ -314,17 +334,55 @@ async fn a_streaming_call_s_spans_last_until_the_stream_ends() {
 }
 
 #[tokio::test]
-async fn a_caller_s_own_traceparent_is_kept_and_continued() {
+async fn a_caller_s_own_traceparent_is_the_parent_of_the_call() {
     let (server, client) = serve().await;
     let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let client = client.with_metadata("traceparent", parent);
     let seen = client.trace().await.unwrap();
     assert_eq!(seen, "0af7651916cd43dd8448eb211c80319c");
     let spans = spans_of("Traced.trace", 2).await;
-    let s = spans
-        .iter()
-        .find(|s| s.name == "rpc.server" && s.field("parent_span_id") == "b7ad6b7169203331")
-        .unwrap_or_else(|| panic!("{spans:#?}"));
+    let (c, s) = (one(&spans, "rpc.client"), one(&spans, "rpc.server"));
+    // The client's span continues the caller's trace, and the wire says so:
+    // the server's parent is the client's span, not the caller's.
+    assert_eq!(c.field("trace_id"), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(c.field("parent_span_id"), "b7ad6b7169203331");
     assert_eq!(s.field("trace_id"), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(s.field("parent_span_id"), c.field("span_id"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_streaming_call_answered_with_an_application_error_is_ok_on_both_sides() {
+    let (server, client) = serve().await;
+    assert_eq!(client.maybe(false).await.unwrap().err(), Some("no".into()));
+    let spans = spans_of("Traced.maybe", 2).await;
+    for span in &spans {
+        assert_eq!(span.field("rpc.status"), "Ok", "{span:?}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_call_made_in_a_task_the_handler_spawned_continues_the_trace() {
+    let (server, client) = serve().await;
+    let down = rpc::Server::builder()
+        .add_service(DownstreamServer::new(D))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let seen = client
+        .forward_in_task(down.local_addr().to_string())
+        .await
+        .unwrap();
+    let outer = spans_of("Traced.forward_in_task", 2).await;
+    let outer_server = one(&outer, "rpc.server");
+    assert_eq!(seen, outer_server.field("trace_id"));
+    let inner = spans_of("Downstream.leaf", 2).await;
+    assert!(
+        inner.iter().any(|s| s.name == "rpc.client"
+            && s.field("parent_span_id") == outer_server.field("span_id")),
+        "{inner:#?}"
+    );
+    down.shutdown().await;
     server.shutdown().await;
 }

@@ -167,6 +167,7 @@ pub mod introspect;
 pub mod metadata;
 pub mod observe;
 pub mod protocol;
+mod rng;
 pub mod server;
 pub mod stream;
 #[cfg(feature = "tls")]

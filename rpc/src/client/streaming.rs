@@ -23,7 +23,7 @@ use super::method::Method;
 use super::reply::decode_response;
 use crate::codec;
 use crate::observe::call::Observed;
-use crate::observe::metrics::{self, Side};
+use crate::observe::metrics::{Items, Side};
 use crate::protocol::{Compressor, Payload};
 use crate::stream::{self, Encoder, Inbound, Stream};
 use crate::{Error, Format};
@@ -110,14 +110,20 @@ impl Opened {
     /// The Response's value, or the error it carries.
     fn head<R>(&mut self, decode: fn(&[u8]) -> Result<R, String>) -> Result<R, Error> {
         let payload = std::mem::replace(&mut self.payload, Payload::Shared(Default::default()));
-        decode_response(self.method, self.shape, self.budget, payload, decode)
+        let head = decode_response(self.method, self.shape, self.budget, payload, decode);
+        if let Err(e) = &head {
+            self.observed.finish_failure(Some(e));
+        }
+        head
     }
 
-    /// The server ended the call with its Response: nothing follows.
+    /// The server ended the call with its Response (an application's
+    /// `Err`): nothing follows, and the call delivered its value.
     fn ended_by_server(&mut self) {
         if let Some(call) = self.call.take() {
             call.ended_by_server();
         }
+        self.observed.finish("Ok", None);
     }
 
     /// The server's stream, read through the open call.
@@ -128,7 +134,9 @@ impl Opened {
         let call = self.call.take();
         let Some(flow) = call.as_ref().and_then(|c| c.flow()).cloned() else {
             let why = "the server's Response came without its stream";
-            return Err(Error::disconnected(self.method, why, true));
+            let e = Error::disconnected(self.method, why, true);
+            self.observed.finish_failure(Some(&e));
+            return Err(e);
         };
         let call = call.map(|c| Box::new(c) as Box<dyn Send + Sync>);
         let observed = std::mem::replace(&mut self.observed, Observed::none());
@@ -296,9 +304,9 @@ impl Streaming {
             algorithm: self.compress.algorithm.if_accepted(peer),
             ..self.compress
         };
-        tokio::spawn(async move {
-            let pumped = stream::pump(&flow, &mut items, limit, compress).await;
-            metrics::stream_items(Side::Client, method, true, pumped.items as usize);
-        });
+        let counted = Items::new(Side::Client, method, true);
+        tokio::spawn(
+            async move { stream::pump(&flow, &mut items, limit, compress, &counted).await },
+        );
     }
 }

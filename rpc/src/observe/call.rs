@@ -19,7 +19,7 @@ use tracing::field::Empty;
 use super::metrics::{self, Side};
 use super::trace::TraceContext;
 use crate::Error;
-use crate::transport::Peer;
+use crate::transport::{Address, Peer};
 
 /// `rpc.system`: this library's protocol (its Hello's magic says ZRPC).
 pub const SYSTEM: &str = "zrpc";
@@ -161,18 +161,29 @@ impl Observed {
     }
 
     /// A call of `method` a client makes, from within the current span, and
-    /// within the handler's trace if it is made from a handler. Gives the
-    /// trace context to send: a new span's if this one is recorded, else the
-    /// handler's as it came, else none.
-    pub(crate) fn client(method: &'static str) -> (Observed, Option<Arc<TraceContext>>) {
+    /// within a trace: the one its caller set in the call's metadata
+    /// (`own`), else the handler's if it is made from a handler. Gives the
+    /// trace context to send: a new span's if this one is recorded, else
+    /// the trace's as it came, else none.
+    pub(crate) fn client(
+        method: &'static str,
+        own: Option<TraceContext>,
+    ) -> (Observed, Option<Arc<TraceContext>>) {
+        let inherited = match own {
+            Some(own) => Some(Arc::new(own)),
+            None => crate::context::current_trace(),
+        };
         if !watched() {
-            return (Observed(None), crate::context::current_trace());
+            return (Observed(None), inherited);
         }
-        Observed::client_watched(method)
+        Observed::client_watched(method, inherited)
     }
 
     #[inline(never)]
-    fn client_watched(method: &'static str) -> (Observed, Option<Arc<TraceContext>>) {
+    fn client_watched(
+        method: &'static str,
+        inherited: Option<Arc<TraceContext>>,
+    ) -> (Observed, Option<Arc<TraceContext>>) {
         let span = if listened() {
             tracing::info_span!(
                 "rpc.client",
@@ -182,6 +193,7 @@ impl Observed {
                 rpc.service = Empty,
                 rpc.method = Empty,
                 server.address = Empty,
+                server.port = Empty,
                 trace_id = Empty,
                 span_id = Empty,
                 parent_span_id = Empty,
@@ -192,13 +204,16 @@ impl Observed {
         } else {
             Span::none()
         };
-        let inherited = crate::context::current_trace();
         let trace = if span.is_disabled() {
             inherited
         } else {
             name(&span, method);
             if let Some(parent) = &inherited {
                 span.record("parent_span_id", parent.span_id_hex());
+                // In a task the handler spawned (`context::spawn`), or under
+                // a trace its caller set, no current span says whose child
+                // this is in OpenTelemetry: the trace context does.
+                super::otel::set_parent(&span, Some(parent));
             }
             let trace = super::otel::context_of(&span)
                 .or_else(|| inherited.as_deref().map(TraceContext::child))
@@ -239,10 +254,19 @@ impl Observed {
         watched.metrics.finish(watched.side, watched.method, status);
     }
 
-    /// Records the server a client's call goes to.
-    pub(crate) fn record_server(&self, server: &dyn Display) {
-        self.span()
-            .record("server.address", tracing::field::display(server));
+    /// Records the server a client's call goes to: host and port apart,
+    /// as the conventions have them, for a server on TCP.
+    pub(crate) fn record_server(&self, server: &Address) {
+        let span = self.span();
+        match server.tcp() {
+            Some(addr) => {
+                span.record("server.address", tracing::field::display(addr.ip()));
+                span.record("server.port", addr.port());
+            }
+            None => {
+                span.record("server.address", tracing::field::display(server));
+            }
+        }
     }
 
     /// Records the outcome of a client's call.

@@ -79,6 +79,22 @@ impl Call {
     }
 }
 
+/// A call the server refused before any handler ran, with `status`:
+/// counted as a call that ended so (no duration: it never started).
+/// `method` is `"Service.method"`, or `None` for an id the server does not
+/// serve (counted under `service="unknown"`, `method="unknown"`).
+#[inline]
+pub(crate) fn refused(method: Option<&'static str>, status: &'static str) {
+    #[cfg(feature = "metrics")]
+    {
+        let (service, name) = method.map_or(("unknown", "unknown"), super::call::split);
+        let labels = [("service", service), ("method", name), ("status", status)];
+        metrics::counter!("rpc_server_calls_total", &labels).increment(1);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (method, status);
+}
+
 /// An open connection, counted while this lives.
 #[derive(Debug)]
 pub(crate) struct Connection {
@@ -210,32 +226,53 @@ mod counted {
     }
 }
 
-/// Items of one stream of `method` that `side` sent (`sent`) or took in.
-#[inline]
-pub(crate) fn stream_items(side: Side, method: &'static str, sent: bool, n: usize) {
+/// The items of streams of one method that one side sends or takes in,
+/// counted as they go (a long-lived stream shows on a dashboard before it
+/// ends, and one cut short still counts what it moved).
+#[derive(Debug)]
+pub(crate) struct Items {
     #[cfg(feature = "metrics")]
-    {
-        let (service, name) = super::call::split(method);
-        let labels = [
-            (
-                "side",
-                if side == Side::Client {
-                    "client"
-                } else {
-                    "server"
-                },
-            ),
-            ("service", service),
-            ("method", name),
-        ];
-        if sent {
-            metrics::counter!("rpc_stream_items_sent_total", &labels).increment(n as u64);
-        } else {
-            metrics::counter!("rpc_stream_items_received_total", &labels).increment(n as u64);
+    counter: metrics::Counter,
+}
+
+impl Items {
+    /// Items of `method`'s stream that `side` sends (`sent`) or takes in.
+    pub(crate) fn new(side: Side, method: &'static str, sent: bool) -> Items {
+        #[cfg(feature = "metrics")]
+        {
+            let (service, name) = super::call::split(method);
+            let labels = [
+                (
+                    "side",
+                    if side == Side::Client {
+                        "client"
+                    } else {
+                        "server"
+                    },
+                ),
+                ("service", service),
+                ("method", name),
+            ];
+            let counter = if sent {
+                metrics::counter!("rpc_stream_items_sent_total", &labels)
+            } else {
+                metrics::counter!("rpc_stream_items_received_total", &labels)
+            };
+            Items { counter }
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = (side, method, sent);
+            Items {}
         }
     }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (side, method, sent, n);
+
+    /// One more item.
+    #[inline]
+    pub(crate) fn one(&self) {
+        #[cfg(feature = "metrics")]
+        self.counter.increment(1);
+    }
 }
 
 /// A balanced channel sent `method` again: `"retry"` after a failure, or

@@ -12,7 +12,7 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::Metadata;
-use crate::client::balance::rng::Rng;
+use crate::rng::Rng;
 
 /// The metadata key of the trace's identity and the caller's span.
 pub const TRACEPARENT: &str = "traceparent";
@@ -144,18 +144,18 @@ impl TraceContext {
         TraceContext::parse(parent, metadata.get_str(TRACESTATE))
     }
 
-    /// `metadata` with this context in it, unless it carries one already
-    /// (a caller that set `traceparent` itself keeps its own).
-    pub(crate) fn add_to(&self, metadata: &Metadata) -> Option<Metadata> {
-        if metadata.get(TRACEPARENT).is_some() {
-            return None;
-        }
+    /// `metadata` with this context in it, in place of any it carried (a
+    /// caller's own `traceparent` is this context's parent, or this context
+    /// itself when no span of this side is recorded).
+    pub(crate) fn add_to(&self, metadata: &Metadata) -> Metadata {
         let mut with = metadata.clone();
+        with.remove(TRACEPARENT);
+        with.remove(TRACESTATE);
         with.insert(TRACEPARENT, self.traceparent());
         if let Some(state) = &self.state {
             with.insert(TRACESTATE, state.as_bytes());
         }
-        Some(with)
+        with
     }
 }
 
@@ -248,15 +248,19 @@ mod tests {
     }
 
     #[test]
-    fn metadata_carries_it_unless_the_caller_set_its_own() {
+    fn metadata_carries_it_in_place_of_any_other() {
         let t = TraceContext::parse(GOOD, Some("a=b")).unwrap();
-        let with = t.add_to(&Metadata::new()).unwrap();
+        let with = t.add_to(&Metadata::new());
         assert_eq!(TraceContext::from_metadata(&with), Some(t.clone()));
         let mut own = Metadata::new();
         own.insert(
             TRACEPARENT,
             "00-11111111111111111111111111111111-2222222222222222-00",
         );
-        assert!(t.add_to(&own).is_none());
+        own.insert("x", "y");
+        let with = t.add_to(&own);
+        assert_eq!(with.get_all(TRACEPARENT).count(), 1);
+        assert_eq!(TraceContext::from_metadata(&with), Some(t));
+        assert_eq!(with.get_str("x"), Some("y"));
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::flow::{End, Flow};
 use crate::Error;
 use crate::observe::call::Observed;
-use crate::observe::metrics::{self, Side};
+use crate::observe::metrics::{Items, Side};
 use crate::protocol::{ItemRun, Status};
 
 /// Items of one stream as they arrive, for [`super::Stream`] to decode.
@@ -25,9 +25,8 @@ pub(crate) struct Inbound {
     /// The call's budget, for a deadline error.
     budget: Duration,
     ended: bool,
-    /// Items handed out (reported to metrics when the stream goes).
-    items: u64,
-    side: Side,
+    /// Items handed out, counted.
+    items: Items,
     /// The call's span and metrics, if the stream's end is the call's.
     observed: Observed,
     /// What keeps the call open while its stream is read (a client's call
@@ -57,8 +56,7 @@ impl Inbound {
             method,
             budget,
             ended: false,
-            items: 0,
-            side,
+            items: Items::new(side, method, false),
             observed: Observed::none(),
             _call: call,
         }
@@ -80,7 +78,7 @@ impl Inbound {
             match self.local.front_mut().map(ItemRun::next_item) {
                 Some(Some((at, cost))) => {
                     self.taken += cost;
-                    self.items += 1;
+                    self.items.one();
                     if self.taken >= self.threshold {
                         self.flow.grant(std::mem::take(&mut self.taken));
                     }
@@ -150,6 +148,5 @@ impl Drop for Inbound {
     /// server a handler may drop what it receives and go on sending.
     fn drop(&mut self) {
         self.flow.stop_receiving();
-        metrics::stream_items(self.side, self.method, false, self.items as usize);
     }
 }

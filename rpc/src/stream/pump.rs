@@ -15,6 +15,7 @@ use super::Stream;
 use super::flow::Flow;
 use crate::codec;
 use crate::error::panic_message;
+use crate::observe::metrics;
 use crate::protocol::{
     Compressor, HEADER_LEN, Kind, LEN_PREFIX, Status, compress_value, put_head, seal_at,
 };
@@ -149,12 +150,12 @@ pub(crate) async fn pump(
     items: &mut Encoder,
     limit: usize,
     compress: Compressor,
+    counted: &metrics::Items,
 ) -> Pumped {
     let format = items.1;
     let items = items.0.get_mut().unwrap_or_else(|e| e.into_inner());
     let id = flow.id();
     let mut batch = BytesMut::new();
-    let mut total: u64 = 0;
     let end = loop {
         flow.room().await;
         let step = std::future::poll_fn(|cx| {
@@ -202,7 +203,7 @@ pub(crate) async fn pump(
                         Ok(Poll::Ready(Some(Err(end)))) => Batched::End(end),
                         Ok(Poll::Ready(Some(Ok(())))) => {
                             sent += 1;
-                            total += 1;
+                            counted.one();
                             // Small items stay as they are (the threshold).
                             let value_at = start + LEN_PREFIX + HEADER_LEN;
                             compress_value(&mut batch, start, value_at, compress);
@@ -233,10 +234,7 @@ pub(crate) async fn pump(
     if let Some(end) = end {
         flow.finish(&end);
     }
-    Pumped {
-        status,
-        items: total,
-    }
+    Pumped { status }
 }
 
 /// How a pumped stream ended.
@@ -245,6 +243,4 @@ pub(crate) struct Pumped {
     /// The status its StreamEnd carried; `None` if it was never sent (the
     /// stream was cancelled, or its connection went).
     pub(crate) status: Option<u8>,
-    /// Items sent.
-    pub(crate) items: u64,
 }

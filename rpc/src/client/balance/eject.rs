@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Ejection;
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// Whether an endpoint takes a call now.
 ///

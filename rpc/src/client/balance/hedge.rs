@@ -176,8 +176,8 @@ fn midpoint(i: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::rng::Rng;
     use super::*;
+    use crate::rng::Rng;
 
     const MS: Duration = Duration::from_millis(1);
 

@@ -1,6 +1,6 @@
 //! The decisions behind a channel over many servers, each pure and
 //! synchronous so it can be tested without sockets or a runtime: time comes in
-//! as an argument and randomness from a seedable [`rng::Rng`].
+//! as an argument and randomness from a seedable [`crate::rng::Rng`].
 //!
 //! One call flows through them in this order:
 //!
@@ -24,7 +24,6 @@ pub(crate) mod hedge;
 pub(crate) mod load;
 pub(crate) mod policy;
 pub(crate) mod retry_budget;
-pub(crate) mod rng;
 
 use std::time::Duration;
 
@@ -115,8 +114,8 @@ mod tests {
 
     use super::load::Load;
     use super::policy::{Candidate, Picker};
-    use super::rng::Rng;
     use super::*;
+    use crate::rng::Rng;
 
     /// The default path end to end: loads fed by simulated calls, picked by
     /// power of two choices. A call starts every 100 µs; endpoint 1 takes

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::rng::{Rng, mix};
+use crate::rng::{Rng, mix};
 
 /// How a balanced channel chooses the server for each call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

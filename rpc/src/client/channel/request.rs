@@ -66,7 +66,14 @@ impl Channel {
 
     /// A call's span and metrics, and the trace context it sends.
     pub(super) fn observe(&self, method: &'static str) -> (Observed, Option<Arc<TraceContext>>) {
-        let (observed, trace) = Observed::client(method);
+        // A trace the caller set in the handle's metadata is this call's.
+        let metadata = self.options.metadata();
+        let own = if metadata.is_empty() {
+            None
+        } else {
+            TraceContext::from_metadata(metadata)
+        };
+        let (observed, trace) = Observed::client(method, own);
         if observed.records()
             && let Route::One { endpoint, .. } = &self.route
         {
@@ -79,7 +86,7 @@ impl Channel {
     pub(super) fn sent_metadata(&self, trace: Option<&TraceContext>) -> Metadata {
         let metadata = self.options.metadata();
         trace
-            .and_then(|trace| trace.add_to(metadata))
+            .map(|trace| trace.add_to(metadata))
             .unwrap_or_else(|| metadata.clone())
     }
 
@@ -106,7 +113,7 @@ impl Channel {
             frame.set_flags(schema);
         }
         let config = self.config();
-        let traced = trace.and_then(|trace| trace.add_to(self.options.metadata()));
+        let traced = trace.map(|trace| trace.add_to(self.options.metadata()));
         let metadata = traced.as_ref().unwrap_or(self.options.metadata());
         if !metadata.is_empty() {
             metadata

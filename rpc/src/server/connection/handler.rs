@@ -18,7 +18,7 @@ use crate::error::panic_message;
 use crate::intercept::{Chain, Side};
 use crate::observe::TraceContext;
 use crate::observe::call::Observed;
-use crate::observe::metrics;
+use crate::observe::metrics::{self, Items};
 use crate::protocol::Status;
 use crate::server::calls::Finish;
 use crate::server::dispatch::{Following, Reply};
@@ -54,7 +54,14 @@ impl Driver {
         // Started (or answered below), the request no longer waits on the
         // frame budget: its bytes are the handler's now.
         drop(grant);
-        let duplicate = || Some(End::Protocol(format!("call id {id} is already in flight")));
+        let duplicate = |observed: Option<&mut Observed>| {
+            let message = format!("call id {id} is already in flight");
+            // Not a call that ran: the connection's protocol error.
+            if let Some(observed) = observed {
+                observed.finish("Protocol", Some(&message));
+            }
+            Some(End::Protocol(message))
+        };
         let incoming = metadata.as_deref().and_then(TraceContext::from_metadata);
         let (mut observed, trace) = Observed::server(method, id, &self.peer, incoming);
         if deadline <= now {
@@ -94,7 +101,7 @@ impl Driver {
             // Checked before the handler runs here; a spawned one is checked
             // by `insert_with` below, under the lock that records it.
             if self.calls.contains(id) {
-                return duplicate();
+                return duplicate(Some(&mut observed));
             }
             if let Poll::Ready(done) = run.poll_unpin(&mut std::task::Context::from_waker(waker)) {
                 let reply = done.unwrap_or_else(|panic| {
@@ -120,7 +127,10 @@ impl Driver {
         let reply_limit = self.reply_limit;
         self.next_seq += 1;
         let seq = self.next_seq;
+        // Taken by the task if it starts: a duplicate id leaves it here.
+        let mut unstarted = Some(observed);
         let started = self.calls.insert_with(id, seq, || {
+            let mut observed = unstarted.take().unwrap_or_else(Observed::none);
             tokio::spawn(async move {
                 // The entry is removed however the task ends.
                 let mut finish = Finish {
@@ -149,13 +159,10 @@ impl Driver {
                         // The handler slot is free again (the handler
                         // returned); the stream keeps its call open.
                         let _ = outbox.send(frame);
-                        let end = send_stream(*following, deadline, budget, reply_limit).await;
-                        metrics::stream_items(
-                            metrics::Side::Server,
-                            method,
-                            true,
-                            end.items as usize,
-                        );
+                        // Produced in the call's span, as the handler ran.
+                        let end = send_stream(*following, deadline, budget, reply_limit, method)
+                            .instrument(observed.span().clone())
+                            .await;
                         let status = end.status.and_then(Status::from_u8);
                         match status {
                             Some(Status::Ok) => observed.finish("Ok", None),
@@ -172,7 +179,11 @@ impl Driver {
             })
             .abort_handle()
         });
-        if started { None } else { duplicate() }
+        if started {
+            None
+        } else {
+            duplicate(unstarted.as_mut())
+        }
     }
 }
 
@@ -199,6 +210,7 @@ async fn send_stream(
     deadline: Instant,
     budget: Duration,
     limit: usize,
+    method: &'static str,
 ) -> Pumped {
     let Following {
         mut items,
@@ -207,14 +219,15 @@ async fn send_stream(
     } = following;
     call.replying();
     let flow = &call.open.flow;
-    match deadline::run_until(deadline, stream::pump(flow, &mut items, limit, compress)).await {
+    let counted = Items::new(metrics::Side::Server, method, true);
+    let pump = stream::pump(flow, &mut items, limit, compress, &counted);
+    match deadline::run_until(deadline, pump).await {
         Some(pumped) => pumped,
         None => {
             let message = format!("the stream ran past its {budget:?} budget");
             flow.finish(&Status::DeadlineExceeded.end_payload(&message));
             Pumped {
                 status: Some(Status::DeadlineExceeded as u8),
-                items: 0,
             }
         }
     }

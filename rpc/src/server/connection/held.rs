@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::Parked;
+use crate::observe::metrics;
 use crate::protocol::{Payload, Status};
 use crate::transport::Outbox;
 use crate::transport::budget::{FREE_BYTES, FrameBudget};
@@ -119,6 +120,7 @@ impl HeldBack {
                     r.budget
                 );
                 let _ = outbox.send(Status::DeadlineExceeded.reply(r.id, &message));
+                metrics::refused(Some(r.method), Status::DeadlineExceeded.name());
             }
             live
         });

@@ -11,6 +11,7 @@ use super::{Driver, End, HeldBack, Parked};
 use crate::Compression;
 use crate::Metadata;
 use crate::deadline;
+use crate::observe::metrics;
 use crate::protocol::{Compressor, Payload, RequestHead, Status, features, take_fingerprint};
 use crate::server::dispatch::Call;
 use crate::transport::budget::Grant;
@@ -69,6 +70,8 @@ impl Driver {
             let _ = self
                 .outbox
                 .send(Status::ShuttingDown.reply(id, "the connection is draining"));
+            let method = self.shared.router.find(head.method_id).map(|f| f.1.name);
+            metrics::refused(method, Status::ShuttingDown.name());
             return None;
         }
         let config = &self.shared.config;
@@ -91,6 +94,7 @@ impl Driver {
             let _ = self
                 .outbox
                 .send(Status::SchemaMismatch.reply(id, desc.shape));
+            metrics::refused(Some(desc.name), Status::SchemaMismatch.name());
             return None;
         }
         // The budget counts from when the request arrived, not from when a
@@ -184,5 +188,6 @@ impl Driver {
         let message =
             format!("no method with id {method_id:#018x} (this server serves: {services})");
         let _ = self.outbox.send(Status::UnknownMethod.reply(id, &message));
+        metrics::refused(None, Status::UnknownMethod.name());
     }
 }

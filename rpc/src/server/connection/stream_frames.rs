@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Driver, End};
+use crate::observe::metrics;
 use crate::protocol::{Frame, ItemRun, Kind, Status};
 use crate::server::streams::Registration;
 use crate::stream::{End as StreamEnd, Flow};
@@ -28,6 +29,7 @@ impl Driver {
                 config.max_streams_per_connection
             );
             let _ = self.outbox.send(Status::Overloaded.reply(id, &message));
+            metrics::refused(Some(method), Status::Overloaded.name());
             return None;
         }
         let flow = Flow::new(

@@ -1,4 +1,5 @@
-//! A small shared pseudo-random generator for the balancer's choices.
+//! A small shared pseudo-random generator: the balancer's choices, and
+//! the ids of trace spans.
 //!
 //! Balancing needs cheap, statistically decent randomness (which two
 //! endpoints to compare, where a weighted draw lands, jitter), not
