@@ -56,7 +56,13 @@
 //! | `rpc_client_retries_total`, `rpc_client_hedges_total` | counter | `service`, `method` | attempts sent again |
 //! | `rpc_stream_items_sent_total`, `rpc_stream_items_received_total` | counter | `side`, `service`, `method` | stream items |
 //!
-//! `status` takes the values of the span's `rpc.status`.
+//! `status` takes the values of the span's `rpc.status`. A call the server
+//! refuses before any handler runs (`UnknownMethod`, `SchemaMismatch`,
+//! `ShuttingDown`, `Overloaded`, out of time while held back) counts in
+//! `rpc_server_calls_total` with no duration sample and no span; an
+//! unknown method counts as `service="unknown"`, `method="unknown"`.
+//! Stream items count as they move, so a long-lived stream shows before it
+//! ends.
 
 pub(crate) mod call;
 pub(crate) mod metrics;
