@@ -16,17 +16,11 @@
 use serde::Serialize;
 use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
-use super::{EncodeError, MAX_DEPTH, SPARE_ELEMENTS, Sink, guard};
+use super::{EncodeError, LimitedWriter, MAX_DEPTH, SPARE_ELEMENTS, Sink, guard};
 
 /// The bincode writer's rule, for serde_json's `io::Write`: bytes past the
 /// limit are counted, not stored, so a value too large is reported with its
 /// real size without being held.
-struct LimitedWriter<'a, S: ?Sized> {
-    buf: &'a mut S,
-    limit: usize,
-    skipped: usize,
-}
-
 impl<S: Sink + ?Sized> std::io::Write for LimitedWriter<'_, S> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         if self.buf.len() + bytes.len() > self.limit {
@@ -49,19 +43,9 @@ pub(crate) fn encode_into<T: Serialize + ?Sized, S: Sink + ?Sized>(
     buf: &mut S,
     limit: usize,
 ) -> Result<(), EncodeError> {
-    let mut w = LimitedWriter {
-        buf,
-        limit,
-        skipped: 0,
-    };
-    match serde_json::to_writer(&mut w, value) {
-        Ok(()) if w.skipped == 0 => Ok(()),
-        Ok(()) => Err(EncodeError::TooLarge {
-            size: w.buf.len() + w.skipped,
-            limit,
-        }),
-        Err(e) => Err(EncodeError::Serde(e.to_string())),
-    }
+    let mut w = LimitedWriter::new(buf, limit);
+    let written = serde_json::to_writer(&mut w, value);
+    w.outcome(written.map_err(|e| e.to_string()))
 }
 
 /// Decodes a `T` from one JSON text that fills `bytes`, safely against

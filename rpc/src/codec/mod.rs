@@ -86,6 +86,28 @@ struct LimitedWriter<'a, S: ?Sized> {
     skipped: usize,
 }
 
+impl<'a, S: Sink + ?Sized> LimitedWriter<'a, S> {
+    fn new(buf: &'a mut S, limit: usize) -> Self {
+        LimitedWriter {
+            buf,
+            limit,
+            skipped: 0,
+        }
+    }
+
+    /// What writing a value came to, given what its serializer said.
+    fn outcome(&self, written: Result<(), String>) -> Result<(), EncodeError> {
+        match written {
+            Ok(()) if self.skipped == 0 => Ok(()),
+            Ok(()) => Err(EncodeError::TooLarge {
+                size: self.buf.len() + self.skipped,
+                limit: self.limit,
+            }),
+            Err(e) => Err(EncodeError::Serde(e)),
+        }
+    }
+}
+
 impl<S: Sink + ?Sized> bincode::enc::write::Writer for LimitedWriter<'_, S> {
     #[inline]
     fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
@@ -113,19 +135,9 @@ pub(crate) fn encode_into<T: Serialize + ?Sized, S: Sink + ?Sized>(
     buf: &mut S,
     limit: usize,
 ) -> Result<(), EncodeError> {
-    let mut w = LimitedWriter {
-        buf,
-        limit,
-        skipped: 0,
-    };
-    match bincode::serde::encode_into_writer(value, &mut w, config()) {
-        Ok(()) if w.skipped == 0 => Ok(()),
-        Ok(()) => Err(EncodeError::TooLarge {
-            size: w.buf.len() + w.skipped,
-            limit,
-        }),
-        Err(e) => Err(EncodeError::Serde(e.to_string())),
-    }
+    let mut w = LimitedWriter::new(buf, limit);
+    let written = bincode::serde::encode_into_writer(value, &mut w, config());
+    w.outcome(written.map_err(|e| e.to_string()))
 }
 
 /// [`encode_into`] in `format`.
