@@ -12,6 +12,8 @@ use tracing_subscriber::layer::SubscriberExt;
 #[rpc::service]
 trait Front {
     async fn hello(&self, back: String) -> String;
+    /// The same, the call made from a task the handler spawned.
+    async fn hello_in_task(&self, back: String) -> String;
 }
 
 #[rpc::service]
@@ -25,6 +27,11 @@ impl Front for F {
     async fn hello(&self, back: String) -> String {
         let back = BackClient::connect(back.as_str()).await.unwrap();
         back.leaf().await.unwrap().to_string()
+    }
+
+    async fn hello_in_task(&self, back: String) -> String {
+        let task = rpc::context::spawn(async move { F.hello(back).await });
+        task.await.unwrap()
     }
 }
 
@@ -113,6 +120,38 @@ async fn exported_spans_join_across_the_wire() {
         Some("zrpc")
     );
     assert_eq!(attribute(back_server, "rpc.status").as_deref(), Some("Ok"));
+    // A call made from a task the handler spawned (no current span there)
+    // joins the same trace, as the handler's span's child.
+    exporter.reset();
+    let out = client
+        .hello_in_task(back.local_addr().to_string())
+        .await
+        .unwrap();
+    assert_eq!(out, "7");
+    let mut spans = Vec::new();
+    for _ in 0..100 {
+        provider.force_flush().unwrap();
+        spans = exporter.get_finished_spans().unwrap();
+        if spans.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    let trace = spans[0].span_context.trace_id();
+    assert!(
+        spans.iter().all(|s| s.span_context.trace_id() == trace),
+        "{spans:#?}"
+    );
+    let outer = spans
+        .iter()
+        .find(|s| s.name == "Front/hello_in_task" && s.span_kind == SpanKind::Server)
+        .unwrap();
+    let inner = spans
+        .iter()
+        .find(|s| s.name == "Back/leaf" && s.span_kind == SpanKind::Client)
+        .unwrap();
+    assert_eq!(inner.parent_span_id, outer.span_context.span_id());
     front.shutdown().await;
     back.shutdown().await;
 }
