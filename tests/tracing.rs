@@ -230,6 +230,8 @@ async fn a_call_has_one_client_span_and_one_server_span_parented_across_the_wire
     assert_eq!(s.field("network.peer.address"), "127.0.0.1");
     assert!(!s.field("network.peer.port").is_empty());
     assert!(!s.field("rpc.call_id").is_empty());
+    // The same call, as its client and its server name it.
+    assert_eq!(c.field("rpc.call_id"), s.field("rpc.call_id"));
     assert_eq!(c.field("server.address"), "127.0.0.1");
     assert_eq!(
         c.field("server.port"),

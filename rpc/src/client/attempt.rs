@@ -236,6 +236,7 @@ impl Attempt {
             cx.waker(),
         ) {
             Tried::Sent(call) => {
+                crate::observe::call::record_call_id(call.id());
                 if let Some(stream) = &mut self.stream {
                     stream.start_pump(&call, self.method);
                 }

@@ -194,6 +194,7 @@ impl Observed {
                 rpc.method = Empty,
                 server.address = Empty,
                 server.port = Empty,
+                rpc.call_id = Empty,
                 trace_id = Empty,
                 span_id = Empty,
                 parent_span_id = Empty,
@@ -286,6 +287,21 @@ impl Observed {
 impl Drop for Observed {
     fn drop(&mut self) {
         self.finish("Cancelled", None);
+    }
+}
+
+/// Records `id`, the id an attempt of the call being polled was sent
+/// with, in the call's client span: the span is current while the call is
+/// polled. (A retried or hedged call records its last attempt's.) Only a
+/// current span of a client call is written to: a call nobody watches
+/// enters no span, and must not write into its caller's.
+pub(crate) fn record_call_id(id: u64) {
+    if !listened() {
+        return;
+    }
+    let span = Span::current();
+    if span.metadata().is_some_and(|m| m.name() == "rpc.client") {
+        span.record("rpc.call_id", id);
     }
 }
 

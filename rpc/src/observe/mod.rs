@@ -16,7 +16,7 @@
 //! | `otel.name` | `"Service/method"` |
 //! | `rpc.system` | `"zrpc"` |
 //! | `rpc.service`, `rpc.method` | the wire names: `"Calculator"`, `"add"` |
-//! | `rpc.call_id` | the call's id on its connection (server) |
+//! | `rpc.call_id` | the call's id on its connection (on the client, its last attempt's) |
 //! | `network.peer.address`, `network.peer.port` | the caller (server) |
 //! | `server.address`, `server.port` | the server called (client, one-server channel) |
 //! | `trace_id`, `span_id`, `parent_span_id` | W3C trace context, hex |

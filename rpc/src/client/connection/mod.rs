@@ -320,6 +320,11 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
+    /// The call's id on its connection.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The call's outcome, once the reader has handed it over. A call
     /// whose server answers with a stream stays in flight after an Ok
     /// Response, until this is dropped.
