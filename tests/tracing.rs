@@ -136,6 +136,7 @@ trait Traced {
     async fn trace(&self) -> String;
     async fn maybe(&self, ok: bool) -> Result<rpc::Stream<u32>, String>;
     async fn forward_in_task(&self, to: String) -> String;
+    async fn balanced(&self) -> u32;
 }
 
 #[rpc::service]
@@ -175,6 +176,9 @@ impl Traced for T {
         } else {
             Err("no".into())
         }
+    }
+    async fn balanced(&self) -> u32 {
+        7
     }
     async fn forward_in_task(&self, to: String) -> String {
         let task = rpc::context::spawn(async move {
@@ -392,5 +396,24 @@ async fn a_call_made_in_a_task_the_handler_spawned_continues_the_trace() {
         "{inner:#?}"
     );
     down.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_balanced_call_s_span_names_the_server_its_attempt_went_to() {
+    let (server, _) = serve().await;
+    let channel = rpc::Channel::balanced(rpc::discover::Static::new([server.local_addr()]))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(TracedClient::new(channel).balanced().await.unwrap(), 7);
+    let spans = spans_of("Traced.balanced", 2).await;
+    let (c, s) = (one(&spans, "rpc.client"), one(&spans, "rpc.server"));
+    assert_eq!(c.field("server.address"), "127.0.0.1");
+    assert_eq!(
+        c.field("server.port"),
+        server.local_addr().port().to_string()
+    );
+    assert_eq!(c.field("rpc.call_id"), s.field("rpc.call_id"));
     server.shutdown().await;
 }

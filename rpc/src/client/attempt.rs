@@ -236,7 +236,7 @@ impl Attempt {
             cx.waker(),
         ) {
             Tried::Sent(call) => {
-                crate::observe::call::record_call_id(call.id());
+                crate::observe::call::record_attempt(call.id(), || self.endpoint.address());
                 if let Some(stream) = &mut self.stream {
                     stream.start_pump(&call, self.method);
                 }

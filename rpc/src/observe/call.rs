@@ -255,21 +255,6 @@ impl Observed {
         watched.metrics.finish(watched.side, watched.method, status);
     }
 
-    /// Records the server a client's call goes to: host and port apart,
-    /// as the conventions have them, for a server on TCP.
-    pub(crate) fn record_server(&self, server: &Address) {
-        let span = self.span();
-        match server.tcp() {
-            Some(addr) => {
-                span.record("server.address", tracing::field::display(addr.ip()));
-                span.record("server.port", addr.port());
-            }
-            None => {
-                span.record("server.address", tracing::field::display(server));
-            }
-        }
-    }
-
     /// Records the outcome of a client's call.
     pub(crate) fn finish_client<T>(&mut self, outcome: &Result<T, Error>) {
         self.finish_failure(outcome.as_ref().err());
@@ -290,18 +275,31 @@ impl Drop for Observed {
     }
 }
 
-/// Records `id`, the id an attempt of the call being polled was sent
-/// with, in the call's client span: the span is current while the call is
-/// polled. (A retried or hedged call records its last attempt's.) Only a
-/// current span of a client call is written to: a call nobody watches
-/// enters no span, and must not write into its caller's.
-pub(crate) fn record_call_id(id: u64) {
+/// Records an attempt of the call being polled, sent as call `id` to
+/// `server`, in the call's client span: the span is current while the call
+/// is polled. (A retried or hedged call records its last attempt's.) The
+/// server's host and port go apart, as the conventions have them, for a
+/// server on TCP. Only a current span of a client call is written to: a
+/// call nobody watches enters no span, and must not write into its
+/// caller's.
+pub(crate) fn record_attempt(id: u64, server: impl FnOnce() -> Address) {
     if !listened() {
         return;
     }
     let span = Span::current();
-    if span.metadata().is_some_and(|m| m.name() == "rpc.client") {
-        span.record("rpc.call_id", id);
+    if !span.metadata().is_some_and(|m| m.name() == "rpc.client") {
+        return;
+    }
+    span.record("rpc.call_id", id);
+    let server = server();
+    match server.tcp() {
+        Some(addr) => {
+            span.record("server.address", tracing::field::display(addr.ip()));
+            span.record("server.port", addr.port());
+        }
+        None => {
+            span.record("server.address", tracing::field::display(&server));
+        }
     }
 }
 

@@ -18,7 +18,7 @@
 //! | `rpc.service`, `rpc.method` | the wire names: `"Calculator"`, `"add"` |
 //! | `rpc.call_id` | the call's id on its connection (on the client, its last attempt's) |
 //! | `network.peer.address`, `network.peer.port` | the caller (server) |
-//! | `server.address`, `server.port` | the server called (client, one-server channel) |
+//! | `server.address`, `server.port` | the server the call's (last) attempt went to (client) |
 //! | `trace_id`, `span_id`, `parent_span_id` | W3C trace context, hex |
 //! | `rpc.status` | at the end: `"Ok"`, or the failure (`"DeadlineExceeded"`, `"Panicked"`, ... the [`Error`](crate::Error) variant's name), or `"Cancelled"` for a call dropped before its outcome |
 //! | `otel.status_code`, `error.message` | `"ERROR"` and the error's text, on failure |

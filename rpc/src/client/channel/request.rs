@@ -73,13 +73,7 @@ impl Channel {
         } else {
             TraceContext::from_metadata(metadata)
         };
-        let (observed, trace) = Observed::client(method, own);
-        if observed.records()
-            && let Route::One { endpoint, .. } = &self.route
-        {
-            observed.record_server(&endpoint.address());
-        }
-        (observed, trace)
+        Observed::client(method, own)
     }
 
     /// The metadata a call sends: the handle's, with `trace` added.
