@@ -287,7 +287,7 @@ pub(crate) fn record_attempt(id: u64, server: impl FnOnce() -> Address) {
         return;
     }
     let span = Span::current();
-    if !span.metadata().is_some_and(|m| m.name() == "rpc.client") {
+    if span.metadata().is_none_or(|m| m.name() != "rpc.client") {
         return;
     }
     span.record("rpc.call_id", id);
