@@ -149,15 +149,16 @@ async fn unary_shapes(channel: rpc::Channel) {
 /// Every streaming shape, through `channel`.
 async fn stream_shapes(channel: rpc::Channel) {
     let feed = FeedClient::new(channel);
-    // Server streaming, more items than one window holds.
+    // Server streaming, more items than one window (the client's 2 MiB)
+    // holds: in JSON each byte of an item's data is a number of 4 bytes.
     let items: Vec<Item> = feed
-        .watch(1_000, 300)
+        .watch(2_000, 300)
         .await
         .unwrap()
         .map(Result::unwrap)
         .collect()
         .await;
-    assert_eq!(items.len(), 1_000);
+    assert_eq!(items.len(), 2_000);
     assert!(items.iter().enumerate().all(|(i, it)| it.seq == i as u64));
     assert!(items.iter().all(|it| it.data == vec![0xA5; 300]));
     // An application error in place of the stream, and the stream.

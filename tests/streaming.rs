@@ -50,15 +50,16 @@ over_all_transports!(
 async fn every_shape_round_trips(transport: Transport) {
     let (_server, feed, _) = feed_over(transport, rpc::Server::builder()).await;
 
-    // Server streaming: more items than one window holds.
+    // Server streaming: more items than one window (the client's 2 MiB)
+    // holds.
     let items: Vec<Item> = feed
-        .watch(2_000, 300)
+        .watch(8_000, 300)
         .await
         .unwrap()
         .map(Result::unwrap)
         .collect()
         .await;
-    assert_eq!(items.len(), 2_000);
+    assert_eq!(items.len(), 8_000);
     assert!(items.iter().enumerate().all(|(i, it)| it.seq == i as u64));
     assert!(items.iter().all(|it| it.data == vec![0xA5; 300]));
 
@@ -95,7 +96,7 @@ async fn every_shape_round_trips(transport: Transport) {
     assert!(replies.next().await.is_none(), "the server's stream ends");
 
     // The connection still serves unary calls.
-    assert_eq!(feed.produced().await.unwrap(), 2_000);
+    assert_eq!(feed.produced().await.unwrap(), 8_000);
 }
 
 // The same on a current-thread runtime, where the server's driver also
@@ -171,14 +172,16 @@ async fn a_producer_error_ends_the_stream_with_its_message() {
 async fn a_stalled_stream_holds_up_neither_the_others_nor_unary_calls() {
     let (_server, feed, _) = feed_over(Transport::Tcp, rpc::Server::builder()).await;
     let calc = CalculatorClient::new(feed.channel().clone());
-    // Each stream sends 2 MiB, far past its 256 KiB window.
+    // Each stream sends 2 MiB; the stalled one 4 MiB, twice its window
+    // (the client's default, 2 MiB).
     const ITEMS: u64 = 2_000;
+    const STALLED_ITEMS: u64 = 4_000;
+    // The first is never read: its producer waits for credit.
+    let stalled = feed.watch(STALLED_ITEMS, 1024).await.unwrap();
     let mut streams = Vec::new();
-    for _ in 0..100 {
+    for _ in 1..100 {
         streams.push(feed.watch(ITEMS, 1024).await.unwrap());
     }
-    // The first is never read: its producer waits for credit.
-    let stalled = streams.remove(0);
     let readers: Vec<_> = streams
         .into_iter()
         .map(|mut s| {
@@ -208,7 +211,7 @@ async fn a_stalled_stream_holds_up_neither_the_others_nor_unary_calls() {
     eprintln!("slowest unary call beside 99 streams and a stalled one: {slowest:?}");
     // The stalled stream still has all its items, in order.
     let items: Vec<u64> = stalled.map(|i| i.unwrap().seq).collect().await;
-    assert_eq!(items, (0..ITEMS).collect::<Vec<_>>());
+    assert_eq!(items, (0..STALLED_ITEMS).collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

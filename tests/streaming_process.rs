@@ -163,7 +163,7 @@ async fn a_slow_consumer_of_a_million_items_bounds_memory_on_both_sides() {
     let feed = FeedClient::new(channel);
     // A second handle on the same channel (and connection), for `produced`.
     let probe = feed.clone();
-    let window = rpc::stream::DEFAULT_WINDOW;
+    let window = rpc::stream::DEFAULT_CLIENT_WINDOW;
     let expected = vec![0xA5; SIZE];
     for seq in [0, 250, 251, 0xFFFF, 0x1_0000, ITEMS - 1] {
         let item = Item {
@@ -232,8 +232,8 @@ async fn a_slow_consumer_of_a_million_items_bounds_memory_on_both_sides() {
         // most the window plus one item". Costs are each item's own frame
         // (1,042 to 1,046 bytes by the width of seq): charging every item
         // the largest cost would overstate the early items and fail a
-        // correct runtime (252 items of 1,044 fit the window rule, but
-        // 252 x 1,046 > window + 1,046).
+        // correct runtime (2,009 items of 1,044 fit the window rule, but
+        // 2,009 x 1,046 > window + 1,046).
         let produced = probe.produced().await.expect("the produced call");
         assert!(
             produced >= consumed,

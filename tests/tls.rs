@@ -161,15 +161,15 @@ async fn calls_and_streams_round_trip_over_tls_with_a_server_config_from_pem_fil
     let calc = CalculatorClient::new(channel.clone());
     assert_eq!(calc.add(2, 3).await.unwrap(), 5);
     let feed = FeedClient::new(channel);
-    // Server streaming, more than one window's worth.
+    // Server streaming, more than one window's worth (the client's 2 MiB).
     let items: Vec<Item> = feed
-        .watch(1_000, 1_000)
+        .watch(3_000, 1_000)
         .await
         .unwrap()
         .map(Result::unwrap)
         .collect()
         .await;
-    assert_eq!(items.len(), 1_000);
+    assert_eq!(items.len(), 3_000);
     assert!(items.iter().enumerate().all(|(i, it)| it.seq == i as u64));
     // Client streaming, and both ways.
     let chunks = rpc::Stream::iter((0..40).map(|i| vec![i as u8; 50_000]));

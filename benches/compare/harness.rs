@@ -51,6 +51,7 @@ fn start_server(imp: Impl, max_handlers: usize) -> SocketAddr {
                     Family::RpcStream => impls::rpc_stream::serve(max_handlers).await,
                     Family::RpcUnary => impls::rpc_unary::serve(max_handlers).await,
                     Family::Tonic => impls::tonic::serve().await,
+                    Family::BaselineStream => impls::baseline_stream::serve().await,
                 };
                 tx.send(addr).expect("send address");
                 std::future::pending::<()>().await;
@@ -244,6 +245,9 @@ pub(crate) fn cell(imp: Impl, w: Workload, s: &Settings) -> String {
                 streamed(client, w, s).await
             }
             Family::Tonic => streamed(impls::tonic::connect(addr).await, w, s).await,
+            Family::BaselineStream => {
+                streamed(impls::baseline_stream::connect(addr).await, w, s).await
+            }
         }
     });
     let mut line = format!(

@@ -77,6 +77,7 @@ impl Contender {
             (Impl::RpcStream, _) => "#0b3d6b",
             (Impl::RpcUnary, _) => "#5fa8d3",
             (Impl::Tonic, _) => "#c0392b",
+            (Impl::BaselineStream, _) => "#2c9a2c",
             (Impl::RpcIntercepted, _) => "#17becf",
             (Impl::RpcTls, _) => "#8c564b",
             (Impl::RpcLz4, _) => "#e377c2",

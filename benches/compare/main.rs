@@ -28,8 +28,10 @@
 //! S1 and S2 have implementations of their own, and only they run there:
 //! `rpc-stream` (this library's server streaming, one call), `rpc-unary`
 //! (this library's unary calls, one per item, 64 in flight for S1 and 8 for
-//! S2, as B and D keep) and `tonic` (0.14 + prost, server streaming over one
-//! HTTP/2 connection, with the service generated from `benches/proto/`).
+//! S2, as B and D keep), `tonic` (0.14 + prost, server streaming over one
+//! HTTP/2 connection, with the service generated from `benches/proto/`)
+//! and `baseline-stream` (a hand-written stream: items encoded back to back
+//! with no frame each, no flow control and no cancellation; a floor).
 //!
 //! Every cell (implementation x workload x repeat) runs in a fresh process:
 //! this binary re-executes itself with `--child IMPL WORKLOAD`; the child runs

@@ -4,6 +4,7 @@
 //! In this file `rpc` names the module `impls::rpc`; the library is `::rpc`.
 
 pub(crate) mod baseline;
+pub(crate) mod baseline_stream;
 pub(crate) mod rpc;
 pub(crate) mod rpc_stream;
 pub(crate) mod rpc_unary;
@@ -32,6 +33,9 @@ pub(crate) enum Impl {
     RpcUnary,
     /// tonic 0.14 + prost, server streaming over one HTTP/2 connection (S1, S2).
     Tonic,
+    /// A hand-written stream, items encoded back to back with nothing
+    /// around them (S1, S2): a floor under what a library can reach.
+    BaselineStream,
     /// This library with one interceptor that does nothing on each side:
     /// what the interceptor machinery costs a call.
     RpcIntercepted,
@@ -65,11 +69,12 @@ pub(crate) enum Family {
     RpcStream,
     RpcUnary,
     Tonic,
+    BaselineStream,
 }
 
 impl Impl {
     /// The report's order: tables, bars and the rotation of every repeat.
-    pub(crate) const ALL: [Impl; 17] = [
+    pub(crate) const ALL: [Impl; 18] = [
         Impl::Rpc,
         Impl::RpcTraced,
         Impl::RpcJson,
@@ -87,6 +92,7 @@ impl Impl {
         Impl::RpcStream,
         Impl::RpcUnary,
         Impl::Tonic,
+        Impl::BaselineStream,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -102,6 +108,7 @@ impl Impl {
             Impl::RpcStream => "rpc-stream",
             Impl::RpcUnary => "rpc-unary",
             Impl::Tonic => "tonic",
+            Impl::BaselineStream => "baseline-stream",
             Impl::RpcIntercepted => "rpc-intercepted",
             Impl::RpcTls => "rpc-tls",
             Impl::RpcLz4 => "rpc-lz4",
@@ -140,6 +147,7 @@ impl Impl {
             Impl::RpcStream => Family::RpcStream,
             Impl::RpcUnary => Family::RpcUnary,
             Impl::Tonic => Family::Tonic,
+            Impl::BaselineStream => Family::BaselineStream,
         }
     }
 
@@ -159,7 +167,10 @@ impl Impl {
     /// The implementations of the streaming workloads (S1, S2), which run
     /// only there: the others have no streaming call.
     pub(crate) fn streaming(self) -> bool {
-        matches!(self, Impl::RpcStream | Impl::RpcUnary | Impl::Tonic)
+        matches!(
+            self,
+            Impl::RpcStream | Impl::RpcUnary | Impl::Tonic | Impl::BaselineStream
+        )
     }
 }
 

@@ -41,7 +41,7 @@ pub(super) fn table(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<char
         || {
             format!(
                 "the library's default stream window ({} KiB)",
-                ::rpc::stream::DEFAULT_WINDOW >> 10
+                ::rpc::stream::DEFAULT_CLIENT_WINDOW >> 10
             )
         },
         |b| format!("a stream window of {b} bytes (`BENCH_STREAM_WINDOW`)"),
@@ -57,7 +57,10 @@ pub(super) fn table(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<char
          granting {window}. \
          `rpc-unary`: this library's unary calls, one per item, {} (S1) and {} (S2) \
          in flight. `tonic`: tonic 0.14 + prost, one server-streaming call over one \
-         HTTP/2 connection, tonic's default settings. Medians over the repeats; \
+         HTTP/2 connection, tonic's default settings. `baseline-stream`: a \
+         hand-written stream (tokio, bincode), items encoded back to back with no \
+         frame each, no flow control, no cancellation, decoded in the task that \
+         reads the socket: a floor. Medians over the repeats; \
          **× tonic** and **× rpc-unary**: the ratio of medians in the same run \
          (items/s for S1, MB/s for S2). Range: the lowest and highest repeat. \
          Items per call: the median of the measured calls' sizes.\n",

@@ -51,7 +51,8 @@ impl Builder {
     }
 
     /// Bytes of a server's stream this client holds unconsumed, per stream
-    /// (default 256 KiB, at least 4 KiB): the server sends no more until the
+    /// (default 2 MiB, [`DEFAULT_CLIENT_WINDOW`](crate::stream::DEFAULT_CLIENT_WINDOW);
+    /// at least 4 KiB): the server sends no more until the
     /// application takes some (see [`crate::stream`]).
     pub fn stream_window(mut self, bytes: usize) -> Self {
         self.config.stream_window = bytes.clamp(crate::protocol::MIN_MAX_FRAME, u32::MAX as usize);

@@ -40,7 +40,7 @@ impl Default for Config {
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             write_batching: true,
-            stream_window: crate::stream::DEFAULT_WINDOW,
+            stream_window: crate::stream::DEFAULT_CLIENT_WINDOW,
             max_metadata: crate::metadata::DEFAULT_MAX_METADATA,
             interceptors: crate::intercept::Chain::default(),
             compression: crate::Compression::None,

@@ -49,10 +49,12 @@
 //!
 //! # Flow control
 //!
-//! Each side grants each stream it receives a window of bytes (256 KiB
-//! unless [`Channel::builder().stream_window(..)`](crate::client::Builder::stream_window)
-//! or [`Server::builder().stream_window(..)`](crate::server::Builder::stream_window)
-//! says otherwise), counted in whole frames (an item's bytes plus 14). The
+//! Each side grants each stream it receives a window of bytes: a client
+//! 2 MiB ([`DEFAULT_CLIENT_WINDOW`]) unless
+//! [`Channel::builder().stream_window(..)`](crate::client::Builder::stream_window)
+//! says otherwise, a server 256 KiB ([`DEFAULT_WINDOW`]) unless
+//! [`Server::builder().stream_window(..)`](crate::server::Builder::stream_window)
+//! does, counted in whole frames (an item's bytes plus 14). The
 //! producer sends while what it sent and the consumer has not yet *taken*
 //! is under the window, so a slow consumer holds its producer back, and at
 //! most the window plus one item waits in memory; an item larger than the
@@ -101,11 +103,21 @@ pub(crate) use inbound::Inbound;
 pub(crate) use pump::encode;
 pub(crate) use pump::{Encoder, Pumped, pump};
 
-/// The window of unconsumed bytes each side grants each stream it receives,
-/// unless configured: 256 KiB, four times HTTP/2's initial stream window
-/// (RFC 9113, 65,535 bytes), which leaves room for four 64 KiB chunks in
-/// flight.
+/// The window of unconsumed bytes a server grants each stream it receives
+/// (a client's stream), unless configured, and what a peer whose handshake
+/// states none is taken to grant: 256 KiB, four times HTTP/2's initial
+/// stream window (RFC 9113, 65,535 bytes), which leaves room for four 64 KiB
+/// chunks in flight. A server faces many clients it does not know, each
+/// with up to [`DEFAULT_MAX_STREAMS`] streams: 25 MiB a connection at most.
 pub const DEFAULT_WINDOW: usize = 256 << 10;
+
+/// The window of unconsumed bytes a client grants each stream it receives
+/// (a server's stream), unless configured: 2 MiB, the stream window of
+/// hyper's HTTP/2 client, which tonic's client grants. A client receives
+/// the streams it asked for, from servers it chose, and those carry the
+/// bulk (downloads, watches): a window that covers the time a busy consumer
+/// is not scheduled keeps the producer sending meanwhile.
+pub const DEFAULT_CLIENT_WINDOW: usize = 2 << 20;
 
 /// Streaming calls open at once on one server connection, unless
 /// configured: 100, the least that RFC 9113 (§6.5.2) recommends a peer allow
