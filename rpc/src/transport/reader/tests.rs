@@ -267,3 +267,83 @@ async fn requests_with_a_fingerprint_take_the_fast_path_with_their_flag() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A source of bytes that records the room each read offered it, and
+/// gives at most `chunk` bytes a read.
+struct Recording {
+    bytes: Vec<u8>,
+    at: usize,
+    chunk: usize,
+    offered: Vec<usize>,
+}
+
+impl AsyncRead for Recording {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        this.offered.push(buf.remaining());
+        let n = buf
+            .remaining()
+            .min(this.chunk)
+            .min(this.bytes.len() - this.at);
+        buf.put_slice(&this.bytes[this.at..this.at + n]);
+        this.at += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Reads `wire` to its end as a stream's receiver does, through `chunk`s;
+/// the room each read was offered.
+async fn reads_of(wire: Vec<u8>, chunk: usize) -> Vec<usize> {
+    let len = wire.len();
+    let source = Recording {
+        bytes: wire,
+        at: 0,
+        chunk,
+        offered: Vec::new(),
+    };
+    let mut reader = FrameReader::new(source, FrameCodec::new(1 << 20));
+    let mut taken = 0;
+    while let Some(incoming) =
+        std::future::poll_fn(|cx| reader.poll_incoming(cx, Kind::Response)).await
+    {
+        match incoming.unwrap() {
+            Incoming::Items(run) => taken += run.cost(),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(taken, len, "every item came out");
+    reader.io.offered
+}
+
+#[tokio::test]
+async fn a_peer_that_fills_every_read_is_read_in_larger_reads() {
+    let mut wire = Vec::new();
+    for seq in 0u32..40_000 {
+        let mut f = FrameBuf::new(Kind::StreamItem, 5, 16);
+        f.payload_mut().extend_from_slice(&[seq as u8; 16]);
+        wire.extend_from_slice(&f.finish());
+    }
+    // 1.2 MB, all there at once: each read fills the room it had.
+    let offered = reads_of(wire.clone(), usize::MAX).await;
+    assert!(
+        offered.iter().any(|&room| room >= BUSY_CAPACITY),
+        "the room never grew: {offered:?}"
+    );
+    assert!(
+        offered.len() < wire.len() / (BUSY_CAPACITY / 2),
+        "{} reads for {} bytes",
+        offered.len(),
+        wire.len()
+    );
+    // A peer whose bytes come a few at a time never fills a read: the
+    // buffer stays as it started.
+    let offered = reads_of(wire[..300_000].to_vec(), 1_000).await;
+    assert!(
+        offered.iter().all(|&room| room <= INITIAL_CAPACITY),
+        "the room grew for reads that never filled it"
+    );
+}
