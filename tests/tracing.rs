@@ -137,6 +137,10 @@ trait Traced {
     async fn maybe(&self, ok: bool) -> Result<rpc::Stream<u32>, String>;
     async fn forward_in_task(&self, to: String) -> String;
     async fn balanced(&self) -> u32;
+    /// The first call of the process waits 300 ms; the others answer at
+    /// once.
+    #[rpc(idempotent)]
+    async fn first_waits(&self) -> u32;
 }
 
 #[rpc::service]
@@ -179,6 +183,13 @@ impl Traced for T {
     }
     async fn balanced(&self) -> u32 {
         7
+    }
+    async fn first_waits(&self) -> u32 {
+        static CALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !CALLED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        8
     }
     async fn forward_in_task(&self, to: String) -> String {
         let task = rpc::context::spawn(async move {
@@ -416,4 +427,69 @@ async fn a_balanced_call_s_span_names_the_server_its_attempt_went_to() {
     );
     assert_eq!(c.field("rpc.call_id"), s.field("rpc.call_id"));
     server.shutdown().await;
+}
+
+/// A hedged call on a balanced channel of two servers: a span per attempt
+/// under the call's span, numbered, the hedge marked, each with its call id
+/// and server; the attempt that answered first is `Ok`, the other
+/// `Cancelled`, and the call's span names the server and call id of the
+/// one that answered.
+#[tokio::test]
+async fn a_hedged_call_has_a_span_per_attempt_under_the_call_s() {
+    let (first, _) = serve().await;
+    let (second, _) = serve().await;
+    let channel = rpc::Channel::balanced(rpc::discover::Static::new([
+        first.local_addr(),
+        second.local_addr(),
+    ]))
+    .hedge(rpc::client::Hedge::Fixed(Duration::from_millis(20)))
+    .connect()
+    .await
+    .unwrap();
+    assert_eq!(TracedClient::new(channel).first_waits().await.unwrap(), 8);
+    // The call's span, two attempts' and two servers'.
+    let spans = spans_of("Traced.first_waits", 5).await;
+    let c = one(&spans, "rpc.client");
+    let mut attempts: Vec<&Seen> = spans.iter().filter(|s| s.name == "rpc.attempt").collect();
+    attempts.sort_by_key(|a| a.field("rpc.attempt").to_owned());
+    assert_eq!(attempts.len(), 2, "{spans:#?}");
+    let ports = [first.local_addr().port(), second.local_addr().port()].map(|p| p.to_string());
+    for (n, a) in attempts.iter().enumerate() {
+        assert_eq!(a.field("rpc.attempt"), (n + 1).to_string());
+        assert_eq!(a.field("rpc.hedge"), (n == 1).to_string());
+        assert_eq!(a.parent.as_deref(), Some(c.field("span_id")), "{a:#?}");
+        assert_eq!(a.field("server.address"), "127.0.0.1");
+        assert!(ports.contains(&a.field("server.port").to_owned()), "{a:#?}");
+        assert_eq!(a.closed, 1);
+    }
+    assert_ne!(
+        attempts[0].field("server.port"),
+        attempts[1].field("server.port")
+    );
+    // Either may answer first (the first call to reach a server waits).
+    let mut statuses: Vec<&str> = attempts.iter().map(|a| a.field("rpc.status")).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, ["Cancelled", "Ok"]);
+    let won = attempts
+        .iter()
+        .find(|a| a.field("rpc.status") == "Ok")
+        .unwrap();
+    assert_eq!(c.field("rpc.status"), "Ok");
+    assert_eq!(c.field("server.port"), won.field("server.port"));
+    assert_eq!(c.field("rpc.call_id"), won.field("rpc.call_id"));
+    // Each attempt reached a server, under the call's trace.
+    let mut sent: Vec<&str> = attempts.iter().map(|a| a.field("rpc.call_id")).collect();
+    let mut served: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.name == "rpc.server")
+        .map(|s| s.field("rpc.call_id"))
+        .collect();
+    sent.sort_unstable();
+    served.sort_unstable();
+    assert_eq!(sent, served);
+    for s in spans.iter().filter(|s| s.name == "rpc.server") {
+        assert_eq!(s.field("trace_id"), c.field("trace_id"));
+    }
+    first.shutdown().await;
+    second.shutdown().await;
 }

@@ -178,6 +178,14 @@ impl Attempt {
         self.budget
     }
 
+    /// The id the call went out as, while it is out on a connection.
+    pub(super) fn call_id(&self) -> Option<u64> {
+        match &self.step {
+            Step::InFlight(call) | Step::Open(call) => Some(call.id()),
+            _ => None,
+        }
+    }
+
     /// One attempt of a balanced call on `endpoint`, by `deadline`, with
     /// `request` (shared by every attempt): it does not move to another
     /// connection, but waits once for `endpoint` to connect if it must.

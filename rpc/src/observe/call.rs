@@ -277,11 +277,10 @@ impl Drop for Observed {
 
 /// Records an attempt of the call being polled, sent as call `id` to
 /// `server`, in the call's client span: the span is current while the call
-/// is polled. (A retried or hedged call records its last attempt's.) The
-/// server's host and port go apart, as the conventions have them, for a
-/// server on TCP. Only a current span of a client call is written to: a
-/// call nobody watches enters no span, and must not write into its
-/// caller's.
+/// is polled. Only a current span of a client call is written to: a call
+/// nobody watches enters no span, and must not write into its caller's; and
+/// an attempt of a balanced call, in its own span, is recorded by its
+/// [`AttemptSpan`].
 pub(crate) fn record_attempt(id: u64, server: impl FnOnce() -> Address) {
     if !listened() {
         return;
@@ -290,15 +289,116 @@ pub(crate) fn record_attempt(id: u64, server: impl FnOnce() -> Address) {
     if span.metadata().is_none_or(|m| m.name() != "rpc.client") {
         return;
     }
+    record_server(&span, id, &server());
+}
+
+/// The call id and server of an attempt, in `span`. The server's host and
+/// port go apart, as the conventions have them, for a server on TCP.
+fn record_server(span: &Span, id: u64, server: &Address) {
     span.record("rpc.call_id", id);
-    let server = server();
     match server.tcp() {
         Some(addr) => {
             span.record("server.address", tracing::field::display(addr.ip()));
             span.record("server.port", addr.port());
         }
         None => {
-            span.record("server.address", tracing::field::display(&server));
+            span.record("server.address", tracing::field::display(server));
+        }
+    }
+}
+
+/// One attempt of a balanced call (the first, a retry, or a hedge), as a
+/// span of its own, `rpc.attempt`, under the call's client span: its
+/// number, whether it is a hedge, its call id and server, and how it ended
+/// (`"Cancelled"` if it was dropped: the other attempt of a hedge won, or
+/// the call went). The client span names the call id and server of the
+/// attempt whose outcome became the call's (the last to end). Only made
+/// when the client span is recorded.
+pub(crate) struct AttemptSpan {
+    span: Span,
+    /// The call's client span.
+    call: Span,
+    server: Address,
+    id: Option<u64>,
+    ended: bool,
+}
+
+impl AttemptSpan {
+    /// Attempt `number` (from 1) of the call being polled, to `server`.
+    pub(crate) fn start(
+        method: &'static str,
+        number: u32,
+        hedge: bool,
+        server: impl FnOnce() -> Address,
+    ) -> Option<AttemptSpan> {
+        if !listened() {
+            return None;
+        }
+        let call = Span::current();
+        if call.metadata().is_none_or(|m| m.name() != "rpc.client") {
+            return None;
+        }
+        let span = tracing::info_span!(
+            parent: &call,
+            "rpc.attempt",
+            rpc.service = Empty,
+            rpc.method = Empty,
+            rpc.attempt = number,
+            rpc.hedge = hedge,
+            rpc.call_id = Empty,
+            server.address = Empty,
+            server.port = Empty,
+            rpc.status = Empty,
+            otel.status_code = Empty,
+            error.message = Empty,
+        );
+        let (service, name) = split(method);
+        span.record("rpc.service", service);
+        span.record("rpc.method", name);
+        Some(AttemptSpan {
+            span,
+            call,
+            server: server(),
+            id: None,
+            ended: false,
+        })
+    }
+
+    /// The span, to poll the attempt in.
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// The attempt went out as call `id` (recorded once).
+    pub(crate) fn sent(&mut self, id: u64) {
+        if self.id.is_none() {
+            self.id = Some(id);
+            record_server(&self.span, id, &self.server);
+        }
+    }
+
+    /// The attempt ended: `failure`, or an answer (whatever its status).
+    pub(crate) fn end(mut self, failure: Option<&Error>) {
+        self.ended = true;
+        match failure {
+            None => self.span.record("rpc.status", "Ok"),
+            Some(e) => {
+                self.span.record("rpc.status", error_name(e));
+                self.span.record("otel.status_code", "ERROR");
+                self.span
+                    .record("error.message", tracing::field::display(e))
+            }
+        };
+        if let Some(id) = self.id {
+            record_server(&self.call, id, &self.server);
+        }
+    }
+}
+
+impl Drop for AttemptSpan {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.span.record("rpc.status", "Cancelled");
         }
     }
 }

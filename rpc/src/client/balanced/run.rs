@@ -10,6 +10,7 @@
 //! first is still out, once it has taken longer than the hedging delay: the
 //! first reply wins and the other attempt is cancelled (dropped).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use crate::Error;
 use crate::client::attempt::Attempt;
 use crate::client::method::Method;
 use crate::deadline;
+use crate::observe::call::AttemptSpan;
 use crate::observe::metrics;
 use crate::protocol::{Payload, Status};
 
@@ -91,7 +93,7 @@ impl Running {
                 let why = "the balanced channel has no endpoints (discovery found none yet)";
                 return Err(Error::disconnected(self.method.name, why, false));
             };
-            let first = self.attempt(chosen);
+            let first = self.attempt(chosen, false);
             let delay = hedge.and_then(|h| h.delay(&self.balancer.latencies, Instant::now()));
             let ended = match delay {
                 None => first.await,
@@ -133,7 +135,7 @@ impl Running {
             return first.await;
         }
         let second = match self.balancer.choose(self.key, &self.tried) {
-            Some(chosen) => self.attempt(chosen),
+            Some(chosen) => self.attempt(chosen, true),
             None => return first.await,
         };
         metrics::attempt_again(self.method.name, metrics::Again::Hedge);
@@ -147,11 +149,20 @@ impl Running {
         }
     }
 
-    /// One attempt on `chosen`, reported to the balancer however it ends
-    /// (dropped unfinished: abandoned).
-    fn attempt(&mut self, chosen: Chosen) -> impl Future<Output = Ended> + Send + Sync + use<> {
+    /// One attempt on `chosen` (a `hedge`, or the call's next), reported
+    /// to the balancer however it ends (dropped unfinished: abandoned), and
+    /// in a span of its own if the call's is recorded.
+    fn attempt(
+        &mut self,
+        chosen: Chosen,
+        hedge: bool,
+    ) -> impl Future<Output = Ended> + Send + Sync + use<> {
         let Chosen { member, probe } = chosen;
         self.tried.push(member.id);
+        let number = self.tried.len() as u32;
+        let traced = AttemptSpan::start(self.method.name, number, hedge, || {
+            member.endpoint.address()
+        });
         let attempt = Attempt::on(
             member.endpoint.clone(),
             self.method.name,
@@ -170,10 +181,14 @@ impl Running {
             done: false,
         };
         async move {
-            let result = attempt.await;
+            let mut traced = traced;
+            let result = match &mut traced {
+                None => attempt.await,
+                Some(traced) => in_span(attempt, traced).await,
+            };
             let rtt = started.elapsed();
             guard.done = true;
-            match result {
+            let ended = match result {
                 Ok(payload) if payload.first() == Some(&(Status::Overloaded as u8)) => {
                     // Refused for load: the server is fine, the call did not
                     // run, and another server may take it.
@@ -219,9 +234,32 @@ impl Running {
                     }
                     Ended::Failed(e)
                 }
+            };
+            if let Some(traced) = traced {
+                traced.end(match &ended {
+                    Ended::Answered(_) => None,
+                    Ended::Failed(e) => Some(e),
+                });
             }
+            ended
         }
     }
+}
+
+/// `attempt`, polled in its span, which records its call id once it is
+/// sent.
+async fn in_span(mut attempt: Attempt, traced: &mut AttemptSpan) -> Result<Payload, Error> {
+    std::future::poll_fn(|cx| {
+        let polled = {
+            let _in_span = traced.span().enter();
+            Pin::new(&mut attempt).poll(cx)
+        };
+        if let Some(id) = attempt.call_id() {
+            traced.sent(id);
+        }
+        polled
+    })
+    .await
 }
 
 /// Errors that another server would give too: the request itself is at
