@@ -53,10 +53,10 @@ enum Resp {
 }
 
 /// Byte buffers as one block (what a careful hand-written protocol does).
-mod block {
+pub(super) mod block {
     use serde::{Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(in crate::impls) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(v)
     }
 

@@ -23,32 +23,28 @@ const CHUNK: usize = 64 << 10;
 /// tonic's are).
 #[derive(Serialize, Deserialize)]
 struct Item {
-    #[serde(with = "block")]
+    #[serde(
+        serialize_with = "super::baseline::block::serialize",
+        deserialize_with = "borrowed_bytes"
+    )]
     payload: Vec<u8>,
 }
 
-/// Byte buffers as one block, decoded from the bytes in place (bincode's
-/// owned path for a `Vec<u8>` zeroes a buffer first, through `calloc`).
-mod block {
-    use serde::{Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
+/// Bytes decoded from the read buffer in place (bincode's owned path for a
+/// `Vec<u8>`, which `baseline` takes, zeroes a buffer first, through
+/// `calloc`).
+fn borrowed_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
         }
-        d.deserialize_bytes(V)
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
     }
+    d.deserialize_bytes(V)
 }
 
 fn config() -> bincode::config::Configuration {
