@@ -25,13 +25,6 @@ use crate::protocol::{
 /// Room for the first reads; the buffer grows as frames need.
 const INITIAL_CAPACITY: usize = 8 * 1024;
 
-/// The room reads grow to while each one fills all the room it had: a peer
-/// that sends faster than one read a wakeup takes (a stream of small
-/// items) is then read in a few large reads, not many small ones. No more
-/// than a server's reader may buffer without asking its budget
-/// ([`FREE_BYTES`]), which a single frame of that size reaches anyway.
-const BUSY_CAPACITY: usize = 64 * 1024;
-
 /// What [`FrameReader::poll_incoming`] gives.
 #[derive(Debug)]
 pub(crate) enum Incoming {
@@ -152,7 +145,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         room: usize,
     ) -> Poll<std::io::Result<usize>> {
         self.buf.reserve(1);
-        let spare = self.buf.capacity() - self.buf.len();
         let mut limited = (&mut self.buf).limit(room);
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(&mut self.io),
@@ -161,9 +153,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         ))?;
         if n == 0 {
             self.eof = true;
-        } else if n == spare && self.buf.capacity() < BUSY_CAPACITY {
-            // Doubled for the next read (it moves what is left of a frame).
-            self.buf.reserve(self.buf.capacity());
         }
         Poll::Ready(Ok(n))
     }
