@@ -172,9 +172,10 @@ async fn a_producer_error_ends_the_stream_with_its_message() {
 async fn a_stalled_stream_holds_up_neither_the_others_nor_unary_calls() {
     let (_server, feed, _) = feed_over(Transport::Tcp, rpc::Server::builder()).await;
     let calc = CalculatorClient::new(feed.channel().clone());
-    // Each stream sends 2 MiB; the stalled one 4 MiB, twice its window
-    // (the client's default, 2 MiB).
-    const ITEMS: u64 = 2_000;
+    // Each stream sends about 3 MiB, the stalled one 4 MiB: past the
+    // client's default window (2 MiB), so the others go on only as credit
+    // comes back while the stalled one waits for credit that never comes.
+    const ITEMS: u64 = 3_000;
     const STALLED_ITEMS: u64 = 4_000;
     // The first is never read: its producer waits for credit.
     let stalled = feed.watch(STALLED_ITEMS, 1024).await.unwrap();

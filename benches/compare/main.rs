@@ -31,7 +31,8 @@
 //! S2, as B and D keep), `tonic` (0.14 + prost, server streaming over one
 //! HTTP/2 connection, with the service generated from `benches/proto/`)
 //! and `baseline-stream` (a hand-written stream: items encoded back to back
-//! with no frame each, no flow control and no cancellation; a floor).
+//! with no frame each, no flow control and no cancellation; a floor under
+//! the cost per item).
 //!
 //! Every cell (implementation x workload x repeat) runs in a fresh process:
 //! this binary re-executes itself with `--child IMPL WORKLOAD`; the child runs

@@ -444,7 +444,11 @@ fn method(md: &mut String, clk_tck: f64, streaming: bool) {
              on; hyper's HTTP/2 windows, 2 MiB per stream and 5 MiB per connection on the \
              receiving client). `rpc-unary`: `in flight` tasks on one connection, each \
              taking a ticket and calling `chunk(size) -> Vec<u8>` until the tickets run \
-             out.\n"
+             out. `baseline-stream`: tokio + bincode 2 (serde, standard config), a request \
+             of 12 bytes, then the items encoded back to back (no frame each) into one \
+             buffer written every 64 KiB; the client reads into one buffer and decodes each \
+             item from it in place in the same task; no flow control, no cancellation: a \
+             floor under the cost per item (S1).\n"
         );
     }
     let _ = writeln!(md, "## The library's unbatched path\n");

@@ -63,7 +63,7 @@ pub fn response_frame<R: Serialize + ?Sized>(call_id: u64, value: &R) -> Bytes {
 
 /// The Hello frame this crate sends (a client opens every connection with it).
 pub fn hello_frame() -> Bytes {
-    Hello::ours(MAX_FRAME, crate::stream::DEFAULT_WINDOW).encode()
+    Hello::ours(MAX_FRAME, crate::stream::DEFAULT_CLIENT_WINDOW).encode()
 }
 
 /// Decodes one Request frame from the front of `buf` through the frame codec,

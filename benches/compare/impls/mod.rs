@@ -34,7 +34,7 @@ pub(crate) enum Impl {
     /// tonic 0.14 + prost, server streaming over one HTTP/2 connection (S1, S2).
     Tonic,
     /// A hand-written stream, items encoded back to back with nothing
-    /// around them (S1, S2): a floor under what a library can reach.
+    /// around them (S1, S2): a floor under a library's cost per item.
     BaselineStream,
     /// This library with one interceptor that does nothing on each side:
     /// what the interceptor machinery costs a call.

@@ -60,7 +60,7 @@ pub(super) fn table(md: &mut String, o: &Outcome<'_>, cells: &Cells) -> Vec<char
          HTTP/2 connection, tonic's default settings. `baseline-stream`: a \
          hand-written stream (tokio, bincode), items encoded back to back with no \
          frame each, no flow control, no cancellation, decoded in the task that \
-         reads the socket: a floor. Medians over the repeats; \
+         reads the socket: a floor under the cost per item (S1). Medians over the repeats; \
          **× tonic** and **× rpc-unary**: the ratio of medians in the same run \
          (items/s for S1, MB/s for S2). Range: the lowest and highest repeat. \
          Items per call: the median of the measured calls' sizes.\n",

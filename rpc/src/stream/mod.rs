@@ -116,7 +116,10 @@ pub const DEFAULT_WINDOW: usize = 256 << 10;
 /// hyper's HTTP/2 client, which tonic's client grants. A client receives
 /// the streams it asked for, from servers it chose, and those carry the
 /// bulk (downloads, watches): a window that covers the time a busy consumer
-/// is not scheduled keeps the producer sending meanwhile.
+/// is not scheduled keeps the producer sending meanwhile. There is no window
+/// for a whole connection (hyper's client has one of 5 MiB): a client holds
+/// at most this plus one item for each stream it has open, 200 MiB for 100
+/// streams nobody reads.
 pub const DEFAULT_CLIENT_WINDOW: usize = 2 << 20;
 
 /// Streaming calls open at once on one server connection, unless
