@@ -137,10 +137,12 @@ trait Traced {
     async fn maybe(&self, ok: bool) -> Result<rpc::Stream<u32>, String>;
     async fn forward_in_task(&self, to: String) -> String;
     async fn balanced(&self) -> u32;
-    /// The first call of the process waits 300 ms; the others answer at
-    /// once.
+    /// The first call of the process answers after 150 ms, the others
+    /// after 1 s.
     #[rpc(idempotent)]
     async fn first_waits(&self) -> u32;
+    async fn panics_too(&self);
+    async fn hangs(&self);
 }
 
 #[rpc::service]
@@ -186,10 +188,16 @@ impl Traced for T {
     }
     async fn first_waits(&self) -> u32 {
         static CALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-        if !CALLED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        let first = !CALLED.swap(true, std::sync::atomic::Ordering::SeqCst);
+        let ms = if first { 150 } else { 1000 };
+        tokio::time::sleep(Duration::from_millis(ms)).await;
         8
+    }
+    async fn panics_too(&self) {
+        panic!("on purpose")
+    }
+    async fn hangs(&self) {
+        tokio::time::sleep(Duration::from_secs(10)).await;
     }
     async fn forward_in_task(&self, to: String) -> String {
         let task = rpc::context::spawn(async move {
@@ -433,7 +441,8 @@ async fn a_balanced_call_s_span_names_the_server_its_attempt_went_to() {
 /// under the call's span, numbered, the hedge marked, each with its call id
 /// and server; the attempt that answered first is `Ok`, the other
 /// `Cancelled`, and the call's span names the server and call id of the
-/// one that answered.
+/// one that answered (the first attempt, as a rule: the first call to
+/// reach a server answers first, and the hedge goes out 50 ms after it).
 #[tokio::test]
 async fn a_hedged_call_has_a_span_per_attempt_under_the_call_s() {
     let (first, _) = serve().await;
@@ -442,7 +451,7 @@ async fn a_hedged_call_has_a_span_per_attempt_under_the_call_s() {
         first.local_addr(),
         second.local_addr(),
     ]))
-    .hedge(rpc::client::Hedge::Fixed(Duration::from_millis(20)))
+    .hedge(rpc::client::Hedge::Fixed(Duration::from_millis(50)))
     .connect()
     .await
     .unwrap();
@@ -490,6 +499,55 @@ async fn a_hedged_call_has_a_span_per_attempt_under_the_call_s() {
     for s in spans.iter().filter(|s| s.name == "rpc.server") {
         assert_eq!(s.field("trace_id"), c.field("trace_id"));
     }
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+async fn two_servers() -> (rpc::ServerHandle, rpc::ServerHandle, TracedClient) {
+    let (first, _) = serve().await;
+    let (second, _) = serve().await;
+    let channel = rpc::Channel::balanced(rpc::discover::Static::new([
+        first.local_addr(),
+        second.local_addr(),
+    ]))
+    .connect()
+    .await
+    .unwrap();
+    (first, second, TracedClient::new(channel))
+}
+
+/// An attempt answered with a failure status records that status, as its
+/// call does; a call dropped while out leaves its attempt `Cancelled`, and
+/// the call's span still names the server and call id it went out as.
+#[tokio::test]
+async fn a_balanced_call_s_attempt_records_a_failed_reply_and_a_dropped_call() {
+    let (first, second, client) = two_servers().await;
+    let panicked = client.panics_too().await;
+    assert!(
+        matches!(panicked, Err(rpc::Error::Panicked { .. })),
+        "{panicked:?}"
+    );
+    let spans = spans_of("Traced.panics_too", 3).await;
+    let (c, a) = (one(&spans, "rpc.client"), one(&spans, "rpc.attempt"));
+    assert_eq!(c.field("rpc.status"), "Panicked");
+    assert_eq!(a.field("rpc.status"), "Panicked");
+    assert_eq!(a.field("otel.status_code"), "ERROR");
+    assert_eq!(c.field("server.port"), a.field("server.port"));
+
+    let dropped = tokio::time::timeout(Duration::from_millis(100), client.hangs()).await;
+    assert!(dropped.is_err(), "the call hangs until dropped");
+    let spans = spans_of("Traced.hangs", 3).await;
+    let (c, a, s) = (
+        one(&spans, "rpc.client"),
+        one(&spans, "rpc.attempt"),
+        one(&spans, "rpc.server"),
+    );
+    assert_eq!(c.field("rpc.status"), "Cancelled");
+    assert_eq!(a.field("rpc.status"), "Cancelled");
+    assert!(!a.field("server.port").is_empty(), "{a:#?}");
+    assert_eq!(c.field("server.port"), a.field("server.port"));
+    assert_eq!(c.field("rpc.call_id"), a.field("rpc.call_id"));
+    assert_eq!(a.field("rpc.call_id"), s.field("rpc.call_id"));
     first.shutdown().await;
     second.shutdown().await;
 }

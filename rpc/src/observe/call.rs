@@ -19,6 +19,7 @@ use tracing::field::Empty;
 use super::metrics::{self, Side};
 use super::trace::TraceContext;
 use crate::Error;
+use crate::protocol::Status;
 use crate::transport::{Address, Peer};
 
 /// `rpc.system`: this library's protocol (its Hello's magic says ZRPC).
@@ -289,13 +290,13 @@ pub(crate) fn record_attempt(id: u64, server: impl FnOnce() -> Address) {
     if span.metadata().is_none_or(|m| m.name() != "rpc.client") {
         return;
     }
-    record_server(&span, id, &server());
+    span.record("rpc.call_id", id);
+    record_server(&span, &server());
 }
 
-/// The call id and server of an attempt, in `span`. The server's host and
-/// port go apart, as the conventions have them, for a server on TCP.
-fn record_server(span: &Span, id: u64, server: &Address) {
-    span.record("rpc.call_id", id);
+/// The server of an attempt, in `span`: its host and port apart, as the
+/// conventions have them, for a server on TCP.
+fn record_server(span: &Span, server: &Address) {
     match server.tcp() {
         Some(addr) => {
             span.record("server.address", tracing::field::display(addr.ip()));
@@ -307,12 +308,15 @@ fn record_server(span: &Span, id: u64, server: &Address) {
     }
 }
 
-/// One attempt of a balanced call (the first, a retry, or a hedge), as a
-/// span of its own, `rpc.attempt`, under the call's client span: its
-/// number, whether it is a hedge, its call id and server, and how it ended
-/// (`"Cancelled"` if it was dropped: the other attempt of a hedge won, or
-/// the call went). The client span names the call id and server of the
-/// attempt whose outcome became the call's (the last to end). Only made
+/// One attempt of a call the balancer makes (the first, a retry, or a
+/// hedge), as a span of its own, `rpc.attempt`, under the call's client
+/// span: its number, whether it is a hedge, its server, its call id once it
+/// went out, and how it ended (`"Cancelled"` if it was dropped unfinished:
+/// the other attempt of a hedge won, or the call itself went). The client
+/// span names the server and call id of the attempt whose outcome became
+/// the call's (for a call dropped unfinished, of the last attempt that went
+/// out; an attempt that never went out has no call id, and leaves the one
+/// before it in place: a field once recorded cannot be cleared). Only made
 /// when the client span is recorded.
 pub(crate) struct AttemptSpan {
     span: Span,
@@ -341,6 +345,7 @@ impl AttemptSpan {
         let span = tracing::info_span!(
             parent: &call,
             "rpc.attempt",
+            rpc.system = SYSTEM,
             rpc.service = Empty,
             rpc.method = Empty,
             rpc.attempt = number,
@@ -355,10 +360,12 @@ impl AttemptSpan {
         let (service, name) = split(method);
         span.record("rpc.service", service);
         span.record("rpc.method", name);
+        let server = server();
+        record_server(&span, &server);
         Some(AttemptSpan {
             span,
             call,
-            server: server(),
+            server,
             id: None,
             ended: false,
         })
@@ -369,28 +376,35 @@ impl AttemptSpan {
         &self.span
     }
 
-    /// The attempt went out as call `id` (recorded once).
+    /// The attempt went out as call `id`: in its span, and in the call's.
     pub(crate) fn sent(&mut self, id: u64) {
-        if self.id.is_none() {
+        if self.id != Some(id) {
             self.id = Some(id);
-            record_server(&self.span, id, &self.server);
+            self.span.record("rpc.call_id", id);
+            self.call.record("rpc.call_id", id);
+            record_server(&self.call, &self.server);
         }
     }
 
-    /// The attempt ended: `failure`, or an answer (whatever its status).
-    pub(crate) fn end(mut self, failure: Option<&Error>) {
+    /// The attempt ended: with a reply of this status byte (a failure
+    /// itself, if not `Ok`), or without one.
+    pub(crate) fn end(mut self, outcome: Result<u8, &Error>) {
         self.ended = true;
-        match failure {
-            None => self.span.record("rpc.status", "Ok"),
-            Some(e) => {
-                self.span.record("rpc.status", error_name(e));
-                self.span.record("otel.status_code", "ERROR");
+        let status = match outcome {
+            Ok(status) => Status::from_u8(status).map_or("Decode", Status::name),
+            Err(e) => {
                 self.span
-                    .record("error.message", tracing::field::display(e))
+                    .record("error.message", tracing::field::display(e));
+                error_name(e)
             }
         };
+        self.span.record("rpc.status", status);
+        if status != "Ok" {
+            self.span.record("otel.status_code", "ERROR");
+        }
+        record_server(&self.call, &self.server);
         if let Some(id) = self.id {
-            record_server(&self.call, id, &self.server);
+            self.call.record("rpc.call_id", id);
         }
     }
 }

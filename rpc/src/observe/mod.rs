@@ -16,27 +16,32 @@
 //! | `otel.name` | `"Service/method"` |
 //! | `rpc.system` | `"zrpc"` |
 //! | `rpc.service`, `rpc.method` | the wire names: `"Calculator"`, `"add"` |
-//! | `rpc.call_id` | the call's id on its connection (on the client, that of the attempt whose outcome is the call's) |
+//! | `rpc.call_id` | the call's id on its connection (on the client, its last attempt's; see below) |
 //! | `network.peer.address`, `network.peer.port` | the caller (server) |
-//! | `server.address`, `server.port` | the server that attempt went to (client) |
+//! | `server.address`, `server.port` | the server the call went to (client; see below for attempts) |
 //! | `trace_id`, `span_id`, `parent_span_id` | W3C trace context, hex |
 //! | `rpc.status` | at the end: `"Ok"`, or the failure (`"DeadlineExceeded"`, `"Panicked"`, ... the [`Error`](crate::Error) variant's name), or `"Cancelled"` for a call dropped before its outcome |
 //! | `otel.status_code`, `error.message` | `"ERROR"` and the error's text, on failure |
 //!
 //! An application's own `Err(E)` is a successful call (`"Ok"`): the call
-//! delivered its value.
-//!
-//! A call on a balanced channel of several servers also has a span per
-//! attempt (`rpc.attempt`, INFO, a child of the call's span): the first,
-//! each retry and each hedge, with `rpc.service`, `rpc.method`,
-//! `rpc.attempt` (its number, from 1), `rpc.hedge` (`true` for a hedge),
-//! `rpc.call_id`, `server.address` and `server.port`, and at its end
-//! `rpc.status` (`"Cancelled"` for the attempt a hedge made needless),
-//! `otel.status_code` and `error.message` as above. The trace context sent
-//! is the call's, so the servers' spans are children of the call's span,
-//! beside its attempts'. With no subscriber listening at INFO, a span costs
+//! delivered its value. With no subscriber listening at INFO, a span costs
 //! one cached check per call, nothing is allocated, and no trace context
 //! is made (a handler still forwards the context its caller sent).
+//!
+//! A unary call whose attempts a balanced channel makes (on a channel of
+//! several servers, or with interceptors) also has a span per attempt
+//! (`rpc.attempt`, INFO, a child of the call's span): the first, each retry
+//! and each hedge, with `rpc.system`, `rpc.service`, `rpc.method`,
+//! `rpc.attempt` (its number, from 1), `rpc.hedge` (`true` for a hedge),
+//! `server.address` and `server.port`, `rpc.call_id` once it went out, and
+//! at its end `rpc.status` (the reply's status, or the failure; or
+//! `"Cancelled"` for an attempt dropped unfinished: the one a hedge made
+//! needless, or any when the call itself was dropped), with
+//! `otel.status_code` and `error.message` as above. The call's span then
+//! names the server and call id of the attempt whose outcome became the
+//! call's (of the last that went out, for a call dropped unfinished). The
+//! trace context sent is the call's, so the servers' spans are children of
+//! the call's span, beside its attempts'.
 //!
 //! # Trace context
 //!

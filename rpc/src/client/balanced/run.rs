@@ -12,6 +12,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -160,9 +161,12 @@ impl Running {
         let Chosen { member, probe } = chosen;
         self.tried.push(member.id);
         let number = self.tried.len() as u32;
+        // Boxed: only a call whose span is recorded has one, and every
+        // balanced call's future would otherwise carry its room.
         let traced = AttemptSpan::start(self.method.name, number, hedge, || {
             member.endpoint.address()
-        });
+        })
+        .map(Box::new);
         let attempt = Attempt::on(
             member.endpoint.clone(),
             self.method.name,
@@ -181,11 +185,7 @@ impl Running {
             done: false,
         };
         async move {
-            let mut traced = traced;
-            let result = match &mut traced {
-                None => attempt.await,
-                Some(traced) => in_span(attempt, traced).await,
-            };
+            let (result, traced) = InSpan { attempt, traced }.await;
             let rtt = started.elapsed();
             guard.done = true;
             let ended = match result {
@@ -237,8 +237,8 @@ impl Running {
             };
             if let Some(traced) = traced {
                 traced.end(match &ended {
-                    Ended::Answered(_) => None,
-                    Ended::Failed(e) => Some(e),
+                    Ended::Answered(reply) => Ok(reply.first().copied().unwrap_or(u8::MAX)),
+                    Ended::Failed(e) => Err(e),
                 });
             }
             ended
@@ -246,20 +246,32 @@ impl Running {
     }
 }
 
-/// `attempt`, polled in its span, which records its call id once it is
-/// sent.
-async fn in_span(mut attempt: Attempt, traced: &mut AttemptSpan) -> Result<Payload, Error> {
-    std::future::poll_fn(|cx| {
+/// An attempt, polled in its span if the call's span is recorded; gives
+/// its outcome and the span, to record how it ended.
+struct InSpan {
+    attempt: Attempt,
+    traced: Option<Box<AttemptSpan>>,
+}
+
+impl Future for InSpan {
+    type Output = (Result<Payload, Error>, Option<Box<AttemptSpan>>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let Some(traced) = &mut this.traced else {
+            let result = ready!(Pin::new(&mut this.attempt).poll(cx));
+            return Poll::Ready((result, None));
+        };
         let polled = {
             let _in_span = traced.span().enter();
-            Pin::new(&mut attempt).poll(cx)
+            Pin::new(&mut this.attempt).poll(cx)
         };
-        if let Some(id) = attempt.call_id() {
+        if let Some(id) = this.attempt.call_id() {
             traced.sent(id);
         }
-        polled
-    })
-    .await
+        let result = ready!(polled);
+        Poll::Ready((result, this.traced.take()))
+    }
 }
 
 /// Errors that another server would give too: the request itself is at
