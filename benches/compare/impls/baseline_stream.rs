@@ -23,31 +23,14 @@ use super::StreamClient;
 const CHUNK: usize = 64 << 10;
 
 /// One streamed item, its bytes as one block (as `rpc-stream`'s and
-/// tonic's are).
+/// tonic's are), decoded from the read buffer in place.
 #[derive(Serialize, Deserialize)]
 struct Item {
     #[serde(
         serialize_with = "super::baseline::block::serialize",
-        deserialize_with = "borrowed_bytes"
+        deserialize_with = "super::baseline::block::deserialize_in_place"
     )]
     payload: Vec<u8>,
-}
-
-/// Bytes decoded from the read buffer in place (bincode's owned path for a
-/// `Vec<u8>`, which `baseline` takes, zeroes a buffer first, through
-/// `calloc`).
-fn borrowed_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-    struct V;
-    impl serde::de::Visitor<'_> for V {
-        type Value = Vec<u8>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("bytes")
-        }
-        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
-        }
-    }
-    d.deserialize_bytes(V)
 }
 
 fn config() -> bincode::config::Configuration {
