@@ -445,17 +445,9 @@ async fn a_balanced_call_s_span_names_the_server_its_attempt_went_to() {
 /// reach a server answers first, and the hedge goes out 50 ms after it).
 #[tokio::test]
 async fn a_hedged_call_has_a_span_per_attempt_under_the_call_s() {
-    let (first, _) = serve().await;
-    let (second, _) = serve().await;
-    let channel = rpc::Channel::balanced(rpc::discover::Static::new([
-        first.local_addr(),
-        second.local_addr(),
-    ]))
-    .hedge(rpc::client::Hedge::Fixed(Duration::from_millis(50)))
-    .connect()
-    .await
-    .unwrap();
-    assert_eq!(TracedClient::new(channel).first_waits().await.unwrap(), 8);
+    let hedge = rpc::client::Hedge::Fixed(Duration::from_millis(50));
+    let (first, second, client) = two_servers(hedge).await;
+    assert_eq!(client.first_waits().await.unwrap(), 8);
     // The call's span, two attempts' and two servers'.
     let spans = spans_of("Traced.first_waits", 5).await;
     let c = one(&spans, "rpc.client");
@@ -503,13 +495,17 @@ async fn a_hedged_call_has_a_span_per_attempt_under_the_call_s() {
     second.shutdown().await;
 }
 
-async fn two_servers() -> (rpc::ServerHandle, rpc::ServerHandle, TracedClient) {
+/// Two servers, and a client of both through a balanced channel.
+async fn two_servers(
+    hedge: rpc::client::Hedge,
+) -> (rpc::ServerHandle, rpc::ServerHandle, TracedClient) {
     let (first, _) = serve().await;
     let (second, _) = serve().await;
     let channel = rpc::Channel::balanced(rpc::discover::Static::new([
         first.local_addr(),
         second.local_addr(),
     ]))
+    .hedge(hedge)
     .connect()
     .await
     .unwrap();
@@ -521,7 +517,7 @@ async fn two_servers() -> (rpc::ServerHandle, rpc::ServerHandle, TracedClient) {
 /// the call's span still names the server and call id it went out as.
 #[tokio::test]
 async fn a_balanced_call_s_attempt_records_a_failed_reply_and_a_dropped_call() {
-    let (first, second, client) = two_servers().await;
+    let (first, second, client) = two_servers(rpc::client::Hedge::Off).await;
     let panicked = client.panics_too().await;
     assert!(
         matches!(panicked, Err(rpc::Error::Panicked { .. })),
